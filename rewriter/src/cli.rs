@@ -1,0 +1,64 @@
+//! Subcommand bodies for the `allocsite` binary. Errors are one line, naming the file.
+
+use crate::atomic::write_atomic;
+use allocsite_analysis as analysis;
+use std::path::{Path, PathBuf};
+
+fn user_fns(alloc_fns: Option<&str>, free_fns: Option<&str>) -> Result<analysis::Options, String> {
+    analysis::Options::from_descriptors(alloc_fns.unwrap_or(""), free_fns.unwrap_or(""))
+}
+
+pub fn analyze(
+    bin: &Path,
+    format: &str,
+    output: Option<&Path>,
+    alloc_fns: Option<&str>,
+    free_fns: Option<&str>,
+) -> Result<(), String> {
+    let opts = user_fns(alloc_fns, free_fns)?;
+    let cls = analysis::analyze_path(bin, &opts).map_err(|e| e.to_string())?;
+    let text = match format {
+        "json" => cls.to_json() + "\n",
+        "liballocs" => analysis::output::liballocs(&cls),
+        _ => analysis::output::text(&cls),
+    };
+    match output {
+        Some(path) => write_atomic(path, text.as_bytes(), None)
+            .map_err(|e| format!("{}: cannot write: {e}", path.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+pub struct RewriteArgs {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub fns: Option<PathBuf>,
+    pub alloc_fns: Option<String>,
+    pub free_fns: Option<String>,
+    pub strict: bool,
+    pub runtime: Option<PathBuf>,
+    pub verbose: bool,
+}
+
+pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
+    let cls = match &args.fns {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            analysis::Classification::from_json(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => {
+            let opts = user_fns(args.alloc_fns.as_deref(), args.free_fns.as_deref())?;
+            analysis::analyze_path(&args.input, &opts).map_err(|e| e.to_string())?
+        }
+    };
+    crate::rewrite::run(args, &cls)
+}
+
+pub fn report(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>) -> Result<(), String> {
+    crate::report::run(path, top, by_outermost, flamegraph)
+}
