@@ -1,0 +1,343 @@
+//! The classification fixpoint: starting from the seed allocators, a function is
+//! an allocation function when a parameter reaches the size/count/pointer argument
+//! of a call to an already-classified function and (for allocators) that call's
+//! result reaches the function's return value or an out-parameter. Iterated over
+//! the call graph until nothing changes, so wrappers of wrappers are found.
+
+use crate::classification::Kind;
+use crate::flow::{CallSite, Summary, Target, Val};
+use crate::indirect::Pointers;
+use crate::load::Binary;
+use crate::seeds::{self, Spec};
+use std::collections::{BTreeMap, HashMap};
+
+/// A classified function with the facts that led to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub spec: Spec,
+    pub evidence: Vec<String>,
+}
+
+pub struct Classifier<'a> {
+    bin: &'a Binary,
+    sums: &'a [Summary],
+    user: &'a HashMap<String, Spec>,
+    ptrs: Pointers,
+    pub found: BTreeMap<usize, Found>,
+}
+
+/// The callee a call site reaches, when it is an allocation function.
+struct Callee {
+    spec: Spec,
+    name: String,
+}
+
+fn bit(c: usize) -> u64 {
+    1u64 << c.min(63)
+}
+
+fn lowest(mask: u8) -> Option<u8> {
+    (mask != 0).then(|| mask.trailing_zeros() as u8)
+}
+
+fn arg_name(p: u8) -> String {
+    format!("arg{p}")
+}
+
+impl<'a> Classifier<'a> {
+    pub fn new(bin: &'a Binary, sums: &'a [Summary], user: &'a HashMap<String, Spec>) -> Self {
+        let ptrs = Pointers::build(bin, sums);
+        Classifier { bin, sums, user, ptrs, found: BTreeMap::new() }
+    }
+
+    /// Seed specs for functions defined in the binary under a seed or user-given name
+    /// (static links, custom allocators named on the command line).
+    fn named_spec(&self, f: usize) -> Option<(Spec, bool)> {
+        let func = &self.bin.funcs[f];
+        std::iter::once(&func.name).chain(func.aliases.iter()).find_map(|n| {
+            self.user.get(n).map(|s| (*s, true)).or_else(|| seeds::seed(n).map(|s| (s, false)))
+        })
+    }
+
+    pub fn run(&mut self) {
+        for f in 0..self.bin.funcs.len() {
+            if let Some((spec, user)) = self.named_spec(f) {
+                let why = if user { "named by --alloc-fns/--free-fns" } else { "C library / C++ runtime allocator" };
+                self.found.insert(f, Found { spec, evidence: vec![why.to_string()] });
+            }
+        }
+        for _round in 0..32 {
+            let mut changed = false;
+            for f in 0..self.sums.len() {
+                if self.named_spec(f).is_some() {
+                    continue;
+                }
+                let new = self.classify(f);
+                if self.found.get(&f) != new.as_ref() {
+                    match new {
+                        Some(n) => self.found.insert(f, n),
+                        None => self.found.remove(&f),
+                    };
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    fn resolve(&self, cs: &CallSite, caller: usize) -> Option<Callee> {
+        match &cs.target {
+            Target::Import(n) => {
+                let base = n.split('@').next().unwrap_or(n);
+                let spec = self.user.get(base).copied().or_else(|| seeds::seed(base))?;
+                Some(Callee { spec, name: base.to_string() })
+            }
+            Target::Local(a) => {
+                let f = *self.bin.by_addr.get(a)?;
+                if f == caller {
+                    return None;
+                }
+                let spec = self.found.get(&f)?.spec;
+                Some(Callee { spec, name: self.bin.funcs[f].name.clone() })
+            }
+            t => {
+                let cands = self.ptrs.candidates(t);
+                let mut agreed: Option<(Spec, Vec<String>)> = None;
+                for fa in cands {
+                    let Some(&f) = self.bin.by_addr.get(&fa) else { continue };
+                    let Some(found) = self.found.get(&f) else { continue };
+                    let name = self.bin.funcs[f].name.clone();
+                    match &mut agreed {
+                        None => agreed = Some((found.spec, vec![name])),
+                        Some((s, names)) if same_roles(s, &found.spec) => names.push(name),
+                        Some(_) => return None,
+                    }
+                }
+                let (spec, names) = agreed?;
+                // Through a pointer, demand that the arguments line up with the
+                // candidates' roles: the role arguments come from our parameters.
+                let lined_up = [spec.size, spec.ptr, spec.count]
+                    .iter()
+                    .flatten()
+                    .all(|&k| cs.args.get(k as usize).is_some_and(|v| v.params != 0));
+                if !lined_up || (spec.size.is_none() && spec.ptr.is_none()) {
+                    return None;
+                }
+                let how = match t {
+                    Target::PtrGlobal(g) => format!("pointer at {g:#x}"),
+                    Target::PtrMember(o) => format!("pointer member +{o:#x}"),
+                    _ => "function pointer".to_string(),
+                };
+                Some(Callee { spec, name: format!("{} via {how}", names.join("|")) })
+            }
+        }
+    }
+
+    fn classify(&self, f: usize) -> Option<Found> {
+        let s = &self.sums[f];
+        let callees: Vec<Option<Callee>> = s.calls.iter().map(|cs| self.resolve(cs, f)).collect();
+        let storage_calls: u64 = callees
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.spec.gives_storage()))
+            .fold(0, |m, (i, _)| m | bit(i));
+        let out_calls: u64 = callees
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.spec.gives_storage() && c.spec.out.is_some()))
+            .fold(0, |m, (i, _)| m | bit(i));
+        let rets_ok = !s.rets.is_empty() && s.rets.iter().all(|r| ret_is_fresh(r, storage_calls, out_calls));
+        let mut best: Option<Found> = None;
+        let mut freed: Option<(u8, String)> = None;
+
+        for (c, (cs, callee)) in s.calls.iter().zip(callees.iter()).enumerate() {
+            let Some(callee) = callee else { continue };
+            let spec = callee.spec;
+            if spec.kind == Some(Kind::Free) {
+                if let Some(p) = spec.ptr.and_then(|k| cs.args[k as usize].as_param_arith()) {
+                    freed.get_or_insert((p, format!("{} → {} ptr", arg_name(p), callee.name)));
+                }
+                continue;
+            }
+            if !spec.gives_storage() {
+                continue;
+            }
+            let returned = s.rets.iter().any(|r| r.calls & bit(c) != 0 || r.outcalls & bit(c) & out_calls != 0);
+            let mut out_param = None;
+            if let Some(k) = spec.out {
+                out_param = cs.args[k as usize].as_param();
+            }
+            if out_param.is_none() {
+                out_param = s
+                    .stores
+                    .iter()
+                    .find(|st| st.off == 0 && (st.val.calls & bit(c) != 0 || st.val.outcalls & bit(c) & out_calls != 0))
+                    .map(|st| st.param);
+            }
+            let how = if returned && rets_ok {
+                None
+            } else if let Some(o) = out_param {
+                Some(o)
+            } else {
+                continue;
+            };
+            let mut spec_out = Spec { kind: Some(Kind::Alloc), nargs: 0, ..Spec::default() };
+            let mut ev = Vec::new();
+            if spec.kind == Some(Kind::Suballoc) {
+                spec_out.kind = Some(Kind::Suballoc);
+            }
+            let size_v = spec.size.map(|k| cs.args[k as usize]);
+            let count_v = spec.count.map(|k| cs.args[k as usize]);
+            match (count_v, size_v) {
+                (Some(cv), Some(sv)) => {
+                    spec_out.count = lowest(cv.params);
+                    spec_out.size = lowest(sv.params & !cv.params).or(lowest(sv.params));
+                    if spec_out.count == spec_out.size {
+                        spec_out.count = None;
+                    }
+                }
+                (None, Some(sv)) if sv.has(crate::flow::value::MUL) && sv.params.count_ones() == 2 => {
+                    spec_out.count = lowest(sv.params);
+                    spec_out.size = lowest(sv.params & !(1 << spec_out.count.unwrap_or(0)));
+                }
+                (None, Some(sv)) => spec_out.size = lowest(sv.params),
+                _ => {}
+            }
+            if let Some(p) = spec_out.count {
+                ev.push(format!("{} → {} count", arg_name(p), callee.name));
+            }
+            if let Some(p) = spec_out.size {
+                ev.push(format!("{} → {} size", arg_name(p), callee.name));
+            }
+            if spec.kind == Some(Kind::Realloc) {
+                if let Some(p) = spec.ptr.and_then(|k| cs.args[k as usize].as_param_arith()) {
+                    spec_out.kind = Some(Kind::Realloc);
+                    spec_out.ptr = Some(p);
+                    ev.push(format!("{} → {} ptr", arg_name(p), callee.name));
+                }
+            }
+            match how {
+                None => ev.push(format!("{} result → return", callee.name)),
+                Some(o) => {
+                    spec_out.out = Some(o);
+                    ev.push(format!("{} result → *{}", callee.name, arg_name(o)));
+                }
+            }
+            if cs.tail {
+                ev.push(format!("tail call to {}", callee.name));
+            }
+            let cand = Found { spec: spec_out, evidence: ev };
+            best = Some(match best {
+                None => cand,
+                // Prefer the call that explains more roles (e.g. calloc over a NULL-path malloc).
+                Some(b) => {
+                    if roles(&cand.spec) > roles(&b.spec) {
+                        cand
+                    } else {
+                        b
+                    }
+                }
+            });
+        }
+
+        if let Some(mut b) = best {
+            if let (Some((p, why)), None) = (&freed, b.spec.ptr) {
+                if b.spec.kind == Some(Kind::Alloc) && b.spec.out.is_none() && Some(*p) != b.spec.size {
+                    // Fresh storage returned and the old block freed: realloc by hand.
+                    b.spec.kind = Some(Kind::Realloc);
+                    b.spec.ptr = Some(*p);
+                    b.evidence.push(why.clone());
+                }
+            }
+            b.spec.nargs = self.nargs(f, &b.spec);
+            return Some(b);
+        }
+        if let Some((p, why)) = freed {
+            let mut spec = Spec { kind: Some(Kind::Free), ptr: Some(p), ..Spec::default() };
+            spec.nargs = self.nargs(f, &spec);
+            return Some(Found { spec, evidence: vec![why] });
+        }
+        self.suballoc(f, s, storage_calls)
+    }
+
+    /// A bump/pool allocator: returns memory reached through parameter `i` and
+    /// advances a field of `*i` by a size derived from parameter `j`.
+    fn suballoc(&self, f: usize, s: &Summary, storage_calls: u64) -> Option<Found> {
+        if s.rets.is_empty() || s.imprecise {
+            return None;
+        }
+        let mut pool: Option<u8> = None;
+        for r in &s.rets {
+            if r.as_const() == Some(0) {
+                continue;
+            }
+            if r.has(crate::flow::value::TOP) && r.lparams == 0 {
+                return None;
+            }
+            if r.params != 0 || r.has(crate::flow::value::STACK | crate::flow::value::GLOBAL) {
+                return None;
+            }
+            if r.calls & !storage_calls != 0 {
+                return None;
+            }
+            if r.lparams == 0 {
+                if r.calls == 0 {
+                    return None;
+                }
+                continue;
+            }
+            let p = lowest(r.lparams)?;
+            if pool.is_some_and(|q| q != p) {
+                return None;
+            }
+            pool = Some(p);
+        }
+        let pool = pool?;
+        let st = s.stores.iter().find(|st| {
+            st.param == pool && st.val.lparams & (1 << pool) != 0 && st.val.params & !(1 << pool) != 0 && st.val.calls == 0
+        })?;
+        let size = lowest(st.val.params & !(1 << pool))?;
+        let mut spec = Spec { kind: Some(Kind::Suballoc), size: Some(size), ..Spec::default() };
+        spec.nargs = self.nargs(f, &spec);
+        Some(Found {
+            spec,
+            evidence: vec![
+                format!("{} advances member +{:#x} of *{}", arg_name(size), st.off, arg_name(pool)),
+                format!("memory reached through {} → return", arg_name(pool)),
+            ],
+        })
+    }
+
+    fn nargs(&self, f: usize, spec: &Spec) -> u8 {
+        // DWARF, when present, gives the real count later; without it, claim only
+        // the arguments the roles prove exist.
+        let _ = f;
+        [spec.size, spec.count, spec.ptr, spec.out].iter().flatten().map(|p| p + 1).max().unwrap_or(0)
+    }
+}
+
+fn roles(s: &Spec) -> usize {
+    [s.size, s.count, s.ptr, s.out].iter().flatten().count()
+}
+
+fn same_roles(a: &Spec, b: &Spec) -> bool {
+    a.kind == b.kind && a.size == b.size && a.count == b.count && a.ptr == b.ptr && a.out == b.out
+}
+
+/// A returned value that is fresh storage, NULL, or a pointer popped from a free
+/// list (loaded through a parameter) — not a parameter, local, or static object.
+fn ret_is_fresh(r: &Val, storage_calls: u64, out_calls: u64) -> bool {
+    use crate::flow::value::{CONST, GLOAD, GLOBAL, STACK, TOP};
+    if r.as_const() == Some(0) {
+        return true;
+    }
+    if r.has(TOP | STACK | GLOBAL | GLOAD) || r.params != 0 {
+        return false;
+    }
+    if r.has(CONST) && r.konst != 0 {
+        return false;
+    }
+    r.calls & !storage_calls == 0 && r.outcalls & !out_calls == 0 && (r.calls != 0 || r.outcalls != 0 || r.lparams != 0)
+}

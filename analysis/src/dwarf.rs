@@ -1,0 +1,176 @@
+//! DWARF as evidence and naming: the parameters (name, type) of each function
+//! with code, keyed by entry address. Parameter types are weak evidence (sizes
+//! are passed as `int`, `unsigned`, in the 4th position…), so they only label the
+//! roles the data flow found and give descriptor letters to the other arguments.
+//! A missing or malformed `.debug_info` yields no entries, never an error.
+
+use gimli::{AttributeValue, EndianSlice, LittleEndian, UnitOffset};
+use object::{Object, ObjectSection};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub ty: String,
+    /// liballocs letter: `p` pointer, `i` signed integer, `z` unsigned/size.
+    pub letter: char,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FnParams {
+    pub args: Vec<Param>,
+}
+
+impl FnParams {
+    pub fn letters(&self) -> Vec<char> {
+        self.args.iter().map(|a| a.letter).collect()
+    }
+}
+
+pub struct Params {
+    by_addr: HashMap<u64, FnParams>,
+}
+
+type R<'a> = EndianSlice<'a, LittleEndian>;
+
+impl Params {
+    pub fn get(&self, addr: u64) -> Option<&FnParams> {
+        self.by_addr.get(&addr)
+    }
+
+    pub fn read(data: &[u8]) -> Params {
+        let mut out = Params { by_addr: HashMap::new() };
+        let Ok(file) = object::File::parse(data) else { return out };
+        if file.kind() == object::ObjectKind::Relocatable {
+            return out; // addresses in an unrelocated .o would be wrong
+        }
+        let load = |id: gimli::SectionId| -> Result<R<'_>, gimli::Error> {
+            let d = file
+                .section_by_name(id.name())
+                .and_then(|s| match s.uncompressed_data().ok()? {
+                    std::borrow::Cow::Borrowed(b) => Some(b),
+                    std::borrow::Cow::Owned(_) => None,
+                })
+                .unwrap_or(&[]);
+            Ok(EndianSlice::new(d, LittleEndian))
+        };
+        let Ok(dwarf) = gimli::Dwarf::load(load) else { return out };
+        let mut units = dwarf.units();
+        while let Ok(Some(header)) = units.next() {
+            let Ok(unit) = dwarf.unit(header) else { continue };
+            let _ = read_unit(&dwarf, &unit, &mut out.by_addr);
+        }
+        out
+    }
+}
+
+fn read_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, out: &mut HashMap<u64, FnParams>) -> gimli::Result<()> {
+    let mut tree = unit.entries_tree(None)?;
+    let root = tree.root()?;
+    let mut children = root.children();
+    while let Some(node) = children.next()? {
+        let e = node.entry();
+        if e.tag() != gimli::DW_TAG_subprogram {
+            continue;
+        }
+        let low = match e.attr_value(gimli::DW_AT_low_pc)? {
+            Some(AttributeValue::Addr(a)) => a,
+            Some(AttributeValue::DebugAddrIndex(i)) => dwarf.address(unit, i)?,
+            _ => continue,
+        };
+        let mut params = FnParams::default();
+        let mut kids = node.children();
+        while let Some(k) = kids.next()? {
+            let ke = k.entry();
+            if ke.tag() != gimli::DW_TAG_formal_parameter {
+                continue;
+            }
+            let (name, ty) = param_name_type(dwarf, unit, ke)?;
+            let (ty_name, letter) = match ty {
+                Some(off) => describe(dwarf, unit, off, 0),
+                None => ("?".to_string(), 'p'),
+            };
+            params.args.push(Param { name: name.unwrap_or_else(|| "?".into()), ty: ty_name, letter });
+        }
+        out.entry(low).or_insert(params);
+    }
+    Ok(())
+}
+
+/// Name and type of a parameter, following DW_AT_abstract_origin (clones, inlines).
+fn param_name_type(
+    dwarf: &gimli::Dwarf<R>,
+    unit: &gimli::Unit<R>,
+    e: &gimli::DebuggingInformationEntry<R>,
+) -> gimli::Result<(Option<String>, Option<UnitOffset>)> {
+    let mut name = attr_string(dwarf, unit, e, gimli::DW_AT_name);
+    let mut ty = match e.attr_value(gimli::DW_AT_type)? {
+        Some(AttributeValue::UnitRef(o)) => Some(o),
+        _ => None,
+    };
+    if let Some(AttributeValue::UnitRef(o)) = e.attr_value(gimli::DW_AT_abstract_origin)? {
+        let origin = unit.entry(o)?;
+        if name.is_none() {
+            name = attr_string(dwarf, unit, &origin, gimli::DW_AT_name);
+        }
+        if ty.is_none() {
+            if let Some(AttributeValue::UnitRef(t)) = origin.attr_value(gimli::DW_AT_type)? {
+                ty = Some(t);
+            }
+        }
+    }
+    Ok((name, ty))
+}
+
+fn attr_string(
+    dwarf: &gimli::Dwarf<R>,
+    unit: &gimli::Unit<R>,
+    e: &gimli::DebuggingInformationEntry<R>,
+    at: gimli::DwAt,
+) -> Option<String> {
+    let v = e.attr_value(at).ok()??;
+    let s = dwarf.attr_string(unit, v).ok()?;
+    Some(s.to_string_lossy().into_owned())
+}
+
+/// A readable type name and its liballocs letter.
+fn describe(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, off: UnitOffset, depth: u32) -> (String, char) {
+    if depth > 16 {
+        return ("?".into(), 'p');
+    }
+    let Ok(e) = unit.entry(off) else { return ("?".into(), 'p') };
+    let name = attr_string(dwarf, unit, &e, gimli::DW_AT_name);
+    let inner = match e.attr_value(gimli::DW_AT_type) {
+        Ok(Some(AttributeValue::UnitRef(t))) => Some(t),
+        _ => None,
+    };
+    match e.tag() {
+        gimli::DW_TAG_pointer_type | gimli::DW_TAG_reference_type | gimli::DW_TAG_rvalue_reference_type => {
+            let pointee = inner.map(|t| describe(dwarf, unit, t, depth + 1).0).unwrap_or_else(|| "void".into());
+            (format!("{pointee} *"), 'p')
+        }
+        gimli::DW_TAG_typedef => {
+            let letter = inner.map(|t| describe(dwarf, unit, t, depth + 1).1).unwrap_or('p');
+            (name.unwrap_or_else(|| "?".into()), letter)
+        }
+        gimli::DW_TAG_const_type | gimli::DW_TAG_volatile_type | gimli::DW_TAG_restrict_type => match inner {
+            Some(t) => describe(dwarf, unit, t, depth + 1),
+            None => ("void".into(), 'p'),
+        },
+        gimli::DW_TAG_base_type => {
+            let enc = match e.attr_value(gimli::DW_AT_encoding) {
+                Ok(Some(AttributeValue::Encoding(enc))) => enc,
+                _ => gimli::DW_ATE_signed,
+            };
+            let letter = if enc == gimli::DW_ATE_unsigned || enc == gimli::DW_ATE_unsigned_char || enc == gimli::DW_ATE_boolean {
+                'z'
+            } else {
+                'i'
+            };
+            (name.unwrap_or_else(|| "?".into()), letter)
+        }
+        gimli::DW_TAG_enumeration_type => (name.map(|n| format!("enum {n}")).unwrap_or_else(|| "enum".into()), 'i'),
+        gimli::DW_TAG_structure_type => (name.map(|n| format!("struct {n}")).unwrap_or_else(|| "struct".into()), 'p'),
+        _ => (name.unwrap_or_else(|| "?".into()), 'p'),
+    }
+}

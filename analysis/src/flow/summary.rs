@@ -1,0 +1,74 @@
+//! What the analysis needs to know about one function, independent of which
+//! functions are classified: its call sites with the provenance of each argument,
+//! the provenance of every returned value, and its stores through parameters.
+//! Computed once per function; the classification fixpoint only reads these.
+
+use super::value::Val;
+
+/// Where a call goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A function defined in this binary, by entry address.
+    Local(u64),
+    /// An imported symbol (through a PLT stub or GOT slot).
+    Import(String),
+    /// Through a function pointer loaded from a fixed address (a global variable).
+    PtrGlobal(u64),
+    /// Through a function pointer loaded from member `off` of some object.
+    PtrMember(i32),
+    /// Through a function pointer of unknown provenance.
+    PtrUnknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallSite {
+    /// Address of the call (or tail-call jump) instruction.
+    pub addr: u64,
+    /// Address after the instruction: the allocation site when this is a call.
+    pub ret_addr: u64,
+    pub target: Target,
+    /// Provenance of the six integer argument registers at the call.
+    pub args: [Val; 6],
+    pub tail: bool,
+}
+
+/// A store `*(base + off) = val` where base is a parameter.
+#[derive(Debug, Clone)]
+pub struct ParamStore {
+    pub param: u8,
+    pub off: i32,
+    pub val: Val,
+}
+
+/// A function address stored somewhere or passed as an argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FnRef {
+    /// Stored at a fixed address.
+    AtGlobal { slot: u64, func: u64 },
+    /// Stored into member `off` of some object.
+    AtMember { off: i32, func: u64 },
+    /// Escapes some other way (passed as an argument, returned, kept in a register).
+    Escaped { func: u64 },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub calls: Vec<CallSite>,
+    /// Value of rax at each `ret` (tail calls add the callee's result).
+    pub rets: Vec<Val>,
+    pub stores: Vec<ParamStore>,
+    pub fn_refs: Vec<FnRef>,
+    /// Highest integer parameter index the body reads, plus one.
+    pub params_used: u8,
+    /// The function never returns (no `ret`, no tail call).
+    pub noreturn: bool,
+    /// Some blocks were only reachable through an indirect jump and were analyzed
+    /// without knowing their entry state.
+    pub imprecise: bool,
+}
+
+impl Summary {
+    pub fn call_index(&self, addr: u64) -> Option<usize> {
+        self.calls.iter().position(|c| c.addr == addr)
+    }
+}

@@ -1,0 +1,237 @@
+//! The abstract value of a register or stack slot: the set of sources it may
+//! derive from. Sizeofness is "derives from parameter i", possibly through
+//! arithmetic; freshness is "derives from the result of call c".
+//!
+//! Values form a finite join-semilattice (bit unions; differing payloads widen to
+//! `TOP`), so the per-function fixpoint terminates.
+
+/// Kind bits.
+pub const CONST: u16 = 1 << 0; // exactly `konst`
+pub const STACK: u16 = 1 << 1; // address entry_rsp + `stack`
+pub const GLOBAL: u16 = 1 << 2; // address `global` (a lea of data or code)
+pub const GLOAD: u16 = 1 << 3; // loaded from address `global`
+pub const LOAD: u16 = 1 << 4; // loaded from member `load_off` of the object `load_base` points to
+pub const ARITH: u16 = 1 << 5; // transformed by arithmetic
+pub const MUL: u16 = 1 << 6; // product of two non-constant values
+pub const TOP: u16 = 1 << 7; // may hold anything else
+
+/// `load_base` when the loaded-from object is not a parameter.
+pub const OTHER_BASE: u8 = 0xff;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Val {
+    /// Bit i: derives from incoming integer argument i (6 and 7: first stack arguments).
+    pub params: u8,
+    /// Bit c: derives from the return value of call site c (c ≥ 63 folds into bit 63).
+    pub calls: u64,
+    /// Bit c: read back from a stack slot whose address was passed to call c.
+    pub outcalls: u64,
+    pub kinds: u16,
+    pub konst: i64,
+    pub stack: i64,
+    pub global: u64,
+    pub load_base: u8,
+    pub load_off: i32,
+    /// Bit i: derives from memory reached through incoming argument i (`p->field`).
+    pub lparams: u8,
+}
+
+impl Val {
+    pub const TOP: Val = Val { params: 0, calls: 0, outcalls: 0, kinds: TOP, konst: 0, stack: 0, global: 0, load_base: 0, load_off: 0, lparams: 0 };
+
+    pub fn param(i: u8) -> Val {
+        Val { params: 1 << i, kinds: 0, ..Val::default() }
+    }
+    pub fn konst(k: i64) -> Val {
+        Val { kinds: CONST, konst: k, ..Val::default() }
+    }
+    pub fn stack(off: i64) -> Val {
+        Val { kinds: STACK, stack: off, ..Val::default() }
+    }
+    pub fn global(addr: u64) -> Val {
+        Val { kinds: GLOBAL, global: addr, ..Val::default() }
+    }
+    pub fn gload(addr: u64) -> Val {
+        Val { kinds: GLOAD, global: addr, ..Val::default() }
+    }
+    pub fn load(base: u8, off: i32) -> Val {
+        let lparams = if base < 8 { 1 << base } else { 0 };
+        Val { kinds: LOAD, load_base: base, load_off: off, lparams, ..Val::default() }
+    }
+    pub fn call(c: usize) -> Val {
+        Val { calls: 1u64 << c.min(63), ..Val::default() }
+    }
+    pub fn outcall(c: usize) -> Val {
+        Val { outcalls: 1u64 << c.min(63), ..Val::default() }
+    }
+
+    pub fn has(&self, k: u16) -> bool {
+        self.kinds & k != 0
+    }
+
+    /// Exactly one source, no arithmetic: a plain copy of something.
+    fn is_only(&self, k: u16) -> bool {
+        self.kinds == k && self.params == 0 && self.calls == 0 && self.outcalls == 0
+    }
+
+    pub fn as_const(&self) -> Option<i64> {
+        self.is_only(CONST).then_some(self.konst)
+    }
+    pub fn as_stack(&self) -> Option<i64> {
+        self.is_only(STACK).then_some(self.stack)
+    }
+    pub fn as_global(&self) -> Option<u64> {
+        self.is_only(GLOBAL).then_some(self.global)
+    }
+    pub fn as_gload(&self) -> Option<u64> {
+        self.is_only(GLOAD).then_some(self.global)
+    }
+    pub fn as_load(&self) -> Option<(u8, i32)> {
+        self.is_only(LOAD).then_some((self.load_base, self.load_off))
+    }
+    /// A parameter passed through unchanged (a pointer argument, not arithmetic on it).
+    pub fn as_param(&self) -> Option<u8> {
+        (self.kinds == 0 && self.calls == 0 && self.outcalls == 0 && self.params.count_ones() == 1)
+            .then(|| self.params.trailing_zeros() as u8)
+    }
+    /// A parameter, possibly offset by a constant (`p - 8`, `n << 4`, `n * 24 + 16`).
+    pub fn as_param_arith(&self) -> Option<u8> {
+        (self.kinds & !(ARITH | CONST) == 0 && self.calls == 0 && self.outcalls == 0 && self.params.count_ones() == 1)
+            .then(|| self.params.trailing_zeros() as u8)
+    }
+
+    /// Least upper bound: the value may come from either side.
+    pub fn join(&self, o: &Val) -> Val {
+        let mut v = Val {
+            params: self.params | o.params,
+            calls: self.calls | o.calls,
+            outcalls: self.outcalls | o.outcalls,
+            lparams: self.lparams | o.lparams,
+            kinds: self.kinds | o.kinds,
+            ..*self
+        };
+        let both = self.kinds & o.kinds;
+        let only_o = o.kinds & !self.kinds;
+        // Take the payloads the other side alone has.
+        if only_o & CONST != 0 {
+            v.konst = o.konst;
+        }
+        if only_o & STACK != 0 {
+            v.stack = o.stack;
+        }
+        if only_o & (GLOBAL | GLOAD) != 0 && self.kinds & (GLOBAL | GLOAD) == 0 {
+            v.global = o.global;
+        }
+        if only_o & LOAD != 0 {
+            v.load_base = o.load_base;
+            v.load_off = o.load_off;
+        }
+        // Differing payloads of the same kind: widen.
+        if both & CONST != 0 && self.konst != o.konst {
+            v.kinds = (v.kinds & !CONST) | TOP;
+        }
+        if both & STACK != 0 && self.stack != o.stack {
+            v.kinds = (v.kinds & !STACK) | TOP;
+        }
+        if (self.kinds & (GLOBAL | GLOAD) != 0) && (o.kinds & (GLOBAL | GLOAD) != 0) && self.global != o.global {
+            v.kinds = (v.kinds & !(GLOBAL | GLOAD)) | TOP;
+        }
+        if both & LOAD != 0 && (self.load_base, self.load_off) != (o.load_base, o.load_off) {
+            v.kinds = (v.kinds & !LOAD) | TOP;
+        }
+        v
+    }
+
+    /// Arithmetic combination of two operands (`add`, `lea`, `or`, …).
+    pub fn arith(&self, o: &Val) -> Val {
+        // Address arithmetic keeps exact addresses: stack/global + constant.
+        if let Some(k) = o.as_const() {
+            if let Some(c) = self.as_const() {
+                return Val::konst(c.wrapping_add(k));
+            }
+            if let Some(s) = self.as_stack() {
+                return Val::stack(s.wrapping_add(k));
+            }
+            if let Some(g) = self.as_global() {
+                return Val::global(g.wrapping_add(k as u64));
+            }
+        }
+        if self.as_const().is_some() && o.as_const().is_none() {
+            return o.arith(self);
+        }
+        let mut v = self.join(o);
+        v.kinds = (v.kinds | ARITH) & !CONST;
+        v
+    }
+
+    /// Bitwise combination (`and`, `or`, `xor`): keeps sizeofness (`(n + 15) & ~15`)
+    /// but a pointer masked or or-ed is no longer the pointer a call returned.
+    pub fn bitwise(&self, o: &Val) -> Val {
+        if let (Some(a), Some(b)) = (self.as_const(), o.as_const()) {
+            return Val::konst(a ^ b);
+        }
+        let mut v = self.join(o);
+        v.kinds = (v.kinds | ARITH) & !(CONST | STACK | GLOBAL | GLOAD | LOAD);
+        if v.calls != 0 || v.outcalls != 0 || self.has(STACK | GLOBAL | GLOAD | LOAD) || o.has(STACK | GLOBAL | GLOAD | LOAD) {
+            v.calls = 0;
+            v.outcalls = 0;
+            v.kinds |= TOP;
+        }
+        v
+    }
+
+    /// Arithmetic with a constant that changes the value's meaning but keeps its sources.
+    pub fn transformed(&self) -> Val {
+        if let Some(c) = self.as_const() {
+            return Val::konst(c);
+        }
+        let mut v = *self;
+        v.kinds = (v.kinds | ARITH) & !(CONST | STACK | GLOBAL);
+        if self.has(STACK) || self.has(GLOBAL) {
+            v.kinds |= TOP;
+        }
+        v
+    }
+
+    /// Product of two values.
+    pub fn mul(&self, o: &Val) -> Val {
+        if let (Some(a), Some(b)) = (self.as_const(), o.as_const()) {
+            return Val::konst(a.wrapping_mul(b));
+        }
+        if o.as_const().is_some() {
+            return self.transformed();
+        }
+        if self.as_const().is_some() {
+            return o.transformed();
+        }
+        let mut v = self.join(o).transformed();
+        v.kinds |= MUL;
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_keeps_sources_and_widens_payloads() {
+        let a = Val::call(2).join(&Val::konst(0));
+        assert_eq!(a.calls, 1 << 2);
+        assert_eq!(a.as_const(), None);
+        assert!(a.has(CONST) && a.konst == 0);
+        let b = Val::konst(1).join(&Val::konst(2));
+        assert!(b.has(TOP) && !b.has(CONST));
+    }
+
+    #[test]
+    fn arithmetic_tracks_parameters() {
+        let n = Val::param(0);
+        let size = n.mul(&Val::konst(24)).arith(&Val::konst(16));
+        assert_eq!(size.as_param_arith(), Some(0));
+        let prod = Val::param(0).mul(&Val::param(1));
+        assert!(prod.has(MUL));
+        assert_eq!(prod.params, 0b11);
+        assert_eq!(Val::stack(-8).arith(&Val::konst(-16)).as_stack(), Some(-24));
+    }
+}
