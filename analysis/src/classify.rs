@@ -45,8 +45,8 @@ fn arg_name(p: u8) -> String {
 }
 
 impl<'a> Classifier<'a> {
-    pub fn new(bin: &'a Binary, sums: &'a [Summary], user: &'a HashMap<String, Spec>) -> Self {
-        let ptrs = Pointers::build(bin, sums);
+    pub fn new(bin: &'a Binary, sums: &'a [Summary], user: &'a HashMap<String, Spec>, types: &crate::dwarf::Types) -> Self {
+        let ptrs = Pointers::build(bin, sums, types);
         Classifier { bin, sums, user, ptrs, found: BTreeMap::new() }
     }
 

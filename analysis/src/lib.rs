@@ -72,9 +72,19 @@ pub fn analyze_bytes(data: &[u8], opts: &Options) -> Result<Classification, Stri
     let bin = load::Binary::parse(data)?;
     let user: HashMap<String, seeds::Spec> = opts.extra.iter().map(|d| (d.name.clone(), d.spec())).collect();
     let sums = flow::summarize_all(&bin);
-    let mut c = classify::Classifier::new(&bin, &sums, &user);
+    let dw = dwarf::Loaded::load(data);
+    let slot_types = dwarf::Types::read(&dw);
+    let mut c = classify::Classifier::new(&bin, &sums, &user, &slot_types);
     c.run();
-    let types = dwarf::Params::read(data);
+    // Developer aid: ALLOCSITE_DEBUG_FN=name prints that function's data-flow summary.
+    if let Ok(name) = std::env::var("ALLOCSITE_DEBUG_FN") {
+        for (i, f) in bin.funcs.iter().enumerate() {
+            if f.name == name {
+                eprintln!("{} @ {:#x} size {}: {:#?}", f.name, f.addr, f.size, sums[i]);
+            }
+        }
+    }
+    let types = dwarf::Params::read(&dw);
     let mut functions: Vec<AllocFn> = Vec::new();
     for (&f, found) in c.found.iter() {
         let func = &bin.funcs[f];

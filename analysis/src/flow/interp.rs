@@ -30,6 +30,17 @@ fn gpr(r: Register) -> Option<usize> {
     (lo..=hi).contains(&v).then(|| (v - lo) as usize)
 }
 
+/// Index 0..16 of an xmm/ymm register.
+fn xmm(r: Register) -> Option<usize> {
+    let v = r as u32;
+    for base in [Register::XMM0 as u32, Register::YMM0 as u32] {
+        if (base..base + 16).contains(&v) {
+            return Some((v - base) as usize);
+        }
+    }
+    None
+}
+
 /// Decode the function's instructions; stops at the first undecodable byte.
 pub fn decode(bin: &Binary, addr: u64, size: u64) -> Vec<Instruction> {
     let Some(bytes) = bin.bytes(addr, size) else { return Vec::new() };
@@ -59,6 +70,9 @@ enum Mem {
 #[derive(Clone, PartialEq)]
 struct State {
     regs: [Val; 16],
+    /// The two 64-bit lanes of xmm0–15: gcc copies structs of function pointers
+    /// through them (`movq %rax,%xmm0; punpcklqdq; movups %xmm0,slot`).
+    xmm: [[Val; 2]; 16],
     slots: BTreeMap<i64, Val>,
 }
 
@@ -69,17 +83,22 @@ impl State {
             regs[r] = Val::param(i as u8);
         }
         regs[RSP] = Val::stack(0);
-        State { regs, slots: BTreeMap::new() }
+        State { regs, xmm: [[Val::TOP; 2]; 16], slots: BTreeMap::new() }
     }
 
     fn unknown() -> State {
-        State { regs: [Val::TOP; 16], slots: BTreeMap::new() }
+        State { regs: [Val::TOP; 16], xmm: [[Val::TOP; 2]; 16], slots: BTreeMap::new() }
     }
 
     fn join(&self, o: &State) -> State {
         let mut regs = self.regs;
         for (r, v) in regs.iter_mut().zip(o.regs.iter()) {
             *r = r.join(v);
+        }
+        let mut xmm = self.xmm;
+        for (x, y) in xmm.iter_mut().zip(o.xmm.iter()) {
+            x[0] = x[0].join(&y[0]);
+            x[1] = x[1].join(&y[1]);
         }
         let mut slots = BTreeMap::new();
         for (k, v) in self.slots.iter() {
@@ -88,7 +107,7 @@ impl State {
         for (k, v) in o.slots.iter() {
             slots.entry(*k).or_insert_with(|| v.join(&Val::TOP));
         }
-        State { regs, slots }
+        State { regs, xmm, slots }
     }
 }
 
@@ -413,6 +432,21 @@ impl<'a, E: Env> Interp<'a, E> {
     }
 
     fn mem(&self, ins: &Instruction, st: &State) -> Mem {
+        self.mem_at(ins, st, 0)
+    }
+
+    /// The memory operand displaced by `extra` bytes (the second lane of a vector access).
+    fn mem_at(&self, ins: &Instruction, st: &State, extra: i64) -> Mem {
+        match self.mem_base(ins, st) {
+            Mem::Stack(o) => Mem::Stack(o + extra),
+            Mem::Global(g) => Mem::Global(g.wrapping_add(extra as u64)),
+            Mem::Param(p, d) => Mem::Param(p, d + extra as i32),
+            Mem::Member(d, via) => Mem::Member(d + extra as i32, via),
+            Mem::Unknown => Mem::Unknown,
+        }
+    }
+
+    fn mem_base(&self, ins: &Instruction, st: &State) -> Mem {
         if ins.segment_prefix() == Register::FS || ins.segment_prefix() == Register::GS {
             return Mem::Unknown;
         }
@@ -442,7 +476,11 @@ impl<'a, E: Env> Interp<'a, E> {
     }
 
     fn load(&self, ins: &Instruction, st: &State) -> Val {
-        match self.mem(ins, st) {
+        self.load_mem(self.mem(ins, st), st)
+    }
+
+    fn load_mem(&self, m: Mem, st: &State) -> Val {
+        match m {
             Mem::Stack(o) => match st.slots.get(&o) {
                 Some(v) => *v,
                 None if o >= 8 && (o - 8) % 8 == 0 && (o - 8) / 8 < 2 => Val::param(6 + ((o - 8) / 8) as u8),
@@ -460,7 +498,12 @@ impl<'a, E: Env> Interp<'a, E> {
     }
 
     fn store(&mut self, ins: &Instruction, st: &mut State, v: Val, size: usize) {
-        match self.mem(ins, st) {
+        let m = self.mem(ins, st);
+        self.store_mem(m, st, v, size);
+    }
+
+    fn store_mem(&mut self, m: Mem, st: &mut State, v: Val, size: usize) {
+        match m {
             Mem::Stack(o) => {
                 let size = size.max(1) as i64;
                 let stale: Vec<i64> = st.slots.range(o - 7..o + size).map(|(k, _)| *k).filter(|&k| k != o).collect();
@@ -485,6 +528,9 @@ impl<'a, E: Env> Interp<'a, E> {
             Mem::Global(g) => {
                 if let Some(f) = self.fn_addr(&v) {
                     self.push_ref(FnRef::AtGlobal { slot: g, func: f });
+                } else if let Some(src) = v.as_gload() {
+                    // A struct copy between globals moves whatever pointers the source held.
+                    self.push_ref(FnRef::Copy { from: src, to: g });
                 }
             }
             Mem::Unknown => self.note_fn_escape(&v),
@@ -577,7 +623,12 @@ impl<'a, E: Env> Interp<'a, E> {
                 let v = self.lea(ins, st);
                 self.write(ins, 0, st, v);
             }
-            M::Xor | M::Sub | M::Sbb | M::Pxor | M::Xorps if Self::same_regs(ins) => {
+            M::Pxor | M::Xorps | M::Vpxor | M::Vxorps if Self::same_regs(ins) || ins.op_count() == 3 && ins.op1_register() == ins.op2_register() => {
+                if let Some(x) = xmm(ins.op0_register()) {
+                    st.xmm[x] = [Val::konst(0); 2];
+                }
+            }
+            M::Xor | M::Sub | M::Sbb if Self::same_regs(ins) => {
                 self.write(ins, 0, st, Val::konst(0));
             }
             M::Add | M::Adc => {
@@ -690,9 +741,61 @@ impl<'a, E: Env> Interp<'a, E> {
                 st.regs[RSP] = bp.arith(&Val::konst(8));
                 st.regs[RBP] = v;
             }
+            M::Movq | M::Movd | M::Vmovq | M::Vmovd => self.vec_move(ins, st, 1),
+            M::Movups | M::Movaps | M::Movdqu | M::Movdqa | M::Movupd | M::Movapd | M::Vmovups | M::Vmovaps
+            | M::Vmovdqu | M::Vmovdqa => self.vec_move(ins, st, 2),
+            M::Punpcklqdq | M::Movlhps | M::Vpunpcklqdq | M::Vmovlhps => {
+                // dst.lane1 = src.lane0 (the three-operand VEX form takes lane0 from op1).
+                let n = ins.op_count();
+                let (d, a, b) = (xmm(ins.op0_register()), xmm(ins.op_register(n - 2)), ins.op_register(n - 1));
+                let src = if ins.op_kind(n - 1) == OpKind::Register { xmm(b).map(|x| st.xmm[x][0]) } else { Some(self.load(ins, st)) };
+                if let (Some(d), Some(a)) = (d, a) {
+                    st.xmm[d] = [st.xmm[a][0], src.unwrap_or(Val::TOP)];
+                }
+            }
             M::Test | M::Cmp | M::Bt | M::Nop | M::Endbr64 | M::Endbr32 | M::Prefetchnta | M::Prefetcht0
             | M::Prefetcht1 | M::Prefetcht2 | M::Pause | M::Lfence | M::Mfence | M::Sfence => {}
             _ => self.clobber(ins, st),
+        }
+    }
+
+    /// Moves between general registers, xmm lanes and memory, `lanes` 64-bit lanes wide.
+    fn vec_move(&mut self, ins: &Instruction, st: &mut State, lanes: usize) {
+        let wide = ins.op0_register().size() > 16 || ins.op1_register().size() > 16;
+        let src: [Val; 2] = match ins.op1_kind() {
+            OpKind::Register => match (xmm(ins.op1_register()), gpr(ins.op1_register())) {
+                (Some(x), _) => st.xmm[x],
+                (_, Some(g)) => [st.regs[g], Val::konst(0)],
+                _ => [Val::TOP; 2],
+            },
+            OpKind::Memory => {
+                let lo = self.load_mem(self.mem_at(ins, st, 0), st);
+                let hi = if lanes == 2 { self.load_mem(self.mem_at(ins, st, 8), st) } else { Val::konst(0) };
+                [lo, hi]
+            }
+            _ => [Val::TOP; 2],
+        };
+        match ins.op0_kind() {
+            OpKind::Register => match (xmm(ins.op0_register()), gpr(ins.op0_register())) {
+                (Some(x), _) => st.xmm[x] = src,
+                (_, Some(g)) => st.regs[g] = if ins.op0_register().size() >= 4 { src[0] } else { Val::TOP },
+                _ => {}
+            },
+            OpKind::Memory => {
+                let size = ins.memory_size().size();
+                for (k, v) in src.iter().enumerate().take(lanes.min(size / 8).max(1)) {
+                    let m = self.mem_at(ins, st, 8 * k as i64);
+                    self.store_mem(m, st, *v, 8);
+                }
+                if wide || size > 16 {
+                    // ymm stores: the upper half is not modelled.
+                    for k in 2..size / 8 {
+                        let m = self.mem_at(ins, st, 8 * k as i64);
+                        self.store_mem(m, st, Val::TOP, 8);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -712,6 +815,8 @@ impl<'a, E: Env> Interp<'a, E> {
         for r in written {
             if let Some(g) = gpr(r) {
                 st.regs[g] = Val::TOP;
+            } else if let Some(x) = xmm(r) {
+                st.xmm[x] = [Val::TOP; 2];
             }
         }
         if mem_written {

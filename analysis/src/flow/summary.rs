@@ -47,6 +47,8 @@ pub enum FnRef {
     AtGlobal { slot: u64, func: u64 },
     /// Stored into member `off` of some object.
     AtMember { off: i32, func: u64 },
+    /// The pointer-sized value at global `from` was copied to global `to`.
+    Copy { from: u64, to: u64 },
     /// Escapes some other way (passed as an argument, returned, kept in a register).
     Escaped { func: u64 },
 }

@@ -4,8 +4,8 @@
 //! roles the data flow found and give descriptor letters to the other arguments.
 //! A missing or malformed `.debug_info` yields no entries, never an error.
 
-use gimli::{AttributeValue, EndianSlice, LittleEndian, UnitOffset};
-use object::{Object, ObjectSection};
+use super::{attr_string, Loaded, R};
+use gimli::{AttributeValue, UnitOffset};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
@@ -31,34 +31,15 @@ pub struct Params {
     by_addr: HashMap<u64, FnParams>,
 }
 
-type R<'a> = EndianSlice<'a, LittleEndian>;
-
 impl Params {
     pub fn get(&self, addr: u64) -> Option<&FnParams> {
         self.by_addr.get(&addr)
     }
 
-    pub fn read(data: &[u8]) -> Params {
+    pub fn read(dw: &Loaded) -> Params {
         let mut out = Params { by_addr: HashMap::new() };
-        let Ok(file) = object::File::parse(data) else { return out };
-        if file.kind() == object::ObjectKind::Relocatable {
-            return out; // addresses in an unrelocated .o would be wrong
-        }
-        let load = |id: gimli::SectionId| -> Result<R<'_>, gimli::Error> {
-            let d = file
-                .section_by_name(id.name())
-                .and_then(|s| match s.uncompressed_data().ok()? {
-                    std::borrow::Cow::Borrowed(b) => Some(b),
-                    std::borrow::Cow::Owned(_) => None,
-                })
-                .unwrap_or(&[]);
-            Ok(EndianSlice::new(d, LittleEndian))
-        };
-        let Ok(dwarf) = gimli::Dwarf::load(load) else { return out };
-        let mut units = dwarf.units();
-        while let Ok(Some(header)) = units.next() {
-            let Ok(unit) = dwarf.unit(header) else { continue };
-            let _ = read_unit(&dwarf, &unit, &mut out.by_addr);
+        for unit in &dw.units {
+            let _ = read_unit(&dw.dwarf, unit, &mut out.by_addr);
         }
         out
     }
@@ -120,17 +101,6 @@ fn param_name_type(
         }
     }
     Ok((name, ty))
-}
-
-fn attr_string(
-    dwarf: &gimli::Dwarf<R>,
-    unit: &gimli::Unit<R>,
-    e: &gimli::DebuggingInformationEntry<R>,
-    at: gimli::DwAt,
-) -> Option<String> {
-    let v = e.attr_value(at).ok()??;
-    let s = dwarf.attr_string(unit, v).ok()?;
-    Some(s.to_string_lossy().into_owned())
 }
 
 /// A readable type name and its liballocs letter.
