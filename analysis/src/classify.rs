@@ -9,6 +9,7 @@ use crate::flow::{CallSite, Summary, Target, Val};
 use crate::indirect::Pointers;
 use crate::load::Binary;
 use crate::seeds::{self, Spec};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 /// A classified function with the facts that led to it.
@@ -22,7 +23,10 @@ pub struct Classifier<'a> {
     bin: &'a Binary,
     sums: &'a [Summary],
     user: &'a HashMap<String, Spec>,
-    ptrs: Pointers,
+    /// Candidate lists per distinct pointer target, computed once.
+    cands: HashMap<Target, Vec<u64>>,
+    /// Per round: the allocator all classified candidates of a target agree on.
+    agreed: RefCell<HashMap<Target, Option<(Spec, String)>>>,
     pub found: BTreeMap<usize, Found>,
 }
 
@@ -32,8 +36,8 @@ struct Callee {
     name: String,
 }
 
-fn bit(c: usize) -> u64 {
-    1u64 << c.min(63)
+fn bit(c: usize) -> u32 {
+    1u32 << c.min(31)
 }
 
 fn lowest(mask: u8) -> Option<u8> {
@@ -47,7 +51,13 @@ fn arg_name(p: u8) -> String {
 impl<'a> Classifier<'a> {
     pub fn new(bin: &'a Binary, sums: &'a [Summary], user: &'a HashMap<String, Spec>, types: &crate::dwarf::Types) -> Self {
         let ptrs = Pointers::build(bin, sums, types);
-        Classifier { bin, sums, user, ptrs, found: BTreeMap::new() }
+        let mut cands = HashMap::new();
+        for c in sums.iter().flat_map(|s| s.calls.iter()) {
+            if matches!(c.target, Target::PtrGlobal(_) | Target::PtrMember(_) | Target::PtrUnknown) && !cands.contains_key(&c.target) {
+                cands.insert(c.target.clone(), ptrs.candidates(&c.target));
+            }
+        }
+        Classifier { bin, sums, user, cands, agreed: RefCell::new(HashMap::new()), found: BTreeMap::new() }
     }
 
     /// Seed specs for functions defined in the binary under a seed or user-given name
@@ -67,6 +77,7 @@ impl<'a> Classifier<'a> {
             }
         }
         for _round in 0..32 {
+            self.agreed.borrow_mut().clear();
             let mut changed = false;
             for f in 0..self.sums.len() {
                 if self.named_spec(f).is_some() {
@@ -103,19 +114,7 @@ impl<'a> Classifier<'a> {
                 Some(Callee { spec, name: self.bin.funcs[f].name.clone() })
             }
             t => {
-                let cands = self.ptrs.candidates(t);
-                let mut agreed: Option<(Spec, Vec<String>)> = None;
-                for fa in cands {
-                    let Some(&f) = self.bin.by_addr.get(&fa) else { continue };
-                    let Some(found) = self.found.get(&f) else { continue };
-                    let name = self.bin.funcs[f].name.clone();
-                    match &mut agreed {
-                        None => agreed = Some((found.spec, vec![name])),
-                        Some((s, names)) if same_roles(s, &found.spec) => names.push(name),
-                        Some(_) => return None,
-                    }
-                }
-                let (spec, names) = agreed?;
+                let (spec, names) = self.agreed_for(t)?;
                 // Through a pointer, demand that the arguments line up with the
                 // candidates' roles: the role arguments come from our parameters.
                 let lined_up = [spec.size, spec.ptr, spec.count]
@@ -130,20 +129,45 @@ impl<'a> Classifier<'a> {
                     Target::PtrMember(o) => format!("pointer member +{o:#x}"),
                     _ => "function pointer".to_string(),
                 };
-                Some(Callee { spec, name: format!("{} via {how}", names.join("|")) })
+                Some(Callee { spec, name: format!("{names} via {how}") })
             }
         }
+    }
+
+    /// The allocator every classified candidate of pointer target `t` agrees on.
+    fn agreed_for(&self, t: &Target) -> Option<(Spec, String)> {
+        if let Some(a) = self.agreed.borrow().get(t) {
+            return a.clone();
+        }
+        let mut agreed: Option<(Spec, Vec<String>)> = None;
+        let mut conflict = false;
+        for &fa in self.cands.get(t).into_iter().flatten() {
+            let Some(&f) = self.bin.by_addr.get(&fa) else { continue };
+            let Some(found) = self.found.get(&f) else { continue };
+            let name = self.bin.funcs[f].name.clone();
+            match &mut agreed {
+                None => agreed = Some((found.spec, vec![name])),
+                Some((s, names)) if same_roles(s, &found.spec) => names.push(name),
+                Some(_) => {
+                    conflict = true;
+                    break;
+                }
+            }
+        }
+        let result = if conflict { None } else { agreed.map(|(s, n)| (s, n.join("|"))) };
+        self.agreed.borrow_mut().insert(t.clone(), result.clone());
+        result
     }
 
     fn classify(&self, f: usize) -> Option<Found> {
         let s = &self.sums[f];
         let callees: Vec<Option<Callee>> = s.calls.iter().map(|cs| self.resolve(cs, f)).collect();
-        let storage_calls: u64 = callees
+        let storage_calls: u32 = callees
             .iter()
             .enumerate()
             .filter(|(_, c)| c.as_ref().is_some_and(|c| c.spec.gives_storage()))
             .fold(0, |m, (i, _)| m | bit(i));
-        let out_calls: u64 = callees
+        let out_calls: u32 = callees
             .iter()
             .enumerate()
             .filter(|(_, c)| c.as_ref().is_some_and(|c| c.spec.gives_storage() && c.spec.out.is_some()))
@@ -156,7 +180,7 @@ impl<'a> Classifier<'a> {
             let Some(callee) = callee else { continue };
             let spec = callee.spec;
             if spec.kind == Some(Kind::Free) {
-                if let Some(p) = spec.ptr.and_then(|k| cs.args[k as usize].as_param_arith()) {
+                if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {
                     freed.get_or_insert((p, format!("{} → {} ptr", arg_name(p), callee.name)));
                 }
                 continue;
@@ -167,7 +191,7 @@ impl<'a> Classifier<'a> {
             let returned = s.rets.iter().any(|r| r.calls & bit(c) != 0 || r.outcalls & bit(c) & out_calls != 0);
             let mut out_param = None;
             if let Some(k) = spec.out {
-                out_param = cs.args[k as usize].as_param();
+                out_param = arg(cs, k).as_param();
             }
             if out_param.is_none() {
                 out_param = s
@@ -188,8 +212,8 @@ impl<'a> Classifier<'a> {
             if spec.kind == Some(Kind::Suballoc) {
                 spec_out.kind = Some(Kind::Suballoc);
             }
-            let size_v = spec.size.map(|k| cs.args[k as usize]);
-            let count_v = spec.count.map(|k| cs.args[k as usize]);
+            let size_v = spec.size.map(|k| arg(cs, k));
+            let count_v = spec.count.map(|k| arg(cs, k));
             match (count_v, size_v) {
                 (Some(cv), Some(sv)) => {
                     spec_out.count = lowest(cv.params);
@@ -212,7 +236,7 @@ impl<'a> Classifier<'a> {
                 ev.push(format!("{} → {} size", arg_name(p), callee.name));
             }
             if spec.kind == Some(Kind::Realloc) {
-                if let Some(p) = spec.ptr.and_then(|k| cs.args[k as usize].as_param_arith()) {
+                if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {
                     spec_out.kind = Some(Kind::Realloc);
                     spec_out.ptr = Some(p);
                     ev.push(format!("{} → {} ptr", arg_name(p), callee.name));
@@ -264,7 +288,7 @@ impl<'a> Classifier<'a> {
 
     /// A bump/pool allocator: returns memory reached through parameter `i` and
     /// advances a field of `*i` by a size derived from parameter `j`.
-    fn suballoc(&self, f: usize, s: &Summary, storage_calls: u64) -> Option<Found> {
+    fn suballoc(&self, f: usize, s: &Summary, storage_calls: u32) -> Option<Found> {
         if s.rets.is_empty() || s.imprecise {
             return None;
         }
@@ -318,6 +342,11 @@ impl<'a> Classifier<'a> {
     }
 }
 
+/// Provenance of argument `k` at a call; stack-passed arguments are not tracked.
+fn arg(cs: &CallSite, k: u8) -> Val {
+    cs.args.get(k as usize).copied().unwrap_or(Val::TOP)
+}
+
 fn roles(s: &Spec) -> usize {
     [s.size, s.count, s.ptr, s.out].iter().flatten().count()
 }
@@ -328,7 +357,7 @@ fn same_roles(a: &Spec, b: &Spec) -> bool {
 
 /// A returned value that is fresh storage, NULL, or a pointer popped from a free
 /// list (loaded through a parameter) — not a parameter, local, or static object.
-fn ret_is_fresh(r: &Val, storage_calls: u64, out_calls: u64) -> bool {
+fn ret_is_fresh(r: &Val, storage_calls: u32, out_calls: u32) -> bool {
     use crate::flow::value::{CONST, GLOAD, GLOBAL, STACK, TOP};
     if r.as_const() == Some(0) {
         return true;
@@ -336,7 +365,7 @@ fn ret_is_fresh(r: &Val, storage_calls: u64, out_calls: u64) -> bool {
     if r.has(TOP | STACK | GLOBAL | GLOAD) || r.params != 0 {
         return false;
     }
-    if r.has(CONST) && r.konst != 0 {
+    if r.has(CONST) && r.num != 0 {
         return false;
     }
     r.calls & !storage_calls == 0 && r.outcalls & !out_calls == 0 && (r.calls != 0 || r.outcalls != 0 || r.lparams != 0)

@@ -22,10 +22,14 @@ pub struct Pointers {
     everything: Vec<u64>,
 }
 
+/// Collect now, deduplicate once at the end (`tidy`): candidate lists get long.
 fn add(v: &mut Vec<u64>, f: u64) {
-    if !v.contains(&f) {
-        v.push(f);
-    }
+    v.push(f);
+}
+
+fn tidy(v: &mut Vec<u64>) {
+    v.sort_unstable();
+    v.dedup();
 }
 
 impl Pointers {
@@ -98,6 +102,12 @@ impl Pointers {
                 }
             }
         }
+        p.at_slot.values_mut().for_each(tidy);
+        p.at_key.values_mut().for_each(tidy);
+        p.at_member.values_mut().for_each(tidy);
+        tidy(&mut p.escaped);
+        tidy(&mut p.unplaced);
+        tidy(&mut p.everything);
         p
     }
 
@@ -107,17 +117,15 @@ impl Pointers {
             Target::PtrGlobal(g) => {
                 let mut v = self.at_slot.get(g).cloned().unwrap_or_default();
                 if let Some(Some(key)) = self.keys.get(g) {
-                    for &f in self.at_key.get(key).into_iter().flatten() {
-                        add(&mut v, f);
-                    }
+                    v.extend(self.at_key.get(key).into_iter().flatten());
                 }
+                tidy(&mut v);
                 v
             }
             Target::PtrMember(off) => {
                 let mut v = self.at_member.get(&(*off as i64)).cloned().unwrap_or_default();
-                for &f in self.escaped.iter().chain(self.unplaced.iter()) {
-                    add(&mut v, f);
-                }
+                v.extend(self.escaped.iter().chain(self.unplaced.iter()));
+                tidy(&mut v);
                 v
             }
             Target::PtrUnknown => self.everything.clone(),

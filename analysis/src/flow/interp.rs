@@ -10,6 +10,7 @@ use iced_x86::{
 };
 use std::collections::BTreeMap;
 
+
 /// Instructions beyond this are not interpreted (the function is marked imprecise).
 const MAX_INSNS: usize = 60_000;
 /// Block visits allowed per block before giving up on precision.
@@ -67,13 +68,71 @@ enum Mem {
     Unknown,
 }
 
+/// Stack slots by offset from the entry rsp, kept sorted; functions have few.
+#[derive(Clone, PartialEq, Default)]
+struct Slots(Vec<(i64, Val)>);
+
+impl Slots {
+    fn get(&self, k: &i64) -> Option<&Val> {
+        self.0.binary_search_by_key(k, |e| e.0).ok().map(|i| &self.0[i].1)
+    }
+    fn insert(&mut self, k: i64, v: Val) {
+        match self.0.binary_search_by_key(&k, |e| e.0) {
+            Ok(i) => self.0[i].1 = v,
+            Err(i) => self.0.insert(i, (k, v)),
+        }
+    }
+    /// Keys in [lo, hi).
+    fn keys_in(&self, lo: i64, hi: i64) -> Vec<i64> {
+        let i = self.0.partition_point(|e| e.0 < lo);
+        self.0[i..].iter().take_while(|e| e.0 < hi).map(|e| e.0).collect()
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+    /// Join `o` into self; a slot missing on one side is unknown there.
+    fn join_from(&mut self, o: &Slots) -> bool {
+        if self.0 == o.0 {
+            return false;
+        }
+        let mut out = Vec::with_capacity(self.0.len().max(o.0.len()));
+        let (mut i, mut j) = (0, 0);
+        while i < self.0.len() || j < o.0.len() {
+            let (a, b) = (self.0.get(i), o.0.get(j));
+            match (a, b) {
+                (Some(x), Some(y)) if x.0 == y.0 => {
+                    out.push((x.0, x.1.join(&y.1)));
+                    i += 1;
+                    j += 1;
+                }
+                (Some(x), Some(y)) if x.0 < y.0 => {
+                    out.push((x.0, x.1.join(&Val::TOP)));
+                    i += 1;
+                }
+                (Some(x), None) => {
+                    out.push((x.0, x.1.join(&Val::TOP)));
+                    i += 1;
+                }
+                (_, Some(y)) => {
+                    out.push((y.0, y.1.join(&Val::TOP)));
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        let changed = out != self.0;
+        self.0 = out;
+        changed
+    }
+}
+
 #[derive(Clone, PartialEq)]
 struct State {
     regs: [Val; 16],
     /// The two 64-bit lanes of xmm0–15: gcc copies structs of function pointers
     /// through them (`movq %rax,%xmm0; punpcklqdq; movups %xmm0,slot`).
     xmm: [[Val; 2]; 16],
-    slots: BTreeMap<i64, Val>,
+    slots: Slots,
 }
 
 impl State {
@@ -83,31 +142,33 @@ impl State {
             regs[r] = Val::param(i as u8);
         }
         regs[RSP] = Val::stack(0);
-        State { regs, xmm: [[Val::TOP; 2]; 16], slots: BTreeMap::new() }
+        State { regs, xmm: [[Val::TOP; 2]; 16], slots: Slots::default() }
     }
 
     fn unknown() -> State {
-        State { regs: [Val::TOP; 16], xmm: [[Val::TOP; 2]; 16], slots: BTreeMap::new() }
+        State { regs: [Val::TOP; 16], xmm: [[Val::TOP; 2]; 16], slots: Slots::default() }
     }
 
-    fn join(&self, o: &State) -> State {
-        let mut regs = self.regs;
-        for (r, v) in regs.iter_mut().zip(o.regs.iter()) {
-            *r = r.join(v);
+    /// Join `o` into self; true when self changed.
+    fn join_from(&mut self, o: &State) -> bool {
+        let mut changed = false;
+        for (r, v) in self.regs.iter_mut().zip(o.regs.iter()) {
+            if r != v {
+                let j = r.join(v);
+                changed |= j != *r;
+                *r = j;
+            }
         }
-        let mut xmm = self.xmm;
-        for (x, y) in xmm.iter_mut().zip(o.xmm.iter()) {
-            x[0] = x[0].join(&y[0]);
-            x[1] = x[1].join(&y[1]);
+        for (x, y) in self.xmm.iter_mut().zip(o.xmm.iter()) {
+            for k in 0..2 {
+                if x[k] != y[k] {
+                    let j = x[k].join(&y[k]);
+                    changed |= j != x[k];
+                    x[k] = j;
+                }
+            }
         }
-        let mut slots = BTreeMap::new();
-        for (k, v) in self.slots.iter() {
-            slots.insert(*k, v.join(o.slots.get(k).unwrap_or(&Val::TOP)));
-        }
-        for (k, v) in o.slots.iter() {
-            slots.entry(*k).or_insert_with(|| v.join(&Val::TOP));
-        }
-        State { regs, xmm, slots }
+        changed | self.slots.join_from(&o.slots)
     }
 }
 
@@ -203,9 +264,12 @@ impl<'a, E: Env> Interp<'a, E> {
         let mut visits = vec![0usize; nblocks];
         input[0] = Some(State::entry());
         let mut work: Vec<usize> = vec![0];
+        let mut queued = vec![false; nblocks];
+        queued[0] = true;
         let mut reached = vec![false; nblocks];
         loop {
             while let Some(b) = work.pop() {
+                queued[b] = false;
                 reached[b] = true;
                 visits[b] += 1;
                 if visits[b] > MAX_VISITS_PER_BLOCK {
@@ -229,18 +293,15 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
                 for s in succs {
                     let sb = block_of(s);
-                    let new = match &input[sb] {
-                        Some(old) => {
-                            let j = old.join(&st);
-                            if &j == old {
-                                continue;
-                            }
-                            j
+                    let changed = match &mut input[sb] {
+                        Some(old) => old.join_from(&st),
+                        slot @ None => {
+                            *slot = Some(st.clone());
+                            true
                         }
-                        None => st.clone(),
                     };
-                    input[sb] = Some(new);
-                    if !work.contains(&sb) {
+                    if changed && !queued[sb] {
+                        queued[sb] = true;
                         work.push(sb);
                     }
                 }
@@ -250,6 +311,7 @@ impl<'a, E: Env> Interp<'a, E> {
                 Some(b) => {
                     self.sum.imprecise = true;
                     input[b] = Some(State::unknown());
+                    queued[b] = true;
                     work.push(b);
                 }
                 None => break,
@@ -506,7 +568,7 @@ impl<'a, E: Env> Interp<'a, E> {
         match m {
             Mem::Stack(o) => {
                 let size = size.max(1) as i64;
-                let stale: Vec<i64> = st.slots.range(o - 7..o + size).map(|(k, _)| *k).filter(|&k| k != o).collect();
+                let stale: Vec<i64> = st.slots.keys_in(o - 7, o + size).into_iter().filter(|&k| k != o).collect();
                 for k in stale {
                     st.slots.insert(k, Val::TOP);
                 }
@@ -823,7 +885,7 @@ impl<'a, E: Env> Interp<'a, E> {
             let size = ins.memory_size().size().max(8);
             if (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory) {
                 if let Mem::Stack(o) = self.mem(ins, st) {
-                    let keys: Vec<i64> = st.slots.range(o - 7..o + size as i64).map(|(k, _)| *k).collect();
+                    let keys: Vec<i64> = st.slots.keys_in(o - 7, o + size as i64);
                     for k in keys {
                         st.slots.insert(k, Val::TOP);
                     }

@@ -33,12 +33,57 @@ impl interp::Env for NoReturn<'_> {
 
 /// Summaries of every function (index-aligned with `bin.funcs`).
 pub fn summarize_all(bin: &Binary) -> Vec<Summary> {
-    let mut env = NoReturn { bin, local: vec![false; bin.funcs.len()] };
-    // Two passes: the first learns which local functions never return
-    // (`die()`, `xalloc_failed()`), the second uses that to cut their call edges.
-    let first = run(bin, &env);
-    env.local = first.iter().map(|s| s.noreturn).collect();
+    let env = NoReturn { bin, local: local_noreturn(bin) };
     run(bin, &env)
+}
+
+/// Local functions that never return (`die()`, `xalloc_failed()`), by a cheap
+/// syntactic scan: no `ret`, no indirect jump, and every jump out of the function
+/// goes to a function that never returns. Three rounds settle short chains.
+fn local_noreturn(bin: &Binary) -> Vec<bool> {
+    use iced_x86::FlowControl;
+    let decoded: Vec<Vec<iced_x86::Instruction>> =
+        bin.funcs.iter().map(|f| interp::decode(bin, f.addr, f.size)).collect();
+    let mut nr = vec![false; bin.funcs.len()];
+    for _ in 0..3 {
+        let mut changed = false;
+        for (i, insns) in decoded.iter().enumerate() {
+            if nr[i] || insns.is_empty() {
+                continue;
+            }
+            let f = &bin.funcs[i];
+            let (lo, hi) = (f.addr, f.addr + f.size);
+            let exits_ok = insns.iter().all(|ins| match ins.flow_control() {
+                FlowControl::Return | FlowControl::IndirectBranch => false,
+                FlowControl::UnconditionalBranch => {
+                    let t = ins.near_branch_target();
+                    (lo..hi).contains(&t) || target_noreturn(bin, &nr, t)
+                }
+                _ => true,
+            });
+            let last = insns[insns.len() - 1];
+            let ends_dead = matches!(last.flow_control(), FlowControl::Call | FlowControl::UnconditionalBranch | FlowControl::Interrupt | FlowControl::Exception)
+                || last.mnemonic() == iced_x86::Mnemonic::Ud2;
+            if exits_ok && ends_dead && insns.iter().any(|i| matches!(i.flow_control(), FlowControl::Call | FlowControl::UnconditionalBranch | FlowControl::Exception | FlowControl::Interrupt)) {
+                nr[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    nr
+}
+
+fn target_noreturn(bin: &Binary, nr: &[bool], t: u64) -> bool {
+    if let Some(n) = bin.stubs.get(&t) {
+        return seeds::noreturn(n);
+    }
+    match bin.by_addr.get(&t) {
+        Some(&f) => nr[f] || seeds::noreturn(&bin.funcs[f].name),
+        None => false,
+    }
 }
 
 fn run(bin: &Binary, env: &NoReturn) -> Vec<Summary> {

@@ -6,7 +6,7 @@
 use super::value::Val;
 
 /// Where a call goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     /// A function defined in this binary, by entry address.
     Local(u64),

@@ -6,10 +6,10 @@
 //! `TOP`), so the per-function fixpoint terminates.
 
 /// Kind bits.
-pub const CONST: u16 = 1 << 0; // exactly `konst`
-pub const STACK: u16 = 1 << 1; // address entry_rsp + `stack`
-pub const GLOBAL: u16 = 1 << 2; // address `global` (a lea of data or code)
-pub const GLOAD: u16 = 1 << 3; // loaded from address `global`
+pub const CONST: u16 = 1 << 0; // may be the constant `num`
+pub const STACK: u16 = 1 << 1; // address entry_rsp + `num`
+pub const GLOBAL: u16 = 1 << 2; // address `num` (a lea of data or code)
+pub const GLOAD: u16 = 1 << 3; // loaded from address `num`
 pub const LOAD: u16 = 1 << 4; // loaded from member `load_off` of the object `load_base` points to
 pub const ARITH: u16 = 1 << 5; // transformed by arithmetic
 pub const MUL: u16 = 1 << 6; // product of two non-constant values
@@ -20,49 +20,52 @@ pub const OTHER_BASE: u8 = 0xff;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Val {
+    /// Bit c: derives from the return value of call site c (c ≥ 31 folds into bit 31).
+    pub calls: u32,
+    /// Bit c: read back from a stack slot whose address was passed to call c.
+    pub outcalls: u32,
+    /// Payload of CONST (the constant), STACK (offset from entry rsp),
+    /// GLOBAL (the address) and GLOAD (the address loaded from); one at a time.
+    pub num: i64,
+    pub load_off: i32,
+    pub kinds: u16,
     /// Bit i: derives from incoming integer argument i (6 and 7: first stack arguments).
     pub params: u8,
-    /// Bit c: derives from the return value of call site c (c ≥ 63 folds into bit 63).
-    pub calls: u64,
-    /// Bit c: read back from a stack slot whose address was passed to call c.
-    pub outcalls: u64,
-    pub kinds: u16,
-    pub konst: i64,
-    pub stack: i64,
-    pub global: u64,
-    pub load_base: u8,
-    pub load_off: i32,
     /// Bit i: derives from memory reached through incoming argument i (`p->field`).
     pub lparams: u8,
+    pub load_base: u8,
 }
 
+/// Kinds whose payload lives in `num`.
+const PAYLOAD: u16 = CONST | STACK | GLOBAL | GLOAD;
+
 impl Val {
-    pub const TOP: Val = Val { params: 0, calls: 0, outcalls: 0, kinds: TOP, konst: 0, stack: 0, global: 0, load_base: 0, load_off: 0, lparams: 0 };
+    pub const TOP: Val = Val { calls: 0, outcalls: 0, num: 0, load_off: 0, kinds: TOP, params: 0, lparams: 0, load_base: 0 };
 
     pub fn param(i: u8) -> Val {
-        Val { params: 1 << i, kinds: 0, ..Val::default() }
+        Val { params: 1 << i, ..Val::default() }
     }
     pub fn konst(k: i64) -> Val {
-        Val { kinds: CONST, konst: k, ..Val::default() }
+        Val { kinds: CONST, num: k, ..Val::default() }
     }
     pub fn stack(off: i64) -> Val {
-        Val { kinds: STACK, stack: off, ..Val::default() }
+        Val { kinds: STACK, num: off, ..Val::default() }
     }
     pub fn global(addr: u64) -> Val {
-        Val { kinds: GLOBAL, global: addr, ..Val::default() }
+        Val { kinds: GLOBAL, num: addr as i64, ..Val::default() }
     }
     pub fn gload(addr: u64) -> Val {
-        Val { kinds: GLOAD, global: addr, ..Val::default() }
+        Val { kinds: GLOAD, num: addr as i64, ..Val::default() }
     }
     pub fn load(base: u8, off: i32) -> Val {
         let lparams = if base < 8 { 1 << base } else { 0 };
         Val { kinds: LOAD, load_base: base, load_off: off, lparams, ..Val::default() }
     }
     pub fn call(c: usize) -> Val {
-        Val { calls: 1u64 << c.min(63), ..Val::default() }
+        Val { calls: 1u32 << c.min(31), ..Val::default() }
     }
     pub fn outcall(c: usize) -> Val {
-        Val { outcalls: 1u64 << c.min(63), ..Val::default() }
+        Val { outcalls: 1u32 << c.min(31), ..Val::default() }
     }
 
     pub fn has(&self, k: u16) -> bool {
@@ -75,16 +78,20 @@ impl Val {
     }
 
     pub fn as_const(&self) -> Option<i64> {
-        self.is_only(CONST).then_some(self.konst)
+        self.is_only(CONST).then_some(self.num)
+    }
+    /// The constant this value may be (alongside other sources), if any.
+    pub fn maybe_const(&self) -> Option<i64> {
+        self.has(CONST).then_some(self.num)
     }
     pub fn as_stack(&self) -> Option<i64> {
-        self.is_only(STACK).then_some(self.stack)
+        self.is_only(STACK).then_some(self.num)
     }
     pub fn as_global(&self) -> Option<u64> {
-        self.is_only(GLOBAL).then_some(self.global)
+        self.is_only(GLOBAL).then_some(self.num as u64)
     }
     pub fn as_gload(&self) -> Option<u64> {
-        self.is_only(GLOAD).then_some(self.global)
+        self.is_only(GLOAD).then_some(self.num as u64)
     }
     pub fn as_load(&self) -> Option<(u8, i32)> {
         self.is_only(LOAD).then_some((self.load_base, self.load_off))
@@ -102,41 +109,27 @@ impl Val {
 
     /// Least upper bound: the value may come from either side.
     pub fn join(&self, o: &Val) -> Val {
+        if self == o {
+            return *self;
+        }
         let mut v = Val {
             params: self.params | o.params,
+            lparams: self.lparams | o.lparams,
             calls: self.calls | o.calls,
             outcalls: self.outcalls | o.outcalls,
-            lparams: self.lparams | o.lparams,
             kinds: self.kinds | o.kinds,
             ..*self
         };
-        let both = self.kinds & o.kinds;
-        let only_o = o.kinds & !self.kinds;
-        // Take the payloads the other side alone has.
-        if only_o & CONST != 0 {
-            v.konst = o.konst;
+        let (a, b) = (self.kinds & PAYLOAD, o.kinds & PAYLOAD);
+        if a == 0 {
+            v.num = o.num;
+        } else if b != 0 && (a != b || self.num != o.num) {
+            v.kinds = (v.kinds & !PAYLOAD) | TOP;
         }
-        if only_o & STACK != 0 {
-            v.stack = o.stack;
-        }
-        if only_o & (GLOBAL | GLOAD) != 0 && self.kinds & (GLOBAL | GLOAD) == 0 {
-            v.global = o.global;
-        }
-        if only_o & LOAD != 0 {
+        if !self.has(LOAD) {
             v.load_base = o.load_base;
             v.load_off = o.load_off;
-        }
-        // Differing payloads of the same kind: widen.
-        if both & CONST != 0 && self.konst != o.konst {
-            v.kinds = (v.kinds & !CONST) | TOP;
-        }
-        if both & STACK != 0 && self.stack != o.stack {
-            v.kinds = (v.kinds & !STACK) | TOP;
-        }
-        if (self.kinds & (GLOBAL | GLOAD) != 0) && (o.kinds & (GLOBAL | GLOAD) != 0) && self.global != o.global {
-            v.kinds = (v.kinds & !(GLOBAL | GLOAD)) | TOP;
-        }
-        if both & LOAD != 0 && (self.load_base, self.load_off) != (o.load_base, o.load_off) {
+        } else if o.has(LOAD) && (self.load_base, self.load_off) != (o.load_base, o.load_off) {
             v.kinds = (v.kinds & !LOAD) | TOP;
         }
         v
@@ -219,7 +212,7 @@ mod tests {
         let a = Val::call(2).join(&Val::konst(0));
         assert_eq!(a.calls, 1 << 2);
         assert_eq!(a.as_const(), None);
-        assert!(a.has(CONST) && a.konst == 0);
+        assert!(a.has(CONST) && a.num == 0);
         let b = Val::konst(1).join(&Val::konst(2));
         assert!(b.has(TOP) && !b.has(CONST));
     }
