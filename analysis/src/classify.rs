@@ -80,7 +80,8 @@ impl<'a> Classifier<'a> {
             self.agreed.borrow_mut().clear();
             let mut changed = false;
             for f in 0..self.sums.len() {
-                if self.named_spec(f).is_some() {
+                // `.cold` fragments are continuations of their function, not entries.
+                if self.named_spec(f).is_some() || self.bin.funcs[f].name.contains(".cold") {
                     continue;
                 }
                 let new = self.classify(f);
@@ -102,7 +103,12 @@ impl<'a> Classifier<'a> {
         match &cs.target {
             Target::Import(n) => {
                 let base = n.split('@').next().unwrap_or(n);
-                let spec = self.user.get(base).copied().or_else(|| seeds::seed(base))?;
+                if let Some(spec) = self.user.get(base).copied().or_else(|| seeds::seed(base)) {
+                    return Some(Callee { spec, name: base.to_string() });
+                }
+                // A shared object calls its own exported functions through the PLT.
+                let f = *self.bin.by_name.get(base)?;
+                let spec = self.found.get(&f)?.spec;
                 Some(Callee { spec, name: base.to_string() })
             }
             Target::Local(a) => {
@@ -162,10 +168,12 @@ impl<'a> Classifier<'a> {
     fn classify(&self, f: usize) -> Option<Found> {
         let s = &self.sums[f];
         let callees: Vec<Option<Callee>> = s.calls.iter().map(|cs| self.resolve(cs, f)).collect();
+        // Calls whose *return value* is fresh storage (an out-parameter allocator
+        // returns a status instead).
         let storage_calls: u32 = callees
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.spec.gives_storage()))
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.spec.gives_storage() && c.spec.out.is_none()))
             .fold(0, |m, (i, _)| m | bit(i));
         let out_calls: u32 = callees
             .iter()
@@ -188,7 +196,7 @@ impl<'a> Classifier<'a> {
             if !spec.gives_storage() {
                 continue;
             }
-            let returned = s.rets.iter().any(|r| r.calls & bit(c) != 0 || r.outcalls & bit(c) & out_calls != 0);
+            let returned = s.rets.iter().any(|r| r.calls & bit(c) & storage_calls != 0 || r.outcalls & bit(c) & out_calls != 0);
             let mut out_param = None;
             if let Some(k) = spec.out {
                 out_param = arg(cs, k).as_param();

@@ -230,7 +230,7 @@ impl<'a, E: Env> Interp<'a, E> {
         for (i, ins) in self.insns.iter().enumerate() {
             match ins.flow_control() {
                 FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch => {
-                    if let Some(t) = self.index_of(ins.near_branch_target()) {
+                    if let Some(t) = self.index_of(ins.near_branch_target()).filter(|_| !self.relocated(ins)) {
                         lead[t] = true;
                     }
                     if i + 1 < lead.len() {
@@ -340,7 +340,7 @@ impl<'a, E: Env> Interp<'a, E> {
             }
             FlowControl::UnconditionalBranch => {
                 let t = ins.near_branch_target();
-                if self.inside(t) {
+                if self.inside(t) && !self.relocated(&ins) {
                     return Some(self.index_of(t).into_iter().collect());
                 }
                 let target = self.call_target(&ins, st);
@@ -356,7 +356,7 @@ impl<'a, E: Env> Interp<'a, E> {
             FlowControl::ConditionalBranch => {
                 let t = ins.near_branch_target();
                 let mut s = fallthrough();
-                if self.inside(t) {
+                if self.inside(t) && !self.relocated(&ins) {
                     s.extend(self.index_of(t));
                 } else if matches!(ins.mnemonic(), Mnemonic::Jrcxz | Mnemonic::Jecxz | Mnemonic::Loop | Mnemonic::Loope | Mnemonic::Loopne) {
                 } else {
@@ -395,6 +395,12 @@ impl<'a, E: Env> Interp<'a, E> {
         }
         self.transfer(&ins, st);
         None
+    }
+
+    /// In a `.o`, a branch whose displacement carries a relocation goes wherever
+    /// the relocation says, not to the (unrelocated) encoded target.
+    fn relocated(&self, ins: &Instruction) -> bool {
+        !self.bin.rel_targets.is_empty() && self.bin.rel_targets.contains_key(&ins.next_ip().wrapping_sub(4))
     }
 
     fn is_cold_part(&self, t: u64) -> bool {

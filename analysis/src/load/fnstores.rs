@@ -85,10 +85,31 @@ pub(super) fn collect_data(file: &object::File, bin: &mut Binary, base: &HashMap
             }
         }
     }
+    guess_members(&mut bin.fn_stores);
     let mut taken: Vec<u64> = bin.fn_stores.iter().map(|s| s.func).collect();
     taken.sort_unstable();
     taken.dedup();
     bin.address_taken = taken;
+}
+
+/// Without symbols for the data objects (stripped binaries), take each run of
+/// adjacent function-pointer slots as one table: the member offset is the
+/// distance from the run's first slot. Ops tables usually lead with their
+/// function pointers, so this recovers `{alloc, free}` pairs.
+fn guess_members(stores: &mut [FnStore]) {
+    let mut order: Vec<usize> = (0..stores.len()).filter(|&i| stores[i].member.is_none()).collect();
+    order.sort_by_key(|&i| stores[i].slot);
+    let mut run_start = 0u64;
+    let mut prev: Option<u64> = None;
+    for i in order {
+        let slot = stores[i].slot;
+        match prev {
+            Some(p) if slot == p || slot == p + 8 => {}
+            _ => run_start = slot,
+        }
+        prev = Some(slot);
+        stores[i].member = Some(slot - run_start);
+    }
 }
 
 /// Start addresses of data objects (OBJECT symbols with a size), by address.

@@ -36,6 +36,8 @@ pub struct Binary {
     pub funcs: Vec<Func>,
     /// Address → index into `funcs` for function entries.
     pub by_addr: HashMap<u64, usize>,
+    /// Symbol name (and alias) → index into `funcs`.
+    pub by_name: HashMap<String, usize>,
     /// Call-target address → imported symbol name (PLT stubs, `.plt.sec` stubs).
     pub stubs: HashMap<u64, String>,
     /// GOT slot address → imported symbol name (`call *f@GOTPCREL(%rip)`).
@@ -85,6 +87,7 @@ impl Binary {
             kind,
             funcs: Vec::new(),
             by_addr: HashMap::new(),
+            by_name: HashMap::new(),
             stubs: HashMap::new(),
             got: HashMap::new(),
             rel_targets: HashMap::new(),
@@ -94,6 +97,11 @@ impl Binary {
             regions,
         };
         functions::collect(&file, &mut bin, &section_base)?;
+        for (i, f) in bin.funcs.iter().enumerate() {
+            for n in std::iter::once(&f.name).chain(f.aliases.iter()) {
+                bin.by_name.entry(n.clone()).or_insert(i);
+            }
+        }
         imports::collect(&file, &mut bin, &section_base);
         fnstores::collect_data(&file, &mut bin, &section_base);
         Ok(bin)
