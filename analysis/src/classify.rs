@@ -23,10 +23,10 @@ pub struct Classifier<'a> {
     bin: &'a Binary,
     sums: &'a [Summary],
     user: &'a HashMap<String, Spec>,
-    /// Candidate lists per distinct pointer target, computed once.
-    cands: HashMap<Target, Vec<u64>>,
-    /// Per round: the allocator all classified candidates of a target agree on.
-    agreed: RefCell<HashMap<Target, Option<(Spec, String)>>>,
+    /// Candidate lists per distinct (pointer target, caller), computed once.
+    cands: HashMap<(Target, u64), Vec<u64>>,
+    /// Per round: the allocator all candidates of a target agree on.
+    agreed: RefCell<HashMap<(Target, u64), Option<(Spec, String)>>>,
     pub found: BTreeMap<usize, Found>,
 }
 
@@ -52,9 +52,15 @@ impl<'a> Classifier<'a> {
     pub fn new(bin: &'a Binary, sums: &'a [Summary], user: &'a HashMap<String, Spec>, types: &crate::dwarf::Types) -> Self {
         let ptrs = Pointers::build(bin, sums, types);
         let mut cands = HashMap::new();
-        for c in sums.iter().flat_map(|s| s.calls.iter()) {
-            if matches!(c.target, Target::PtrGlobal(_) | Target::PtrMember(_) | Target::PtrUnknown) && !cands.contains_key(&c.target) {
-                cands.insert(c.target.clone(), ptrs.candidates(&c.target));
+        for (f, s) in sums.iter().enumerate() {
+            for c in &s.calls {
+                // Only calls through a parameter depend on who the caller is.
+                let caller = if matches!(c.target, Target::PtrParam(_)) { bin.funcs[f].addr } else { 0 };
+                let key = (c.target.clone(), caller);
+                if matches!(c.target, Target::PtrGlobal(_) | Target::PtrMember(_) | Target::PtrParam(_)) && !cands.contains_key(&key) {
+                    let v = ptrs.candidates(&c.target, bin.funcs[f].addr);
+                    cands.insert(key, v);
+                }
             }
         }
         Classifier { bin, sums, user, cands, agreed: RefCell::new(HashMap::new()), found: BTreeMap::new() }
@@ -120,19 +126,21 @@ impl<'a> Classifier<'a> {
                 Some(Callee { spec, name: self.bin.funcs[f].name.clone() })
             }
             t => {
-                let (spec, names) = self.agreed_for(t)?;
+                let caller_addr = if matches!(t, Target::PtrParam(_)) { self.bin.funcs[caller].addr } else { 0 };
+                let (spec, names) = self.agreed_for(t, caller_addr)?;
                 // Through a pointer, demand that the arguments line up with the
                 // candidates' roles: the role arguments come from our parameters.
                 let lined_up = [spec.size, spec.ptr, spec.count]
                     .iter()
                     .flatten()
-                    .all(|&k| cs.args.get(k as usize).is_some_and(|v| v.params != 0));
+                    .all(|&k| arg(cs, k).params != 0);
                 if !lined_up || (spec.size.is_none() && spec.ptr.is_none()) {
                     return None;
                 }
                 let how = match t {
                     Target::PtrGlobal(g) => format!("pointer at {g:#x}"),
                     Target::PtrMember(o) => format!("pointer member +{o:#x}"),
+                    Target::PtrParam(k) => format!("pointer {}", arg_name(*k)),
                     _ => "function pointer".to_string(),
                 };
                 Some(Callee { spec, name: format!("{names} via {how}") })
@@ -140,16 +148,21 @@ impl<'a> Classifier<'a> {
         }
     }
 
-    /// The allocator every classified candidate of pointer target `t` agrees on.
-    fn agreed_for(&self, t: &Target) -> Option<(Spec, String)> {
-        if let Some(a) = self.agreed.borrow().get(t) {
+    /// The allocator every candidate of pointer target `t` agrees on; none when
+    /// any candidate is not a classified allocator with the same roles.
+    fn agreed_for(&self, t: &Target, caller: u64) -> Option<(Spec, String)> {
+        let key = (t.clone(), caller);
+        if let Some(a) = self.agreed.borrow().get(&key) {
             return a.clone();
         }
         let mut agreed: Option<(Spec, Vec<String>)> = None;
         let mut conflict = false;
-        for &fa in self.cands.get(t).into_iter().flatten() {
+        for &fa in self.cands.get(&key).into_iter().flatten() {
             let Some(&f) = self.bin.by_addr.get(&fa) else { continue };
-            let Some(found) = self.found.get(&f) else { continue };
+            let Some(found) = self.found.get(&f) else {
+                conflict = true;
+                break;
+            };
             let name = self.bin.funcs[f].name.clone();
             match &mut agreed {
                 None => agreed = Some((found.spec, vec![name])),
@@ -161,7 +174,7 @@ impl<'a> Classifier<'a> {
             }
         }
         let result = if conflict { None } else { agreed.map(|(s, n)| (s, n.join("|"))) };
-        self.agreed.borrow_mut().insert(t.clone(), result.clone());
+        self.agreed.borrow_mut().insert(key, result.clone());
         result
     }
 

@@ -1,8 +1,16 @@
-//! Which functions an indirect call may reach: the address-taken functions,
-//! narrowed by where their addresses were stored. A call through a pointer loaded
-//! from global slot G reaches what was stored at G; a call through member +off of
-//! some object reaches what was stored at member +off of any object, or whose
-//! address escaped (passed as an argument, e.g. `lua_newstate(l_alloc, …)`).
+//! Which functions an indirect call may reach, from where function addresses
+//! were stored:
+//! - through a global slot G: what was stored at G, or at any slot with the
+//!   same DWARF type key (`sqlite3Config.m.xMalloc` ~ `defaultMethods.xMalloc`),
+//!   including struct copies between globals;
+//! - through member +off of some object: what was stored at member +off of any
+//!   object — by static initializers, by code, or by a callee that stores the
+//!   parameter it was passed (`lua_newstate(l_alloc, …)` → `g->frealloc = f`);
+//! - through parameter k: what callers pass as argument k.
+//!
+//! The classifier trusts a target only when *every* candidate is a classified
+//! allocator with the same roles, so an offset shared by unrelated structs costs
+//! a miss, never a false positive.
 
 use crate::dwarf::{SlotKey, Types};
 use crate::flow::{FnRef, Summary, Target};
@@ -16,15 +24,8 @@ pub struct Pointers {
     /// Key of each global slot a call loads through.
     keys: HashMap<u64, Option<SlotKey>>,
     at_member: HashMap<i64, Vec<u64>>,
-    escaped: Vec<u64>,
-    /// Stored in data whose containing object is unknown (stripped binaries).
-    unplaced: Vec<u64>,
-    everything: Vec<u64>,
-}
-
-/// Collect now, deduplicate once at the end (`tidy`): candidate lists get long.
-fn add(v: &mut Vec<u64>, f: u64) {
-    v.push(f);
+    /// (function entry, argument index) → functions passed there.
+    passed: HashMap<(u64, u8), Vec<u64>>,
 }
 
 fn tidy(v: &mut Vec<u64>) {
@@ -34,48 +35,49 @@ fn tidy(v: &mut Vec<u64>) {
 
 impl Pointers {
     pub fn build(bin: &Binary, sums: &[Summary], types: &Types) -> Pointers {
-        let mut p = Pointers { at_slot: HashMap::new(), at_key: HashMap::new(), keys: HashMap::new(), at_member: HashMap::new(), escaped: Vec::new(), unplaced: Vec::new(), everything: Vec::new() };
+        let mut p = Pointers {
+            at_slot: HashMap::new(),
+            at_key: HashMap::new(),
+            keys: HashMap::new(),
+            at_member: HashMap::new(),
+            passed: HashMap::new(),
+        };
         for s in &bin.fn_stores {
-            add(p.at_slot.entry(s.slot).or_default(), s.func);
-            match s.member {
-                Some(m) => add(p.at_member.entry(m as i64).or_default(), s.func),
-                None => add(&mut p.unplaced, s.func),
+            p.at_slot.entry(s.slot).or_default().push(s.func);
+            if let Some(m) = s.member {
+                p.at_member.entry(m as i64).or_default().push(s.func);
             }
-            add(&mut p.everything, s.func);
         }
+        let mut copies = Vec::new();
         for r in sums.iter().flat_map(|s| s.fn_refs.iter()) {
-            match *r {
-                FnRef::AtGlobal { slot, func } => {
-                    add(p.at_slot.entry(slot).or_default(), func);
-                    add(&mut p.everything, func);
+            match r {
+                FnRef::AtGlobal { slot, func } => p.at_slot.entry(*slot).or_default().push(*func),
+                FnRef::AtMember { off, func } => p.at_member.entry(*off as i64).or_default().push(*func),
+                FnRef::Copy { from, to } => copies.push((*from, *to)),
+                FnRef::Passed { callee: Target::Local(g), arg, func } => {
+                    p.passed.entry((*g, *arg)).or_default().push(*func);
+                    // The callee keeps the pointer: it lands where the callee stores that parameter.
+                    if let Some(&gi) = bin.by_addr.get(g) {
+                        for &(k, off) in &sums[gi].param_members {
+                            if k == *arg {
+                                p.at_member.entry(off as i64).or_default().push(*func);
+                            }
+                        }
+                        for &(k, slot) in &sums[gi].param_globals {
+                            if k == *arg {
+                                p.at_slot.entry(slot).or_default().push(*func);
+                            }
+                        }
+                    }
                 }
-                FnRef::AtMember { off, func } => {
-                    add(p.at_member.entry(off as i64).or_default(), func);
-                    add(&mut p.everything, func);
-                }
-                FnRef::Escaped { func } => {
-                    add(&mut p.escaped, func);
-                    add(&mut p.everything, func);
-                }
-                FnRef::Copy { .. } => {}
+                FnRef::Passed { .. } | FnRef::Escaped { .. } => {}
             }
         }
-        let copies: Vec<(u64, u64)> = sums
-            .iter()
-            .flat_map(|s| s.fn_refs.iter())
-            .filter_map(|r| match *r {
-                FnRef::Copy { from, to } => Some((from, to)),
-                _ => None,
-            })
-            .collect();
         let key_of = |a: u64| if types.is_empty() { None } else { types.key_at(a) };
         if !types.is_empty() {
-            let slots: Vec<(u64, Vec<u64>)> = p.at_slot.iter().map(|(k, v)| (*k, v.clone())).collect();
-            for (slot, funcs) in slots {
-                if let Some(key) = types.key_at(slot) {
-                    for f in funcs {
-                        add(p.at_key.entry(key.clone()).or_default(), f);
-                    }
+            for (slot, funcs) in p.at_slot.iter() {
+                if let Some(key) = types.key_at(*slot) {
+                    p.at_key.entry(key).or_default().extend(funcs.iter().copied());
                 }
             }
             for s in sums {
@@ -94,42 +96,37 @@ impl Pointers {
                 if let Some(k) = key_of(from) {
                     funcs.extend(p.at_key.get(&k).into_iter().flatten().copied());
                 }
-                for f in funcs {
-                    add(p.at_slot.entry(to).or_default(), f);
-                    if let Some(k) = key_of(to) {
-                        add(p.at_key.entry(k).or_default(), f);
-                    }
+                if funcs.is_empty() {
+                    continue;
+                }
+                p.at_slot.entry(to).or_default().extend(funcs.iter().copied());
+                if let Some(k) = key_of(to) {
+                    p.at_key.entry(k).or_default().extend(funcs.iter().copied());
                 }
             }
         }
         p.at_slot.values_mut().for_each(tidy);
         p.at_key.values_mut().for_each(tidy);
         p.at_member.values_mut().for_each(tidy);
-        tidy(&mut p.escaped);
-        tidy(&mut p.unplaced);
-        tidy(&mut p.everything);
+        p.passed.values_mut().for_each(tidy);
         p
     }
 
-    /// Possible targets of an indirect call.
-    pub fn candidates(&self, t: &Target) -> Vec<u64> {
-        match t {
+    /// Possible targets of an indirect call made by the function at `caller`.
+    pub fn candidates(&self, t: &Target, caller: u64) -> Vec<u64> {
+        let mut v = match t {
             Target::PtrGlobal(g) => {
                 let mut v = self.at_slot.get(g).cloned().unwrap_or_default();
                 if let Some(Some(key)) = self.keys.get(g) {
                     v.extend(self.at_key.get(key).into_iter().flatten());
                 }
-                tidy(&mut v);
                 v
             }
-            Target::PtrMember(off) => {
-                let mut v = self.at_member.get(&(*off as i64)).cloned().unwrap_or_default();
-                v.extend(self.escaped.iter().chain(self.unplaced.iter()));
-                tidy(&mut v);
-                v
-            }
-            Target::PtrUnknown => self.everything.clone(),
+            Target::PtrMember(off) => self.at_member.get(&(*off as i64)).cloned().unwrap_or_default(),
+            Target::PtrParam(k) => self.passed.get(&(caller, *k)).cloned().unwrap_or_default(),
             _ => Vec::new(),
-        }
+        };
+        tidy(&mut v);
+        v
     }
 }

@@ -415,7 +415,10 @@ impl<'a, E: Env> Interp<'a, E> {
         let mut args = [Val::TOP; 6];
         for (k, &r) in ARG_REGS.iter().enumerate() {
             args[k] = st.regs[r];
-            self.note_fn_escape(&args[k]);
+            if let Some(f) = self.fn_addr(&args[k]) {
+                let r = FnRef::Passed { callee: target.clone(), arg: k as u8, func: f };
+                self.push_ref(r);
+            }
         }
         if c == self.sum.calls.len() {
             self.sum.calls.push(CallSite { addr: ins.ip(), ret_addr: ins.next_ip(), target, args, tail });
@@ -489,6 +492,9 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
                 if let Some((_, off)) = v.as_load() {
                     return Target::PtrMember(off);
+                }
+                if let Some(k) = v.as_param() {
+                    return Target::PtrParam(k);
                 }
                 match self.fn_addr(&v) {
                     Some(f) => Target::Local(f),
@@ -584,16 +590,23 @@ impl<'a, E: Env> Interp<'a, E> {
                 if v.calls != 0 || v.outcalls != 0 || v.params != 0 || v.lparams != 0 {
                     self.sum.stores.push(ParamStore { param: p, off: d, val: v });
                 }
+                self.note_param_member(&v, d);
                 if let Some(f) = self.fn_addr(&v) {
                     self.push_ref(FnRef::AtMember { off: d, func: f });
                 }
             }
             Mem::Member(d, _) => {
+                self.note_param_member(&v, d);
                 if let Some(f) = self.fn_addr(&v) {
                     self.push_ref(FnRef::AtMember { off: d, func: f });
                 }
             }
             Mem::Global(g) => {
+                if let Some(k) = v.as_param() {
+                    if !self.sum.param_globals.contains(&(k, g)) {
+                        self.sum.param_globals.push((k, g));
+                    }
+                }
                 if let Some(f) = self.fn_addr(&v) {
                     self.push_ref(FnRef::AtGlobal { slot: g, func: f });
                 } else if let Some(src) = v.as_gload() {
@@ -602,6 +615,14 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
             }
             Mem::Unknown => self.note_fn_escape(&v),
+        }
+    }
+
+    fn note_param_member(&mut self, v: &Val, off: i32) {
+        if let Some(k) = v.as_param() {
+            if !self.sum.param_members.contains(&(k, off)) {
+                self.sum.param_members.push((k, off));
+            }
         }
     }
 

@@ -16,6 +16,8 @@ pub enum Target {
     PtrGlobal(u64),
     /// Through a function pointer loaded from member `off` of some object.
     PtrMember(i32),
+    /// Through a function pointer received as integer argument k.
+    PtrParam(u8),
     /// Through a function pointer of unknown provenance.
     PtrUnknown,
 }
@@ -47,6 +49,8 @@ pub enum FnRef {
     AtGlobal { slot: u64, func: u64 },
     /// Stored into member `off` of some object.
     AtMember { off: i32, func: u64 },
+    /// Passed as integer argument `arg` of a call to `callee`.
+    Passed { callee: Target, arg: u8, func: u64 },
     /// The pointer-sized value at global `from` was copied to global `to`.
     Copy { from: u64, to: u64 },
     /// Escapes some other way (passed as an argument, returned, kept in a register).
@@ -60,6 +64,10 @@ pub struct Summary {
     pub rets: Vec<Val>,
     pub stores: Vec<ParamStore>,
     pub fn_refs: Vec<FnRef>,
+    /// Parameter k stored into member `off` of some object (`g->frealloc = f`).
+    pub param_members: Vec<(u8, i32)>,
+    /// Parameter k stored into a global slot.
+    pub param_globals: Vec<(u8, u64)>,
     /// Highest integer parameter index the body reads, plus one.
     pub params_used: u8,
     /// The function never returns (no `ret`, no tail call).

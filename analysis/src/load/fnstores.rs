@@ -22,8 +22,25 @@ pub struct FnStore {
 
 pub(super) fn collect_data(file: &object::File, bin: &mut Binary, base: &HashMap<usize, u64>) {
     let objects = data_objects(file, bin.kind, base);
+    // Slots the loader or the start-up code reads, never the program's own calls.
+    let skipped: Vec<(u64, u64)> = file
+        .sections()
+        .filter(|s| {
+            matches!(
+                s.name().unwrap_or(""),
+                ".init_array" | ".fini_array" | ".preinit_array" | ".got" | ".got.plt" | ".dynamic" | ".ctors" | ".dtors"
+            )
+        })
+        .map(|s| {
+            let b = if bin.kind == FileKind::Relocatable { base.get(&s.index().0).copied().unwrap_or(0) } else { s.address() };
+            (b, b + s.size())
+        })
+        .collect();
     let mut seen = HashSet::new();
     let mut push = |bin: &mut Binary, slot: u64, func: u64| {
+        if skipped.iter().any(|&(lo, hi)| slot >= lo && slot < hi) {
+            return;
+        }
         if bin.by_addr.contains_key(&func) && seen.insert((slot, func)) {
             let member = containing(&objects, slot).map(|start| slot - start);
             bin.fn_stores.push(FnStore { slot, func, member });
