@@ -126,12 +126,53 @@ impl Slots {
     }
 }
 
+/// xmm registers with known lanes; absent = unknown. Usually empty, so the
+/// state stays small.
+#[derive(Clone, PartialEq, Default)]
+struct Xmm(Vec<(u8, [Val; 2])>);
+
+impl Xmm {
+    fn get(&self, x: usize) -> [Val; 2] {
+        self.0.iter().find(|e| e.0 as usize == x).map(|e| e.1).unwrap_or([Val::TOP; 2])
+    }
+    fn set(&mut self, x: usize, v: [Val; 2]) {
+        let known = v[0] != Val::TOP || v[1] != Val::TOP;
+        match self.0.iter().position(|e| e.0 as usize == x) {
+            Some(i) if known => self.0[i].1 = v,
+            Some(i) => {
+                self.0.swap_remove(i);
+            }
+            None if known => self.0.push((x as u8, v)),
+            None => {}
+        }
+    }
+    fn join_from(&mut self, o: &Xmm) -> bool {
+        if self.0 == o.0 {
+            return false;
+        }
+        let mut changed = false;
+        let mut out = Vec::new();
+        for &(x, a) in &self.0 {
+            let b = o.get(x as usize);
+            let j = [a[0].join(&b[0]), a[1].join(&b[1])];
+            changed |= j != a;
+            if j[0] != Val::TOP || j[1] != Val::TOP {
+                out.push((x, j));
+            } else {
+                changed = true;
+            }
+        }
+        self.0 = out;
+        changed
+    }
+}
+
 #[derive(Clone, PartialEq)]
 struct State {
     regs: [Val; 16],
     /// The two 64-bit lanes of xmm0–15: gcc copies structs of function pointers
     /// through them (`movq %rax,%xmm0; punpcklqdq; movups %xmm0,slot`).
-    xmm: [[Val; 2]; 16],
+    xmm: Xmm,
     slots: Slots,
 }
 
@@ -142,11 +183,11 @@ impl State {
             regs[r] = Val::param(i as u8);
         }
         regs[RSP] = Val::stack(0);
-        State { regs, xmm: [[Val::TOP; 2]; 16], slots: Slots::default() }
+        State { regs, xmm: Xmm::default(), slots: Slots::default() }
     }
 
     fn unknown() -> State {
-        State { regs: [Val::TOP; 16], xmm: [[Val::TOP; 2]; 16], slots: Slots::default() }
+        State { regs: [Val::TOP; 16], xmm: Xmm::default(), slots: Slots::default() }
     }
 
     /// Join `o` into self; true when self changed.
@@ -159,15 +200,7 @@ impl State {
                 *r = j;
             }
         }
-        for (x, y) in self.xmm.iter_mut().zip(o.xmm.iter()) {
-            for k in 0..2 {
-                if x[k] != y[k] {
-                    let j = x[k].join(&y[k]);
-                    changed |= j != x[k];
-                    x[k] = j;
-                }
-            }
-        }
+        changed |= self.xmm.join_from(&o.xmm);
         changed | self.slots.join_from(&o.slots)
     }
 }
@@ -714,7 +747,7 @@ impl<'a, E: Env> Interp<'a, E> {
             }
             M::Pxor | M::Xorps | M::Vpxor | M::Vxorps if Self::same_regs(ins) || ins.op_count() == 3 && ins.op1_register() == ins.op2_register() => {
                 if let Some(x) = xmm(ins.op0_register()) {
-                    st.xmm[x] = [Val::konst(0); 2];
+                    st.xmm.set(x, [Val::konst(0); 2]);
                 }
             }
             M::Xor | M::Sub | M::Sbb if Self::same_regs(ins) => {
@@ -837,9 +870,9 @@ impl<'a, E: Env> Interp<'a, E> {
                 // dst.lane1 = src.lane0 (the three-operand VEX form takes lane0 from op1).
                 let n = ins.op_count();
                 let (d, a, b) = (xmm(ins.op0_register()), xmm(ins.op_register(n - 2)), ins.op_register(n - 1));
-                let src = if ins.op_kind(n - 1) == OpKind::Register { xmm(b).map(|x| st.xmm[x][0]) } else { Some(self.load(ins, st)) };
+                let src = if ins.op_kind(n - 1) == OpKind::Register { xmm(b).map(|x| st.xmm.get(x)[0]) } else { Some(self.load(ins, st)) };
                 if let (Some(d), Some(a)) = (d, a) {
-                    st.xmm[d] = [st.xmm[a][0], src.unwrap_or(Val::TOP)];
+                    st.xmm.set(d, [st.xmm.get(a)[0], src.unwrap_or(Val::TOP)]);
                 }
             }
             M::Test | M::Cmp | M::Bt | M::Nop | M::Endbr64 | M::Endbr32 | M::Prefetchnta | M::Prefetcht0
@@ -853,7 +886,7 @@ impl<'a, E: Env> Interp<'a, E> {
         let wide = ins.op0_register().size() > 16 || ins.op1_register().size() > 16;
         let src: [Val; 2] = match ins.op1_kind() {
             OpKind::Register => match (xmm(ins.op1_register()), gpr(ins.op1_register())) {
-                (Some(x), _) => st.xmm[x],
+                (Some(x), _) => st.xmm.get(x),
                 (_, Some(g)) => [st.regs[g], Val::konst(0)],
                 _ => [Val::TOP; 2],
             },
@@ -866,7 +899,7 @@ impl<'a, E: Env> Interp<'a, E> {
         };
         match ins.op0_kind() {
             OpKind::Register => match (xmm(ins.op0_register()), gpr(ins.op0_register())) {
-                (Some(x), _) => st.xmm[x] = src,
+                (Some(x), _) => st.xmm.set(x, src),
                 (_, Some(g)) => st.regs[g] = if ins.op0_register().size() >= 4 { src[0] } else { Val::TOP },
                 _ => {}
             },
@@ -905,7 +938,7 @@ impl<'a, E: Env> Interp<'a, E> {
             if let Some(g) = gpr(r) {
                 st.regs[g] = Val::TOP;
             } else if let Some(x) = xmm(r) {
-                st.xmm[x] = [Val::TOP; 2];
+                st.xmm.set(x, [Val::TOP; 2]);
             }
         }
         if mem_written {
