@@ -2,7 +2,9 @@
 //! arguments, returns and stores.
 
 pub mod interp;
+mod state;
 pub mod summary;
+mod transfer;
 pub mod value;
 
 pub use summary::{CallSite, FnRef, ParamStore, Summary, Target};
