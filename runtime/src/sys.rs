@@ -1,0 +1,127 @@
+//! Raw system helpers that never allocate.
+use core::sync::atomic::{AtomicU32, Ordering};
+
+pub fn write_all(fd: i32, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            if unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+pub fn gettid() -> u32 {
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+/// `getenv` that returns nothing in AT_SECURE processes.
+pub fn env(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+        return None;
+    }
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    let s = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes();
+    if s.is_empty() {
+        None
+    } else {
+        Some(s)
+    }
+}
+
+/// A tiny spin lock (one word). `lock` spins with `pause` and yields; `try_lock` never waits.
+pub struct Spin(AtomicU32);
+impl Spin {
+    pub const fn new() -> Spin {
+        Spin(AtomicU32::new(0))
+    }
+    #[inline]
+    pub fn try_lock(&self) -> bool {
+        self.0.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+    #[inline]
+    pub fn lock(&self) {
+        if self.try_lock() {
+            return;
+        }
+        let mut n = 0u32;
+        loop {
+            while self.0.load(Ordering::Relaxed) != 0 {
+                n += 1;
+                if n < 64 {
+                    core::hint::spin_loop();
+                } else {
+                    unsafe { libc::sched_yield() };
+                }
+            }
+            if self.try_lock() {
+                return;
+            }
+        }
+    }
+    #[inline]
+    pub fn unlock(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+    /// Only for the fork child: the thread that held the lock no longer exists.
+    pub fn force_unlock(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Fixed-capacity byte buffer formatting without allocation.
+pub struct Buf<const N: usize> {
+    pub b: [u8; N],
+    pub n: usize,
+}
+impl<const N: usize> Buf<N> {
+    pub const fn new() -> Self {
+        Buf { b: [0; N], n: 0 }
+    }
+    #[inline]
+    pub fn s(&mut self, s: &[u8]) -> &mut Self {
+        let k = s.len().min(N - self.n);
+        self.b[self.n..self.n + k].copy_from_slice(&s[..k]);
+        self.n += k;
+        self
+    }
+    pub fn dec(&mut self, mut v: u64) -> &mut Self {
+        let mut t = [0u8; 20];
+        let mut i = 20;
+        loop {
+            i -= 1;
+            t[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.s(&t[i..])
+    }
+    pub fn hex(&mut self, mut v: u64) -> &mut Self {
+        let mut t = [0u8; 18];
+        let mut i = 18;
+        loop {
+            i -= 1;
+            t[i] = b"0123456789abcdef"[(v & 15) as usize];
+            v >>= 4;
+            if v == 0 {
+                break;
+            }
+        }
+        i -= 2;
+        t[i] = b'0';
+        t[i + 1] = b'x';
+        self.s(&t[i..])
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.b[..self.n]
+    }
+}
+

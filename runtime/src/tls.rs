@@ -1,0 +1,110 @@
+//! Hot per-thread state: one initial-exec TLS block whose first word is the exported
+//! `__outermost_allocsite`. Compact (384 bytes), no heap, reached with one `fs:`-relative
+//! address computation.
+use crate::FnDesc;
+
+/// Recorded nesting depth; deeper calls are counted in `depth` but not recorded.
+pub const DEPTH: usize = 10;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Entry {
+    pub fn_: *const FnDesc,
+    pub site: usize,
+    /// Stack pointer at the hooked function's entry (points at its return address).
+    pub sp: usize,
+    /// Value of the size argument (0 when the function has none).
+    pub size: u64,
+}
+
+#[repr(C)]
+pub struct Hot {
+    /// `__outermost_allocsite`: site of the outermost active hooked call, 0 when none.
+    pub outermost: usize,
+    /// Logical number of active hooked calls (may exceed DEPTH).
+    pub depth: u32,
+    /// Non-zero while the runtime itself works on this thread (index updates, reports):
+    /// allocations made meanwhile (including from signal handlers) are not indexed.
+    pub guard: u32,
+    /// Cached kernel thread id for traces (0 = unknown).
+    pub tid: u32,
+    /// Site cache for the allocation path: last (inner, outer, key) → site id.
+    pub c_id: u32,
+    pub c_inner: usize,
+    pub c_outer: usize,
+    pub c_key: usize,
+    pub _pad: [usize; 2],
+    pub entries: [Entry; DEPTH],
+}
+
+const _: () = assert!(core::mem::size_of::<Hot>() == 64 + 32 * DEPTH);
+
+core::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".p2align 6",
+    ".globl __outermost_allocsite",
+    ".type __outermost_allocsite,@object",
+    ".size __outermost_allocsite,8",
+    ".type allocsite_tls_hot,@object",
+    ".size allocsite_tls_hot,384",
+    "__outermost_allocsite:",
+    "allocsite_tls_hot:",
+    ".zero 384",
+    ".popsection",
+);
+
+/// This thread's hot state.
+#[inline(always)]
+pub fn hot() -> *mut Hot {
+    let p: *mut Hot;
+    unsafe {
+        core::arch::asm!(
+            "mov {p}, qword ptr fs:[0]",
+            "add {p}, qword ptr [rip + allocsite_tls_hot@GOTTPOFF]",
+            p = out(reg) p,
+            options(pure, nomem, nostack)
+        );
+    }
+    p
+}
+
+/// Drop entries whose frames no longer exist (left by longjmp or an exception).
+/// `inclusive`: an entry at exactly `sp` is stale too (a new call at the same frame).
+/// Returns the new depth; also clears `outermost` when nothing remains.
+#[inline(always)]
+pub unsafe fn drop_stale(h: *mut Hot, mut d: u32, sp: usize, inclusive: bool) -> u32 {
+    while d != 0 {
+        let r = (d as usize).min(DEPTH);
+        let esp = (*h).entries[r - 1].sp;
+        let stale = if inclusive { esp <= sp } else { esp < sp };
+        if !stale {
+            break;
+        }
+        d = r as u32 - 1;
+    }
+    if d == 0 {
+        (*h).outermost = 0;
+    }
+    d
+}
+
+/// Innermost and outermost site of the active hooked calls whose frames enclose `sp`
+/// (the allocation function's own entry stack pointer); `None` when none is active.
+#[inline(always)]
+pub unsafe fn active_sites(sp: usize) -> Option<(usize, usize, *const FnDesc)> {
+    let h = hot();
+    let mut d = (*h).depth;
+    if d == 0 {
+        return None;
+    }
+    let d0 = d;
+    d = drop_stale(h, d, sp, true);
+    if d != d0 {
+        (*h).depth = d;
+        if d == 0 {
+            return None;
+        }
+    }
+    let e = &(*h).entries[(d as usize).min(DEPTH) - 1];
+    Some((e.site, (*h).outermost, e.fn_))
+}
