@@ -1,10 +1,18 @@
 //! allocsite runtime (`liballocsite_rt.so`): hook entry points, per-thread stack of
 //! active allocation calls, heap index, query API and reports.
 //! See runtime/README.md for the hook ABI and include/allocsite.h for the query API.
-#![allow(clippy::missing_safety_doc)]
+#![allow(clippy::missing_safety_doc, non_snake_case)]
 
+pub mod api;
+pub mod arena;
+pub mod dwarf;
 pub mod hooks;
+pub mod index;
+pub mod interpose;
+pub mod report;
+pub mod sites;
 pub mod stats;
+pub mod symbolize;
 pub mod sys;
 pub mod tls;
 pub mod trace;
@@ -53,15 +61,78 @@ pub fn expand_pid(tmpl: &[u8], out: &mut [u8]) -> usize {
     n
 }
 
+static mut REPORT_PATH: [u8; 4096] = [0; 4096];
+static REPORT_LEN: AtomicU64 = AtomicU64::new(0);
+
+/// The `ALLOCSITE_REPORT` template, if set.
+pub fn report_path() -> Option<&'static [u8]> {
+    let n = REPORT_LEN.load(Ordering::Acquire) as usize;
+    if n == 0 {
+        None
+    } else {
+        Some(unsafe { core::slice::from_raw_parts(core::ptr::addr_of!(REPORT_PATH) as *const u8, n) })
+    }
+}
+
+extern "C" fn at_fork_prepare() {
+    index::lock_all();
+}
+extern "C" fn at_fork_parent() {
+    index::unlock_all(false);
+}
 extern "C" fn at_fork_child() {
+    index::unlock_all(true);
     unsafe { (*tls::hot()).tid = 0 };
     trace::reopen_after_fork();
 }
 
+extern "C" fn at_exit() {
+    if let Some(p) = report_path() {
+        if let Err(e) = report::write(p, "exit") {
+            let mut b = sys::Buf::<512>::new();
+            b.s(b"allocsite: cannot write report ").s(p).s(b": errno ").dec(e.raw_os_error().unwrap_or(0) as u64).s(b"\n");
+            sys::write_all(2, b.bytes());
+        }
+    }
+}
+
+/// Parse a byte count with an optional K/M/G suffix.
+fn parse_bytes(s: &[u8]) -> Option<u64> {
+    let (num, mul) = match s.last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1u64 << 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let mut v: u64 = 0;
+    if num.is_empty() {
+        return None;
+    }
+    for &c in num {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+    }
+    v.checked_mul(mul)
+}
+
 extern "C" fn init() {
+    if let Some(v) = sys::env(c"ALLOCSITE_MAX_META") {
+        match parse_bytes(v) {
+            Some(n) => arena::META_CAP.store(n, Ordering::Relaxed),
+            None => sys::write_all(2, b"allocsite: ignoring malformed ALLOCSITE_MAX_META\n"),
+        }
+    }
+    if let Some(p) = sys::env(c"ALLOCSITE_REPORT") {
+        if p.len() < 4000 {
+            unsafe { core::ptr::copy_nonoverlapping(p.as_ptr(), core::ptr::addr_of_mut!(REPORT_PATH) as *mut u8, p.len()) };
+            REPORT_LEN.store(p.len() as u64, Ordering::Release);
+            unsafe { libc::atexit(at_exit) };
+        }
+    }
     trace::init();
-    unsafe { libc::pthread_atfork(None, None, Some(at_fork_child)) };
-    let _ = Ordering::Relaxed;
+    unsafe { libc::pthread_atfork(Some(at_fork_prepare), Some(at_fork_parent), Some(at_fork_child)) };
 }
 
 #[used]

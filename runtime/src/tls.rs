@@ -45,6 +45,8 @@ core::arch::global_asm!(
     ".globl __outermost_allocsite",
     ".type __outermost_allocsite,@object",
     ".size __outermost_allocsite,8",
+    ".globl allocsite_tls_hot",
+    ".hidden allocsite_tls_hot",
     ".type allocsite_tls_hot,@object",
     ".size allocsite_tls_hot,384",
     "__outermost_allocsite:",

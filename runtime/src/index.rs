@@ -1,0 +1,566 @@
+//! The heap index: every live chunk as one 8-byte record in a per-region sorted array.
+//!
+//! Chunks are split into levels by glibc's usable size (read from the chunk header, so
+//! `free` knows the level without a search):
+//!   L0: usable ≤ 1 KiB,  8 KiB regions;   L1: usable ≤ 64 KiB, 256 KiB regions;
+//!   L2: larger chunks, one sorted array of 24-byte records (few, mostly mmap'd).
+//! A region holds at most 256 records; its array grows ×1.5 in arena blocks. A chunk is
+//! never larger than its level's region, so it starts in the region of a pointer into it
+//! or in the one before: interior-pointer lookup = ≤2 binary searches per level.
+//! Regions are found through a 4-level radix directory (9 bits per level, 4 KiB nodes).
+//! Each region has its own spin lock (never held across anything that can block);
+//! the runtime's reentrancy guard keeps signal handlers out while a lock is held.
+//!
+//! Record: `off << 40 | size << 23 | site id` (off < 2^18, size ≤ 2^17, id < 2^23).
+use crate::arena::{self, class_of, CLASSES, POOL};
+use crate::sys::Spin;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+pub const ID_BITS: u32 = 23;
+const ID_MASK: u64 = (1 << ID_BITS) - 1;
+const SIZE_SHIFT: u32 = ID_BITS;
+const OFF_SHIFT: u32 = 40;
+const SIZE_MASK: u64 = (1 << (OFF_SHIFT - SIZE_SHIFT)) - 1;
+pub const L0_MAX: usize = 1024;
+pub const L1_MAX: usize = 64 * 1024;
+
+#[repr(C)]
+pub struct Region {
+    pub lock: Spin,
+    pub len: u16,
+    pub cap: u16,
+    pub recs: *mut u64,
+}
+
+#[repr(C)]
+struct Node {
+    slots: [AtomicPtr<u8>; 512],
+}
+
+pub struct Level {
+    shift: u32,
+    top: [AtomicPtr<u8>; 512],
+}
+
+pub static LEVELS: [Level; 2] = [
+    Level { shift: 13, top: [const { AtomicPtr::new(null_mut()) }; 512] },
+    Level { shift: 18, top: [const { AtomicPtr::new(null_mut()) }; 512] },
+];
+
+/// Chunks indexed now / in total (for reports).
+pub static REGIONS: AtomicU64 = AtomicU64::new(0);
+
+#[inline]
+pub fn rec_off(r: u64) -> usize {
+    (r >> OFF_SHIFT) as usize
+}
+#[inline]
+pub fn rec_size(r: u64) -> usize {
+    ((r >> SIZE_SHIFT) & SIZE_MASK) as usize
+}
+#[inline]
+pub fn rec_id(r: u64) -> u32 {
+    (r & ID_MASK) as u32
+}
+
+/// glibc's usable size of a chunk from its header.
+#[inline]
+pub unsafe fn usable(p: usize) -> usize {
+    let h = *((p - 8) as *const usize);
+    let sz = h & !7;
+    if h & 2 != 0 {
+        sz.wrapping_sub(16)
+    } else {
+        sz.wrapping_sub(8)
+    }
+}
+
+const NLEV: u32 = 4; // 9-bit digits below the top
+
+impl Level {
+    /// The region slot for `key` (= addr >> shift); creates directory nodes when asked.
+    #[inline]
+    fn slot(&self, key: usize, create: bool) -> Option<&AtomicPtr<u8>> {
+        let mut table: &[AtomicPtr<u8>; 512] = &self.top;
+        let mut lvl = NLEV - 1;
+        loop {
+            let idx = (key >> (9 * lvl)) & 511;
+            if lvl == 0 {
+                return Some(&table[idx]);
+            }
+            let mut p = table[idx].load(Ordering::Acquire);
+            if p.is_null() {
+                if !create {
+                    return None;
+                }
+                p = new_node()?;
+                if let Err(cur) = table[idx].compare_exchange(null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
+                    POOL.free(class_of(4096), p);
+                    p = cur;
+                }
+            }
+            table = unsafe { &(*(p as *const Node)).slots };
+            lvl -= 1;
+        }
+    }
+
+    #[inline]
+    pub fn region(&self, key: usize) -> *mut Region {
+        match self.slot(key, false) {
+            Some(s) => s.load(Ordering::Acquire).cast(),
+            None => null_mut(),
+        }
+    }
+
+    fn region_create(&self, key: usize) -> *mut Region {
+        let Some(s) = self.slot(key, true) else { return null_mut() };
+        let r = s.load(Ordering::Acquire);
+        if !r.is_null() {
+            return r.cast();
+        }
+        let n = POOL.alloc(0);
+        if n.is_null() {
+            return null_mut();
+        }
+        unsafe { core::ptr::write(n as *mut Region, Region { lock: Spin::new(), len: 0, cap: 0, recs: null_mut() }) };
+        match s.compare_exchange(null_mut(), n, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                REGIONS.fetch_add(1, Ordering::Relaxed);
+                n.cast()
+            }
+            Err(cur) => {
+                POOL.free(0, n);
+                cur.cast()
+            }
+        }
+    }
+
+    /// Visit every region (used by fork handlers, iteration, reports).
+    pub fn for_each_region(&self, f: &mut dyn FnMut(usize, *mut Region)) {
+        fn walk(t: &[AtomicPtr<u8>; 512], lvl: u32, prefix: usize, f: &mut dyn FnMut(usize, *mut Region)) {
+            for (i, s) in t.iter().enumerate() {
+                let p = s.load(Ordering::Acquire);
+                if p.is_null() {
+                    continue;
+                }
+                let key = (prefix << 9) | i;
+                if lvl == 0 {
+                    f(key, p.cast());
+                } else {
+                    walk(unsafe { &(*(p as *const Node)).slots }, lvl - 1, key, f);
+                }
+            }
+        }
+        walk(&self.top, NLEV - 1, 0, f);
+    }
+    pub fn shift(&self) -> u32 {
+        self.shift
+    }
+}
+
+fn new_node() -> Option<*mut u8> {
+    let p = POOL.alloc(class_of(4096));
+    if p.is_null() {
+        return None;
+    }
+    unsafe { core::ptr::write_bytes(p, 0, 4096) };
+    Some(p)
+}
+
+/// Index of the first record with offset ≥ off.
+#[inline]
+fn lower_bound(recs: &[u64], off: usize) -> usize {
+    let key = (off as u64) << OFF_SHIFT;
+    let (mut lo, mut hi) = (0usize, recs.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if recs[mid] < key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+impl Region {
+    #[inline]
+    pub fn recs(&self) -> &[u64] {
+        if self.len == 0 {
+            &[]
+        } else {
+            unsafe { core::slice::from_raw_parts(self.recs, self.len as usize) }
+        }
+    }
+    /// Insert (lock held). Returns Ok(Some(old)) when a stale record had the same base.
+    fn insert(&mut self, rec: u64) -> Result<Option<u64>, ()> {
+        let off = rec_off(rec);
+        let len = self.len as usize;
+        let i = lower_bound(self.recs(), off);
+        if i < len && rec_off(unsafe { *self.recs.add(i) }) == off {
+            let old = unsafe { *self.recs.add(i) };
+            unsafe { *self.recs.add(i) = rec };
+            return Ok(Some(old));
+        }
+        if len == self.cap as usize {
+            let newcap = if len < 2 { 2 } else { len + len / 2 };
+            let k = class_of(newcap * 8);
+            let n = POOL.alloc(k);
+            if n.is_null() {
+                return Err(());
+            }
+            let n = n as *mut u64;
+            unsafe {
+                if len != 0 {
+                    core::ptr::copy_nonoverlapping(self.recs, n, len);
+                    POOL.free(class_of(self.cap as usize * 8), self.recs.cast());
+                }
+            }
+            self.recs = n;
+            self.cap = (CLASSES[k] / 8).min(u16::MAX as usize) as u16;
+        }
+        unsafe {
+            core::ptr::copy(self.recs.add(i), self.recs.add(i + 1), len - i);
+            *self.recs.add(i) = rec;
+        }
+        self.len += 1;
+        Ok(None)
+    }
+    fn remove(&mut self, off: usize) -> Option<u64> {
+        let len = self.len as usize;
+        let i = lower_bound(self.recs(), off);
+        if i >= len {
+            return None;
+        }
+        let r = unsafe { *self.recs.add(i) };
+        if rec_off(r) != off {
+            return None;
+        }
+        unsafe { core::ptr::copy(self.recs.add(i + 1), self.recs.add(i), len - i - 1) };
+        self.len -= 1;
+        if self.len == 0 {
+            POOL.free(class_of(self.cap as usize * 8), self.recs.cast());
+            self.recs = null_mut();
+            self.cap = 0;
+        }
+        Some(r)
+    }
+    /// The record with the greatest offset ≤ off.
+    fn floor(&self, off: usize) -> Option<u64> {
+        let recs = self.recs();
+        let i = lower_bound(recs, off + 1);
+        if i == 0 {
+            None
+        } else {
+            Some(recs[i - 1])
+        }
+    }
+}
+
+// ---------------------------------------------------------------- L2: big chunks
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Big {
+    pub base: usize,
+    pub size: usize,
+    pub id: u64,
+}
+pub struct BigTab {
+    pub lock: Spin,
+    pub v: core::cell::UnsafeCell<(*mut Big, usize, usize, usize)>, // ptr, len, cap, mapped bytes
+}
+unsafe impl Sync for BigTab {}
+pub static BIG: BigTab = BigTab { lock: Spin::new(), v: core::cell::UnsafeCell::new((null_mut(), 0, 0, 0)) };
+
+impl BigTab {
+    pub fn items(&self) -> &[Big] {
+        let v = unsafe { &*self.v.get() };
+        if v.1 == 0 {
+            &[]
+        } else {
+            unsafe { core::slice::from_raw_parts(v.0, v.1) }
+        }
+    }
+    fn pos(&self, base: usize) -> usize {
+        self.items().partition_point(|b| b.base < base)
+    }
+    fn insert(&self, b: Big) -> Result<Option<Big>, ()> {
+        let i = self.pos(b.base);
+        let v = unsafe { &mut *self.v.get() };
+        if i < v.1 && unsafe { (*v.0.add(i)).base } == b.base {
+            let old = unsafe { *v.0.add(i) };
+            unsafe { *v.0.add(i) = b };
+            return Ok(Some(old));
+        }
+        if v.1 == v.2 {
+            let bytes = ((v.2.max(64) * 2 * 24) + 4095) & !4095;
+            let n = arena::map(bytes) as *mut Big;
+            if n.is_null() {
+                return Err(());
+            }
+            unsafe {
+                core::ptr::copy_nonoverlapping(v.0, n, v.1);
+                if v.3 != 0 {
+                    libc::munmap(v.0.cast(), v.3);
+                    arena::META_BYTES.fetch_sub(v.3 as u64, Ordering::Relaxed);
+                }
+            }
+            *v = (n, v.1, bytes / 24, bytes);
+        }
+        unsafe {
+            core::ptr::copy(v.0.add(i), v.0.add(i + 1), v.1 - i);
+            *v.0.add(i) = b;
+        }
+        v.1 += 1;
+        Ok(None)
+    }
+    fn remove(&self, base: usize) -> Option<Big> {
+        let i = self.pos(base);
+        let v = unsafe { &mut *self.v.get() };
+        if i >= v.1 || unsafe { (*v.0.add(i)).base } != base {
+            return None;
+        }
+        let old = unsafe { *v.0.add(i) };
+        unsafe { core::ptr::copy(v.0.add(i + 1), v.0.add(i), v.1 - i - 1) };
+        v.1 -= 1;
+        Some(old)
+    }
+    fn find(&self, p: usize) -> Option<Big> {
+        let i = self.items().partition_point(|b| b.base <= p);
+        if i == 0 {
+            return None;
+        }
+        let b = self.items()[i - 1];
+        (p < b.base + b.size.max(1)).then_some(b)
+    }
+}
+
+// ---------------------------------------------------------------- operations
+
+/// A chunk as found in the index.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunk {
+    pub base: usize,
+    pub size: usize,
+    pub id: u32,
+}
+
+#[inline]
+fn level_of(usable: usize) -> usize {
+    if usable <= L0_MAX {
+        0
+    } else if usable <= L1_MAX {
+        1
+    } else {
+        2
+    }
+}
+
+const ADDR_LIMIT: usize = 1 << 47;
+
+/// Index a chunk. Err when over the metadata cap; Ok(Some(old)) when a stale record
+/// (a chunk freed without the index seeing it) had the same base.
+pub unsafe fn insert(p: usize, size: usize, id: u32) -> Result<Option<Chunk>, ()> {
+    if p >= ADDR_LIMIT || id as u64 > ID_MASK {
+        return Err(());
+    }
+    let lv = level_of(usable(p));
+    if lv == 2 {
+        BIG.lock.lock();
+        let r = BIG.insert(Big { base: p, size, id: id as u64 });
+        BIG.lock.unlock();
+        return r.map(|o| o.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 }));
+    }
+    let l = &LEVELS[lv];
+    let key = p >> l.shift;
+    let mut r = l.region(key);
+    if r.is_null() {
+        r = l.region_create(key);
+        if r.is_null() {
+            return Err(());
+        }
+    }
+    let off = p & ((1 << l.shift) - 1);
+    let rec = ((off as u64) << OFF_SHIFT) | ((size as u64) << SIZE_SHIFT) | id as u64;
+    (*r).lock.lock();
+    let res = (*r).insert(rec);
+    (*r).lock.unlock();
+    res.map(|o| o.map(|old| Chunk { base: p, size: rec_size(old), id: rec_id(old) }))
+}
+
+/// Remove the chunk based at p (p must be a live glibc chunk). None when unknown.
+pub unsafe fn remove(p: usize) -> Option<Chunk> {
+    if p >= ADDR_LIMIT {
+        return None;
+    }
+    let lv = level_of(usable(p));
+    if lv == 2 {
+        BIG.lock.lock();
+        let r = BIG.remove(p);
+        BIG.lock.unlock();
+        return r.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 });
+    }
+    let l = &LEVELS[lv];
+    let r = l.region(p >> l.shift);
+    if r.is_null() {
+        return None;
+    }
+    (*r).lock.lock();
+    let res = (*r).remove(p & ((1 << l.shift) - 1));
+    (*r).lock.unlock();
+    res.map(|rec| Chunk { base: p, size: rec_size(rec), id: rec_id(rec) })
+}
+
+/// The chunk containing p (any interior pointer). `wait`: false → give up (None) rather
+/// than wait for a lock (signal-handler callers).
+pub fn lookup(p: usize, wait: bool) -> Option<Chunk> {
+    if p >= ADDR_LIMIT {
+        return None;
+    }
+    let lock = |s: &Spin| -> bool {
+        if wait {
+            s.lock();
+            true
+        } else {
+            s.try_lock()
+        }
+    };
+    for l in LEVELS.iter() {
+        let mask = (1usize << l.shift) - 1;
+        let key = p >> l.shift;
+        let r = l.region(key);
+        if !r.is_null() {
+            unsafe {
+                if !lock(&(*r).lock) {
+                    return None;
+                }
+                let f = (*r).floor(p & mask);
+                (*r).lock.unlock();
+                if let Some(rec) = f {
+                    let base = (key << l.shift) + rec_off(rec);
+                    if p < base + rec_size(rec).max(1) {
+                        return Some(Chunk { base, size: rec_size(rec), id: rec_id(rec) });
+                    }
+                    continue;
+                }
+            }
+        }
+        if key == 0 {
+            continue;
+        }
+        let r = l.region(key - 1);
+        if !r.is_null() {
+            unsafe {
+                if !lock(&(*r).lock) {
+                    return None;
+                }
+                let last = (*r).recs().last().copied();
+                (*r).lock.unlock();
+                if let Some(rec) = last {
+                    let base = ((key - 1) << l.shift) + rec_off(rec);
+                    if p < base + rec_size(rec).max(1) {
+                        return Some(Chunk { base, size: rec_size(rec), id: rec_id(rec) });
+                    }
+                }
+            }
+        }
+    }
+    if !lock(&BIG.lock) {
+        return None;
+    }
+    let b = BIG.find(p);
+    BIG.lock.unlock();
+    b.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 })
+}
+
+/// Copy out the records of every region, calling `f` with each chunk outside any lock.
+pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
+    let mut n = 0usize;
+    let mut stop = false;
+    let mut buf = [0u64; 256];
+    for l in LEVELS.iter() {
+        let shift = l.shift;
+        l.for_each_region(&mut |key, r| {
+            if stop {
+                return;
+            }
+            let k = unsafe {
+                let h = crate::tls::hot();
+                let saved = (*h).guard;
+                crate::interpose::guard_on(h, crate::interpose::GUARD_WORK);
+                (*r).lock.lock();
+                let recs = (*r).recs();
+                let k = recs.len().min(buf.len());
+                buf[..k].copy_from_slice(&recs[..k]);
+                (*r).lock.unlock();
+                if saved == 0 {
+                    crate::interpose::guard_off(h)
+                } else {
+                    (*h).guard = saved
+                }
+                k
+            };
+            for &rec in &buf[..k] {
+                n += 1;
+                if f(Chunk { base: (key << shift) + rec_off(rec), size: rec_size(rec), id: rec_id(rec) }) {
+                    stop = true;
+                    return;
+                }
+            }
+        });
+    }
+    if !stop {
+        let mut i = 0;
+        loop {
+            let b = unsafe {
+                let h = crate::tls::hot();
+                let saved = (*h).guard;
+                crate::interpose::guard_on(h, crate::interpose::GUARD_WORK);
+                BIG.lock.lock();
+                let b = BIG.items().get(i).copied();
+                BIG.lock.unlock();
+                if saved == 0 {
+                    crate::interpose::guard_off(h)
+                } else {
+                    (*h).guard = saved
+                }
+                b
+            };
+            let Some(b) = b else { break };
+            n += 1;
+            if f(Chunk { base: b.base, size: b.size, id: b.id as u32 }) {
+                break;
+            }
+            i += 1;
+        }
+    }
+    n
+}
+
+/// fork: hold every index lock across fork so the child inherits consistent state.
+pub fn lock_all() {
+    // Lock order: regions, then BIG, the pool and the site table (a region's lock is
+    // held while its array grows from the pool).
+    for l in LEVELS.iter() {
+        l.for_each_region(&mut |_, r| unsafe { (*r).lock.lock() });
+    }
+    BIG.lock.lock();
+    POOL.lock_all();
+    crate::sites::LOCK.lock();
+}
+pub fn unlock_all(child: bool) {
+    crate::sites::LOCK.unlock();
+    POOL.unlock_all(child);
+    BIG.lock.unlock();
+    for l in LEVELS.iter() {
+        l.for_each_region(&mut |_, r| unsafe {
+            if child {
+                (*r).lock.force_unlock()
+            } else {
+                (*r).lock.unlock()
+            }
+        });
+    }
+}

@@ -1,0 +1,379 @@
+//! The C and C++ allocators, interposed (the runtime precedes libc in the lookup scope).
+//! Each exported entry point is a naked shim that passes the caller's return address
+//! (rcx) and its entry stack pointer (r8) to the Rust implementation, which forwards to
+//! glibc's `__libc_*` functions and records the chunk in the index.
+use crate::index;
+use crate::sites::{self, *};
+use crate::stats;
+use crate::tls::{active_sites, hot, Hot};
+use core::ffi::c_void;
+use core::ptr::null_mut;
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, Ordering};
+
+extern "C" {
+    fn __libc_malloc(n: usize) -> *mut c_void;
+    fn __libc_calloc(n: usize, s: usize) -> *mut c_void;
+    fn __libc_realloc(p: *mut c_void, n: usize) -> *mut c_void;
+    fn __libc_free(p: *mut c_void);
+    fn __libc_memalign(a: usize, n: usize) -> *mut c_void;
+    fn __libc_valloc(n: usize) -> *mut c_void;
+    fn __libc_pvalloc(n: usize) -> *mut c_void;
+}
+
+/// Cleared when the metadata cap refused memory: no new chunks are indexed.
+pub static INDEXING: AtomicBool = AtomicBool::new(true);
+
+pub const GUARD_WORK: u32 = 1;
+pub const GUARD_INTERNAL: u32 = 2;
+
+#[inline(always)]
+pub unsafe fn guard_on(h: *mut Hot, v: u32) {
+    core::ptr::write_volatile(&mut (*h).guard, v);
+    compiler_fence(Ordering::SeqCst);
+}
+#[inline(always)]
+pub unsafe fn guard_off(h: *mut Hot) {
+    compiler_fence(Ordering::SeqCst);
+    core::ptr::write_volatile(&mut (*h).guard, 0);
+}
+
+#[inline(always)]
+unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize) {
+    let h = hot();
+    if (*h).guard != 0 {
+        if (*h).guard == GUARD_WORK {
+            stats::REENTRANT.fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
+    guard_on(h, GUARD_WORK);
+    let (inner, outer, f) = match active_sites(sp) {
+        Some(s) => s,
+        None => (ra, ra, core::ptr::null()),
+    };
+    let id = sites::intern(h, inner, outer, make_key(f, code));
+    if id == 0 {
+        stats::NO_SITE.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let mut ok = false;
+        if INDEXING.load(Ordering::Relaxed) {
+            match index::insert(p as usize, n, id) {
+                Ok(Some(old)) => {
+                    sites::on_free(old.id, old.size as u64);
+                    ok = true
+                }
+                Ok(None) => ok = true,
+                Err(()) => INDEXING.store(false, Ordering::Relaxed),
+            }
+        }
+        sites::on_alloc(id, n as u64, ok);
+    }
+    guard_off(h);
+}
+
+/// Remove p from the index (before the memory is released).
+#[inline(always)]
+unsafe fn unrecord(p: *mut c_void) -> Option<index::Chunk> {
+    if p.is_null() {
+        return None;
+    }
+    let h = hot();
+    if (*h).guard != 0 {
+        if (*h).guard == GUARD_WORK {
+            stats::REENTRANT_FREES.fetch_add(1, Ordering::Relaxed);
+        }
+        return None;
+    }
+    guard_on(h, GUARD_WORK);
+    let c = index::remove(p as usize);
+    guard_off(h);
+    c
+}
+
+#[inline(always)]
+fn done_free(c: Option<index::Chunk>) {
+    if let Some(c) = c {
+        sites::on_free(c.id, c.size as u64);
+    }
+}
+
+macro_rules! shim {
+    ($name:ident ( $($a:ident : $t:ty),* ) -> $r:ty, $imp:path) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
+            core::arch::naked_asm!("mov rcx, [rsp]", "mov r8, rsp", "jmp {imp}", imp = sym $imp)
+        }
+    };
+}
+
+type P = *mut c_void;
+
+unsafe extern "C" fn malloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
+    let p = __libc_malloc(n);
+    if !p.is_null() {
+        record(p, n, A_MALLOC, ra, sp);
+    }
+    p
+}
+unsafe extern "C" fn calloc_impl(n: usize, s: usize, _: usize, ra: usize, sp: usize) -> P {
+    let p = __libc_calloc(n, s);
+    if !p.is_null() {
+        record(p, n.wrapping_mul(s), A_CALLOC, ra, sp);
+    }
+    p
+}
+unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize) -> P {
+    if p.is_null() {
+        let q = __libc_realloc(p, n);
+        if !q.is_null() {
+            record(q, n, code, ra, sp);
+        }
+        return q;
+    }
+    let old = unrecord(p);
+    let q = __libc_realloc(p, n);
+    if q.is_null() && n != 0 {
+        // failed: p is untouched, put its record back
+        if let Some(c) = old {
+            let h = hot();
+            guard_on(h, GUARD_WORK);
+            if index::insert(c.base, c.size, c.id).is_err() {
+                sites::on_free(c.id, c.size as u64);
+            }
+            guard_off(h);
+        }
+        return q;
+    }
+    done_free(old);
+    if !q.is_null() {
+        record(q, n, code, ra, sp);
+    }
+    q
+}
+unsafe extern "C" fn realloc_impl(p: P, n: usize, _: usize, ra: usize, sp: usize) -> P {
+    realloc_common(p, n, A_REALLOC, ra, sp)
+}
+unsafe extern "C" fn reallocarray_impl(p: P, n: usize, s: usize, ra: usize, sp: usize) -> P {
+    let Some(t) = n.checked_mul(s) else {
+        *libc::__errno_location() = libc::ENOMEM;
+        return null_mut();
+    };
+    realloc_common(p, t, A_REALLOCARRAY, ra, sp)
+}
+unsafe extern "C" fn free_impl(p: P, _: usize, _: usize, _ra: usize, _sp: usize) {
+    if p.is_null() {
+        return;
+    }
+    done_free(unrecord(p));
+    __libc_free(p);
+}
+unsafe extern "C" fn posix_memalign_impl(pp: *mut P, a: usize, n: usize, ra: usize, sp: usize) -> i32 {
+    if a % core::mem::size_of::<usize>() != 0 || !a.is_power_of_two() {
+        return libc::EINVAL;
+    }
+    let p = __libc_memalign(a, n);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    *pp = p;
+    record(p, n, A_POSIX_MEMALIGN, ra, sp);
+    0
+}
+unsafe extern "C" fn aligned_alloc_impl(a: usize, n: usize, _: usize, ra: usize, sp: usize) -> P {
+    let p = __libc_memalign(a, n);
+    if !p.is_null() {
+        record(p, n, A_ALIGNED_ALLOC, ra, sp);
+    }
+    p
+}
+unsafe extern "C" fn memalign_impl(a: usize, n: usize, _: usize, ra: usize, sp: usize) -> P {
+    let p = __libc_memalign(a, n);
+    if !p.is_null() {
+        record(p, n, A_MEMALIGN, ra, sp);
+    }
+    p
+}
+unsafe extern "C" fn valloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
+    let p = __libc_valloc(n);
+    if !p.is_null() {
+        record(p, n, A_VALLOC, ra, sp);
+    }
+    p
+}
+unsafe extern "C" fn pvalloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
+    let p = __libc_pvalloc(n);
+    if !p.is_null() {
+        let pg = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+        record(p, (n + pg - 1) & !(pg - 1), A_PVALLOC, ra, sp);
+    }
+    p
+}
+unsafe extern "C" fn strdup_impl(s: *const i8, _: usize, _: usize, ra: usize, sp: usize) -> P {
+    let n = libc::strlen(s) + 1;
+    let p = __libc_malloc(n);
+    if !p.is_null() {
+        core::ptr::copy_nonoverlapping(s as *const u8, p as *mut u8, n);
+        record(p, n, A_STRDUP, ra, sp);
+    }
+    p
+}
+unsafe extern "C" fn strndup_impl(s: *const i8, m: usize, _: usize, ra: usize, sp: usize) -> P {
+    let n = libc::strnlen(s, m);
+    let p = __libc_malloc(n + 1);
+    if !p.is_null() {
+        core::ptr::copy_nonoverlapping(s as *const u8, p as *mut u8, n);
+        *(p as *mut u8).add(n) = 0;
+        record(p, n + 1, A_STRNDUP, ra, sp);
+    }
+    p
+}
+
+shim!(malloc(n: usize) -> P, malloc_impl);
+shim!(calloc(n: usize, s: usize) -> P, calloc_impl);
+shim!(realloc(p: P, n: usize) -> P, realloc_impl);
+shim!(reallocarray(p: P, n: usize, s: usize) -> P, reallocarray_impl);
+shim!(free(p: P) -> (), free_impl);
+shim!(cfree(p: P) -> (), free_impl);
+shim!(posix_memalign(pp: *mut P, a: usize, n: usize) -> i32, posix_memalign_impl);
+shim!(aligned_alloc(a: usize, n: usize) -> P, aligned_alloc_impl);
+shim!(memalign(a: usize, n: usize) -> P, memalign_impl);
+shim!(valloc(n: usize) -> P, valloc_impl);
+shim!(pvalloc(n: usize) -> P, pvalloc_impl);
+shim!(strdup(s: *const i8) -> P, strdup_impl);
+shim!(strndup(s: *const i8, n: usize) -> P, strndup_impl);
+shim!(__strdup(s: *const i8) -> P, strdup_impl);
+shim!(__strndup(s: *const i8, n: usize) -> P, strndup_impl);
+
+/// glibc's `malloc_usable_size`, from the chunk header.
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(p: P) -> usize {
+    if p.is_null() {
+        0
+    } else {
+        index::usable(p as usize)
+    }
+}
+
+// ---------------------------------------------------------------- C++
+
+unsafe extern "C" fn new_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
+    let p = __libc_malloc(n.max(1));
+    if !p.is_null() {
+        record(p, n, A_NEW, ra, sp);
+    }
+    p
+}
+unsafe extern "C" fn new_arr_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
+    let p = __libc_malloc(n.max(1));
+    if !p.is_null() {
+        record(p, n, A_NEW_ARR, ra, sp);
+    }
+    p
+}
+unsafe extern "C" fn new_al_impl(n: usize, a: usize, _: usize, ra: usize, sp: usize) -> P {
+    let p = __libc_memalign(a, n.max(1));
+    if !p.is_null() {
+        record(p, n, A_NEW, ra, sp);
+    }
+    p
+}
+unsafe extern "C" fn new_arr_al_impl(n: usize, a: usize, _: usize, ra: usize, sp: usize) -> P {
+    let p = __libc_memalign(a, n.max(1));
+    if !p.is_null() {
+        record(p, n, A_NEW_ARR, ra, sp);
+    }
+    p
+}
+
+/// The C++ runtime's own operator, used only when the allocation failed (it runs the
+/// new-handler loop and throws `std::bad_alloc`, or returns NULL for nothrow forms).
+unsafe fn real(slot: &AtomicPtr<c_void>, name: &core::ffi::CStr) -> *mut c_void {
+    let mut f = slot.load(Ordering::Acquire);
+    if f.is_null() {
+        f = libc::dlsym(libc::RTLD_NEXT, name.as_ptr());
+        slot.store(f, Ordering::Release);
+    }
+    f
+}
+
+macro_rules! cxx_new {
+    ($name:ident, $imp:path) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(_n: usize, _a: usize, _b: usize) -> P {
+            core::arch::naked_asm!(
+                "push rdi",
+                "push rsi",
+                "push rdx",
+                "mov rcx, [rsp+24]",
+                "lea r8, [rsp+24]",
+                "call {imp}",
+                "pop rdx",
+                "pop rsi",
+                "pop rdi",
+                "test rax, rax",
+                "jz 2f",
+                "ret",
+                "2:",
+                "jmp {slow}",
+                imp = sym $imp,
+                slow = sym slow::$name,
+            )
+        }
+    };
+}
+
+macro_rules! cxx_slow {
+    ($($name:ident $nothrow:expr;)*) => {
+        mod slow {
+            use super::*;
+            $(
+                pub unsafe extern "C-unwind" fn $name(a: usize, b: usize, c: usize) -> P {
+                    static SLOT: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
+                    let f = real(&SLOT, core::ffi::CStr::from_bytes_with_nul_unchecked(concat!(stringify!($name), "\0").as_bytes()));
+                    if f.is_null() {
+                        if $nothrow {
+                            return null_mut();
+                        }
+                        libc::abort();
+                    }
+                    let f: unsafe extern "C-unwind" fn(usize, usize, usize) -> P = core::mem::transmute(f);
+                    f(a, b, c)
+                }
+            )*
+        }
+    };
+}
+
+cxx_slow! {
+    _Znwm false;
+    _Znam false;
+    _ZnwmRKSt9nothrow_t true;
+    _ZnamRKSt9nothrow_t true;
+    _ZnwmSt11align_val_t false;
+    _ZnamSt11align_val_t false;
+    _ZnwmSt11align_val_tRKSt9nothrow_t true;
+    _ZnamSt11align_val_tRKSt9nothrow_t true;
+}
+cxx_new!(_Znwm, new_impl);
+cxx_new!(_Znam, new_arr_impl);
+cxx_new!(_ZnwmRKSt9nothrow_t, new_impl);
+cxx_new!(_ZnamRKSt9nothrow_t, new_arr_impl);
+cxx_new!(_ZnwmSt11align_val_t, new_al_impl);
+cxx_new!(_ZnamSt11align_val_t, new_arr_al_impl);
+cxx_new!(_ZnwmSt11align_val_tRKSt9nothrow_t, new_al_impl);
+cxx_new!(_ZnamSt11align_val_tRKSt9nothrow_t, new_arr_al_impl);
+
+shim!(_ZdlPv(p: P) -> (), free_impl);
+shim!(_ZdaPv(p: P) -> (), free_impl);
+shim!(_ZdlPvm(p: P, n: usize) -> (), free_impl);
+shim!(_ZdaPvm(p: P, n: usize) -> (), free_impl);
+shim!(_ZdlPvSt11align_val_t(p: P, a: usize) -> (), free_impl);
+shim!(_ZdaPvSt11align_val_t(p: P, a: usize) -> (), free_impl);
+shim!(_ZdlPvmSt11align_val_t(p: P, n: usize, a: usize) -> (), free_impl);
+shim!(_ZdaPvmSt11align_val_t(p: P, n: usize, a: usize) -> (), free_impl);
+shim!(_ZdlPvRKSt9nothrow_t(p: P, t: usize) -> (), free_impl);
+shim!(_ZdaPvRKSt9nothrow_t(p: P, t: usize) -> (), free_impl);
+shim!(_ZdlPvSt11align_val_tRKSt9nothrow_t(p: P, a: usize, t: usize) -> (), free_impl);
+shim!(_ZdaPvSt11align_val_tRKSt9nothrow_t(p: P, a: usize, t: usize) -> (), free_impl);

@@ -1,0 +1,242 @@
+//! JSON reports: at exit (`ALLOCSITE_REPORT=PATH`, `%p` = pid) and on request.
+//! Runs with the runtime guard set to "internal": its own (ordinary) allocations are
+//! neither indexed nor counted.
+use crate::arena::{CAP_HIT, META_BYTES, META_CAP};
+use crate::interpose::{guard_off, guard_on, GUARD_INTERNAL, INDEXING};
+use crate::sites;
+use crate::stats;
+use crate::symbolize::{symbolize, Sym};
+use crate::tls::hot;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+#[derive(Default, Clone, Copy)]
+pub struct Agg {
+    pub calls: u64,
+    pub bytes: u64,
+    pub live_chunks: u64,
+    pub live_bytes: u64,
+    pub peak: u64,
+    pub dropped: u64,
+}
+impl Agg {
+    fn add(&mut self, o: &Agg) {
+        self.calls += o.calls;
+        self.bytes += o.bytes;
+        self.live_chunks += o.live_chunks;
+        self.live_bytes += o.live_bytes;
+        self.peak += o.peak;
+        self.dropped += o.dropped;
+    }
+}
+
+pub struct SiteRow {
+    pub inner: usize,
+    pub outer: usize,
+    pub key: usize,
+    pub agg: Agg,
+}
+
+/// Snapshot of every interned site with its counters.
+pub fn snapshot() -> Vec<SiteRow> {
+    let n = sites::count();
+    let mut v = Vec::with_capacity(n as usize);
+    for id in 1..n {
+        let k = sites::key(id);
+        let s = sites::stats(id);
+        let live_chunks = s.live_chunks.load(Ordering::Relaxed);
+        let live_bytes = s.live_bytes.load(Ordering::Relaxed);
+        v.push(SiteRow {
+            inner: k.inner,
+            outer: k.outer,
+            key: k.key,
+            agg: Agg {
+                calls: s.calls.load(Ordering::Relaxed),
+                bytes: s.bytes.load(Ordering::Relaxed),
+                // a concurrent free may briefly run ahead of its allocation's increment
+                live_chunks: if (live_chunks as i64) < 0 { 0 } else { live_chunks },
+                live_bytes: if (live_bytes as i64) < 0 { 0 } else { live_bytes },
+                peak: s.peak_live_bytes.load(Ordering::Relaxed),
+                dropped: s.dropped.load(Ordering::Relaxed),
+            },
+        });
+    }
+    v
+}
+
+pub struct Totals {
+    pub agg: Agg,
+    pub dropped: u64,
+    pub meta_bytes: u64,
+}
+pub fn totals(rows: &[SiteRow]) -> Totals {
+    let mut agg = Agg::default();
+    for r in rows {
+        agg.add(&r.agg);
+    }
+    let no_site = stats::NO_SITE.load(Ordering::Relaxed);
+    agg.calls += no_site;
+    let dropped = agg.dropped + no_site + stats::REENTRANT.load(Ordering::Relaxed);
+    Totals { agg, dropped, meta_bytes: META_BYTES.load(Ordering::Relaxed) }
+}
+
+fn esc(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+struct Syms(HashMap<usize, Sym>);
+impl Syms {
+    fn get(&mut self, a: usize) -> &Sym {
+        self.0.entry(a).or_insert_with(|| symbolize(a))
+    }
+    fn site_fields(&mut self, out: &mut String, a: usize) {
+        let s = self.get(a);
+        let _ = write!(out, "\"site\":\"0x{a:x}\",\"object\":");
+        esc(out, &s.object);
+        let _ = write!(out, ",\"vaddr\":\"0x{:x}\",\"symbol\":", s.vaddr);
+        esc(out, &s.symbol);
+        out.push_str(",\"line\":");
+        match &s.line {
+            Some(l) => esc(out, l),
+            None => out.push_str("null"),
+        }
+    }
+}
+
+fn agg_fields(out: &mut String, a: &Agg) {
+    let _ = write!(
+        out,
+        ",\"calls\":{},\"bytes\":{},\"peak_live_bytes\":{},\"live_chunks\":{},\"live_bytes\":{},\"dropped\":{}",
+        a.calls, a.bytes, a.peak, a.live_chunks, a.live_bytes, a.dropped
+    );
+}
+
+fn allocator_of(rows: &[&SiteRow]) -> String {
+    // the allocator of the group's largest contributor
+    let r = rows.iter().max_by_key(|r| (r.agg.bytes, r.agg.calls)).unwrap();
+    String::from_utf8_lossy(sites::allocator_name(r.key)).into_owned()
+}
+
+/// The report as JSON text.
+pub fn render(reason: &str) -> String {
+    let rows = snapshot();
+    let t = totals(&rows);
+    let mut syms = Syms(HashMap::new());
+    let mut out = String::with_capacity(4096 + rows.len() * 300);
+    let exe = std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let _ = write!(out, "{{\"allocsite_report\":1,\"pid\":{},\"program\":", unsafe { libc::getpid() });
+    esc(&mut out, &exe);
+    out.push_str(",\"reason\":");
+    esc(&mut out, reason);
+    let cap = META_CAP.load(Ordering::Relaxed);
+    let _ = write!(
+        out,
+        ",\"totals\":{{\"calls\":{},\"bytes\":{},\"live_chunks\":{},\"live_bytes\":{},\"dropped\":{},\"dropped_reentrant\":{},\"dropped_no_site\":{},\"meta_bytes\":{},\"meta_cap\":{},\"indexing_stopped\":{},\"meta_bytes_per_live_chunk\":{:.2},\"sites\":{},\"regions\":{},\"depth_overflows\":{}}}",
+        t.agg.calls,
+        t.agg.bytes,
+        t.agg.live_chunks,
+        t.agg.live_bytes,
+        t.dropped,
+        stats::REENTRANT.load(Ordering::Relaxed),
+        stats::NO_SITE.load(Ordering::Relaxed),
+        t.meta_bytes,
+        if cap == u64::MAX { "null".to_string() } else { cap.to_string() },
+        !INDEXING.load(Ordering::Relaxed) || CAP_HIT.load(Ordering::Relaxed) != 0,
+        if t.agg.live_chunks == 0 { 0.0 } else { t.meta_bytes as f64 / t.agg.live_chunks as f64 },
+        rows.len(),
+        crate::index::REGIONS.load(Ordering::Relaxed),
+        stats::DEPTH_OVERFLOWS.load(Ordering::Relaxed),
+    );
+
+    // per innermost site, broken down by outermost site
+    let group = |by_inner: bool| -> Vec<(usize, Vec<&SiteRow>)> {
+        let mut m: BTreeMap<usize, Vec<&SiteRow>> = BTreeMap::new();
+        for r in &rows {
+            m.entry(if by_inner { r.inner } else { r.outer }).or_default().push(r);
+        }
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort_by_key(|(a, rs)| (std::cmp::Reverse(rs.iter().map(|r| r.agg.bytes).sum::<u64>()), *a));
+        v
+    };
+    for (name, by_inner) in [("sites", true), ("outermost", false)] {
+        let _ = write!(out, ",\"{name}\":[");
+        for (i, (addr, rs)) in group(by_inner).into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('{');
+            syms.site_fields(&mut out, addr);
+            out.push_str(",\"allocator\":");
+            esc(&mut out, &allocator_of(&rs));
+            let mut a = Agg::default();
+            for r in &rs {
+                a.add(&r.agg);
+            }
+            agg_fields(&mut out, &a);
+            // sub-groups: by the other site, then allocator
+            let mut sub: BTreeMap<(usize, usize), Agg> = BTreeMap::new();
+            for r in &rs {
+                sub.entry((if by_inner { r.outer } else { r.inner }, r.key)).or_default().add(&r.agg);
+            }
+            let mut sub: Vec<_> = sub.into_iter().collect();
+            sub.sort_by_key(|(k, a)| (std::cmp::Reverse(a.bytes), *k));
+            let _ = write!(out, ",\"{}\":[", if by_inner { "outermost" } else { "innermost" });
+            for (j, ((a2, key), ag)) in sub.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push('{');
+                syms.site_fields(&mut out, *a2);
+                out.push_str(",\"allocator\":");
+                esc(&mut out, &String::from_utf8_lossy(sites::allocator_name(*key)));
+                agg_fields(&mut out, ag);
+                out.push('}');
+            }
+            out.push_str("]}");
+        }
+        out.push(']');
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Write a report to `path` (`%p` expanded) atomically (temporary file + rename).
+pub fn write(path: &[u8], reason: &str) -> std::io::Result<()> {
+    let h = hot();
+    let saved = unsafe { (*h).guard };
+    unsafe { guard_on(h, GUARD_INTERNAL) };
+    let r = (|| {
+        let mut buf = [0u8; 4096];
+        let n = crate::expand_pid(path, &mut buf);
+        if n == 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
+        let p = std::str::from_utf8(&buf[..n]).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        let text = render(reason);
+        let tmp = format!("{p}.tmp{}", unsafe { libc::getpid() });
+        std::fs::write(&tmp, text.as_bytes())?;
+        std::fs::rename(&tmp, p).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    })();
+    unsafe {
+        if saved == 0 {
+            guard_off(h)
+        } else {
+            (*h).guard = saved
+        }
+    };
+    r
+}

@@ -1,0 +1,259 @@
+//! Interned allocation sites: (innermost site, outermost site, hooked function,
+//! allocator code) → a small id stored in every chunk record, with per-site statistics
+//! (cold data, one cache line per site, kept apart from the hot TLS state).
+use crate::arena;
+use crate::sys::Spin;
+use crate::tls::Hot;
+use crate::FnDesc;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+pub const MAX_SITES: usize = 1 << 18;
+const HASH_SLOTS: usize = MAX_SITES * 2;
+
+/// Allocator codes (the C/C++ entry point that produced a chunk).
+pub const ALLOCATORS: [&str; 14] = [
+    "unknown",
+    "malloc",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "strdup",
+    "strndup",
+    "operator new",
+    "operator new[]",
+];
+pub const A_MALLOC: u32 = 1;
+pub const A_CALLOC: u32 = 2;
+pub const A_REALLOC: u32 = 3;
+pub const A_REALLOCARRAY: u32 = 4;
+pub const A_POSIX_MEMALIGN: u32 = 5;
+pub const A_ALIGNED_ALLOC: u32 = 6;
+pub const A_MEMALIGN: u32 = 7;
+pub const A_VALLOC: u32 = 8;
+pub const A_PVALLOC: u32 = 9;
+pub const A_STRDUP: u32 = 10;
+pub const A_STRNDUP: u32 = 11;
+pub const A_NEW: u32 = 12;
+pub const A_NEW_ARR: u32 = 13;
+
+#[repr(C)]
+pub struct Key {
+    pub inner: usize,
+    pub outer: usize,
+    /// `(fn descriptor address << 8) | allocator code`
+    pub key: usize,
+    pub _pad: usize,
+}
+
+#[repr(C, align(64))]
+pub struct Stats {
+    pub calls: AtomicU64,
+    pub bytes: AtomicU64,
+    pub live_chunks: AtomicU64,
+    pub live_bytes: AtomicU64,
+    pub peak_live_bytes: AtomicU64,
+    /// Allocations counted in calls/bytes but not indexed (metadata cap).
+    pub dropped: AtomicU64,
+}
+
+static KEYS: AtomicPtr<Key> = AtomicPtr::new(core::ptr::null_mut());
+static STATS: AtomicPtr<Stats> = AtomicPtr::new(core::ptr::null_mut());
+static HASH: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
+static HASH_PAGES: [AtomicU64; HASH_SLOTS * 4 / 4096 / 64] = [const { AtomicU64::new(0) }; HASH_SLOTS * 4 / 4096 / 64];
+/// Next free id; id 0 is never used.
+pub static NEXT: AtomicU32 = AtomicU32::new(1);
+pub static LOCK: Spin = Spin::new();
+static INIT: AtomicU32 = AtomicU32::new(0);
+
+#[inline]
+pub fn make_key(f: *const FnDesc, code: u32) -> usize {
+    ((f as usize) << 8) | code as usize
+}
+
+fn init() -> bool {
+    loop {
+        match INIT.compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => {
+                let k = arena::reserve(MAX_SITES * core::mem::size_of::<Key>());
+                let s = arena::reserve(MAX_SITES * core::mem::size_of::<Stats>());
+                let h = arena::reserve(HASH_SLOTS * 4);
+                if k.is_null() || s.is_null() || h.is_null() {
+                    INIT.store(3, Ordering::Release);
+                    return false;
+                }
+                KEYS.store(k.cast(), Ordering::Relaxed);
+                STATS.store(s.cast(), Ordering::Relaxed);
+                HASH.store(h.cast(), Ordering::Relaxed);
+                INIT.store(2, Ordering::Release);
+                return true;
+            }
+            Err(2) => return true,
+            Err(3) => return false,
+            Err(_) => core::hint::spin_loop(),
+        }
+    }
+}
+
+#[inline]
+fn hash(inner: usize, outer: usize, key: usize) -> usize {
+    let mut h = inner.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^= outer.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(17);
+    h ^= key.wrapping_mul(0x1656_67B1_9E37_79F9).rotate_left(31);
+    (h ^ (h >> 29)) & (HASH_SLOTS - 1)
+}
+
+#[inline]
+pub fn key(id: u32) -> &'static Key {
+    unsafe { &*KEYS.load(Ordering::Relaxed).add(id as usize) }
+}
+#[inline]
+pub fn stats(id: u32) -> &'static Stats {
+    unsafe { &*STATS.load(Ordering::Relaxed).add(id as usize) }
+}
+pub fn count() -> u32 {
+    if INIT.load(Ordering::Acquire) != 2 {
+        return 1;
+    }
+    NEXT.load(Ordering::Acquire)
+}
+
+/// The id of a site (0 when the table is full or over the metadata cap).
+#[inline]
+pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32 {
+    if (*h).c_inner == inner && (*h).c_outer == outer && (*h).c_key == key && (*h).c_id != 0 {
+        return (*h).c_id;
+    }
+    let id = intern_slow(inner, outer, key);
+    if id != 0 {
+        (*h).c_inner = inner;
+        (*h).c_outer = outer;
+        (*h).c_key = key;
+        (*h).c_id = id;
+    }
+    id
+}
+
+#[cold]
+unsafe fn intern_slow(inner: usize, outer: usize, k: usize) -> u32 {
+    if INIT.load(Ordering::Acquire) != 2 && !init() {
+        return 0;
+    }
+    let tab = HASH.load(Ordering::Relaxed);
+    let h0 = hash(inner, outer, k);
+    let find = |locked: bool| -> Result<u32, usize> {
+        let mut i = h0;
+        loop {
+            let id = (*tab.add(i)).load(Ordering::Acquire);
+            if id == 0 {
+                return Err(i);
+            }
+            let e = key(id);
+            if e.inner == inner && e.outer == outer && e.key == k {
+                return Ok(id);
+            }
+            i = (i + 1) & (HASH_SLOTS - 1);
+            let _ = locked;
+        }
+    };
+    if let Ok(id) = find(false) {
+        return id;
+    }
+    LOCK.lock();
+    let r = match find(true) {
+        Ok(id) => id,
+        Err(slot) => {
+            let id = NEXT.load(Ordering::Relaxed);
+            // Count pages as they are first touched: keys, stats, hash slots.
+            let ok = (id as usize) < MAX_SITES - 1
+                && (id as usize % (4096 / 32) != 0 && id != 1 || arena::charge(4096))
+                && (id as usize % (4096 / 64) != 0 && id != 1 || arena::charge(4096))
+                && {
+                    let pg = slot * 4 / 4096;
+                    let bit = 1u64 << (pg % 64);
+                    let w = &HASH_PAGES[pg / 64];
+                    w.load(Ordering::Relaxed) & bit != 0 || (arena::charge(4096) && {
+                        w.fetch_or(bit, Ordering::Relaxed);
+                        true
+                    })
+                };
+            if !ok {
+                0
+            } else {
+                let e = &mut *KEYS.load(Ordering::Relaxed).add(id as usize);
+                e.inner = inner;
+                e.outer = outer;
+                e.key = k;
+                NEXT.store(id + 1, Ordering::Release);
+                (*tab.add(slot)).store(id, Ordering::Release);
+                id
+            }
+        }
+    };
+    LOCK.unlock();
+    r
+}
+
+#[inline]
+pub fn on_alloc(id: u32, n: u64, indexed: bool) {
+    let s = stats(id);
+    s.calls.fetch_add(1, Ordering::Relaxed);
+    s.bytes.fetch_add(n, Ordering::Relaxed);
+    if !indexed {
+        s.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    s.live_chunks.fetch_add(1, Ordering::Relaxed);
+    let live = s.live_bytes.fetch_add(n, Ordering::Relaxed) + n;
+    if live > s.peak_live_bytes.load(Ordering::Relaxed) {
+        s.peak_live_bytes.fetch_max(live, Ordering::Relaxed);
+    }
+}
+
+#[inline]
+pub fn on_free(id: u32, n: u64) {
+    let s = stats(id);
+    s.live_chunks.fetch_sub(1, Ordering::Relaxed);
+    s.live_bytes.fetch_sub(n, Ordering::Relaxed);
+}
+
+/// Name of a site's allocator: the hooked function's name, else the C/C++ entry point.
+pub fn allocator_name(key: usize) -> &'static [u8] {
+    let f = (key >> 8) as *const FnDesc;
+    if !f.is_null() {
+        return unsafe { crate::trace::fn_name(f) };
+    }
+    ALLOCATORS.get(key & 0xff).copied().unwrap_or("unknown").as_bytes()
+}
+pub fn libc_allocator_name(key: usize) -> &'static str {
+    ALLOCATORS.get(key & 0xff).copied().unwrap_or("unknown")
+}
+
+const ALLOCATORS_C: [&core::ffi::CStr; 14] = [
+    c"unknown",
+    c"malloc",
+    c"calloc",
+    c"realloc",
+    c"reallocarray",
+    c"posix_memalign",
+    c"aligned_alloc",
+    c"memalign",
+    c"valloc",
+    c"pvalloc",
+    c"strdup",
+    c"strndup",
+    c"operator new",
+    c"operator new[]",
+];
+/// NUL-terminated static allocator name (for the C API).
+pub fn allocator_cname(key: usize) -> *const core::ffi::c_char {
+    let f = (key >> 8) as *const FnDesc;
+    if !f.is_null() {
+        return (f as usize as i64 + unsafe { (*f).name_rel }) as *const core::ffi::c_char;
+    }
+    ALLOCATORS_C.get(key & 0xff).copied().unwrap_or(c"unknown").as_ptr()
+}
