@@ -1,0 +1,150 @@
+/* Allocators whose size is computed, or passed in unusual positions/types.
+ * See sizes.expect. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sizealloc.h"
+
+#define REC_MAGIC 0x52454331u
+
+struct rec *rec_alloc(size_t n)
+{
+    struct rec *r = malloc(n * sizeof(struct item) + sizeof(struct rec));
+    if (r == NULL) {
+        fputs("rec_alloc: out of memory\n", stderr);
+        exit(3);
+    }
+    r->magic = REC_MAGIC;
+    r->count = (uint32_t)n;
+    return r;
+}
+
+/* -O2: imul %rsi,%rdi; jmp malloc@plt */
+void *arr_alloc(size_t count, size_t size)
+{
+    return malloc(count * size);
+}
+
+/* zlib passes item counts and sizes as `unsigned`: zero-extended to size_t. */
+void *ucalloc(unsigned items, unsigned size)
+{
+    return calloc(items, size);
+}
+
+/* A header in front of the block records who asked; the caller gets the rest. */
+struct tag_hdr { const char *name; long tag; };
+
+void *tagged_alloc(int tag, const char *name, size_t n)
+{
+    struct tag_hdr *h = malloc(sizeof *h + n);
+    if (h == NULL)
+        return NULL;
+    h->name = name;
+    h->tag = tag;
+    return h + 1;
+}
+
+const char *tag_name(const void *p)
+{
+    return ((const struct tag_hdr *)p - 1)->name;
+}
+
+void tagged_free(void *p)
+{
+    free((struct tag_hdr *)p - 1);
+}
+
+struct arena_hdr { void *owner; int flags; int pad; };
+
+void *arena_new(void *owner, int flags, int zero, size_t n)
+{
+    struct arena_hdr *h = malloc(sizeof *h + n);
+    if (h == NULL)
+        abort();
+    h->owner = owner;
+    h->flags = flags;
+    if (zero)
+        memset(h + 1, 0, n);
+    return h + 1;
+}
+
+void arena_free(void *p)
+{
+    free((struct arena_hdr *)p - 1);
+}
+
+/* sphinx3-style int32 size: -O2 movslq %edi,%rdi before the call. */
+void *alloc_i32(int32_t n)
+{
+    if (n < 0)
+        return NULL;
+    return malloc((size_t)n);
+}
+
+/* -O2: mov %edi,%edi; jmp malloc@plt */
+void *alloc_u32(unsigned n)
+{
+    return malloc(n);
+}
+
+int get_buf(void **out, size_t n)
+{
+    void *p = malloc(n);
+    if (p == NULL)
+        return -1;
+    *out = p;
+    return 0;
+}
+
+int make_line(size_t len, char **out)
+{
+    char *s = malloc(len + 1);
+    if (s == NULL)
+        return -1;
+    memset(s, '-', len);
+    s[len] = '\0';
+    *out = s;
+    return 0;
+}
+
+/* A constant-propagation clone: both callers pass the same `magic`, so at -O2
+ * gcc emits rec_grow.constprop.0(n) with the constant folded in (n stays in %rdi). */
+static __attribute__((noinline)) struct rec *rec_grow(size_t n, uint32_t magic)
+{
+    struct rec *r = malloc(n * sizeof(struct item) + sizeof(struct rec));
+    if (r == NULL)
+        abort();
+    r->magic = magic;
+    r->count = (uint32_t)n;
+    return r;
+}
+
+struct rec *rec_small(size_t n)
+{
+    return rec_grow(n + 4, REC_MAGIC);
+}
+
+struct rec *rec_big(size_t n)
+{
+    return rec_grow(n * 8, REC_MAGIC);
+}
+
+/* An IPA-SRA clone: alloc_for reads only s->nbytes, so at -O2 gcc emits
+ * alloc_for.isra.0(size_t nbytes) and its caller passes the loaded field by
+ * value. At -O0, alloc_for(s) gets its size from memory (*s), not from an
+ * argument: an allocator without a size role (and so is spec_alloc). */
+static __attribute__((noinline)) void *alloc_for(const struct spec *s)
+{
+    void *p = malloc(s->nbytes);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+void *spec_alloc(const struct spec *s)
+{
+    void *p = alloc_for(s);
+    if (s->zero)
+        memset(p, 0, s->nbytes);
+    return p;
+}

@@ -1,0 +1,26 @@
+/* Size arithmetic and argument positions (sizealloc.c). */
+#ifndef SIZEALLOC_H
+#define SIZEALLOC_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct item { double weight; int id; };          /* 16 bytes */
+struct rec { uint32_t magic; uint32_t count; struct item items[]; };  /* header: 8 bytes */
+struct spec { const char *what; size_t nbytes; int zero; };
+
+struct rec *rec_alloc(size_t n);                 /* n * sizeof(struct item) + sizeof(struct rec) */
+void *arr_alloc(size_t count, size_t size);      /* malloc(count * size) */
+void *ucalloc(unsigned items, unsigned size);    /* calloc with unsigned (zlib-like) sizes */
+void *tagged_alloc(int tag, const char *name, size_t n);           /* size in the 3rd parameter */
+void *arena_new(void *owner, int flags, int zero, size_t n);       /* size in the 4th parameter */
+void *alloc_i32(int32_t n);                      /* int32 size (sign-extended) */
+void *alloc_u32(unsigned n);                     /* unsigned size (zero-extended) */
+int get_buf(void **out, size_t n);               /* out-parameter allocator, returns status */
+int make_line(size_t len, char **out);           /* out-parameter second, size first */
+struct rec *rec_small(size_t n);                 /* → rec_grow.constprop.0 at -O2 */
+struct rec *rec_big(size_t n);
+void *spec_alloc(const struct spec *s); /* → alloc_for.isra.0 at -O2 */
+const char *tag_name(const void *p);
+void tagged_free(void *p);
+void arena_free(void *p);
+#endif

@@ -1,0 +1,75 @@
+/* Drives sizealloc.c: computed sizes, sizes in the 3rd/4th parameter, int32 and
+ * unsigned sizes, out-parameter allocators, a constprop and an isra clone. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sizealloc.h"
+
+static unsigned sum = 2166136261u;
+
+static void mix(const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        sum = (sum ^ c[i]) * 16777619u;
+}
+
+int main(void)
+{
+    struct rec *r = rec_alloc(10);
+    for (unsigned i = 0; i < r->count; i++) {
+        r->items[i].weight = i * 0.5;
+        r->items[i].id = (int)i;
+    }
+    mix(r->items, sizeof(struct item) * r->count);
+
+    int *a = arr_alloc(12, sizeof(int));
+    for (int i = 0; i < 12; i++) a[i] = i * i;
+    mix(a, 12 * sizeof(int));
+
+    short *u = ucalloc(9, sizeof(short));
+    mix(u, 9 * sizeof(short));
+
+    char *t = tagged_alloc(7, "seven", 21);
+    memset(t, 't', 21);
+    mix(t, 21);
+    printf("sizes: tagged block belongs to %s\n", tag_name(t));
+
+    char *z = arena_new(&sum, 3, 1, 40);
+    mix(z, 40);
+    char *nz = arena_new(NULL, 0, 0, 8);
+    memset(nz, 'n', 8);
+    mix(nz, 8);
+
+    char *i32 = alloc_i32(17);
+    memset(i32, 'i', 17);
+    mix(i32, 17);
+    void *neg = alloc_i32(-1);              /* refused: returns NULL */
+    char *u32 = alloc_u32(19u);
+    memset(u32, 'u', 19);
+    mix(u32, 19);
+
+    void *buf = NULL;
+    int st = get_buf(&buf, 33);
+    memset(buf, 'b', 33);
+    mix(buf, 33);
+    char *line = NULL;
+    int st2 = make_line(30, &line);
+    printf("sizes: get_buf %d make_line %d \"%s\"\n", st, st2, line);
+
+    struct rec *s = rec_small(2), *b = rec_big(3);
+    printf("sizes: rec counts %u %u %u\n", r->count, s->count, b->count);
+    memset(s->items, 1, s->count * sizeof(struct item));
+    memset(b->items, 2, b->count * sizeof(struct item));
+    mix(s->items, s->count * sizeof(struct item));
+    mix(b->items, b->count * sizeof(struct item));
+
+    struct spec sp = { "spec", 24, 1 };
+    char *spa = spec_alloc(&sp);
+    mix(spa, 24);
+
+    free(r); free(a); free(u); tagged_free(t); arena_free(z); arena_free(nz);
+    free(i32); free(u32); free(buf); free(line); free(s); free(b); free(spa);
+    printf("sizes: alloc_i32(-1) %s, checksum %08x\n", neg ? "allocated" : "refused", sum);
+    return 0;
+}
