@@ -21,6 +21,7 @@ pub struct Found {
 
 pub struct Classifier<'a> {
     bin: &'a Binary,
+    params: &'a crate::dwarf::Params,
     sums: &'a [Summary],
     user: &'a HashMap<String, Spec>,
     /// Candidate lists per distinct (pointer target, caller), computed once.
@@ -49,7 +50,13 @@ fn arg_name(p: u8) -> String {
 }
 
 impl<'a> Classifier<'a> {
-    pub fn new(bin: &'a Binary, sums: &'a [Summary], user: &'a HashMap<String, Spec>, types: &crate::dwarf::Types) -> Self {
+    pub fn new(
+        bin: &'a Binary,
+        sums: &'a [Summary],
+        user: &'a HashMap<String, Spec>,
+        types: &crate::dwarf::Types,
+        params: &'a crate::dwarf::Params,
+    ) -> Self {
         let ptrs = Pointers::build(bin, sums, types);
         let mut cands = HashMap::new();
         for (f, s) in sums.iter().enumerate() {
@@ -63,7 +70,7 @@ impl<'a> Classifier<'a> {
                 }
             }
         }
-        Classifier { bin, sums, user, cands, agreed: RefCell::new(HashMap::new()), found: BTreeMap::new() }
+        Classifier { bin, params, sums, user, cands, agreed: RefCell::new(HashMap::new()), found: BTreeMap::new() }
     }
 
     /// Seed specs for functions defined in the binary under a seed or user-given name
@@ -179,6 +186,43 @@ impl<'a> Classifier<'a> {
     }
 
     fn classify(&self, f: usize) -> Option<Found> {
+        let found = self.classify_flow(f)?;
+        self.check_dwarf(f, found)
+    }
+
+    /// DWARF, when present, vetoes what the data flow cannot see: a `void`
+    /// function returns no storage (rax is leftover), an out-parameter is a
+    /// pointer to a pointer, and role positions past the register arguments must
+    /// be real scalar parameters (not members of a struct passed by value).
+    fn check_dwarf(&self, f: usize, mut found: Found) -> Option<Found> {
+        let dw = self.params.get(self.bin.funcs[f].addr);
+        let spec = &mut found.spec;
+        if let Some(d) = dw {
+            if d.void && spec.gives_storage() && spec.out.is_none() {
+                return None;
+            }
+            if let Some(o) = spec.out {
+                match d.args.get(o as usize) {
+                    Some(a) if !a.ty.ends_with("* *") && !a.ty.ends_with("**") => return None,
+                    _ => {}
+                }
+            }
+        }
+        // Beyond the six register arguments, a position is only meaningful when
+        // DWARF shows that many declared parameters.
+        let declared = dw.map(|d| d.args.len()).unwrap_or(0);
+        for role in [&mut spec.size, &mut spec.count, &mut spec.ptr, &mut spec.out] {
+            if role.is_some_and(|p| p >= 6 && p as usize >= declared) {
+                *role = None;
+            }
+        }
+        if spec.kind == Some(Kind::Free) && spec.ptr.is_none() {
+            return None;
+        }
+        Some(found)
+    }
+
+    fn classify_flow(&self, f: usize) -> Option<Found> {
         let s = &self.sums[f];
         let callees: Vec<Option<Callee>> = s.calls.iter().map(|cs| self.resolve(cs, f)).collect();
         // Calls whose *return value* is fresh storage (an out-parameter allocator

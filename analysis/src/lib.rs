@@ -74,7 +74,8 @@ pub fn analyze_bytes(data: &[u8], opts: &Options) -> Result<Classification, Stri
     let sums = flow::summarize_all(&bin);
     let dw = dwarf::Loaded::load(data);
     let slot_types = dwarf::Types::read(&dw);
-    let mut c = classify::Classifier::new(&bin, &sums, &user, &slot_types);
+    let types = dwarf::Params::read(&dw);
+    let mut c = classify::Classifier::new(&bin, &sums, &user, &slot_types, &types);
     c.run();
     // Developer aid: ALLOCSITE_DEBUG_FN=name prints that function's data-flow summary.
     if let Ok(name) = std::env::var("ALLOCSITE_DEBUG_FN") {
@@ -84,7 +85,6 @@ pub fn analyze_bytes(data: &[u8], opts: &Options) -> Result<Classification, Stri
             }
         }
     }
-    let types = dwarf::Params::read(&dw);
     let mut functions: Vec<AllocFn> = Vec::new();
     for (&f, found) in c.found.iter() {
         let func = &bin.funcs[f];

@@ -19,6 +19,9 @@ pub struct Param {
 #[derive(Debug, Clone, Default)]
 pub struct FnParams {
     pub args: Vec<Param>,
+    /// The function returns nothing (no DW_AT_type on the subprogram or its
+    /// specification / abstract origin).
+    pub void: bool,
 }
 
 impl FnParams {
@@ -59,7 +62,7 @@ fn read_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, out: &mut HashMap<u
             Some(AttributeValue::DebugAddrIndex(i)) => dwarf.address(unit, i)?,
             _ => continue,
         };
-        let mut params = FnParams::default();
+        let mut params = FnParams { void: returns_void(unit, e), ..FnParams::default() };
         let mut kids = node.children();
         while let Some(k) = kids.next()? {
             let ke = k.entry();
@@ -76,6 +79,28 @@ fn read_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, out: &mut HashMap<u
         out.entry(low).or_insert(params);
     }
     Ok(())
+}
+
+fn returns_void(unit: &gimli::Unit<R>, e: &gimli::DebuggingInformationEntry<R>) -> bool {
+    let mut e = e.clone();
+    for _ in 0..4 {
+        if matches!(e.attr_value(gimli::DW_AT_type), Ok(Some(_))) {
+            return false;
+        }
+        let next = [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification]
+            .iter()
+            .find_map(|&at| match e.attr_value(at) {
+                Ok(Some(AttributeValue::UnitRef(o))) => unit.entry(o).ok(),
+                _ => None,
+            });
+        match next {
+            Some(n) => e = n,
+            // A reference into another unit: do not guess.
+            None if e.attr_value(gimli::DW_AT_abstract_origin).ok().flatten().is_some() => return false,
+            None => return true,
+        }
+    }
+    false
 }
 
 /// Name and type of a parameter, following DW_AT_abstract_origin (clones, inlines).
