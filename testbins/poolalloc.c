@@ -1,0 +1,83 @@
+/* Sub-allocators: they hand out pointers into one bigger malloc'd block (the
+ * arena), so their chunks are not heap chunks of their own. See pool.expect. */
+#include <stdlib.h>
+#include <string.h>
+#include "poolalloc.h"
+
+#define POOL_ALIGN 16
+
+struct pool *pool_new(size_t cap)
+{
+    struct pool *p = malloc(sizeof(struct pool) + cap);
+    if (p == NULL)
+        return NULL;
+    p->base = (char *)(p + 1);
+    p->used = 0;
+    p->cap = cap;
+    p->peak = 0;
+    return p;
+}
+
+/* Bump allocation: round up, check, advance p->used, return base + old used. */
+void *pool_alloc(struct pool *p, size_t n)
+{
+    size_t need = (n + POOL_ALIGN - 1) & ~(size_t)(POOL_ALIGN - 1);
+    if (need < n || p->cap - p->used < need)
+        return NULL;
+    void *r = p->base + p->used;
+    p->used += need;
+    if (p->used > p->peak)
+        p->peak = p->used;
+    return r;
+}
+
+void *pool_alloc_array(struct pool *p, size_t count, size_t size)
+{
+    if (size != 0 && count > (size_t)-1 / size)
+        return NULL;
+    return pool_alloc(p, count * size);
+}
+
+/* Size comes from strlen(s), not from an argument: a sub-allocator without a
+ * size role. */
+char *pool_strdup(struct pool *p, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = pool_alloc(p, n);
+    if (d != NULL)
+        memcpy(d, s, n);
+    return d;
+}
+
+void pool_reset(struct pool *p)
+{
+    p->used = 0;
+}
+
+size_t pool_used(const struct pool *p)
+{
+    return p->used;
+}
+
+void pool_destroy(struct pool *p)
+{
+    free(p);
+}
+
+/* Pops the free list, else carves a new object out of the arena. */
+void *obj_get(struct objpool *op)
+{
+    void *o = op->free_list;
+    if (o != NULL) {
+        op->free_list = *(void **)o;
+        return o;
+    }
+    return pool_alloc(op->arena, op->objsize);
+}
+
+/* Pushes onto the free list; the memory stays inside the arena. */
+void obj_put(struct objpool *op, void *obj)
+{
+    *(void **)obj = op->free_list;
+    op->free_list = obj;
+}

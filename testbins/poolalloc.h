@@ -1,0 +1,29 @@
+/* A bump/pool sub-allocator over one malloc'd arena (poolalloc.c). */
+#ifndef POOLALLOC_H
+#define POOLALLOC_H
+#include <stddef.h>
+
+struct pool {
+    char *base;       /* the arena: just after this header, same malloc block */
+    size_t used;
+    size_t cap;
+    size_t peak;
+};
+
+struct pool *pool_new(size_t cap);             /* alloc size=0: one malloc(sizeof(struct pool) + cap) */
+void *pool_alloc(struct pool *p, size_t n);    /* suballoc size=1: pointer inside the arena */
+void *pool_alloc_array(struct pool *p, size_t count, size_t size);  /* suballoc count=1 size=2 */
+char *pool_strdup(struct pool *p, const char *s);
+void pool_reset(struct pool *p);
+size_t pool_used(const struct pool *p);
+void pool_destroy(struct pool *p);             /* free ptr=0 */
+
+/* A fixed-size object pool with a free list, carved from a pool. */
+struct objpool {
+    struct pool *arena;
+    size_t objsize;
+    void *free_list;
+};
+void *obj_get(struct objpool *op);
+void obj_put(struct objpool *op, void *obj);
+#endif
