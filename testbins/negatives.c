@@ -1,0 +1,47 @@
+/* Drives notalloc.c: functions that must not be classified as allocators. */
+#include <stdio.h>
+#include <string.h>
+#include "notalloc.h"
+
+int main(void)
+{
+    char out[64];
+    int st = cache_init(32);
+    cache_put(3, 'x');
+    printf("negatives: cache_init %d, cache[3] = %c\n", st, cache_get(3));
+    cache_drop();
+
+    char *s = static_buf(16);
+    strcpy(s, "static");
+    char *a = scratch_take(100), *b = scratch_take(200);
+    printf("negatives: static_buf \"%s\", scratch offsets %td\n", s, b - a);
+
+    const char *w = "allocation";
+    printf("negatives: strnlen %zu %zu, checksum %zu\n", my_strnlen(w, 64), my_strnlen(w, 5),
+           checksum(w, strlen(w)));
+    printf("negatives: scratch_sum(10) = %d\n", scratch_sum(10));
+
+    memset(out, 0, sizeof out);
+    fill_via_temp(out, 30);
+    printf("negatives: fill_via_temp \"%s\"\n", out);
+
+    void *arr[3] = { NULL, out, s };
+    printf("negatives: first_of is out: %d\n", first_of(arr, 3) == out);
+    char copy[8];
+    copy_into(copy, "copied", 7);
+    printf("negatives: copy_into \"%s\"\n", copy);
+
+    struct handle h;
+    if (handle_open(&h, 40) == 0) {
+        memset(h.buf, 'h', h.len);
+        printf("negatives: handle %zu bytes, checksum %zu\n", h.len, checksum(h.buf, h.len));
+        handle_close(&h);
+    }
+
+    for (int i = 0; i < 5; i++)
+        memset(registry_add(8 * (size_t)(i + 1)), i, 8 * (size_t)(i + 1));
+    printf("negatives: registry %zu entries\n", registry_count());
+    registry_clear();
+    printf("negatives: registry %zu entries after clear\n", registry_count());
+    return 0;
+}

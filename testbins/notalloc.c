@@ -1,0 +1,180 @@
+/* Negatives: each of these calls an allocator or has size-like parameters,
+ * and none is an allocation function. See negatives.expect for why. */
+#include <stdlib.h>
+#include <string.h>
+#include "notalloc.h"
+
+/* Calls malloc but keeps the pointer in a global; returns an int status. */
+static char *cache;
+static size_t cache_len;
+
+int cache_init(size_t n)
+{
+    free(cache);
+    cache = malloc(n);
+    if (cache == NULL)
+        return -1;
+    memset(cache, 0, n);
+    cache_len = n;
+    return 0;
+}
+
+void cache_put(size_t i, char c)
+{
+    if (i < cache_len)
+        cache[i] = c;
+}
+
+char cache_get(size_t i)
+{
+    return i < cache_len ? cache[i] : 0;
+}
+
+/* Frees a global, no argument involved. */
+void cache_drop(void)
+{
+    free(cache);
+    cache = NULL;
+    cache_len = 0;
+}
+
+/* Returns a pointer into static storage. */
+static char sbuf[256];
+
+char *static_buf(size_t n)
+{
+    if (n > sizeof sbuf)
+        return NULL;
+    memset(sbuf, 0, n);
+    return sbuf;
+}
+
+/* Bumps through a static array: pointers into static storage, not heap. */
+static char scratch[1024];
+static size_t scratch_used;
+
+char *scratch_take(size_t n)
+{
+    if (n > sizeof scratch - scratch_used)
+        scratch_used = 0;
+    char *r = scratch + scratch_used;
+    scratch_used += n;
+    return r;
+}
+
+/* strlen-like: size-ish parameters, size-ish result. */
+size_t my_strnlen(const char *s, size_t maxlen)
+{
+    size_t i = 0;
+    while (i < maxlen && s[i] != '\0')
+        i++;
+    return i;
+}
+
+size_t checksum(const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    size_t h = 5381;
+    for (size_t i = 0; i < n; i++)
+        h = h * 33 + c[i];
+    return h;
+}
+
+/* Allocates, uses and frees a temporary; returns an int. */
+int scratch_sum(size_t n)
+{
+    int *t = malloc(n * sizeof(int));
+    if (t == NULL)
+        return -1;
+    int s = 0;
+    for (size_t i = 0; i < n; i++) {
+        t[i] = (int)(i * 3);
+        s += t[i];
+    }
+    free(t);
+    return s;
+}
+
+/* Mallocs a temporary and frees it before returning; returns its argument. */
+char *fill_via_temp(char *dst, size_t n)
+{
+    char *tmp = malloc(n);
+    if (tmp == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = (char)('A' + i % 26);
+    memcpy(dst, tmp, n);
+    free(tmp);
+    return dst;
+}
+
+/* Returns a pointer loaded from an array argument. */
+void *first_of(void **arr, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (arr[i] != NULL)
+            return arr[i];
+    return NULL;
+}
+
+/* memcpy returns its first argument: a pointer and a size in, no fresh storage. */
+void *copy_into(void *dst, const void *src, size_t n)
+{
+    return memcpy(dst, src, n);
+}
+
+/* Keeps the block in a member of its argument (h->buf, at offset 8) and
+ * returns an int status: an initializer, not an allocator. (Were buf the first
+ * member, the machine code would be that of `int get_buf(void **out, size_t n)`
+ * — an out-parameter allocator — so the member is deliberately not first.) */
+int handle_open(struct handle *h, size_t n)
+{
+    h->buf = malloc(n);
+    if (h->buf == NULL)
+        return -1;
+    h->len = n;
+    h->fd = 3;
+    return 0;
+}
+
+/* Frees memory reached through the argument (h->buf), not the argument. */
+void handle_close(struct handle *h)
+{
+    free(h->buf);
+    h->buf = NULL;
+    h->len = 0;
+}
+
+/* Mallocs, links the block into a global list AND returns it: the caller does
+ * not own it (registry_clear frees it). Still fresh storage returned, so it is
+ * an allocator; listed positively in negatives.expect to show where the line is. */
+struct reg { struct reg *next; size_t n; };
+static struct reg *registry;
+static size_t nreg;
+
+void *registry_add(size_t n)
+{
+    struct reg *r = malloc(sizeof *r + n);
+    if (r == NULL)
+        return NULL;
+    r->next = registry;
+    r->n = n;
+    registry = r;
+    nreg++;
+    return r + 1;
+}
+
+size_t registry_count(void)
+{
+    return nreg;
+}
+
+void registry_clear(void)
+{
+    while (registry != NULL) {
+        struct reg *n = registry->next;
+        free(registry);
+        registry = n;
+        nreg--;
+    }
+}

@@ -1,0 +1,23 @@
+/* Functions that look like allocators but are not (notalloc.c). */
+#ifndef NOTALLOC_H
+#define NOTALLOC_H
+#include <stddef.h>
+int cache_init(size_t n);
+void cache_put(size_t i, char c);
+char cache_get(size_t i);
+void cache_drop(void);
+char *static_buf(size_t n);
+char *scratch_take(size_t n);
+size_t my_strnlen(const char *s, size_t maxlen);
+size_t checksum(const void *p, size_t n);
+int scratch_sum(size_t n);
+char *fill_via_temp(char *dst, size_t n);
+void *first_of(void **arr, size_t n);
+void *copy_into(void *dst, const void *src, size_t n);
+struct handle { size_t len; char *buf; int fd; };
+int handle_open(struct handle *h, size_t n);
+void handle_close(struct handle *h);
+void *registry_add(size_t n);
+size_t registry_count(void);
+void registry_clear(void);
+#endif
