@@ -15,7 +15,7 @@
 use crate::arena::{self, class_of, CLASSES, POOL};
 use crate::sys::Spin;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 pub const ID_BITS: u32 = 23;
 const ID_MASK: u64 = (1 << ID_BITS) - 1;
@@ -25,12 +25,64 @@ const SIZE_MASK: u64 = (1 << (OFF_SHIFT - SIZE_SHIFT)) - 1;
 pub const L0_MAX: usize = 1024;
 pub const L1_MAX: usize = 64 * 1024;
 
+/// A region's records live in one arena block: `[len: u32, cap: u32, rec...]`. The
+/// directory's leaf slot holds the block address with bit 0 as the region's spin lock,
+/// so finding, locking and reading a region touch two cache lines.
 #[repr(C)]
-pub struct Region {
-    pub lock: Spin,
-    pub len: u16,
-    pub cap: u16,
-    pub recs: *mut u64,
+pub struct Block {
+    pub len: u32,
+    pub cap: u32,
+}
+
+#[inline]
+fn block_recs<'a>(b: *mut Block) -> &'a [u64] {
+    if b.is_null() {
+        &[]
+    } else {
+        unsafe { core::slice::from_raw_parts((b as *mut u64).add(1), (*b).len as usize) }
+    }
+}
+#[inline]
+fn recs_ptr(b: *mut Block) -> *mut u64 {
+    unsafe { (b as *mut u64).add(1) }
+}
+
+/// A locked region: the slot and the block it pointed at.
+pub struct Locked<'a> {
+    slot: &'a AtomicUsize,
+    pub block: *mut Block,
+}
+impl Drop for Locked<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.slot.store(self.block as usize, Ordering::Release);
+    }
+}
+impl Locked<'_> {
+    #[inline]
+    pub fn recs(&self) -> &[u64] {
+        block_recs(self.block)
+    }
+}
+
+#[inline]
+fn lock_slot(slot: &AtomicUsize, wait: bool) -> Option<Locked<'_>> {
+    let mut n = 0u32;
+    loop {
+        let v = slot.load(Ordering::Relaxed);
+        if v & 1 == 0 && slot.compare_exchange_weak(v, v | 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            return Some(Locked { slot, block: v as *mut Block });
+        }
+        if !wait {
+            return None;
+        }
+        n += 1;
+        if n < 64 {
+            core::hint::spin_loop();
+        } else {
+            unsafe { libc::sched_yield() };
+        }
+    }
 }
 
 #[repr(C)]
@@ -48,7 +100,7 @@ pub static LEVELS: [Level; 2] = [
     Level { shift: 18, top: [const { AtomicPtr::new(null_mut()) }; 512] },
 ];
 
-/// Chunks indexed now / in total (for reports).
+/// Regions that ever held a chunk.
 pub static REGIONS: AtomicU64 = AtomicU64::new(0);
 
 #[inline]
@@ -81,13 +133,14 @@ const NLEV: u32 = 4; // 9-bit digits below the top
 impl Level {
     /// The region slot for `key` (= addr >> shift); creates directory nodes when asked.
     #[inline]
-    fn slot(&self, key: usize, create: bool) -> Option<&AtomicPtr<u8>> {
+    fn slot(&self, key: usize, create: bool) -> Option<&AtomicUsize> {
         let mut table: &[AtomicPtr<u8>; 512] = &self.top;
         let mut lvl = NLEV - 1;
         loop {
             let idx = (key >> (9 * lvl)) & 511;
             if lvl == 0 {
-                return Some(&table[idx]);
+                // SAFETY: AtomicPtr<u8> and AtomicUsize have the same layout
+                return Some(unsafe { &*(&table[idx] as *const AtomicPtr<u8> as *const AtomicUsize) });
             }
             let mut p = table[idx].load(Ordering::Acquire);
             if p.is_null() {
@@ -105,49 +158,17 @@ impl Level {
         }
     }
 
-    #[inline]
-    pub fn region(&self, key: usize) -> *mut Region {
-        match self.slot(key, false) {
-            Some(s) => s.load(Ordering::Acquire).cast(),
-            None => null_mut(),
-        }
-    }
-
-    fn region_create(&self, key: usize) -> *mut Region {
-        let Some(s) = self.slot(key, true) else { return null_mut() };
-        let r = s.load(Ordering::Acquire);
-        if !r.is_null() {
-            return r.cast();
-        }
-        let n = POOL.alloc(0);
-        if n.is_null() {
-            return null_mut();
-        }
-        unsafe { core::ptr::write(n as *mut Region, Region { lock: Spin::new(), len: 0, cap: 0, recs: null_mut() }) };
-        match s.compare_exchange(null_mut(), n, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => {
-                REGIONS.fetch_add(1, Ordering::Relaxed);
-                n.cast()
-            }
-            Err(cur) => {
-                POOL.free(0, n);
-                cur.cast()
-            }
-        }
-    }
-
-    /// Visit every region (used by fork handlers, iteration, reports).
-    pub fn for_each_region(&self, f: &mut dyn FnMut(usize, *mut Region)) {
-        fn walk(t: &[AtomicPtr<u8>; 512], lvl: u32, prefix: usize, f: &mut dyn FnMut(usize, *mut Region)) {
+    /// Visit every leaf slot (fork handlers) or every region with a block.
+    pub fn for_each_slot(&self, f: &mut dyn FnMut(usize, &AtomicUsize)) {
+        fn walk(t: &[AtomicPtr<u8>; 512], lvl: u32, prefix: usize, f: &mut dyn FnMut(usize, &AtomicUsize)) {
             for (i, s) in t.iter().enumerate() {
-                let p = s.load(Ordering::Acquire);
-                if p.is_null() {
-                    continue;
-                }
                 let key = (prefix << 9) | i;
                 if lvl == 0 {
-                    f(key, p.cast());
-                } else {
+                    f(key, unsafe { &*(s as *const AtomicPtr<u8> as *const AtomicUsize) });
+                    continue;
+                }
+                let p = s.load(Ordering::Acquire);
+                if !p.is_null() {
                     walk(unsafe { &(*(p as *const Node)).slots }, lvl - 1, key, f);
                 }
             }
@@ -184,65 +205,60 @@ fn lower_bound(recs: &[u64], off: usize) -> usize {
     lo
 }
 
-impl Region {
-    #[inline]
-    pub fn recs(&self) -> &[u64] {
-        if self.len == 0 {
-            &[]
-        } else {
-            unsafe { core::slice::from_raw_parts(self.recs, self.len as usize) }
-        }
-    }
-    /// Insert (lock held). Returns Ok(Some(old)) when a stale record had the same base.
+impl Locked<'_> {
+    /// Insert. Returns Ok(Some(old)) when a stale record had the same base.
     fn insert(&mut self, rec: u64) -> Result<Option<u64>, ()> {
         let off = rec_off(rec);
-        let len = self.len as usize;
-        let i = lower_bound(self.recs(), off);
-        if i < len && rec_off(unsafe { *self.recs.add(i) }) == off {
-            let old = unsafe { *self.recs.add(i) };
-            unsafe { *self.recs.add(i) = rec };
+        let b = self.block;
+        let len = if b.is_null() { 0 } else { unsafe { (*b).len as usize } };
+        // glibc often carves new chunks at increasing addresses: append without a search
+        let i = if len == 0 || rec_off(unsafe { *recs_ptr(b).add(len - 1) }) < off { len } else { lower_bound(self.recs(), off) };
+        if i < len && rec_off(unsafe { *recs_ptr(b).add(i) }) == off {
+            let old = unsafe { *recs_ptr(b).add(i) };
+            unsafe { *recs_ptr(b).add(i) = rec };
             return Ok(Some(old));
         }
-        if len == self.cap as usize {
-            let newcap = if len < 2 { 2 } else { len + len / 2 };
-            let k = class_of(newcap * 8);
-            let n = POOL.alloc(k);
+        let cap = if b.is_null() { 0 } else { unsafe { (*b).cap as usize } };
+        if len == cap {
+            let want = if len < 2 { 2 } else { len + len / 2 };
+            let k = class_of(8 + want * 8);
+            let n = POOL.alloc(k) as *mut Block;
             if n.is_null() {
                 return Err(());
             }
-            let n = n as *mut u64;
             unsafe {
-                if len != 0 {
-                    core::ptr::copy_nonoverlapping(self.recs, n, len);
-                    POOL.free(class_of(self.cap as usize * 8), self.recs.cast());
+                (*n).len = len as u32;
+                (*n).cap = ((CLASSES[k] - 8) / 8) as u32;
+                if !b.is_null() {
+                    core::ptr::copy_nonoverlapping(recs_ptr(b), recs_ptr(n), len);
+                    POOL.free(class_of(8 + cap * 8), b.cast());
+                } else {
+                    REGIONS.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            self.recs = n;
-            self.cap = (CLASSES[k] / 8).min(u16::MAX as usize) as u16;
+            self.block = n;
         }
+        let b = self.block;
         unsafe {
-            core::ptr::copy(self.recs.add(i), self.recs.add(i + 1), len - i);
-            *self.recs.add(i) = rec;
+            let r = recs_ptr(b);
+            core::ptr::copy(r.add(i), r.add(i + 1), len - i);
+            *r.add(i) = rec;
+            (*b).len += 1;
         }
-        self.len += 1;
         Ok(None)
     }
     fn remove(&mut self, off: usize) -> Option<u64> {
-        let len = self.len as usize;
-        let i = lower_bound(self.recs(), off);
-        if i >= len {
+        let recs = self.recs();
+        let len = recs.len();
+        let i = lower_bound(recs, off);
+        if i >= len || rec_off(recs[i]) != off {
             return None;
         }
-        let r = unsafe { *self.recs.add(i) };
-        if rec_off(r) != off {
-            return None;
-        }
-        unsafe { core::ptr::copy(self.recs.add(i + 1), self.recs.add(i), len - i - 1) };
-        self.len -= 1;
-        if self.len == 0 {
-            POOL.free(class_of(self.cap as usize * 8), self.recs.cast());
-            self.recs = null_mut();
-            self.cap = 0;
+        let r = recs[i];
+        unsafe {
+            let p = recs_ptr(self.block);
+            core::ptr::copy(p.add(i + 1), p.add(i), len - i - 1);
+            (*self.block).len -= 1;
         }
         Some(r)
     }
@@ -374,19 +390,12 @@ pub unsafe fn insert(p: usize, size: usize, id: u32) -> Result<Option<Chunk>, ()
         return r.map(|o| o.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 }));
     }
     let l = &LEVELS[lv];
-    let key = p >> l.shift;
-    let mut r = l.region(key);
-    if r.is_null() {
-        r = l.region_create(key);
-        if r.is_null() {
-            return Err(());
-        }
-    }
+    let Some(slot) = l.slot(p >> l.shift, true) else { return Err(()) };
     let off = p & ((1 << l.shift) - 1);
     let rec = ((off as u64) << OFF_SHIFT) | ((size as u64) << SIZE_SHIFT) | id as u64;
-    (*r).lock.lock();
-    let res = (*r).insert(rec);
-    (*r).lock.unlock();
+    let mut g = lock_slot(slot, true).unwrap();
+    let res = g.insert(rec);
+    drop(g);
     res.map(|o| o.map(|old| Chunk { base: p, size: rec_size(old), id: rec_id(old) }))
 }
 
@@ -403,13 +412,13 @@ pub unsafe fn remove(p: usize) -> Option<Chunk> {
         return r.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 });
     }
     let l = &LEVELS[lv];
-    let r = l.region(p >> l.shift);
-    if r.is_null() {
+    let slot = l.slot(p >> l.shift, false)?;
+    if slot.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    (*r).lock.lock();
-    let res = (*r).remove(p & ((1 << l.shift) - 1));
-    (*r).lock.unlock();
+    let mut g = lock_slot(slot, true).unwrap();
+    let res = g.remove(p & ((1 << l.shift) - 1));
+    drop(g);
     res.map(|rec| Chunk { base: p, size: rec_size(rec), id: rec_id(rec) })
 }
 
@@ -419,55 +428,42 @@ pub fn lookup(p: usize, wait: bool) -> Option<Chunk> {
     if p >= ADDR_LIMIT {
         return None;
     }
-    let lock = |s: &Spin| -> bool {
-        if wait {
-            s.lock();
-            true
-        } else {
-            s.try_lock()
-        }
-    };
     for l in LEVELS.iter() {
         let mask = (1usize << l.shift) - 1;
         let key = p >> l.shift;
-        let r = l.region(key);
-        if !r.is_null() {
-            unsafe {
-                if !lock(&(*r).lock) {
-                    return None;
+        if let Some(slot) = l.slot(key, false) {
+            let g = lock_slot(slot, wait)?;
+            let f = g.floor(p & mask);
+            drop(g);
+            if let Some(rec) = f {
+                let base = (key << l.shift) + rec_off(rec);
+                if p < base + rec_size(rec).max(1) {
+                    return Some(Chunk { base, size: rec_size(rec), id: rec_id(rec) });
                 }
-                let f = (*r).floor(p & mask);
-                (*r).lock.unlock();
-                if let Some(rec) = f {
-                    let base = (key << l.shift) + rec_off(rec);
-                    if p < base + rec_size(rec).max(1) {
-                        return Some(Chunk { base, size: rec_size(rec), id: rec_id(rec) });
-                    }
-                    continue;
-                }
+                continue;
             }
         }
         if key == 0 {
             continue;
         }
-        let r = l.region(key - 1);
-        if !r.is_null() {
-            unsafe {
-                if !lock(&(*r).lock) {
-                    return None;
-                }
-                let last = (*r).recs().last().copied();
-                (*r).lock.unlock();
-                if let Some(rec) = last {
-                    let base = ((key - 1) << l.shift) + rec_off(rec);
-                    if p < base + rec_size(rec).max(1) {
-                        return Some(Chunk { base, size: rec_size(rec), id: rec_id(rec) });
-                    }
+        if let Some(slot) = l.slot(key - 1, false) {
+            let g = lock_slot(slot, wait)?;
+            let last = g.recs().last().copied();
+            drop(g);
+            if let Some(rec) = last {
+                let base = ((key - 1) << l.shift) + rec_off(rec);
+                if p < base + rec_size(rec).max(1) {
+                    return Some(Chunk { base, size: rec_size(rec), id: rec_id(rec) });
                 }
             }
         }
     }
-    if !lock(&BIG.lock) {
+    if !(if wait {
+        BIG.lock.lock();
+        true
+    } else {
+        BIG.lock.try_lock()
+    }) {
         return None;
     }
     let b = BIG.find(p);
@@ -479,22 +475,22 @@ pub fn lookup(p: usize, wait: bool) -> Option<Chunk> {
 pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     let mut n = 0usize;
     let mut stop = false;
-    let mut buf = [0u64; 256];
+    let mut buf = [0u64; 384];
     for l in LEVELS.iter() {
         let shift = l.shift;
-        l.for_each_region(&mut |key, r| {
-            if stop {
+        l.for_each_slot(&mut |key, slot| {
+            if stop || slot.load(Ordering::Relaxed) & !1 == 0 {
                 return;
             }
             let k = unsafe {
                 let h = crate::tls::hot();
                 let saved = (*h).guard;
                 crate::interpose::guard_on(h, crate::interpose::GUARD_WORK);
-                (*r).lock.lock();
-                let recs = (*r).recs();
+                let g = lock_slot(slot, true).unwrap();
+                let recs = g.recs();
                 let k = recs.len().min(buf.len());
                 buf[..k].copy_from_slice(&recs[..k]);
-                (*r).lock.unlock();
+                drop(g);
                 if saved == 0 {
                     crate::interpose::guard_off(h)
                 } else {
@@ -539,12 +535,20 @@ pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     n
 }
 
+/// Per-site live chunk counts and bytes, from the index itself (reports).
+pub fn live_by_site(mut f: impl FnMut(u32, u64)) {
+    for_each_chunk(&mut |c| {
+        f(c.id, c.size as u64);
+        false
+    });
+}
+
 /// fork: hold every index lock across fork so the child inherits consistent state.
 pub fn lock_all() {
     // Lock order: regions, then BIG, the pool and the site table (a region's lock is
     // held while its array grows from the pool).
     for l in LEVELS.iter() {
-        l.for_each_region(&mut |_, r| unsafe { (*r).lock.lock() });
+        l.for_each_slot(&mut |_, s| core::mem::forget(lock_slot(s, true)));
     }
     BIG.lock.lock();
     POOL.lock_all();
@@ -555,12 +559,6 @@ pub fn unlock_all(child: bool) {
     POOL.unlock_all(child);
     BIG.lock.unlock();
     for l in LEVELS.iter() {
-        l.for_each_region(&mut |_, r| unsafe {
-            if child {
-                (*r).lock.force_unlock()
-            } else {
-                (*r).lock.unlock()
-            }
-        });
+        l.for_each_slot(&mut |_, s| s.store(s.load(Ordering::Relaxed) & !1, Ordering::Release));
     }
 }

@@ -42,11 +42,18 @@ pub struct SiteRow {
 pub fn snapshot() -> Vec<SiteRow> {
     let n = sites::count();
     let mut v = Vec::with_capacity(n as usize);
+    // live chunks and bytes come from the index itself
+    let mut live = vec![(0u64, 0u64); n as usize];
+    crate::index::live_by_site(|id, size| {
+        if let Some(e) = live.get_mut(id as usize) {
+            e.0 += 1;
+            e.1 += size;
+        }
+    });
     for id in 1..n {
         let k = sites::key(id);
         let s = sites::stats(id);
-        let live_chunks = s.live_chunks.load(Ordering::Relaxed);
-        let live_bytes = s.live_bytes.load(Ordering::Relaxed);
+        let (live_chunks, live_bytes) = live[id as usize];
         v.push(SiteRow {
             inner: k.inner,
             outer: k.outer,
@@ -54,9 +61,8 @@ pub fn snapshot() -> Vec<SiteRow> {
             agg: Agg {
                 calls: s.calls.load(Ordering::Relaxed),
                 bytes: s.bytes.load(Ordering::Relaxed),
-                // a concurrent free may briefly run ahead of its allocation's increment
-                live_chunks: if (live_chunks as i64) < 0 { 0 } else { live_chunks },
-                live_bytes: if (live_bytes as i64) < 0 { 0 } else { live_bytes },
+                live_chunks,
+                live_bytes,
                 peak: s.peak_live_bytes.load(Ordering::Relaxed),
                 dropped: s.dropped.load(Ordering::Relaxed),
             },

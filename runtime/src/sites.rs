@@ -54,7 +54,6 @@ pub struct Key {
 pub struct Stats {
     pub calls: AtomicU64,
     pub bytes: AtomicU64,
-    pub live_chunks: AtomicU64,
     pub live_bytes: AtomicU64,
     pub peak_live_bytes: AtomicU64,
     /// Allocations counted in calls/bytes but not indexed (metadata cap).
@@ -207,7 +206,6 @@ pub fn on_alloc(id: u32, n: u64, indexed: bool) {
         s.dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    s.live_chunks.fetch_add(1, Ordering::Relaxed);
     let live = s.live_bytes.fetch_add(n, Ordering::Relaxed) + n;
     if live > s.peak_live_bytes.load(Ordering::Relaxed) {
         s.peak_live_bytes.fetch_max(live, Ordering::Relaxed);
@@ -217,7 +215,6 @@ pub fn on_alloc(id: u32, n: u64, indexed: bool) {
 #[inline]
 pub fn on_free(id: u32, n: u64) {
     let s = stats(id);
-    s.live_chunks.fetch_sub(1, Ordering::Relaxed);
     s.live_bytes.fetch_sub(n, Ordering::Relaxed);
 }
 

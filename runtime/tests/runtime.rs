@@ -1,0 +1,303 @@
+//! Integration tests: C programs under tests/c are built with gcc/g++ against the
+//! built liballocsite_rt.so (as a rewritten program would load it), run, and their
+//! reports checked against what they really did.
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The runtime library: $ALLOCSITE_RT, else target/release/liballocsite_rt.so.
+fn rt() -> PathBuf {
+    if let Some(p) = std::env::var_os("ALLOCSITE_RT") {
+        return PathBuf::from(p);
+    }
+    let p = root().join("target/release/liballocsite_rt.so");
+    if !p.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "allocsite-rt"])
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    p
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = root().join("target/allocsite-rt-tests").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Build tests/c/<src> into dir; returns the executable.
+fn build(src: &str, dir: &Path, extra: &[&str]) -> PathBuf {
+    let rt = rt();
+    let libdir = rt.parent().unwrap().canonicalize().unwrap();
+    let exe = dir.join(Path::new(src).file_stem().unwrap());
+    let cc = if src.ends_with(".cc") { "g++" } else { "gcc" };
+    let out = Command::new(cc)
+        .args(["-O2", "-g", "-Wall", "-Wno-alloc-size-larger-than", "-Wno-maybe-uninitialized", "-o"])
+        .arg(&exe)
+        .arg(if src.contains('/') { root().join(src) } else { root().join("runtime/tests/c").join(src) })
+        .arg(format!("-L{}", libdir.display()))
+        .arg("-lallocsite_rt")
+        .arg(format!("-Wl,-rpath,{}", libdir.display()))
+        .args(["-lpthread"])
+        .args(extra)
+        .output()
+        .expect("cannot run the C compiler");
+    assert!(out.status.success(), "{cc} {src} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    exe
+}
+
+struct Run {
+    stdout: String,
+    dir: PathBuf,
+}
+
+fn run(exe: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new(exe);
+    c.args(args).current_dir(dir).env_remove("ALLOCSITE_TRACE").env_remove("ALLOCSITE_REPORT").env_remove("ALLOCSITE_MAX_META");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}):\n{stdout}\n{}",
+        exe.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Run { stdout, dir: dir.to_path_buf() }
+}
+
+fn report(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn reports(dir: &Path) -> Vec<Value> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("report-"))
+        .map(|e| report(&e.path()))
+        .collect();
+    v.sort_by_key(|r| r["pid"].as_u64());
+    v
+}
+
+fn sites_matching<'a>(r: &'a Value, key: &str, prefix: &str) -> Vec<&'a Value> {
+    r[key].as_array().unwrap().iter().filter(|s| s["symbol"].as_str().unwrap().starts_with(prefix)).collect()
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"))
+}
+
+#[test]
+fn tls_symbol_exported() {
+    let out = Command::new("nm").args(["-D", "--defined-only"]).arg(rt()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sym in ["__outermost_allocsite", "__allocsite_enter", "__allocsite_exit", "malloc", "free", "_Znwm", "allocsite_lookup"] {
+        assert!(text.lines().any(|l| l.ends_with(&format!(" {sym}"))), "{sym} not exported:\n{text}");
+    }
+    let out = Command::new("readelf").args(["--dyn-syms", "-W"]).arg(rt()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.contains(" TLS ") && l.ends_with("__outermost_allocsite")), "{text}");
+}
+
+#[test]
+fn hooks_nesting_failure_longjmp_and_trace() {
+    let dir = out_dir("hooks");
+    let exe = build("hooks.c", &dir, &[]);
+    for mode in ["nest", "fail", "longjmp"] {
+        run(&exe, &dir, &[mode], &[("ALLOCSITE_TRACE", "trace-%p.txt")]);
+    }
+    let traces: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("trace-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(traces.len(), 3);
+    let all = traces.join("");
+    // nested sphinx3-style wrapper: outer call at depth 1 with size/count, inner at depth 2
+    let outer = all.lines().find(|l| l.starts_with("enter") && l.contains("fn=ckd_calloc_2d ")).unwrap();
+    assert!(outer.contains(" site=hooks+0x") && outer.contains(" depth=1 size=8 count=3"), "{outer}");
+    let inner = all.lines().find(|l| l.starts_with("enter") && l.contains("fn=ckd_calloc ") && l.contains("depth=2")).unwrap();
+    assert!(inner.contains(" size=8 count=12"), "{inner}");
+    let xm = all.lines().find(|l| l.starts_with("enter") && l.contains("fn=xmalloc ") && l.contains("depth=2")).unwrap();
+    assert!(xm.contains(" size=24"), "{xm}");
+    let fr = all.lines().find(|l| l.starts_with("enter") && l.contains("fn=xfree ")).unwrap();
+    assert!(fr.contains(" ptr=0x") && !fr.contains("size="), "{fr}");
+    // failing call: exit with ret=0x0
+    assert!(all.lines().any(|l| l.starts_with("exit  ") && l.contains("fn=xmalloc ") && l.ends_with("ret=0x0")));
+    // every enter has an exit, except the calls left by longjmp (jumper, 3 times)
+    let enters = all.lines().filter(|l| l.starts_with("enter ")).count();
+    let exits = all.lines().filter(|l| l.starts_with("exit  ")).count();
+    assert_eq!(enters, exits + 3, "{all}");
+    assert!(all.lines().all(|l| l.contains(" tid=")));
+}
+
+#[test]
+fn hooks_eight_threads() {
+    let dir = out_dir("hooks-threads");
+    let exe = build("hooks.c", &dir, &[]);
+    let r = run(&exe, &dir, &["threads"], &[]);
+    assert!(r.stdout.contains("threads ok"));
+}
+
+#[test]
+fn index_basic_all_allocators_realloc_chain() {
+    let dir = out_dir("index-basic");
+    let exe = build("index.c", &dir, &[]);
+    run(&exe, &dir, &["basic"], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    let r = &reports(&dir)[0];
+    let t = &r["totals"];
+    assert_eq!(u(t, "dropped"), 0);
+    assert!(u(t, "meta_bytes") > 0);
+    assert_eq!(r["totals"]["indexing_stopped"], Value::Bool(false));
+    // the malloc loop in basic(): 14 calls, all freed
+    let basic = sites_matching(r, "sites", "basic+");
+    let total_calls: u64 = basic.iter().map(|s| u(s, "calls")).sum();
+    assert!(total_calls >= 14 + 10, "{basic:?}");
+    assert!(basic.iter().all(|s| u(s, "live_chunks") == 0));
+    let m = basic.iter().find(|s| s["allocator"] == "malloc" && u(s, "calls") == 14).expect("malloc site");
+    assert_eq!(u(m, "bytes"), 1 + 16 + 24 + 100 + 1000 + 1024 + 1025 + 4000 + 5000 + 65536 + 70000 + 200000 + (3 << 20));
+    assert_eq!(u(m, "peak_live_bytes"), u(m, "bytes"));
+    assert!(m["line"].as_str().unwrap().starts_with("index.c:"), "{m}");
+}
+
+#[test]
+fn index_wrappers_innermost_outermost() {
+    let dir = out_dir("index-wrappers");
+    let exe = build("index.c", &dir, &[]);
+    run(&exe, &dir, &["wrappers"], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    let r = &reports(&dir)[0];
+    // sphinx3-style: data chunk's innermost site is inside the wrapper, outermost the caller
+    let inner = sites_matching(r, "sites", "ckd_2d_body+");
+    assert_eq!(inner.len(), 2, "{inner:?}");
+    for s in &inner {
+        assert_eq!(u(s, "calls"), 1);
+        assert_eq!(u(s, "live_chunks"), 0);
+        let outs = s["outermost"].as_array().unwrap();
+        assert_eq!(outs.len(), 1);
+        assert!(outs[0]["symbol"].as_str().unwrap().starts_with("sphinx_caller"), "{s}");
+    }
+    assert!(inner.iter().any(|s| s["allocator"] == "__ckd_calloc__" && u(s, "bytes") == 160));
+    assert!(inner.iter().any(|s| s["allocator"] == "xmalloc" && u(s, "bytes") == 32));
+    // 3 leaked xmalloc(1000) from wrappers(): innermost == outermost == wrappers+0x..
+    let leak = sites_matching(r, "sites", "wrappers+")
+        .into_iter()
+        .find(|s| s["allocator"] == "xmalloc" && u(s, "live_chunks") == 3)
+        .expect("leak site");
+    assert_eq!(u(leak, "live_bytes"), 3000);
+    assert_eq!(u(leak, "calls"), 3);
+    assert!(leak["outermost"][0]["symbol"].as_str().unwrap().starts_with("wrappers+"));
+    // grouped by outermost site: sphinx_caller groups both chunks
+    let o = sites_matching(r, "outermost", "sphinx_caller");
+    assert_eq!(o.len(), 1);
+    assert_eq!(u(o[0], "calls"), 2);
+    assert_eq!(u(o[0], "bytes"), 192);
+    assert_eq!(o[0]["innermost"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn index_eight_thread_stress() {
+    let dir = out_dir("index-threads");
+    let exe = build("index.c", &dir, &[]);
+    run(&exe, &dir, &["threads"], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    let r = &reports(&dir)[0];
+    let t = &r["totals"];
+    assert!(u(t, "calls") >= 8 * 200_000);
+    assert_eq!(u(t, "dropped"), 0);
+    // each thread keeps exactly 10 chunks from stress()
+    let kept: u64 = sites_matching(r, "sites", "stress").iter().map(|s| u(s, "live_chunks")).sum();
+    assert_eq!(kept, 80, "{}", serde_json::to_string_pretty(&r["sites"]).unwrap());
+}
+
+#[test]
+fn index_iteration() {
+    let dir = out_dir("index-iterate");
+    let exe = build("index.c", &dir, &[]);
+    run(&exe, &dir, &["iterate"], &[]);
+}
+
+#[test]
+fn fork_child_writes_own_report() {
+    let dir = out_dir("index-fork");
+    let exe = build("index.c", &dir, &[]);
+    let out = run(&exe, &dir, &["fork"], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    let child: i64 = out.stdout.trim().rsplit('=').next().unwrap().parse().unwrap();
+    let rs = reports(&out.dir);
+    assert_eq!(rs.len(), 2, "one report per process");
+    let c = rs.iter().find(|r| r["pid"].as_i64() == Some(child)).expect("child report");
+    let p = rs.iter().find(|r| r["pid"].as_i64() != Some(child)).unwrap();
+    let ca = sites_matching(c, "sites", "child_allocs");
+    assert_eq!(ca.len(), 1);
+    assert_eq!((u(ca[0], "calls"), u(ca[0], "live_chunks"), u(ca[0], "live_bytes")), (5, 5, 1500));
+    assert!(sites_matching(p, "sites", "child_allocs").is_empty());
+    // the 123-byte chunk: freed in the child, still live in the parent
+    let live123 = |r: &Value| sites_matching(r, "sites", "forking").iter().map(|s| u(s, "live_bytes")).sum::<u64>();
+    assert_eq!(live123(p), 123);
+    assert_eq!(live123(c), 0);
+}
+
+#[test]
+fn fork_while_threads_allocate() {
+    let dir = out_dir("index-fork-threads");
+    let exe = build("index.c", &dir, &[]);
+    run(&exe, &dir, &["fork_threads"], &[]);
+}
+
+#[test]
+fn metadata_cap_stops_indexing() {
+    let dir = out_dir("index-cap");
+    let exe = build("index.c", &dir, &[]);
+    let cap = 200_000u64;
+    run(&exe, &dir, &["cap"], &[("ALLOCSITE_REPORT", "report-%p.json"), ("ALLOCSITE_MAX_META", "200000")]);
+    let r = &reports(&dir)[0];
+    let t = &r["totals"];
+    assert_eq!(t["indexing_stopped"], Value::Bool(true));
+    assert!(u(t, "dropped") > 100_000);
+    assert!(u(t, "meta_bytes") <= cap, "{t}");
+    assert_eq!(u(t, "meta_cap"), cap);
+    assert!(u(t, "calls") >= 200_000);
+}
+
+#[test]
+fn signal_handler_allocating() {
+    let dir = out_dir("index-signals");
+    let exe = build("index.c", &dir, &[]);
+    run(&exe, &dir, &["signals"], &[]);
+}
+
+#[test]
+fn cxx_new_delete() {
+    let dir = out_dir("cxx");
+    let exe = build("cxx.cc", &dir, &[]);
+    run(&exe, &dir, &[], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    let r = &reports(&dir)[0];
+    let news: Vec<_> = r["sites"].as_array().unwrap().iter().filter(|s| s["allocator"] == "operator new[]").collect();
+    assert!(!news.is_empty());
+    assert!(news.iter().any(|s| s["symbol"].as_str().unwrap().starts_with("main+")));
+}
+
+#[test]
+fn api_example_report_on_request() {
+    // allocsite_write_report with an explicit path; no ALLOCSITE_REPORT at exit
+    let dir = out_dir("api");
+    let exe = build("testbins/api_example.c", &dir, &[]);
+    let out = run(&exe, &dir, &[], &[]);
+    assert!(out.stdout.contains("make_node"), "{}", out.stdout);
+    let r = report(&dir.join("api-report.json"));
+    assert_eq!(r["reason"], "request");
+    assert!(!sites_matching(&r, "sites", "make_node").is_empty());
+}
