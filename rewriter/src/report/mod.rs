@@ -1,6 +1,20 @@
-//! `allocsite report`: tables and flamegraphs from runtime reports. (Being written.)
+//! `allocsite report`: tables and flamegraphs from runtime reports
+//! (`ALLOCSITE_REPORT=PATH`, JSON written by liballocsite_rt.so).
+//!
+//! read/model (`model.rs`) → per-site table (`table.rs`) → flamegraph (`flame.rs`).
 use std::path::Path;
 
-pub fn run(path: &Path, _top: usize, _by_outermost: bool, _flamegraph: Option<&Path>) -> Result<(), String> {
-    Err(format!("{}: report reading is not implemented yet", path.display()))
+pub mod flame;
+pub mod model;
+pub mod table;
+
+pub fn run(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>) -> Result<(), String> {
+    let report = model::read(path)?;
+    print!("{}", table::render(&report, top, by_outermost));
+    if let Some(out) = flamegraph {
+        let svg = flame::svg(&report).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::atomic::write_atomic(out, &svg, Some(0o644)).map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
+        println!("flamegraph: {}", out.display());
+    }
+    Ok(())
 }
