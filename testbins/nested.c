@@ -51,7 +51,7 @@ int main(int argc, char **argv)
 
     char *name = ckd_malloc(16);
     strcpy(name, "hmm-senone");
-    mix(name, 16);
+    mix(name, strlen(name) + 1);
 
     printf("nested: m[5][4] = %.1f, t[2][3][1] = %d, ids[%d] = %d, %s\n",
            m[5][4], t[2][3][1], n - 1, ids[n - 1], name);

@@ -17,6 +17,7 @@ static void mix(const void *p, size_t n)
 int main(void)
 {
     struct rec *r = rec_alloc(10);
+    memset(r->items, 0, 10 * sizeof(struct item));   /* padding bytes too: they are checksummed */
     for (unsigned i = 0; i < r->count; i++) {
         r->items[i].weight = i * 0.5;
         r->items[i].id = (int)i;
