@@ -20,6 +20,10 @@ int make_line(size_t len, char **out);           /* out-parameter second, size f
 struct rec *rec_small(size_t n);                 /* → rec_grow.constprop.0 at -O2 */
 struct rec *rec_big(size_t n);
 void *spec_alloc(const struct spec *s); /* → alloc_for.isra.0 at -O2 */
+struct cache { void *slot; long misses, bytes; };
+void *cached_alloc(struct cache *c, size_t n);   /* → cached_alloc.part.0 at -O2 */
+void cached_free(struct cache *c, void *p, size_t n);
+void **cached_pair(struct cache *c, size_t a, size_t b);  /* a >= sizeof(void *) */
 const char *tag_name(const void *p);
 void tagged_free(void *p);
 void arena_free(void *p);

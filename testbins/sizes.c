@@ -69,6 +69,21 @@ int main(void)
     char *spa = spec_alloc(&sp);
     mix(spa, 24);
 
+    struct cache cc = { NULL, 0, 0 };
+    for (int i = 0; i < 6; i++) {
+        char *c1 = cached_alloc(&cc, 8 + (size_t)i * 4);   /* 8..28 bytes; small ones recycle */
+        memset(c1, 'c', 8 + (size_t)i * 4);
+        mix(c1, 8 + (size_t)i * 4);
+        cached_free(&cc, c1, 8 + (size_t)i * 4);
+    }
+    void **pair = cached_pair(&cc, 24, 12);
+    memset(pair[0], 'p', 12);
+    mix(pair[0], 12);
+    printf("sizes: cache misses %ld, bytes %ld\n", cc.misses, cc.bytes);
+    cached_free(&cc, pair[0], 12);
+    cached_free(&cc, pair, 24);
+    free(cc.slot);
+
     free(r); free(a); free(u); tagged_free(t); arena_free(z); arena_free(nz);
     free(i32); free(u32); free(buf); free(line); free(s); free(b); free(spa);
     printf("sizes: alloc_i32(-1) %s, checksum %08x\n", neg ? "allocated" : "refused", sum);
