@@ -3,6 +3,7 @@
 #  1. every .expect line names a function that exists (nm) in the binaries of
 #     the variants it applies to (a `not` line: in at least one of them), and a line limited by @variants names a
 #     function that does NOT exist at the other variants (so the limit is real);
+#     Also checks the syntax: kinds, roles, positions, variant names.
 #  2. every variant of every program prints the same stdout/stderr and exits
 #     with the same status as its -O0 build (also for the error-path arguments).
 # Needs only bash, nm and cmp. Exits non-zero on the first kind of failure found.
@@ -46,6 +47,18 @@ for exp in *.expect; do
             lim=""
             last=${!#}
             [[ $last == @* ]] && lim=${last#@}
+            if [ $neg = 0 ] && [ "$v" = O0 ]; then   # syntax, once per line
+                case ${2:-} in alloc|realloc|free|suballoc) ;; *) echo "$exp: $name: bad kind '${2:-}'"; fail=1 ;; esac
+                for w in "${@:3}"; do
+                    [[ $w == @* ]] && continue
+                    [[ $w =~ ^(size|count|ptr|out)=[0-9]+$ ]] || { echo "$exp: $name: bad role '$w'"; fail=1; }
+                done
+            fi
+            if [ -n "$lim" ]; then
+                for l in ${lim//,/ }; do
+                    case $l in O0|O2|O2nopie|O2strip) ;; *) echo "$exp: $name: bad variant '$l'"; fail=1 ;; esac
+                done
+            fi
             present=0
             grep -qxF -- "$name" <<<"$syms" && present=1
             if applies "$lim" "$v"; then
