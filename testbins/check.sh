@@ -1,9 +1,10 @@
 #!/bin/bash
 # Self-check of the test programs, run by `make -C testbins check`:
 #  1. every .expect line names a function that exists (nm) in the binaries of
-#     the variants it applies to (a `not` line: in at least one of them), and a line limited by @variants names a
-#     function that does NOT exist at the other variants (so the limit is real);
-#     Also checks the syntax: kinds, roles, positions, variant names.
+#     the variants it applies to (a `not` line: in at least one of them), a
+#     line limited by @variants names a function that does NOT exist at the
+#     other variants (so the limit is real), and the syntax is right (kinds,
+#     roles, positions, variant names);
 #  2. every variant of every program prints the same stdout/stderr and exits
 #     with the same status as its -O0 build (also for the error-path arguments).
 # Needs only bash, nm and cmp. Exits non-zero on the first kind of failure found.
