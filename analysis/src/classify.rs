@@ -181,6 +181,20 @@ impl<'a> Classifier<'a> {
             }
         }
         let result = if conflict { None } else { agreed.map(|(s, n)| (s, n.join("|"))) };
+        if std::env::var_os("ALLOCSITE_DEBUG_PTRS").is_some() {
+            let names: Vec<String> = self
+                .cands
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    let f = self.bin.by_addr.get(a).map(|&i| self.bin.funcs[i].name.as_str()).unwrap_or("?");
+                    let c = self.bin.by_addr.get(a).and_then(|i| self.found.get(i)).map(|x| format!("{:?}", x.spec.kind)).unwrap_or("-".into());
+                    format!("{f}:{c}")
+                })
+                .collect();
+            eprintln!("pointer target {t:?} (caller {caller:#x}): candidates [{}] → {:?}", names.join(", "), result.as_ref().map(|r| &r.1));
+        }
         self.agreed.borrow_mut().insert(key, result.clone());
         result
     }
@@ -198,7 +212,8 @@ impl<'a> Classifier<'a> {
         let dw = self.params.get(self.bin.funcs[f].addr);
         let spec = &mut found.spec;
         if let Some(d) = dw {
-            if d.void && spec.gives_storage() && spec.out.is_none() {
+            // Storage comes back as a pointer; `void` and scalar returns are not.
+            if (d.void || d.returns_scalar) && spec.gives_storage() && spec.out.is_none() {
                 return None;
             }
             if let Some(o) = spec.out {
@@ -277,8 +292,8 @@ impl<'a> Classifier<'a> {
             if spec.kind == Some(Kind::Suballoc) {
                 spec_out.kind = Some(Kind::Suballoc);
             }
-            let size_v = spec.size.map(|k| arg(cs, k));
-            let count_v = spec.count.map(|k| arg(cs, k));
+            let size_v = spec.size.map(|k| expand_helpers(self.bin, self.sums, s, arg(cs, k)));
+            let count_v = spec.count.map(|k| expand_helpers(self.bin, self.sums, s, arg(cs, k)));
             match (count_v, size_v) {
                 (Some(cv), Some(sv)) => {
                     spec_out.count = lowest(cv.params);
@@ -287,11 +302,7 @@ impl<'a> Classifier<'a> {
                         spec_out.count = None;
                     }
                 }
-                (None, Some(sv)) if sv.has(crate::flow::value::MUL) && sv.params.count_ones() == 2 => {
-                    spec_out.count = lowest(sv.params);
-                    spec_out.size = lowest(sv.params & !(1 << spec_out.count.unwrap_or(0)));
-                }
-                (None, Some(sv)) => spec_out.size = lowest(sv.params),
+                (None, Some(sv)) => (spec_out.count, spec_out.size) = count_size(sv),
                 _ => {}
             }
             if let Some(p) = spec_out.count {
@@ -318,6 +329,18 @@ impl<'a> Classifier<'a> {
                 ev.push(format!("tail call to {}", callee.name));
             }
             let cand = Found { spec: spec_out, evidence: ev };
+            let cand = match (how, self.inner_block(0, s, c, &callees)) {
+                // The returned block indexes another fresh block (an N-D array): that
+                // block's element count and size describe the allocation.
+                (None, Some((count, size, name))) if count.is_some() || size.is_some() => {
+                    let mut cand = cand;
+                    cand.spec.count = count;
+                    cand.spec.size = size;
+                    cand.evidence.push(format!("{name} result stored into the returned block: its count/size describe the allocation"));
+                    cand
+                }
+                _ => cand,
+            };
             best = Some(match best {
                 None => cand,
                 // Prefer the call that explains more roles (e.g. calloc over a NULL-path malloc).
@@ -349,6 +372,33 @@ impl<'a> Classifier<'a> {
             return Some(Found { spec, evidence: vec![why] });
         }
         self.suballoc(f, s, storage_calls)
+    }
+
+    /// For a returned call `r`: another storage call whose result is stored into
+    /// r's block, with that call's (count, size) parameter roles.
+    fn inner_block(&self, depth: usize, s: &Summary, r: usize, callees: &[Option<Callee>]) -> Option<(Option<u8>, Option<u8>, String)> {
+        for &(base, val) in &s.call_stores {
+            if base & bit(r) == 0 {
+                continue;
+            }
+            for (d, callee) in callees.iter().enumerate().take(31) {
+                let Some(callee) = callee else { continue };
+                if d == r || val & bit(d) == 0 || !callee.spec.gives_storage() || callee.spec.out.is_some() {
+                    continue;
+                }
+                let cs = &s.calls[d];
+                let size_v = callee.spec.size.map(|k| arg(cs, k)).unwrap_or(Val::TOP);
+                let count_v = callee.spec.count.map(|k| arg(cs, k));
+                let (count, size) = match count_v {
+                    Some(cv) => (lowest(cv.params), lowest(size_v.params & !cv.params).or(lowest(size_v.params))),
+                    None => count_size(size_v),
+                };
+                // Follow the chain to the innermost block (3-D: rows → planes → data).
+                let deeper = if depth < 4 { self.inner_block(depth + 1, s, d, callees) } else { None };
+                return Some(deeper.unwrap_or((count, size, callee.name.clone())));
+            }
+        }
+        None
     }
 
     /// A bump/pool allocator: returns memory reached through parameter `i` and
@@ -384,19 +434,21 @@ impl<'a> Classifier<'a> {
             pool = Some(p);
         }
         let pool = pool?;
+        // A bump: a field reached through the pool is advanced by arithmetic on
+        // its own old value (`used += need`); a plain pointer swap (a list pop)
+        // is not enough.
         let st = s.stores.iter().find(|st| {
-            st.param == pool && st.val.lparams & (1 << pool) != 0 && st.val.params & !(1 << pool) != 0 && st.val.calls == 0
+            st.param == pool && st.val.lparams & (1 << pool) != 0 && st.val.has(crate::flow::value::ARITH) && st.val.calls == 0
         })?;
-        let size = lowest(st.val.params & !(1 << pool))?;
-        let mut spec = Spec { kind: Some(Kind::Suballoc), size: Some(size), ..Spec::default() };
+        let (count, size) = count_size(Val { params: st.val.params & !(1 << pool), ..st.val });
+        let mut spec = Spec { kind: Some(Kind::Suballoc), size, count, ..Spec::default() };
         spec.nargs = self.nargs(f, &spec);
-        Some(Found {
-            spec,
-            evidence: vec![
-                format!("{} advances member +{:#x} of *{}", arg_name(size), st.off, arg_name(pool)),
-                format!("memory reached through {} → return", arg_name(pool)),
-            ],
-        })
+        let mut evidence = vec![format!("member +{:#x} of memory reached through {} is bumped", st.off, arg_name(pool))];
+        if let Some(p) = size {
+            evidence.push(format!("{} → bump size", arg_name(p)));
+        }
+        evidence.push(format!("memory reached through {} → return", arg_name(pool)));
+        Some(Found { spec, evidence })
     }
 
     fn nargs(&self, f: usize, spec: &Spec) -> u8 {
@@ -410,6 +462,43 @@ impl<'a> Classifier<'a> {
 /// Provenance of argument `k` at a call; stack-passed arguments are not tracked.
 fn arg(cs: &CallSite, k: u8) -> Val {
     cs.args.get(k as usize).copied().unwrap_or(Val::TOP)
+}
+
+/// (count, size) parameter roles of a byte count: `n * size` from two
+/// parameters is a count and an element size; otherwise the lowest parameter.
+fn count_size(v: Val) -> (Option<u8>, Option<u8>) {
+    if v.has(crate::flow::value::MUL) && v.params.count_ones() >= 2 {
+        let c = lowest(v.params);
+        (c, lowest(v.params & !(1 << c.unwrap_or(0))))
+    } else {
+        (None, lowest(v.params))
+    }
+}
+
+/// A value with the results of pure helper calls (`round_class(n)`, whose return
+/// derives only from its own parameters) replaced by the arguments they came from.
+fn expand_helpers(bin: &Binary, sums: &[Summary], s: &Summary, mut v: Val) -> Val {
+    for (c, cs) in s.calls.iter().enumerate().take(31) {
+        if v.calls & bit(c) == 0 {
+            continue;
+        }
+        let Target::Local(a) = cs.target else { continue };
+        let Some(&g) = bin.by_addr.get(&a) else { continue };
+        let gs = &sums[g];
+        let pure = !gs.rets.is_empty()
+            && gs.rets.iter().all(|r| r.calls == 0 && r.outcalls == 0 && r.lparams == 0 && !r.has(crate::flow::value::TOP | crate::flow::value::LOAD | crate::flow::value::GLOAD));
+        if !pure {
+            continue;
+        }
+        let mask = gs.rets.iter().fold(0u8, |m, r| m | r.params);
+        for k in 0..6 {
+            if mask & (1 << k) != 0 {
+                v.params |= cs.args[k].params;
+            }
+        }
+        v.kinds |= crate::flow::value::ARITH;
+    }
+    v
 }
 
 fn roles(s: &Spec) -> usize {

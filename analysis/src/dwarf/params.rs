@@ -22,6 +22,8 @@ pub struct FnParams {
     /// The function returns nothing (no DW_AT_type on the subprogram or its
     /// specification / abstract origin).
     pub void: bool,
+    /// The declared return type is a scalar that is not a pointer (`int`, `size_t`).
+    pub returns_scalar: bool,
 }
 
 impl FnParams {
@@ -63,6 +65,10 @@ fn read_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, out: &mut HashMap<u
             _ => continue,
         };
         let mut params = FnParams { void: returns_void(unit, e), ..FnParams::default() };
+        if let Some(t) = return_type(unit, e) {
+            let (name, letter) = describe(dwarf, unit, t, 0);
+            params.returns_scalar = letter != 'p' && !name.starts_with("struct") && !name.starts_with("union");
+        }
         let mut kids = node.children();
         while let Some(k) = kids.next()? {
             let ke = k.entry();
@@ -79,6 +85,20 @@ fn read_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, out: &mut HashMap<u
         out.entry(low).or_insert(params);
     }
     Ok(())
+}
+
+fn return_type(unit: &gimli::Unit<R>, e: &gimli::DebuggingInformationEntry<R>) -> Option<UnitOffset> {
+    let mut e = e.clone();
+    for _ in 0..4 {
+        if let Ok(Some(AttributeValue::UnitRef(t))) = e.attr_value(gimli::DW_AT_type) {
+            return Some(t);
+        }
+        e = [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification].iter().find_map(|&at| match e.attr_value(at) {
+            Ok(Some(AttributeValue::UnitRef(o))) => unit.entry(o).ok(),
+            _ => None,
+        })?;
+    }
+    None
 }
 
 fn returns_void(unit: &gimli::Unit<R>, e: &gimli::DebuggingInformationEntry<R>) -> bool {

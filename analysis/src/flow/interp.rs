@@ -53,8 +53,9 @@ pub(super) enum Mem {
     Stack(i64),
     Global(u64),
     Param(u8, i32),
-    /// Member `off` of an object reached through the parameters in the mask.
-    Member(i32, u8),
+    /// Member `off` of an object reached through the parameters in the mask
+    /// (.1) or derived from the call results in the mask (.2).
+    Member(i32, u8, u32),
     Unknown,
 }
 
@@ -192,10 +193,19 @@ impl<'a, E: Env> Interp<'a, E> {
                     }
                 }
             }
-            // Blocks reachable only through jump tables: analyze from an unknown state.
-            match (0..nblocks).find(|&b| !reached[b] && input[b].is_none()) {
+            // Blocks reached only through jump tables or by the unwinder (landing
+            // pads): analyze them from an unknown state. Alignment padding is skipped;
+            // a `ret` reached this way makes the returns imprecise.
+            let next = (0..nblocks).find(|&b| {
+                let (lo, hi) = (leaders[b], leaders.get(b + 1).copied().unwrap_or(self.insns.len()));
+                !reached[b] && input[b].is_none() && !self.insns[lo..hi].iter().all(is_padding)
+            });
+            match next {
                 Some(b) => {
-                    self.sum.imprecise = true;
+                    let hi = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
+                    if self.insns[leaders[b]..hi].iter().any(|i| i.flow_control() == FlowControl::Return) {
+                        self.sum.imprecise = true;
+                    }
                     input[b] = Some(State::unknown());
                     queued[b] = true;
                     work.push(b);
@@ -230,6 +240,9 @@ impl<'a, E: Env> Interp<'a, E> {
                     return Some(self.index_of(t).into_iter().collect());
                 }
                 let target = self.call_target(&ins, st);
+                if self.is_cold_part(t) && !self.relocated(&ins) {
+                    return Some(vec![]);
+                }
                 if !self.env.noreturn(&target) {
                     let c = self.record_call(i, &ins, st, target, true);
                     let e = self.ret_at.entry(i).or_insert(st.regs[0]);
@@ -289,10 +302,16 @@ impl<'a, E: Env> Interp<'a, E> {
         !self.bin.rel_targets.is_empty() && self.bin.rel_targets.contains_key(&ins.next_ip().wrapping_sub(4))
     }
 
+    /// A jump into split-off code (`f.cold`), or into the middle of another
+    /// function's range: a continuation of this function, not a tail call.
     fn is_cold_part(&self, t: u64) -> bool {
-        self.bin
-            .func_containing(t)
-            .is_some_and(|f| self.bin.funcs[f].name.contains(".cold"))
+        if self.bin.stubs.contains_key(&t) {
+            return false;
+        }
+        match self.bin.func_containing(t) {
+            Some(f) => self.bin.funcs[f].name.contains(".cold") || self.bin.funcs[f].addr != t,
+            None => false,
+        }
     }
 
     fn record_call(&mut self, i: usize, ins: &Instruction, st: &mut State, target: Target, tail: bool) -> usize {
@@ -322,10 +341,12 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
             }
         }
+        let first = args[0];
+        let ret_is_first = matches!(&self.sum.calls[c].target, Target::Import(n) if returns_first_arg(n));
         for &r in CLOBBERED.iter() {
             st.regs[r] = Val::TOP;
         }
-        st.regs[0] = Val::call(c);
+        st.regs[0] = if ret_is_first { first } else { Val::call(c) };
         c
     }
 
@@ -365,7 +386,7 @@ impl<'a, E: Env> Interp<'a, E> {
                     Some(n) => Target::Import(n.clone()),
                     None => Target::PtrGlobal(g),
                 },
-                Mem::Param(_, d) | Mem::Member(d, _) => Target::PtrMember(d),
+                Mem::Param(_, d) | Mem::Member(d, _, _) => Target::PtrMember(d),
                 _ => Target::PtrUnknown,
             },
             OpKind::Register => {
@@ -401,7 +422,7 @@ impl<'a, E: Env> Interp<'a, E> {
             Mem::Stack(o) => Mem::Stack(o + extra),
             Mem::Global(g) => Mem::Global(g.wrapping_add(extra as u64)),
             Mem::Param(p, d) => Mem::Param(p, d + extra as i32),
-            Mem::Member(d, via) => Mem::Member(d + extra as i32, via),
+            Mem::Member(d, via, c) => Mem::Member(d + extra as i32, via, c),
             Mem::Unknown => Mem::Unknown,
         }
     }
@@ -416,8 +437,12 @@ impl<'a, E: Env> Interp<'a, E> {
         let disp = ins.memory_displacement64() as i64;
         let base = ins.memory_base();
         if ins.memory_index() != Register::None {
-            // An array element: not a member whose offset identifies anything.
-            return Mem::Unknown;
+            // An array element: not a member whose offset identifies anything,
+            // but an element of a freshly allocated array is worth knowing.
+            return match gpr(base).map(|r| st.regs[r]) {
+                Some(v) if v.calls != 0 => Mem::Member(0, 0, v.calls),
+                _ => Mem::Unknown,
+            };
         }
         if base == Register::None {
             return Mem::Global(disp as u64);
@@ -431,7 +456,7 @@ impl<'a, E: Env> Interp<'a, E> {
         } else if let Some(p) = v.as_param() {
             Mem::Param(p, disp as i32)
         } else {
-            Mem::Member(disp as i32, v.lparams | v.params)
+            Mem::Member(disp as i32, v.lparams | v.params, v.calls)
         }
     }
 
@@ -448,7 +473,7 @@ impl<'a, E: Env> Interp<'a, E> {
             },
             Mem::Global(g) => Val::gload(g),
             Mem::Param(p, d) => Val::load(p, d),
-            Mem::Member(d, via) => {
+            Mem::Member(d, via, _) => {
                 let mut v = Val::load(OTHER_BASE, d);
                 v.lparams = via;
                 v
@@ -481,8 +506,17 @@ impl<'a, E: Env> Interp<'a, E> {
                     self.push_ref(FnRef::AtMember { off: d, func: f });
                 }
             }
-            Mem::Member(d, _) => {
+            Mem::Member(d, via, base) => {
                 self.note_param_member(&v, d);
+                // Memory reached through a parameter (`op->arena->used += n`): the
+                // sub-allocator rule wants these too.
+                if via != 0 && v.lparams & via != 0 {
+                    let p = via.trailing_zeros() as u8;
+                    self.sum.stores.push(ParamStore { param: p, off: d, val: v });
+                }
+                if base != 0 && v.calls != 0 && !self.sum.call_stores.contains(&(base, v.calls)) {
+                    self.sum.call_stores.push((base, v.calls));
+                }
                 if let Some(f) = self.fn_addr(&v) {
                     self.push_ref(FnRef::AtMember { off: d, func: f });
                 }
@@ -576,4 +610,20 @@ impl<'a, E: Env> Interp<'a, E> {
         self.sum.params_used = used;
         self.sum
     }
+}
+
+fn is_padding(i: &Instruction) -> bool {
+    matches!(i.mnemonic(), Mnemonic::Nop | Mnemonic::Int3 | Mnemonic::Ud2) || i.code() == iced_x86::Code::Xchg_r16_AX
+}
+
+/// C library functions that return their first argument (`memcpy(d, s, n)` is
+/// `d`): gcc reuses that return value instead of keeping `d` in a register.
+fn returns_first_arg(name: &str) -> bool {
+    let name = name.split('@').next().unwrap_or(name);
+    matches!(
+        name,
+        "memcpy" | "memmove" | "memset" | "strcpy" | "strncpy" | "strcat" | "strncat" | "__memcpy_chk"
+            | "__memmove_chk" | "__memset_chk" | "__strcpy_chk" | "__strncpy_chk" | "__strcat_chk" | "__strncat_chk"
+            | "wmemcpy" | "wmemmove" | "wmemset"
+    )
 }

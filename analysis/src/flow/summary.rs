@@ -64,6 +64,9 @@ pub struct Summary {
     pub rets: Vec<Val>,
     pub stores: Vec<ParamStore>,
     pub fn_refs: Vec<FnRef>,
+    /// A value derived from call results `.1` stored into memory reached from
+    /// call results `.0` (`rows[i] = data + i * stride` in a 2-D allocator).
+    pub call_stores: Vec<(u32, u32)>,
     /// Parameter k stored into member `off` of some object (`g->frealloc = f`).
     pub param_members: Vec<(u8, i32)>,
     /// Parameter k stored into a global slot.

@@ -93,7 +93,8 @@ pub(super) fn collect(file: &object::File, bin: &mut Binary, base: &HashMap<usiz
         let mut it = names.into_iter().map(|(n, _)| n);
         let name = it.next().unwrap_or_else(|| format!("sub_{addr:x}"));
         let mut aliases: Vec<String> = it.collect();
-        if let Some(b) = clone_base(&name) {
+        // A `.cold` fragment is part of its function, not another name for it.
+        if let Some(b) = clone_base(&name).filter(|_| !name.contains(".cold")) {
             if !aliases.iter().any(|a| a == b) {
                 aliases.push(b.to_string());
             }

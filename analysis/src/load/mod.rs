@@ -97,8 +97,12 @@ impl Binary {
             regions,
         };
         functions::collect(&file, &mut bin, &section_base)?;
+        // Primary names win over aliases (a clone's base name).
         for (i, f) in bin.funcs.iter().enumerate() {
-            for n in std::iter::once(&f.name).chain(f.aliases.iter()) {
+            bin.by_name.insert(f.name.clone(), i);
+        }
+        for (i, f) in bin.funcs.iter().enumerate() {
+            for n in f.aliases.iter() {
                 bin.by_name.entry(n.clone()).or_insert(i);
             }
         }
