@@ -8,6 +8,7 @@
 #include <string.h>
 #include "xalloc.h"
 #include "tiny.h"
+#include "edge.h"
 
 static uint32_t sum = 2166136261u;
 
@@ -23,6 +24,15 @@ static void fill(void *p, size_t n, int seed)
     unsigned char *c = p;
     for (size_t i = 0; i < n; i++)
         c[i] = (unsigned char)(seed + i * 7);
+}
+
+/* Installed in alloc_reclaim: asks retry_alloc for one more try, then gives up. */
+static int reclaims;
+
+static int reclaim_once(size_t n)
+{
+    (void)n;
+    return ++reclaims == 1;
 }
 
 /* Passed to xmalloc_cb: reached through a function-pointer parameter. */
@@ -58,6 +68,22 @@ int main(int argc, char **argv)
     char *k = tiny_alias(12);                fill(k, 12, 10); mix(k, 12); calls++;
     char *l = tiny_new(5);                   fill(l, 5, 11); mix(l, 5); calls++;
     char *m = xmalloc(0);                    calls++;           /* NULL or a unique pointer: both fine */
+
+    /* edge.c: launch-pad edge cases. */
+    alloc_reclaim = reclaim_once;
+    char *ra = retry_alloc(24);              fill(ra, 24, 12); mix(ra, 24); calls++;
+    char *rb = retry_alloc(SIZE_MAX / 2);    calls++;           /* fails, one reclaim, NULL */
+    char *pa = pad_alloc(5);                 fill(pa, 16, 13); mix(pa, 16); calls++;   /* 16 bytes */
+    char *pc = pad_count_alloc(20);          fill(pc, 32, 14); mix(pc, 32); calls++;   /* 32 bytes */
+    char *ta = tracked_alloc(24, "wrappers.c", 42, "main", 1, 1, &sum);
+    mix(ta, 24); calls++;
+    char *m0 = maybe_alloc(0);               calls++;
+    char *m9 = maybe_alloc(9);               fill(m9, 9, 15); mix(m9, 9); calls++;
+    printf("wrappers: retry_alloc(huge) %s after %d reclaim(s), pad_count steps %lu\n",
+           rb ? "succeeded" : "failed", reclaims, pad_steps);
+    printf("wrappers: tracked block from %s, owner %s, maybe_alloc(0) %s\n", tracked_func(ta),
+           tracked_owner(ta) == &sum ? "kept" : "LOST", m0 ? "allocated" : "NULL");
+    xfree(ra); xfree(pa); xfree(pc); xfree(m9); tracked_free(ta);
 
     /* A realloc chain: grow a buffer 16 times. */
     char *r = NULL;
