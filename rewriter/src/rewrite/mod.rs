@@ -1,7 +1,281 @@
-//! Rewriting: plan → trampolines → CFI → ELF emit. (Being written.)
-use crate::cli::RewriteArgs;
-use allocsite_analysis::Classification;
+//! `allocsite rewrite`: read the ELF → plan launch pads → build trampolines → link the
+//! runtime (dynamic tables) → lay out the new segments → write CFI, headers, file.
+//!
+//! Output layout (all appended after the input, see `layout`):
+//! - RW  PT_LOAD: new `.dynamic`, `.allocsite.data` (GLOB_DAT slots, descriptors, names)
+//! - R+X PT_LOAD: `.allocsite.text` (per function: `f.allocsite_entry`, `f.allocsite_pad`)
+//! - R   PT_LOAD: program header table, copies of `.dynsym`, `.dynstr`, `.gnu.hash`,
+//!   `.hash`, `.gnu.version`, `.rela.dyn`, `.rela.plt`, `.allocsite.eh_frame` (FDEs of
+//!   the new code) and a new `.eh_frame_hdr` listing every FDE.
+//! - non-allocated: `.debug_frame` (trampoline FDEs for gdb), `.symtab`, `.strtab`,
+//!   `.shstrtab`, section headers.
 
-pub fn run(args: &RewriteArgs, _cls: &Classification) -> Result<(), String> {
-    Err(format!("{}: rewriting is not implemented yet", args.input.display()))
+pub mod cfi;
+pub mod dynamic;
+pub mod elf;
+pub mod emit;
+pub mod layout;
+pub mod pad;
+pub mod plan;
+pub mod runtime_lib;
+pub mod trampoline;
+
+use crate::cli::RewriteArgs;
+use allocsite_analysis::{Classification, Kind, Role};
+use elf::bytes::{put_u16, put_u32, put_u64};
+use object::elf as E;
+use plan::Outcome;
+use std::time::Instant;
+
+pub const DESCRIPTOR_MAGIC: u32 = 0x3146_5341;
+/// `struct allocsite_fn` as C lays it out: 12 bytes of header fields, 4 bytes of
+/// alignment padding, then the three 8-byte fields (40 bytes).
+pub const DESCRIPTOR_SIZE: usize = 40;
+/// Descriptor flag: the trampoline saved xmm0–7 (it saves all of xmm0–15).
+pub const FLAG_SAVED_XMM: u16 = 1;
+
+/// What one rewrite produced.
+pub struct Rewritten<'c> {
+    pub bytes: Vec<u8>,
+    pub outcomes: Vec<Outcome<'c>>,
+}
+
+impl Outcome<'_> {
+    pub fn line(&self) -> String {
+        match self {
+            Outcome::Hook(h) => {
+                let mut how = format!("pad {} bytes: {}", h.pad.len, pad::text(&h.pad));
+                if h.pad.padding > 0 {
+                    how.push_str(&format!(" + {} bytes of alignment padding", h.pad.padding));
+                }
+                if h.stack_words > 0 {
+                    how.push_str(&format!("; copies {} stack argument words", h.stack_words));
+                }
+                format!("hooked {} at {:#x} ({how})", h.name, h.pad.entry)
+            }
+            Outcome::Refused { name, reason, .. } => format!("refused {name}: {reason}"),
+        }
+    }
+}
+
+pub fn run(args: &RewriteArgs, cls: &Classification) -> Result<(), String> {
+    let input = args.input.display();
+    let t0 = Instant::now();
+    let data = std::fs::read(&args.input).map_err(|e| format!("{input}: cannot read: {e}"))?;
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&args.input).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o755)
+    };
+    let runtime = runtime_lib::locate(args.runtime.as_deref())?;
+    let out = rewrite_bytes(&data, cls).map_err(|e| format!("{input}: {e}"))?;
+    let mut refused = 0;
+    for o in &out.outcomes {
+        println!("{}", o.line());
+        refused += usize::from(matches!(o, Outcome::Refused { .. }));
+    }
+    if args.strict && refused > 0 {
+        return Err(format!("{input}: {refused} allocation function(s) refused (--strict); no output written"));
+    }
+    crate::atomic::write_atomic(&args.output, &out.bytes, Some(mode))
+        .map_err(|e| format!("{}: cannot write: {e}", args.output.display()))?;
+    runtime_lib::install_next_to(&runtime, &args.output)?;
+    if args.verbose {
+        eprintln!(
+            "allocsite: {} → {}: {} hooked, {refused} refused, {} → {} bytes (+{:.1}%), {:.3} s",
+            input,
+            args.output.display(),
+            out.outcomes.len() - refused,
+            data.len(),
+            out.bytes.len(),
+            100.0 * (out.bytes.len() as f64 - data.len() as f64) / data.len().max(1) as f64,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn descriptor(h: &plan::Hook, at: u64, name_at: u64) -> Vec<u8> {
+    let f = h.f;
+    let arg = |r: Role| f.arg(r).map_or(-1i8, |v| v as i8) as u8;
+    let mut d = Vec::with_capacity(DESCRIPTOR_SIZE);
+    put_u32(&mut d, DESCRIPTOR_MAGIC);
+    d.push(match f.kind {
+        Kind::Alloc => 0,
+        Kind::Realloc => 1,
+        Kind::Free => 2,
+        Kind::Suballoc => 3,
+    });
+    d.extend_from_slice(&[arg(Role::Size), arg(Role::Count), arg(Role::Ptr), arg(Role::Out)]);
+    d.push(f.nargs.unwrap_or(0xff));
+    put_u16(&mut d, FLAG_SAVED_XMM);
+    put_u32(&mut d, 0); // C alignment padding before the int64 fields
+    put_u64(&mut d, h.pad.entry.wrapping_sub(at));
+    put_u64(&mut d, name_at.wrapping_sub(at));
+    put_u64(&mut d, 0);
+    d
+}
+
+/// Rewrite an ELF image in memory.
+pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritten<'c>, String> {
+    let elf = elf::InputElf::parse(data)?;
+    dynamic::check(&elf)?;
+    if elf.section(".allocsite.text").is_some() {
+        return Err("already rewritten by allocsite".into());
+    }
+    let eh = cfi::EhFrameIndex::read(&elf)?;
+    let outcomes = plan::plan(&elf, &eh, cls);
+    let hooks: Vec<&plan::Hook> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Hook(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+
+    // RW: .dynamic, then .allocsite.data (slots, descriptors, names).
+    let mut rw = layout::first_region(&elf, 0)?;
+    let dyn_size = dynamic::dynamic_entries(&elf) * 16;
+    let dyn_addr = rw.reserve(dyn_size, 8);
+    let data_start = rw.align(8);
+    let slots = [rw.reserve(8, 8), rw.reserve(8, 8)];
+    let descs: Vec<u64> = hooks.iter().map(|_| rw.reserve(DESCRIPTOR_SIZE, 8)).collect();
+    for (h, &d) in hooks.iter().zip(&descs) {
+        let mut n = h.name.as_bytes().to_vec();
+        n.push(0);
+        let name_at = rw.place(&n, 1);
+        rw.write_at(d, &descriptor(h, d, name_at));
+    }
+    let data_size = rw.here() - data_start;
+
+    // R+X: trampolines.
+    let mut rx = rw.next(0xcc);
+    let mut fdes = Vec::new();
+    let mut symbols = Vec::new();
+    let mut patches = Vec::new();
+    for (h, &d) in hooks.iter().zip(&descs) {
+        let at = rx.align(16);
+        let refs = trampoline::Refs { descriptor: d, enter_slot: slots[0], exit_slot: slots[1] };
+        let b = trampoline::build(h, &refs, at).map_err(|e| format!("{}: {e}", h.name))?;
+        rx.place(&b.code, 1);
+        symbols.push(emit::NewSymbol { name: format!("{}.allocsite_entry", h.name), addr: at, size: b.entry_len as u64, section: ".allocsite.text" });
+        symbols.push(emit::NewSymbol { name: format!("{}.allocsite_pad", h.name), addr: b.pad_addr, size: b.pad_len as u64, section: ".allocsite.text" });
+        patches.push((h.pad.start, pad::patch_bytes(&h.pad, at)?));
+        fdes.extend(b.fdes);
+    }
+    if rx.data.is_empty() {
+        rx.data.push(0xcc); // keep the segment non-empty
+    }
+
+    // R: program headers, dynamic tables, FDEs, .eh_frame_hdr.
+    let tables = dynamic::build(&elf, slots)?;
+    let mut r = rx.next(0);
+    let phnum = layout::program_header_count(&elf);
+    let ph_addr = r.reserve(phnum * elf::Phdr::SIZE, 8);
+    let mut at = dynamic::Placed::default();
+    let mut moved = Vec::new();
+    let mut mv = |r: &mut layout::Region, sh_type: u32, old: Option<u64>, bytes: &[u8], align: usize| -> u64 {
+        let a = r.place(bytes, align);
+        if let Some(old) = old {
+            moved.push(emit::Moved { sh_type, old_addr: old, addr: a, off: r.offset_of(a), size: bytes.len() as u64 });
+        }
+        a
+    };
+    at.dynsym = mv(&mut r, E::SHT_DYNSYM, elf.dyn_val(E::DT_SYMTAB), &tables.dynsym, 8);
+    at.dynstr = mv(&mut r, E::SHT_STRTAB, elf.dyn_val(E::DT_STRTAB), &tables.dynstr, 1);
+    if let Some(g) = &tables.gnu_hash {
+        at.gnu_hash = mv(&mut r, E::SHT_GNU_HASH, elf.dyn_val(E::DT_GNU_HASH), g, 8);
+    }
+    if let Some(h) = &tables.hash {
+        at.hash = mv(&mut r, E::SHT_HASH, elf.dyn_val(E::DT_HASH), h, 8);
+    }
+    if let Some(v) = &tables.versym {
+        at.versym = mv(&mut r, E::SHT_GNU_VERSYM, elf.dyn_val(E::DT_VERSYM), v, 2);
+    }
+    at.rela_dyn = mv(&mut r, E::SHT_RELA, elf.dyn_val(E::DT_RELA), &tables.rela_dyn, 8);
+    if let Some(p) = &tables.rela_plt {
+        at.rela_plt = mv(&mut r, E::SHT_RELA, elf.dyn_val(E::DT_JMPREL), p, 8);
+    }
+    let ehf_addr = r.align(8);
+    let (ehf, records) = cfi::eh_frame(&fdes, ehf_addr)?;
+    r.place(&ehf, 8);
+    let mut table: Vec<(u64, u64)> = eh.fdes.iter().map(|f| (f.start, f.record)).collect();
+    table.extend(fdes.iter().zip(&records).map(|(f, &rec)| (f.start, rec)));
+    let hdr_addr = r.align(4);
+    let eh_frame_ptr = if elf.section(".eh_frame").is_some() { eh.addr } else { ehf_addr };
+    let hdr = cfi::eh_frame_hdr(hdr_addr, eh_frame_ptr, table)?;
+    r.place(&hdr, 4);
+    if let Some((_, s)) = elf.section(".eh_frame_hdr") {
+        moved.push(emit::Moved { sh_type: s.sh_type, old_addr: s.sh_addr, addr: hdr_addr, off: r.offset_of(hdr_addr), size: hdr.len() as u64 });
+    }
+
+    // .dynamic, now that every table has its address.
+    let dynamic = dynamic::dynamic(&elf, &tables, &at);
+    rw.write_at(dyn_addr, &dynamic);
+    moved.push(emit::Moved {
+        sh_type: E::SHT_DYNAMIC,
+        old_addr: elf.phdrs.iter().find(|p| p.p_type == E::PT_DYNAMIC).map_or(0, |p| p.p_vaddr),
+        addr: dyn_addr,
+        off: rw.offset_of(dyn_addr),
+        size: dyn_size as u64,
+    });
+
+    // Program headers.
+    let loads = [rw.load(E::PF_R | E::PF_W), rx.load(E::PF_R | E::PF_X), r.load(E::PF_R)];
+    let phdrs = layout::program_headers(
+        &elf,
+        (r.offset_of(ph_addr), ph_addr, (phnum * elf::Phdr::SIZE) as u64),
+        (rw.offset_of(dyn_addr), dyn_addr, dyn_size as u64),
+        (r.offset_of(hdr_addr), hdr_addr, hdr.len() as u64),
+        loads,
+    );
+    let mut ph = Vec::new();
+    phdrs.iter().for_each(|p| p.write(&mut ph));
+    r.write_at(ph_addr, &ph);
+
+    // The file: input with pads patched, then the regions.
+    let mut file = data.to_vec();
+    for (a, bytes) in &patches {
+        let off = elf.vaddr_to_offset(*a).ok_or("pad not in file")? as usize;
+        file[off..off + bytes.len()].copy_from_slice(bytes);
+    }
+    for reg in [&rw, &rx, &r] {
+        file.resize(reg.off as usize, 0);
+        file.extend_from_slice(&reg.data);
+    }
+    let (text_addr, text_size) = (rx.addr, rx.data.len() as u64);
+    let sections = vec![
+        emit::NewSection {
+            name: ".allocsite.data",
+            sh_type: E::SHT_PROGBITS,
+            flags: (E::SHF_ALLOC | E::SHF_WRITE) as u64,
+            addr: data_start,
+            off: rw.offset_of(data_start),
+            size: data_size,
+            align: 8,
+        },
+        emit::NewSection {
+            name: ".allocsite.text",
+            sh_type: E::SHT_PROGBITS,
+            flags: (E::SHF_ALLOC | E::SHF_EXECINSTR) as u64,
+            addr: text_addr,
+            off: rx.off,
+            size: text_size,
+            align: 16,
+        },
+        emit::NewSection {
+            name: ".allocsite.eh_frame",
+            sh_type: E::SHT_PROGBITS,
+            flags: E::SHF_ALLOC as u64,
+            addr: ehf_addr,
+            off: r.offset_of(ehf_addr),
+            size: ehf.len() as u64,
+            align: 8,
+        },
+    ];
+    let debug_frame = if elf.section(".debug_frame").is_none() && !fdes.is_empty() { Some(cfi::debug_frame(&fdes)?) } else { None };
+    let bytes = emit::finish(
+        file,
+        emit::Tail { moved, sections, debug_frame, symbols, phoff: r.offset_of(ph_addr), phnum, elf: &elf },
+    )?;
+    Ok(Rewritten { bytes, outcomes })
 }

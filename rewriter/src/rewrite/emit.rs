@@ -1,0 +1,202 @@
+//! Writing the output: the input's bytes (with launch pads patched), the new regions,
+//! then the non-allocated tail — `.debug_frame` for the trampolines, extended
+//! `.symtab`/`.strtab`, `.shstrtab` — and a section header table that describes every
+//! moved or added piece.
+
+use super::elf::bytes::{pad_to, put_u16, put_u32, put_u64, set_u16, set_u64, u32_at};
+use super::elf::{InputElf, Shdr};
+use object::elf;
+
+/// A dynamic table that now lives at a new place (its section header follows it).
+pub struct Moved {
+    pub sh_type: u32,
+    pub old_addr: u64,
+    pub addr: u64,
+    pub off: u64,
+    pub size: u64,
+}
+
+/// A new allocated section.
+pub struct NewSection {
+    pub name: &'static str,
+    pub sh_type: u32,
+    pub flags: u64,
+    pub addr: u64,
+    pub off: u64,
+    pub size: u64,
+    pub align: u64,
+}
+
+/// A `.symtab` entry for new code.
+pub struct NewSymbol {
+    pub name: String,
+    pub addr: u64,
+    pub size: u64,
+    /// Name of the new section holding it.
+    pub section: &'static str,
+}
+
+pub struct Tail<'a> {
+    pub moved: Vec<Moved>,
+    pub sections: Vec<NewSection>,
+    pub debug_frame: Option<Vec<u8>>,
+    pub symbols: Vec<NewSymbol>,
+    pub phoff: u64,
+    pub phnum: usize,
+    pub elf: &'a InputElf<'a>,
+}
+
+fn sym_bytes(out: &mut Vec<u8>, name: u32, info: u8, shndx: u16, value: u64, size: u64) {
+    put_u32(out, name);
+    out.push(info);
+    out.push(0);
+    put_u16(out, shndx);
+    put_u64(out, value);
+    put_u64(out, size);
+}
+
+pub fn finish(mut file: Vec<u8>, t: Tail) -> Result<Vec<u8>, String> {
+    let elf = t.elf;
+    let mut shdrs: Vec<Shdr> = elf.shdrs.clone();
+    // (section index, old address, new address, new size) for symbol values.
+    let mut remap: Vec<(usize, u64, u64, u64)> = Vec::new();
+    for m in &t.moved {
+        if let Some((i, s)) = shdrs
+            .iter_mut()
+            .enumerate()
+            .find(|(_, s)| s.sh_type == m.sh_type && s.sh_addr == m.old_addr && s.sh_flags & elf::SHF_ALLOC as u64 != 0)
+        {
+            remap.push((i, m.old_addr, m.addr, m.size));
+            s.sh_addr = m.addr;
+            s.sh_offset = m.off;
+            s.sh_size = m.size;
+        }
+    }
+    let mut new_names: Vec<(usize, String)> = Vec::new();
+    for n in &t.sections {
+        new_names.push((shdrs.len(), n.name.to_string()));
+        shdrs.push(Shdr {
+            name: n.name.into(),
+            sh_name: 0,
+            sh_type: n.sh_type,
+            sh_flags: n.flags,
+            sh_addr: n.addr,
+            sh_offset: n.off,
+            sh_size: n.size,
+            sh_link: 0,
+            sh_info: 0,
+            sh_addralign: n.align,
+            sh_entsize: 0,
+        });
+    }
+    if let Some(df) = &t.debug_frame {
+        pad_to(&mut file, 8, 0);
+        new_names.push((shdrs.len(), ".debug_frame".into()));
+        shdrs.push(Shdr {
+            name: ".debug_frame".into(),
+            sh_name: 0,
+            sh_type: elf::SHT_PROGBITS,
+            sh_flags: 0,
+            sh_addr: 0,
+            sh_offset: file.len() as u64,
+            sh_size: df.len() as u64,
+            sh_link: 0,
+            sh_info: 0,
+            sh_addralign: 8,
+            sh_entsize: 0,
+        });
+        file.extend_from_slice(df);
+    }
+
+    // .symtab / .strtab: copy, insert the new local FUNC symbols after the old locals.
+    if !t.symbols.is_empty() {
+        let symtab_idx = shdrs.iter().position(|s| s.sh_type == elf::SHT_SYMTAB);
+        let (symtab_idx, strtab_idx) = match symtab_idx {
+            Some(i) => (i, shdrs[i].sh_link as usize),
+            None => {
+                let st = shdrs.len();
+                new_names.push((st, ".symtab".into()));
+                new_names.push((st + 1, ".strtab".into()));
+                for (name, ty, align, ent) in [(".symtab", elf::SHT_SYMTAB, 8, 24), (".strtab", elf::SHT_STRTAB, 1, 0)] {
+                    shdrs.push(Shdr {
+                        name: name.into(),
+                        sh_name: 0,
+                        sh_type: ty,
+                        sh_flags: 0,
+                        sh_addr: 0,
+                        sh_offset: 0,
+                        sh_size: 0,
+                        sh_link: 0,
+                        sh_info: 0,
+                        sh_addralign: align,
+                        sh_entsize: ent,
+                    });
+                }
+                shdrs[st].sh_link = (st + 1) as u32;
+                shdrs[st].sh_info = 1;
+                (st, st + 1)
+            }
+        };
+        let old_sym = if shdrs[symtab_idx].sh_size > 0 { elf.section_data(&elf.shdrs[symtab_idx]).to_vec() } else { vec![0; 24] };
+        let mut strtab = if shdrs[strtab_idx].sh_size > 0 { elf.section_data(&elf.shdrs[strtab_idx]).to_vec() } else { vec![0] };
+        let locals = (shdrs[symtab_idx].sh_info as usize).min(old_sym.len() / 24);
+        // Symbols in moved sections (`_DYNAMIC`, `__GNU_EH_FRAME_HDR`) follow them.
+        let mut old_sym = old_sym;
+        for e in old_sym.chunks_exact_mut(24) {
+            let shndx = super::elf::bytes::u16_at(e, 6) as usize;
+            let value = super::elf::bytes::u64_at(e, 8);
+            if let Some(&(_, old, new, size)) = remap.iter().find(|r| r.0 == shndx) {
+                if value >= old && value - old <= size {
+                    e[8..16].copy_from_slice(&(new + (value - old)).to_le_bytes());
+                }
+            }
+        }
+        let mut sym = old_sym[..locals * 24].to_vec();
+        for s in &t.symbols {
+            let name = strtab.len() as u32;
+            strtab.extend_from_slice(s.name.as_bytes());
+            strtab.push(0);
+            let shndx = shdrs.iter().position(|h| h.name == s.section).unwrap_or(0) as u16;
+            sym_bytes(&mut sym, name, (elf::STB_LOCAL << 4) | elf::STT_FUNC, shndx, s.addr, s.size);
+        }
+        sym.extend_from_slice(&old_sym[locals * 24..]);
+        pad_to(&mut file, 8, 0);
+        shdrs[symtab_idx].sh_offset = file.len() as u64;
+        shdrs[symtab_idx].sh_size = sym.len() as u64;
+        shdrs[symtab_idx].sh_info = (locals + t.symbols.len()) as u32;
+        file.extend_from_slice(&sym);
+        shdrs[strtab_idx].sh_offset = file.len() as u64;
+        shdrs[strtab_idx].sh_size = strtab.len() as u64;
+        file.extend_from_slice(&strtab);
+    }
+
+    // .shstrtab with the new names.
+    let shstr = elf.shstrndx;
+    if shstr >= shdrs.len() {
+        return Err("bad e_shstrndx".into());
+    }
+    let mut names = elf.section_data(&elf.shdrs[shstr]).to_vec();
+    for (i, n) in new_names {
+        shdrs[i].sh_name = names.len() as u32;
+        names.extend_from_slice(n.as_bytes());
+        names.push(0);
+    }
+    shdrs[shstr].sh_offset = file.len() as u64;
+    shdrs[shstr].sh_size = names.len() as u64;
+    file.extend_from_slice(&names);
+
+    pad_to(&mut file, 8, 0);
+    let shoff = file.len() as u64;
+    for s in &shdrs {
+        s.write(&mut file);
+    }
+    if shdrs.len() >= elf::SHN_LORESERVE as usize {
+        return Err("too many sections".into());
+    }
+    set_u64(&mut file, 0x20, t.phoff);
+    set_u64(&mut file, 0x28, shoff);
+    set_u16(&mut file, 0x38, t.phnum as u16);
+    set_u16(&mut file, 0x3c, shdrs.len() as u16);
+    let _ = u32_at;
+    Ok(file)
+}

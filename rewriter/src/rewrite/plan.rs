@@ -1,0 +1,217 @@
+//! Per-function decisions: where the launch pad goes, what the trampoline must do
+//! (stack arguments to copy, registers to save), or why the function is refused.
+
+use super::cfi::{EhFrameIndex, Row};
+use super::elf::InputElf;
+use super::pad::{self, Pad};
+use allocsite_analysis::{AllocFn, Classification};
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic, OpKind, Register};
+use object::elf;
+
+/// A function that will be hooked.
+pub struct Hook<'c> {
+    pub f: &'c AllocFn,
+    pub name: String,
+    pub pad: Pad,
+    /// 8-byte stack argument words to copy below the trampoline frame.
+    pub stack_words: u32,
+    /// The function's original unwind rows `(start, end, row)`; empty without an FDE.
+    pub rows: Vec<(u64, u64, Option<Row>)>,
+}
+
+pub enum Outcome<'c> {
+    Hook(Hook<'c>),
+    Refused { name: String, address: u64, reason: String },
+}
+
+/// Most 8-byte words of stack arguments a trampoline copies.
+const MAX_STACK_WORDS: u32 = 32;
+
+pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification) -> Vec<Outcome<'c>> {
+    // Every place where other code may start: symbols and FDEs in executable code.
+    let mut starts: Vec<u64> = elf
+        .symbols
+        .iter()
+        .filter(|s| s.st_type != elf::STT_OBJECT && s.st_type != elf::STT_TLS && elf.is_executable_addr(s.value))
+        .map(|s| s.value)
+        .chain(eh.fdes.iter().map(|f| f.start))
+        .chain(elf.shdrs.iter().filter(|s| s.sh_flags & elf::SHF_EXECINSTR as u64 != 0).map(|s| s.sh_addr + s.sh_size))
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+
+    let mut out = Vec::new();
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    for f in cls.functions.iter().filter(|f| !f.external) {
+        let entry = f.address.0;
+        let name = if f.name.is_empty() { format!("sub_{entry:x}") } else { f.name.clone() };
+        if let Some((_, other)) = seen.iter().find(|(a, _)| *a == entry) {
+            out.push(Outcome::Refused { name, address: entry, reason: format!("same code as {other}, hooked once under that name") });
+            continue;
+        }
+        seen.push((entry, name.clone()));
+        match plan_one(elf, eh, &starts, f, entry) {
+            Ok((pad, stack_words, rows)) => out.push(Outcome::Hook(Hook { f, name, pad, stack_words, rows })),
+            Err(reason) => out.push(Outcome::Refused { name, address: entry, reason }),
+        }
+    }
+    refuse_inward_branches(elf, &mut out);
+    out
+}
+
+type Planned = (Pad, u32, Vec<(u64, u64, Option<Row>)>);
+
+fn plan_one(elf: &InputElf, eh: &EhFrameIndex, starts: &[u64], f: &AllocFn, entry: u64) -> Result<Planned, String> {
+    if !elf.is_executable_addr(entry) {
+        return Err(format!("{entry:#x} is not in executable code"));
+    }
+    let fde = eh.covering(entry).filter(|d| d.start == entry);
+    let sym_size = elf.symbols.iter().find(|s| s.value == entry && s.size > 0 && s.st_type == elf::STT_FUNC).map(|s| s.size);
+    let size = f
+        .code_size
+        .filter(|&n| n > 0)
+        .or(sym_size)
+        .or(fde.map(|d| d.len))
+        .ok_or_else(|| "unknown code extent (no size, symbol or FDE)".to_string())?;
+    let fn_end = entry + size;
+    let next_start = starts.iter().copied().find(|&s| s > entry).unwrap_or(fn_end);
+    let pad = pad::decode(elf, entry, fn_end, next_start)?;
+    if let Some(s) = starts.iter().find(|&&s| s > pad.start && s < pad.start + pad.len) {
+        let what = elf
+            .symbols
+            .iter()
+            .find(|x| x.value == *s)
+            .map(|x| format!("symbol {}", x.name))
+            .unwrap_or_else(|| "an FDE".into());
+        return Err(format!("{what} starts at {s:#x}, inside the launch pad"));
+    }
+    let rows = match fde {
+        Some(d) => eh.rows(d)?,
+        None => Vec::new(),
+    };
+    let stack_words = stack_arg_words(elf, f, entry, fn_end, &rows)?;
+    Ok((pad, stack_words, rows))
+}
+
+fn row_at(rows: &[(u64, u64, Option<Row>)], a: u64) -> Option<&Row> {
+    rows.iter().find(|(s, e, _)| a >= *s && a < *e).and_then(|r| r.2.as_ref())
+}
+
+fn dwarf_reg(r: Register) -> Option<u16> {
+    match r {
+        Register::RSP => Some(gimli::X86_64::RSP.0),
+        Register::RBP => Some(gimli::X86_64::RBP.0),
+        _ => None,
+    }
+}
+
+/// How many 8-byte words of stack arguments the function reads: the larger of what the
+/// classification's argument count implies and what the code reads above its return
+/// address (memory operands based on the CFA register, located through the CFI).
+fn stack_arg_words(elf: &InputElf, f: &AllocFn, entry: u64, fn_end: u64, rows: &[(u64, u64, Option<Row>)]) -> Result<u32, String> {
+    let mut words = f.nargs.map_or(0, |n| (n as u32).saturating_sub(6));
+    if rows.is_empty() {
+        if f.nargs.is_none() {
+            return Err("no unwind information to tell whether it takes stack arguments, and no argument count".into());
+        }
+        return Ok(words);
+    }
+    let code = elf.bytes_at(entry, fn_end - entry).ok_or("function code is not in the file")?;
+    let mut dec = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
+    let mut max_end: i64 = 0;
+    for i in &mut dec {
+        if i.is_invalid() {
+            return Err(format!("cannot decode the instruction at {:#x}", i.ip()));
+        }
+        if !(0..i.op_count()).any(|k| i.op_kind(k) == OpKind::Memory) {
+            continue;
+        }
+        let Some(base) = dwarf_reg(i.memory_base()) else { continue };
+        let Some(row) = row_at(rows, i.ip()) else { continue };
+        if row.cfa_reg != base {
+            continue;
+        }
+        let rel = i.memory_displacement64() as i64 - row.cfa_off;
+        if rel < 0 {
+            continue;
+        }
+        if i.memory_index() != Register::None || i.mnemonic() == Mnemonic::Lea {
+            return Err(format!(
+                "takes the address of its stack arguments at {:#x} (variadic or indexed); cannot copy them safely",
+                i.ip()
+            ));
+        }
+        max_end = max_end.max(rel + i.memory_size().size().max(1) as i64);
+    }
+    words = words.max(((max_end + 7) / 8) as u32);
+    if words > MAX_STACK_WORDS {
+        return Err(format!("{} bytes of stack arguments (more than {})", words * 8, MAX_STACK_WORDS * 8));
+    }
+    Ok(words)
+}
+
+/// Refuse every planned pad whose interior (the bytes after its first one) is the
+/// target of a branch, a RIP-relative reference or a relative relocation anywhere.
+fn refuse_inward_branches(elf: &InputElf, out: &mut [Outcome]) {
+    let mut interiors: Vec<(u64, u64, usize)> = out
+        .iter()
+        .enumerate()
+        .filter_map(|(k, o)| match o {
+            Outcome::Hook(h) => Some((h.pad.start + 1, h.pad.start + h.pad.len, k)),
+            _ => None,
+        })
+        .collect();
+    if interiors.is_empty() {
+        return;
+    }
+    interiors.sort();
+    let hit = |t: u64| -> Option<usize> {
+        let i = interiors.partition_point(|r| r.0 <= t);
+        let r = interiors.get(i.checked_sub(1)?)?;
+        (t < r.1).then_some(r.2)
+    };
+    let mut reasons: Vec<(usize, String)> = Vec::new();
+    for s in elf.shdrs.iter().filter(|s| s.sh_flags & elf::SHF_EXECINSTR as u64 != 0 && s.sh_type == elf::SHT_PROGBITS) {
+        let code = elf.section_data(s);
+        let mut dec = Decoder::with_ip(64, code, s.sh_addr, DecoderOptions::NONE);
+        for i in &mut dec {
+            if i.is_invalid() {
+                continue;
+            }
+            let mut targets = [None, None];
+            if matches!(
+                i.flow_control(),
+                FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch | FlowControl::Call | FlowControl::XbeginXabortXend
+            ) && matches!(i.op0_kind(), OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16)
+            {
+                targets[0] = Some(i.near_branch_target());
+            }
+            if i.is_ip_rel_memory_operand() {
+                targets[1] = Some(i.ip_rel_memory_address());
+            }
+            for t in targets.into_iter().flatten() {
+                if let Some(k) = hit(t) {
+                    reasons.push((k, format!("instruction `{}` at {:#x} refers to {t:#x}, inside the launch pad", pad::fmt(&i), i.ip())));
+                }
+            }
+        }
+    }
+    // Relative relocations (function pointers in PIE data, landing pads are not among these).
+    for s in elf.shdrs.iter().filter(|s| s.sh_type == elf::SHT_RELA && s.sh_flags & elf::SHF_ALLOC as u64 != 0) {
+        for r in elf.section_data(s).chunks_exact(24) {
+            let ty = super::elf::bytes::u64_at(r, 8) as u32;
+            if ty == elf::R_X86_64_RELATIVE || ty == elf::R_X86_64_IRELATIVE {
+                let addend = super::elf::bytes::u64_at(r, 16);
+                if let Some(k) = hit(addend) {
+                    reasons.push((k, format!("relocation at {:#x} points at {addend:#x}, inside the launch pad", super::elf::bytes::u64_at(r, 0))));
+                }
+            }
+        }
+    }
+    for (k, reason) in reasons {
+        if let Outcome::Hook(h) = &out[k] {
+            let (name, address) = (h.name.clone(), h.pad.entry);
+            out[k] = Outcome::Refused { name, address, reason };
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Trampoline code generation (balanced call-through, runtime/README.md):
+//!
+//! ```text
+//! f.allocsite_entry:
+//!     push rax, r10, r11, r9, r8, rcx, rdx, rsi, rdi   ; rdi..r9 form args[6]
+//!     sub rsp, XMM*16 ; movaps [rsp+16*i], xmmi
+//!     enter(desc, site=[entry_sp], args, entry_sp)
+//!     restore everything
+//!     sub rsp, F ; copy stack argument words      ; F ≡ 8 (mod 16): callee sees an ABI stack
+//!     call f.allocsite_pad
+//!     add rsp, F
+//!     save everything again (the function's results and the registers its caller may keep)
+//!     exit(desc, rax, entry_sp)
+//!     restore ; ret
+//! f.allocsite_pad:
+//!     displaced instructions, relocated ; jmp back into f (unless they end in ret/jmp)
+//! ```
+//! All caller-saved registers are preserved around the hooks, not only the argument and
+//! return registers: GCC's interprocedural register allocation (-fipa-ra) lets callers
+//! of a known leaf keep values in registers the leaf does not touch.
+
+use super::cfi::{NewFde, Row};
+use super::pad;
+use super::plan::Hook;
+use iced_x86::{BlockEncoder, BlockEncoderOptions, Code, IcedError, Instruction, InstructionBlock, MemoryOperand, Register};
+
+/// Saved general-purpose registers, in push order; the last six pushed are rdi..r9's
+/// mirror so that `[rsp]` holds `args[0..6]` = rdi, rsi, rdx, rcx, r8, r9.
+const GPRS: [Register; 9] =
+    [Register::RAX, Register::R10, Register::R11, Register::R9, Register::R8, Register::RCX, Register::RDX, Register::RSI, Register::RDI];
+const XMMS: usize = 16;
+const XMM_AREA: i64 = (XMMS * 16) as i64;
+const GPR_AREA: i64 = (GPRS.len() * 8) as i64;
+
+pub struct Built {
+    pub code: Vec<u8>,
+    pub entry_len: u32,
+    pub pad_addr: u64,
+    pub pad_len: u32,
+    pub fdes: [NewFde; 2],
+}
+
+struct Asm {
+    ins: Vec<Instruction>,
+    depth: i64,
+    /// Stack depth below the entry sp after each instruction.
+    after: Vec<i64>,
+}
+
+impl Asm {
+    fn op(&mut self, i: Result<Instruction, IcedError>, delta: i64) -> Result<(), String> {
+        self.ins.push(i.map_err(|e| format!("internal encoding error: {e}"))?);
+        self.depth += delta;
+        self.after.push(self.depth);
+        Ok(())
+    }
+    fn save_all(&mut self) -> Result<(), String> {
+        for r in GPRS {
+            self.op(Instruction::with1(Code::Push_r64, r), 8)?;
+        }
+        self.op(Instruction::with2(Code::Sub_rm64_imm32, Register::RSP, XMM_AREA as i32), XMM_AREA)?;
+        for k in 0..XMMS {
+            let m = MemoryOperand::with_base_displ(Register::RSP, 16 * k as i64);
+            self.op(Instruction::with2(Code::Movaps_xmmm128_xmm, m, xmm(k)), 0)?;
+        }
+        Ok(())
+    }
+    fn restore_all(&mut self) -> Result<(), String> {
+        for k in 0..XMMS {
+            let m = MemoryOperand::with_base_displ(Register::RSP, 16 * k as i64);
+            self.op(Instruction::with2(Code::Movaps_xmm_xmmm128, xmm(k), m), 0)?;
+        }
+        self.op(Instruction::with2(Code::Add_rm64_imm32, Register::RSP, XMM_AREA as i32), -XMM_AREA)?;
+        for r in GPRS.iter().rev() {
+            self.op(Instruction::with1(Code::Pop_r64, *r), -8)?;
+        }
+        Ok(())
+    }
+    fn rip(&mut self, code: Code, reg: Register, target: u64) -> Result<(), String> {
+        let m = MemoryOperand::with_base_displ(Register::RIP, target as i64);
+        self.op(Instruction::with2(code, reg, m), 0)
+    }
+}
+
+fn xmm(k: usize) -> Register {
+    [
+        Register::XMM0, Register::XMM1, Register::XMM2, Register::XMM3, Register::XMM4, Register::XMM5, Register::XMM6,
+        Register::XMM7, Register::XMM8, Register::XMM9, Register::XMM10, Register::XMM11, Register::XMM12,
+        Register::XMM13, Register::XMM14, Register::XMM15,
+    ][k]
+}
+
+/// Where the trampoline finds its data.
+pub struct Refs {
+    pub descriptor: u64,
+    pub enter_slot: u64,
+    pub exit_slot: u64,
+}
+
+fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
+    let mut a = Asm { ins: Vec::new(), depth: 0, after: Vec::new() };
+    let frame = GPR_AREA + XMM_AREA; // entry_sp = rsp + frame
+    a.save_all()?;
+    a.op(Instruction::with2(Code::Lea_r64_m, Register::RCX, MemoryOperand::with_base_displ(Register::RSP, frame)), 0)?;
+    a.op(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, MemoryOperand::with_base_displ(Register::RCX, 0)), 0)?;
+    a.op(Instruction::with2(Code::Lea_r64_m, Register::RDX, MemoryOperand::with_base_displ(Register::RSP, XMM_AREA)), 0)?;
+    a.rip(Code::Lea_r64_m, Register::RDI, refs.descriptor)?;
+    a.op(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.enter_slot as i64)), 0)?;
+    a.restore_all()?;
+    // Stack arguments: at the pad's entry [rsp+8+8j] must hold argument word j, and
+    // rsp+8 must be 16-byte aligned as after any call (entry_sp ≡ 8 mod 16).
+    let m = h.stack_words as i64;
+    let f = if m % 2 == 1 { 8 * m } else { 8 * m + 8 };
+    a.op(Instruction::with2(Code::Sub_rm64_imm32, Register::RSP, f as i32), f)?;
+    for j in 0..m {
+        let src = MemoryOperand::with_base_displ(Register::RSP, f + 8 + 8 * j);
+        a.op(Instruction::with2(Code::Mov_r64_rm64, Register::R11, src), 0)?;
+        let dst = MemoryOperand::with_base_displ(Register::RSP, 8 * j);
+        a.op(Instruction::with2(Code::Mov_rm64_r64, dst, Register::R11), 0)?;
+    }
+    a.op(Instruction::with_branch(Code::Call_rel32_64, pad_addr), 0)?;
+    a.op(Instruction::with2(Code::Add_rm64_imm32, Register::RSP, f as i32), -f)?;
+    a.save_all()?;
+    a.op(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, Register::RAX), 0)?;
+    a.op(Instruction::with2(Code::Lea_r64_m, Register::RDX, MemoryOperand::with_base_displ(Register::RSP, frame)), 0)?;
+    a.rip(Code::Lea_r64_m, Register::RDI, refs.descriptor)?;
+    a.op(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.exit_slot as i64)), 0)?;
+    a.restore_all()?;
+    a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
+    Ok(a)
+}
+
+fn encode(a: &Asm, at: u64) -> Result<(Vec<u8>, Vec<u32>), String> {
+    let r = BlockEncoder::encode(64, InstructionBlock::new(&a.ins, at), BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
+        .map_err(|e| format!("cannot encode the trampoline at {at:#x}: {e}"))?;
+    Ok((r.code_buffer, r.new_instruction_offsets))
+}
+
+/// Build the trampoline and relocated pad of `h` at address `at`.
+pub fn build(h: &Hook, refs: &Refs, at: u64) -> Result<Built, String> {
+    // The entry part's length does not depend on the pad address (rel32 call, RIP-relative
+    // operands), so encode once to learn it and again with the real pad address.
+    let probe = encode(&entry_code(h, refs, at)?, at)?.0.len() as u64;
+    let pad_addr = at + probe;
+    let a = entry_code(h, refs, pad_addr)?;
+    let (mut code, offs) = encode(&a, at)?;
+    if code.len() as u64 != probe {
+        return Err("internal error: trampoline length changed between passes".into());
+    }
+    let mut entry_rows = Vec::new();
+    for (k, d) in a.after.iter().enumerate().take(a.ins.len() - 1) {
+        let next = offs.get(k + 1).copied().unwrap_or(u32::MAX);
+        if next != u32::MAX {
+            entry_rows.push((next, Row { cfa_reg: gimli::X86_64::RSP.0, cfa_off: 8 + d, saved: Vec::new() }));
+        }
+    }
+    let entry_len = code.len() as u32;
+
+    let rel = pad::relocate(&h.pad, pad_addr)?;
+    let pad_rows = pad_rows(h, &rel);
+    let pad_len = rel.code.len() as u32;
+    code.extend_from_slice(&rel.code);
+    Ok(Built {
+        code,
+        entry_len,
+        pad_addr,
+        pad_len,
+        fdes: [
+            NewFde { start: at, len: entry_len, rows: entry_rows },
+            NewFde { start: pad_addr, len: pad_len, rows: pad_rows },
+        ],
+    })
+}
+
+/// Unwind rows of the relocated pad: the original function's rows at each displaced
+/// instruction (the pad runs on the same stack as the original entry), or, without
+/// usable CFI, the stack depth tracked from the instructions themselves.
+fn pad_rows(h: &Hook, rel: &pad::Relocated) -> Vec<(u32, Row)> {
+    let mut rows = Vec::new();
+    let mut depth = 0i64;
+    for (k, (off, orig)) in rel.offsets.iter().zip(&rel.origins).enumerate() {
+        let tracked = Row { cfa_reg: gimli::X86_64::RSP.0, cfa_off: 8 + depth, saved: Vec::new() };
+        let row = h
+            .rows
+            .iter()
+            .find(|(s, e, _)| orig >= s && orig < e)
+            .and_then(|r| r.2.clone())
+            .unwrap_or(tracked);
+        if let Some(o) = off {
+            rows.push((*o, row));
+        }
+        if let Some(i) = h.pad.instrs.get(k) {
+            depth -= i.stack_pointer_increment() as i64;
+            if i.op0_register() == Register::RSP {
+                match i.code() {
+                    Code::Sub_rm64_imm8 | Code::Sub_rm64_imm32 => depth += i.immediate(1) as i64,
+                    Code::Add_rm64_imm8 | Code::Add_rm64_imm32 => depth -= i.immediate(1) as i64,
+                    _ => {}
+                }
+            }
+        }
+    }
+    rows
+}
