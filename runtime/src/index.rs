@@ -2,16 +2,18 @@
 //!
 //! Chunks are split into levels by glibc's usable size (read from the chunk header, so
 //! `free` knows the level without a search):
-//!   L0: usable ≤ 1 KiB,  8 KiB regions;   L1: usable ≤ 64 KiB, 256 KiB regions;
-//!   L2: larger chunks, one sorted array of 24-byte records (few, mostly mmap'd).
-//! A region holds at most 256 records; its array grows ×1.5 in arena blocks. A chunk is
-//! never larger than its level's region, so it starts in the region of a pointer into it
-//! or in the one before: interior-pointer lookup = ≤2 binary searches per level.
-//! Regions are found through a 4-level radix directory (9 bits per level, 4 KiB nodes).
+//!   L0: usable ≤ 256 B, 1 KiB regions;    L1: ≤ 2 KiB, 8 KiB regions;
+//!   L2: ≤ 16 KiB, 64 KiB regions;         L3: ≤ 128 KiB, 512 KiB regions;
+//!   big: larger chunks (mmap'd by glibc), one sorted array of 24-byte records.
+//! A region holds at most 32 records (glibc's minimum chunk is 32 bytes); its array grows
+//! ×1.5 in arena blocks. A chunk is never larger than its level's region, so it starts in
+//! the region of a pointer into it or in the one before: an interior-pointer lookup is
+//! ≤2 binary searches per level. Regions are found through a radix directory (1024-entry
+//! top table, then 9 bits per 4 KiB node).
 //! Each region has its own spin lock (never held across anything that can block);
 //! the runtime's reentrancy guard keeps signal handlers out while a lock is held.
 //!
-//! Record: `off << 40 | size << 23 | site id` (off < 2^18, size ≤ 2^17, id < 2^23).
+//! Record: `off << 41 | size << 23 | site id` (off < 2^19, size ≤ 2^17, id < 2^23).
 use crate::arena::{self, class_of, CLASSES, POOL};
 use crate::sys::Spin;
 use core::ptr::null_mut;
@@ -20,10 +22,11 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 pub const ID_BITS: u32 = 23;
 const ID_MASK: u64 = (1 << ID_BITS) - 1;
 const SIZE_SHIFT: u32 = ID_BITS;
-const OFF_SHIFT: u32 = 40;
+const OFF_SHIFT: u32 = 41;
 const SIZE_MASK: u64 = (1 << (OFF_SHIFT - SIZE_SHIFT)) - 1;
-pub const L0_MAX: usize = 1024;
-pub const L1_MAX: usize = 64 * 1024;
+/// Largest usable size per level; region size is 4× the level's largest chunk so a
+/// region holds at most ~32 chunks (a search of ≤5 steps, moves of ≤256 bytes).
+pub const LEVEL_MAX: [usize; 4] = [256, 2048, 16 * 1024, 128 * 1024];
 
 /// A region's records live in one arena block: `[len: u32, cap: u32, rec...]`. The
 /// directory's leaf slot holds the block address with bit 0 as the region's spin lock,
@@ -92,12 +95,15 @@ struct Node {
 
 pub struct Level {
     shift: u32,
-    top: [AtomicPtr<u8>; 512],
+    top: [AtomicPtr<u8>; TOP],
 }
+const TOP: usize = 1024;
 
-pub static LEVELS: [Level; 2] = [
-    Level { shift: 13, top: [const { AtomicPtr::new(null_mut()) }; 512] },
-    Level { shift: 18, top: [const { AtomicPtr::new(null_mut()) }; 512] },
+pub static LEVELS: [Level; 4] = [
+    Level { shift: 10, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+    Level { shift: 13, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+    Level { shift: 16, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+    Level { shift: 19, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
 ];
 
 /// Regions that ever held a chunk.
@@ -134,8 +140,20 @@ impl Level {
     /// The region slot for `key` (= addr >> shift); creates directory nodes when asked.
     #[inline]
     fn slot(&self, key: usize, create: bool) -> Option<&AtomicUsize> {
-        let mut table: &[AtomicPtr<u8>; 512] = &self.top;
-        let mut lvl = NLEV - 1;
+        let top = (key >> (9 * (NLEV - 1))) & (TOP - 1);
+        let mut p = self.top[top].load(Ordering::Acquire);
+        if p.is_null() {
+            if !create {
+                return None;
+            }
+            p = new_node()?;
+            if let Err(cur) = self.top[top].compare_exchange(null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
+                POOL.free(class_of(4096), p);
+                p = cur;
+            }
+        }
+        let mut table: &[AtomicPtr<u8>; 512] = unsafe { &(*(p as *const Node)).slots };
+        let mut lvl = NLEV - 2;
         loop {
             let idx = (key >> (9 * lvl)) & 511;
             if lvl == 0 {
@@ -173,7 +191,12 @@ impl Level {
                 }
             }
         }
-        walk(&self.top, NLEV - 1, 0, f);
+        for (i, t) in self.top.iter().enumerate() {
+            let p = t.load(Ordering::Acquire);
+            if !p.is_null() {
+                walk(unsafe { &(*(p as *const Node)).slots }, NLEV - 2, i, f);
+            }
+        }
     }
     pub fn shift(&self) -> u32 {
         self.shift
@@ -189,20 +212,11 @@ fn new_node() -> Option<*mut u8> {
     Some(p)
 }
 
-/// Index of the first record with offset ≥ off.
+/// Index of the first record with offset ≥ off (branch-free binary search).
 #[inline]
 fn lower_bound(recs: &[u64], off: usize) -> usize {
     let key = (off as u64) << OFF_SHIFT;
-    let (mut lo, mut hi) = (0usize, recs.len());
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        if recs[mid] < key {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
+    recs.partition_point(|&r| r < key)
 }
 
 impl Locked<'_> {
@@ -221,6 +235,9 @@ impl Locked<'_> {
         let cap = if b.is_null() { 0 } else { unsafe { (*b).cap as usize } };
         if len == cap {
             let want = if len < 2 { 2 } else { len + len / 2 };
+            if 8 + want * 8 > CLASSES[CLASSES.len() - 1] {
+                return Err(()); // only stale records could fill a region this much
+            }
             let k = class_of(8 + want * 8);
             let n = POOL.alloc(k) as *mut Block;
             if n.is_null() {
@@ -241,7 +258,12 @@ impl Locked<'_> {
         let b = self.block;
         unsafe {
             let r = recs_ptr(b);
-            core::ptr::copy(r.add(i), r.add(i + 1), len - i);
+            // short moves inline (regions hold ≤ ~32 records)
+            let mut j = len;
+            while j > i {
+                *r.add(j) = *r.add(j - 1);
+                j -= 1;
+            }
             *r.add(i) = rec;
             (*b).len += 1;
         }
@@ -257,7 +279,9 @@ impl Locked<'_> {
         let r = recs[i];
         unsafe {
             let p = recs_ptr(self.block);
-            core::ptr::copy(p.add(i + 1), p.add(i), len - i - 1);
+            for j in i..len - 1 {
+                *p.add(j) = *p.add(j + 1);
+            }
             (*self.block).len -= 1;
         }
         Some(r)
@@ -365,12 +389,16 @@ pub struct Chunk {
 
 #[inline]
 fn level_of(usable: usize) -> usize {
-    if usable <= L0_MAX {
+    if usable <= LEVEL_MAX[0] {
         0
-    } else if usable <= L1_MAX {
+    } else if usable <= LEVEL_MAX[1] {
         1
-    } else {
+    } else if usable <= LEVEL_MAX[2] {
         2
+    } else if usable <= LEVEL_MAX[3] {
+        3
+    } else {
+        4
     }
 }
 
@@ -383,7 +411,7 @@ pub unsafe fn insert(p: usize, size: usize, id: u32) -> Result<Option<Chunk>, ()
         return Err(());
     }
     let lv = level_of(usable(p));
-    if lv == 2 {
+    if lv == 4 {
         BIG.lock.lock();
         let r = BIG.insert(Big { base: p, size, id: id as u64 });
         BIG.lock.unlock();
@@ -405,7 +433,7 @@ pub unsafe fn remove(p: usize) -> Option<Chunk> {
         return None;
     }
     let lv = level_of(usable(p));
-    if lv == 2 {
+    if lv == 4 {
         BIG.lock.lock();
         let r = BIG.remove(p);
         BIG.lock.unlock();
@@ -475,7 +503,7 @@ pub fn lookup(p: usize, wait: bool) -> Option<Chunk> {
 pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     let mut n = 0usize;
     let mut stop = false;
-    let mut buf = [0u64; 384];
+    let mut buf = [0u64; 128];
     for l in LEVELS.iter() {
         let shift = l.shift;
         l.for_each_slot(&mut |key, slot| {

@@ -59,14 +59,18 @@ unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize) {
         if INDEXING.load(Ordering::Relaxed) {
             match index::insert(p as usize, n, id) {
                 Ok(Some(old)) => {
-                    sites::on_free(old.id, old.size as u64);
+                    sites::on_free(h, old.id, old.size as u64);
                     ok = true
                 }
                 Ok(None) => ok = true,
-                Err(()) => INDEXING.store(false, Ordering::Relaxed),
+                Err(()) => {
+                    if crate::arena::CAP_HIT.load(Ordering::Relaxed) != 0 {
+                        INDEXING.store(false, Ordering::Relaxed)
+                    }
+                }
             }
         }
-        sites::on_alloc(id, n as u64, ok);
+        sites::on_alloc(h, id, n as u64, ok);
     }
     guard_off(h);
 }
@@ -86,15 +90,11 @@ unsafe fn unrecord(p: *mut c_void) -> Option<index::Chunk> {
     }
     guard_on(h, GUARD_WORK);
     let c = index::remove(p as usize);
+    if let Some(c) = c {
+        sites::on_free(h, c.id, c.size as u64);
+    }
     guard_off(h);
     c
-}
-
-#[inline(always)]
-fn done_free(c: Option<index::Chunk>) {
-    if let Some(c) = c {
-        sites::on_free(c.id, c.size as u64);
-    }
 }
 
 macro_rules! shim {
@@ -138,14 +138,14 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize) -> P {
         if let Some(c) = old {
             let h = hot();
             guard_on(h, GUARD_WORK);
-            if index::insert(c.base, c.size, c.id).is_err() {
-                sites::on_free(c.id, c.size as u64);
+            if index::insert(c.base, c.size, c.id).is_ok() {
+                sites::on_restore(h, c.id, c.size as u64);
             }
             guard_off(h);
         }
         return q;
     }
-    done_free(old);
+    let _ = old;
     if !q.is_null() {
         record(q, n, code, ra, sp);
     }
@@ -165,7 +165,7 @@ unsafe extern "C" fn free_impl(p: P, _: usize, _: usize, _ra: usize, _sp: usize)
     if p.is_null() {
         return;
     }
-    done_free(unrecord(p));
+    unrecord(p);
     __libc_free(p);
 }
 unsafe extern "C" fn posix_memalign_impl(pp: *mut P, a: usize, n: usize, ra: usize, sp: usize) -> i32 {

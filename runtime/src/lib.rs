@@ -87,6 +87,7 @@ extern "C" fn at_fork_child() {
 }
 
 extern "C" fn at_exit() {
+    sites::flush_thread();
     if let Some(p) = report_path() {
         if let Err(e) = report::write(p, "exit") {
             let mut b = sys::Buf::<512>::new();
@@ -118,6 +119,7 @@ fn parse_bytes(s: &[u8]) -> Option<u64> {
 }
 
 extern "C" fn init() {
+    sites::init_thread_key();
     if let Some(v) = sys::env(c"ALLOCSITE_MAX_META") {
         match parse_bytes(v) {
             Some(n) => arena::META_CAP.store(n, Ordering::Relaxed),

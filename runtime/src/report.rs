@@ -40,6 +40,7 @@ pub struct SiteRow {
 
 /// Snapshot of every interned site with its counters.
 pub fn snapshot() -> Vec<SiteRow> {
+    sites::flush_thread();
     let n = sites::count();
     let mut v = Vec::with_capacity(n as usize);
     // live chunks and bytes come from the index itself

@@ -3,7 +3,7 @@
 //! (cold data, one cache line per site, kept apart from the hot TLS state).
 use crate::arena;
 use crate::sys::Spin;
-use crate::tls::Hot;
+use crate::tls::{Hot, Pend, NPEND};
 use crate::FnDesc;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
@@ -197,25 +197,131 @@ unsafe fn intern_slow(inner: usize, outer: usize, k: usize) -> u32 {
     r
 }
 
+// Statistics are batched per thread: the hot TLS block keeps pending (calls, bytes,
+// live-bytes delta) for up to NPEND sites, so the allocation path needs no locked
+// instruction for them. A batch is flushed when it reaches FLUSH_CALLS calls or
+// FLUSH_LIVE bytes of live growth, when its slot is reused, before a report, and at
+// thread exit. peak_live_bytes is sampled at flushes (low by < FLUSH_LIVE per thread).
+const FLUSH_CALLS: u32 = 1024;
+const FLUSH_LIVE: i64 = 64 * 1024;
+
 #[inline]
-pub fn on_alloc(id: u32, n: u64, indexed: bool) {
-    let s = stats(id);
-    s.calls.fetch_add(1, Ordering::Relaxed);
-    s.bytes.fetch_add(n, Ordering::Relaxed);
-    if !indexed {
-        s.dropped.fetch_add(1, Ordering::Relaxed);
+fn flush(p: &mut Pend) {
+    if p.id == 0 {
         return;
     }
-    let live = s.live_bytes.fetch_add(n, Ordering::Relaxed) + n;
-    if live > s.peak_live_bytes.load(Ordering::Relaxed) {
-        s.peak_live_bytes.fetch_max(live, Ordering::Relaxed);
+    let s = stats(p.id);
+    if p.calls != 0 {
+        s.calls.fetch_add(p.calls as u64, Ordering::Relaxed);
+        s.bytes.fetch_add(p.bytes, Ordering::Relaxed);
+    }
+    if p.live > 0 {
+        let live = s.live_bytes.fetch_add(p.live as u64, Ordering::Relaxed).wrapping_add(p.live as u64);
+        if (live as i64) > 0 && live > s.peak_live_bytes.load(Ordering::Relaxed) {
+            s.peak_live_bytes.fetch_max(live, Ordering::Relaxed);
+        }
+    } else if p.live < 0 {
+        s.live_bytes.fetch_sub(p.live.unsigned_abs(), Ordering::Relaxed);
+    }
+    p.calls = 0;
+    p.bytes = 0;
+    p.live = 0;
+}
+
+extern "C" fn thread_exit(_: *mut core::ffi::c_void) {
+    flush_thread();
+    // later allocations in other destructors register again (glibc re-runs destructors)
+    unsafe { (*crate::tls::hot()).flags &= !1 };
+}
+
+static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Create the pthread key whose destructor flushes a thread's batches (from init).
+pub fn init_thread_key() {
+    let mut k: libc::pthread_key_t = 0;
+    if unsafe { libc::pthread_key_create(&mut k, Some(thread_exit)) } == 0 {
+        KEY.store(k, Ordering::Release);
     }
 }
 
+/// Flush this thread's pending statistics.
+pub fn flush_thread() {
+    let h = crate::tls::hot();
+    unsafe {
+        let saved = (*h).guard;
+        (*h).guard = crate::interpose::GUARD_INTERNAL;
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if INIT.load(Ordering::Acquire) == 2 {
+            for p in (*h).pend.iter_mut() {
+                flush(p);
+            }
+        }
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        (*h).guard = saved;
+    }
+}
+
+#[inline(always)]
+unsafe fn pend_slot(h: *mut Hot, id: u32) -> &'static mut Pend {
+    let pend = &mut (*h).pend;
+    for i in 0..NPEND {
+        if pend[i].id == id {
+            return &mut *(&mut pend[i] as *mut Pend);
+        }
+    }
+    new_slot(h, id)
+}
+
+#[cold]
+unsafe fn new_slot(h: *mut Hot, id: u32) -> &'static mut Pend {
+    if (*h).flags & 1 == 0 {
+        let k = KEY.load(Ordering::Acquire);
+        if k != u32::MAX {
+            (*h).flags |= 1;
+            libc::pthread_setspecific(k, 1 as *const core::ffi::c_void);
+        }
+    }
+    let i = ((*h).pend_next as usize) % NPEND;
+    (*h).pend_next = (*h).pend_next.wrapping_add(1);
+    let p = &mut *(&mut (*h).pend[i] as *mut Pend);
+    flush(p);
+    p.id = id;
+    p
+}
+
 #[inline]
-pub fn on_free(id: u32, n: u64) {
-    let s = stats(id);
-    s.live_bytes.fetch_sub(n, Ordering::Relaxed);
+pub unsafe fn on_alloc(h: *mut Hot, id: u32, n: u64, indexed: bool) {
+    if !indexed {
+        let s = stats(id);
+        s.calls.fetch_add(1, Ordering::Relaxed);
+        s.bytes.fetch_add(n, Ordering::Relaxed);
+        s.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let p = pend_slot(h, id);
+    p.calls += 1;
+    p.bytes += n;
+    p.live += n as i64;
+    if p.calls >= FLUSH_CALLS || p.live >= FLUSH_LIVE {
+        flush(p);
+    }
+}
+
+/// A chunk's record was put back (failed realloc): its bytes are live again.
+pub unsafe fn on_restore(h: *mut Hot, id: u32, n: u64) {
+    pend_slot(h, id).live += n as i64;
+}
+
+#[inline]
+pub unsafe fn on_free(h: *mut Hot, id: u32, n: u64) {
+    let pend = &mut (*h).pend;
+    for i in 0..NPEND {
+        if pend[i].id == id {
+            pend[i].live -= n as i64;
+            return;
+        }
+    }
+    stats(id).live_bytes.fetch_sub(n, Ordering::Relaxed);
 }
 
 /// Name of a site's allocator: the hooked function's name, else the C/C++ entry point.

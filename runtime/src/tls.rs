@@ -1,5 +1,5 @@
 //! Hot per-thread state: one initial-exec TLS block whose first word is the exported
-//! `__outermost_allocsite`. Compact (384 bytes), no heap, reached with one `fs:`-relative
+//! `__outermost_allocsite`. Compact (512 bytes), no heap, reached with one `fs:`-relative
 //! address computation.
 use crate::FnDesc;
 
@@ -33,11 +33,28 @@ pub struct Hot {
     pub c_inner: usize,
     pub c_outer: usize,
     pub c_key: usize,
-    pub _pad: [usize; 2],
+    /// Bit 0: the thread-exit destructor that flushes `pend` is registered.
+    pub flags: u32,
+    /// Round-robin victim for `pend`.
+    pub pend_next: u32,
+    pub _pad: usize,
     pub entries: [Entry; DEPTH],
+    /// Per-thread pending site statistics (see sites.rs), flushed in batches.
+    pub pend: [Pend; NPEND],
+    pub _tail: [u64; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<Hot>() == 64 + 32 * DEPTH);
+pub const NPEND: usize = 4;
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Pend {
+    pub id: u32,
+    pub calls: u32,
+    pub bytes: u64,
+    pub live: i64,
+}
+
+const _: () = assert!(core::mem::size_of::<Hot>() == 512);
 
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
@@ -48,10 +65,10 @@ core::arch::global_asm!(
     ".globl allocsite_tls_hot",
     ".hidden allocsite_tls_hot",
     ".type allocsite_tls_hot,@object",
-    ".size allocsite_tls_hot,384",
+    ".size allocsite_tls_hot,512",
     "__outermost_allocsite:",
     "allocsite_tls_hot:",
-    ".zero 384",
+    ".zero 512",
     ".popsection",
 );
 
