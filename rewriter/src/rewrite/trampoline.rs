@@ -40,45 +40,82 @@ pub struct Built {
     pub fdes: [NewFde; 2],
 }
 
+const RSP: u16 = gimli::X86_64::RSP.0;
+const RBX: u16 = gimli::X86_64::RBX.0;
+
+/// Instructions plus the unwind row after each one.
 struct Asm {
     ins: Vec<Instruction>,
-    depth: i64,
-    /// Stack depth below the entry sp after each instruction.
-    after: Vec<i64>,
+    row: Row,
+    after: Vec<Row>,
 }
 
 impl Asm {
-    fn op(&mut self, i: Result<Instruction, IcedError>, delta: i64) -> Result<(), String> {
+    fn new() -> Self {
+        Asm { ins: Vec::new(), row: Row::entry(), after: Vec::new() }
+    }
+    fn emit(&mut self, i: Result<Instruction, IcedError>) -> Result<(), String> {
         self.ins.push(i.map_err(|e| format!("internal encoding error: {e}"))?);
-        self.depth += delta;
-        self.after.push(self.depth);
+        self.after.push(self.row.clone());
         Ok(())
     }
-    fn save_all(&mut self) -> Result<(), String> {
-        for r in GPRS {
-            self.op(Instruction::with1(Code::Push_r64, r), 8)?;
+    /// An instruction that moves rsp by `delta` bytes down (negative: up).
+    fn op(&mut self, i: Result<Instruction, IcedError>, delta: i64) -> Result<(), String> {
+        if self.row.cfa_reg == RSP {
+            self.row.cfa_off += delta;
         }
-        self.op(Instruction::with2(Code::Sub_rm64_imm32, Register::RSP, XMM_AREA as i32), XMM_AREA)?;
+        self.emit(i)
+    }
+    fn push(&mut self, r: Register) -> Result<(), String> {
+        self.op(Instruction::with1(Code::Push_r64, r), 8)?;
+        if r == Register::RBX {
+            let at = -(self.row.cfa_off);
+            self.row.saved = vec![(RBX, at)];
+            self.after.last_mut().map(|x| x.saved = self.row.saved.clone());
+        }
+        Ok(())
+    }
+    fn pop(&mut self, r: Register) -> Result<(), String> {
+        if r == Register::RBX {
+            self.row.saved.clear();
+        }
+        self.op(Instruction::with1(Code::Pop_r64, r), -8)
+    }
+    /// Save rbx and the caller-saved registers, then realign the stack to 16 bytes
+    /// (functions may be entered with any alignment: gcc omits the alignment for
+    /// callees it knows do not need it), keeping the frame base in rbx.
+    fn save_all(&mut self) -> Result<(), String> {
+        self.push(Register::RBX)?;
+        for r in GPRS {
+            self.push(r)?;
+        }
+        self.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RBX, Register::RSP))?;
+        self.row.cfa_reg = RBX;
+        self.after.last_mut().map(|x| x.cfa_reg = RBX);
+        self.emit(Instruction::with2(Code::And_rm64_imm8, Register::RSP, -16i32))?;
+        self.emit(Instruction::with2(Code::Sub_rm64_imm32, Register::RSP, XMM_AREA as i32))?;
         for k in 0..XMMS {
             let m = MemoryOperand::with_base_displ(Register::RSP, 16 * k as i64);
-            self.op(Instruction::with2(Code::Movaps_xmmm128_xmm, m, xmm(k)), 0)?;
+            self.emit(Instruction::with2(Code::Movaps_xmmm128_xmm, m, xmm(k)))?;
         }
         Ok(())
     }
     fn restore_all(&mut self) -> Result<(), String> {
         for k in 0..XMMS {
             let m = MemoryOperand::with_base_displ(Register::RSP, 16 * k as i64);
-            self.op(Instruction::with2(Code::Movaps_xmm_xmmm128, xmm(k), m), 0)?;
+            self.emit(Instruction::with2(Code::Movaps_xmm_xmmm128, xmm(k), m))?;
         }
-        self.op(Instruction::with2(Code::Add_rm64_imm32, Register::RSP, XMM_AREA as i32), -XMM_AREA)?;
+        self.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSP, Register::RBX))?;
+        self.row.cfa_reg = RSP;
+        self.after.last_mut().map(|x| x.cfa_reg = RSP);
         for r in GPRS.iter().rev() {
-            self.op(Instruction::with1(Code::Pop_r64, *r), -8)?;
+            self.pop(*r)?;
         }
-        Ok(())
+        self.pop(Register::RBX)
     }
     fn rip(&mut self, code: Code, reg: Register, target: u64) -> Result<(), String> {
         let m = MemoryOperand::with_base_displ(Register::RIP, target as i64);
-        self.op(Instruction::with2(code, reg, m), 0)
+        self.emit(Instruction::with2(code, reg, m))
     }
 }
 
@@ -98,33 +135,34 @@ pub struct Refs {
 }
 
 fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
-    let mut a = Asm { ins: Vec::new(), depth: 0, after: Vec::new() };
-    let frame = GPR_AREA + XMM_AREA; // entry_sp = rsp + frame
+    let mut a = Asm::new();
+    // After save_all: rbx = entry_sp - 8 - GPR_AREA, and [rbx] = args[0..6].
+    let entry_sp_from_rbx = GPR_AREA + 8;
     a.save_all()?;
-    a.op(Instruction::with2(Code::Lea_r64_m, Register::RCX, MemoryOperand::with_base_displ(Register::RSP, frame)), 0)?;
-    a.op(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, MemoryOperand::with_base_displ(Register::RCX, 0)), 0)?;
-    a.op(Instruction::with2(Code::Lea_r64_m, Register::RDX, MemoryOperand::with_base_displ(Register::RSP, XMM_AREA)), 0)?;
+    a.emit(Instruction::with2(Code::Lea_r64_m, Register::RCX, MemoryOperand::with_base_displ(Register::RBX, entry_sp_from_rbx)))?;
+    a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, MemoryOperand::with_base_displ(Register::RCX, 0)))?;
+    a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RDX, Register::RBX))?;
     a.rip(Code::Lea_r64_m, Register::RDI, refs.descriptor)?;
-    a.op(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.enter_slot as i64)), 0)?;
+    a.emit(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.enter_slot as i64)))?;
     a.restore_all()?;
-    // Stack arguments: at the pad's entry [rsp+8+8j] must hold argument word j, and
-    // rsp+8 must be 16-byte aligned as after any call (entry_sp ≡ 8 mod 16).
+    // The pad is entered with rsp ≡ entry rsp (mod 16), whatever that was, and finds
+    // stack argument word j at [rsp+8+8j]: F ≡ 8 (mod 16).
     let m = h.stack_words as i64;
     let f = if m % 2 == 1 { 8 * m } else { 8 * m + 8 };
     a.op(Instruction::with2(Code::Sub_rm64_imm32, Register::RSP, f as i32), f)?;
     for j in 0..m {
         let src = MemoryOperand::with_base_displ(Register::RSP, f + 8 + 8 * j);
-        a.op(Instruction::with2(Code::Mov_r64_rm64, Register::R11, src), 0)?;
+        a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::R11, src))?;
         let dst = MemoryOperand::with_base_displ(Register::RSP, 8 * j);
-        a.op(Instruction::with2(Code::Mov_rm64_r64, dst, Register::R11), 0)?;
+        a.emit(Instruction::with2(Code::Mov_rm64_r64, dst, Register::R11))?;
     }
-    a.op(Instruction::with_branch(Code::Call_rel32_64, pad_addr), 0)?;
+    a.emit(Instruction::with_branch(Code::Call_rel32_64, pad_addr))?;
     a.op(Instruction::with2(Code::Add_rm64_imm32, Register::RSP, f as i32), -f)?;
     a.save_all()?;
-    a.op(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, Register::RAX), 0)?;
-    a.op(Instruction::with2(Code::Lea_r64_m, Register::RDX, MemoryOperand::with_base_displ(Register::RSP, frame)), 0)?;
+    a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, Register::RAX))?;
+    a.emit(Instruction::with2(Code::Lea_r64_m, Register::RDX, MemoryOperand::with_base_displ(Register::RBX, entry_sp_from_rbx)))?;
     a.rip(Code::Lea_r64_m, Register::RDI, refs.descriptor)?;
-    a.op(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.exit_slot as i64)), 0)?;
+    a.emit(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.exit_slot as i64)))?;
     a.restore_all()?;
     a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
     Ok(a)
@@ -148,10 +186,10 @@ pub fn build(h: &Hook, refs: &Refs, at: u64) -> Result<Built, String> {
         return Err("internal error: trampoline length changed between passes".into());
     }
     let mut entry_rows = Vec::new();
-    for (k, d) in a.after.iter().enumerate().take(a.ins.len() - 1) {
+    for (k, row) in a.after.iter().enumerate().take(a.ins.len() - 1) {
         let next = offs.get(k + 1).copied().unwrap_or(u32::MAX);
         if next != u32::MAX {
-            entry_rows.push((next, Row { cfa_reg: gimli::X86_64::RSP.0, cfa_off: 8 + d, saved: Vec::new() }));
+            entry_rows.push((next, row.clone()));
         }
     }
     let entry_len = code.len() as u32;
