@@ -6,7 +6,7 @@ use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes of metadata memory mapped so far.
-pub static META_BYTES: AtomicU64 = AtomicU64::new(0);
+pub static META_BYTES: AtomicU64 = AtomicU64::new(crate::index::STATIC_BYTES);
 /// Cap on META_BYTES (u64::MAX = none).
 pub static META_CAP: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Set once a request was refused because of the cap.
@@ -60,9 +60,9 @@ pub fn charge(bytes: u64) -> bool {
     true
 }
 
-/// Block sizes in bytes. Record arrays use the 8-byte multiples (capacity = size/8,
-/// growth ×1.5 keeps them ≥ 2/3 full); 16 is a region header; 4096 a directory node.
-pub const CLASSES: [usize; 17] = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096];
+/// Block sizes in bytes. Region record arrays are an 8-byte header plus 1, 2, 4, 6, 8, 12,
+/// 16, 24, 32, 48, 64, ... records; 512 is a directory leaf, 4096 an interior node.
+pub const CLASSES: [usize; 18] = [16, 24, 40, 56, 72, 104, 136, 200, 264, 392, 512, 520, 776, 1032, 1544, 2056, 3080, 4096];
 const CHUNK: usize = 16 * 1024;
 
 struct Class {

@@ -2,11 +2,11 @@
 //!
 //! Chunks are split into levels by glibc's usable size (read from the chunk header, so
 //! `free` knows the level without a search):
-//!   L0: usable ≤ 256 B, 1 KiB regions;    L1: ≤ 2 KiB, 8 KiB regions;
-//!   L2: ≤ 16 KiB, 64 KiB regions;         L3: ≤ 128 KiB, 512 KiB regions;
+//!   L0: usable ≤ 256 B, 2 KiB regions;    L1: ≤ 2 KiB, 16 KiB regions;
+//!   L2: ≤ 16 KiB, 128 KiB regions;        L3: ≤ 128 KiB, 1 MiB regions;
 //!   big: larger chunks (mmap'd by glibc), one sorted array of 24-byte records.
-//! A region holds at most 32 records (glibc's minimum chunk is 32 bytes); its array grows
-//! ×1.5 in arena blocks. A chunk is never larger than its level's region, so it starts in
+//! A region holds at most 64 records (glibc's minimum chunk is 32 bytes); its array grows
+//! by ~25% in arena blocks (and shrinks when a third full). A chunk is never larger than its level's region, so it starts in
 //! the region of a pointer into it or in the one before: an interior-pointer lookup is
 //! ≤2 binary searches per level. Regions are found through a radix directory (1024-entry
 //! top table, then 9 bits per 4 KiB node).
@@ -24,8 +24,8 @@ const ID_MASK: u64 = (1 << ID_BITS) - 1;
 const SIZE_SHIFT: u32 = ID_BITS;
 const OFF_SHIFT: u32 = 41;
 const SIZE_MASK: u64 = (1 << (OFF_SHIFT - SIZE_SHIFT)) - 1;
-/// Largest usable size per level; region size is 4× the level's largest chunk so a
-/// region holds at most ~32 chunks (a search of ≤5 steps, moves of ≤256 bytes).
+/// Largest usable size per level; region size is 8× the level's largest chunk so a
+/// region holds at most ~64 chunks (a search of ≤6 steps, moves of ≤512 bytes).
 pub const LEVEL_MAX: [usize; 4] = [256, 2048, 16 * 1024, 128 * 1024];
 
 /// A region's records live in one arena block: `[len: u32, cap: u32, rec...]`. The
@@ -88,23 +88,24 @@ fn lock_slot(slot: &AtomicUsize, wait: bool) -> Option<Locked<'_>> {
     }
 }
 
-#[repr(C)]
-struct Node {
-    slots: [AtomicPtr<u8>; 512],
-}
-
 pub struct Level {
     shift: u32,
+    /// 9-bit interior directory levels between the top table and the 64-slot leaves.
+    nint: u32,
     top: [AtomicPtr<u8>; TOP],
 }
 const TOP: usize = 1024;
+const LEAF_BITS: u32 = 6;
+const LEAF: usize = 1 << LEAF_BITS;
 
 pub static LEVELS: [Level; 4] = [
-    Level { shift: 10, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
-    Level { shift: 13, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
-    Level { shift: 16, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
-    Level { shift: 19, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+    Level { shift: 11, nint: 3, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+    Level { shift: 14, nint: 2, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+    Level { shift: 17, nint: 2, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+    Level { shift: 20, nint: 2, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
 ];
+/// The static top tables, counted as metadata.
+pub const STATIC_BYTES: u64 = (4 * TOP * 8) as u64;
 
 /// Regions that ever held a chunk.
 pub static REGIONS: AtomicU64 = AtomicU64::new(0);
@@ -134,67 +135,65 @@ pub unsafe fn usable(p: usize) -> usize {
     }
 }
 
-const NLEV: u32 = 4; // 9-bit digits below the top
+/// The node an entry points at, created (zeroed) when asked.
+#[inline]
+fn child(entry: &AtomicPtr<u8>, create: bool, bytes: usize) -> Option<*mut u8> {
+    let p = entry.load(Ordering::Acquire);
+    if !p.is_null() {
+        return Some(p);
+    }
+    if !create {
+        return None;
+    }
+    let n = new_node(bytes)?;
+    match entry.compare_exchange(null_mut(), n, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Some(n),
+        Err(cur) => {
+            POOL.free(class_of(bytes), n);
+            Some(cur)
+        }
+    }
+}
 
 impl Level {
-    /// The region slot for `key` (= addr >> shift); creates directory nodes when asked.
+    /// The region slot for `key` (= addr >> shift): top table, `nint` 512-entry nodes,
+    /// a 64-entry leaf. Creates directory nodes when asked.
     #[inline]
     fn slot(&self, key: usize, create: bool) -> Option<&AtomicUsize> {
-        let top = (key >> (9 * (NLEV - 1))) & (TOP - 1);
-        let mut p = self.top[top].load(Ordering::Acquire);
-        if p.is_null() {
-            if !create {
-                return None;
-            }
-            p = new_node()?;
-            if let Err(cur) = self.top[top].compare_exchange(null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
-                POOL.free(class_of(4096), p);
-                p = cur;
-            }
+        let below = LEAF_BITS + 9 * self.nint;
+        let mut entry: &AtomicPtr<u8> = &self.top[(key >> below) & (TOP - 1)];
+        let mut i = self.nint;
+        while i > 0 {
+            i -= 1;
+            let node = child(entry, create, 4096)?;
+            entry = unsafe { &(*(node as *const [AtomicPtr<u8>; 512]))[(key >> (LEAF_BITS + 9 * i)) & 511] };
         }
-        let mut table: &[AtomicPtr<u8>; 512] = unsafe { &(*(p as *const Node)).slots };
-        let mut lvl = NLEV - 2;
-        loop {
-            let idx = (key >> (9 * lvl)) & 511;
-            if lvl == 0 {
-                // SAFETY: AtomicPtr<u8> and AtomicUsize have the same layout
-                return Some(unsafe { &*(&table[idx] as *const AtomicPtr<u8> as *const AtomicUsize) });
-            }
-            let mut p = table[idx].load(Ordering::Acquire);
-            if p.is_null() {
-                if !create {
-                    return None;
-                }
-                p = new_node()?;
-                if let Err(cur) = table[idx].compare_exchange(null_mut(), p, Ordering::AcqRel, Ordering::Acquire) {
-                    POOL.free(class_of(4096), p);
-                    p = cur;
-                }
-            }
-            table = unsafe { &(*(p as *const Node)).slots };
-            lvl -= 1;
-        }
+        let leaf = child(entry, create, LEAF * 8)?;
+        Some(unsafe { &(*(leaf as *const [AtomicUsize; LEAF]))[key & (LEAF - 1)] })
     }
 
     /// Visit every leaf slot (fork handlers) or every region with a block.
     pub fn for_each_slot(&self, f: &mut dyn FnMut(usize, &AtomicUsize)) {
-        fn walk(t: &[AtomicPtr<u8>; 512], lvl: u32, prefix: usize, f: &mut dyn FnMut(usize, &AtomicUsize)) {
-            for (i, s) in t.iter().enumerate() {
-                let key = (prefix << 9) | i;
-                if lvl == 0 {
-                    f(key, unsafe { &*(s as *const AtomicPtr<u8> as *const AtomicUsize) });
-                    continue;
+        fn walk(node: *mut u8, depth: u32, prefix: usize, f: &mut dyn FnMut(usize, &AtomicUsize)) {
+            if depth == 0 {
+                let leaf = unsafe { &*(node as *const [AtomicUsize; LEAF]) };
+                for (i, s) in leaf.iter().enumerate() {
+                    f((prefix << LEAF_BITS) | i, s);
                 }
-                let p = s.load(Ordering::Acquire);
+                return;
+            }
+            let t = unsafe { &*(node as *const [AtomicPtr<u8>; 512]) };
+            for (i, e) in t.iter().enumerate() {
+                let p = e.load(Ordering::Acquire);
                 if !p.is_null() {
-                    walk(unsafe { &(*(p as *const Node)).slots }, lvl - 1, key, f);
+                    walk(p, depth - 1, (prefix << 9) | i, f);
                 }
             }
         }
         for (i, t) in self.top.iter().enumerate() {
             let p = t.load(Ordering::Acquire);
             if !p.is_null() {
-                walk(unsafe { &(*(p as *const Node)).slots }, NLEV - 2, i, f);
+                walk(p, self.nint, i, f);
             }
         }
     }
@@ -203,12 +202,12 @@ impl Level {
     }
 }
 
-fn new_node() -> Option<*mut u8> {
-    let p = POOL.alloc(class_of(4096));
+fn new_node(bytes: usize) -> Option<*mut u8> {
+    let p = POOL.alloc(class_of(bytes));
     if p.is_null() {
         return None;
     }
-    unsafe { core::ptr::write_bytes(p, 0, 4096) };
+    unsafe { core::ptr::write_bytes(p, 0, bytes) };
     Some(p)
 }
 
@@ -234,7 +233,7 @@ impl Locked<'_> {
         }
         let cap = if b.is_null() { 0 } else { unsafe { (*b).cap as usize } };
         if len == cap {
-            let want = if len < 2 { 2 } else { len + len / 2 };
+            let want = if len == 0 { 1 } else { len + (len / 4).max(2) };
             if 8 + want * 8 > CLASSES[CLASSES.len() - 1] {
                 return Err(()); // only stale records could fill a region this much
             }
@@ -283,6 +282,20 @@ impl Locked<'_> {
                 *p.add(j) = *p.add(j + 1);
             }
             (*self.block).len -= 1;
+            // shrink a mostly empty block (small ones stay, to avoid churn)
+            let cap = (*self.block).cap as usize;
+            let n = len - 1;
+            if cap > 8 && n * 3 <= cap {
+                let k = class_of(8 + 8 * (n + (n / 4).max(2)));
+                let nb = POOL.alloc(k) as *mut Block;
+                if !nb.is_null() {
+                    (*nb).len = n as u32;
+                    (*nb).cap = ((CLASSES[k] - 8) / 8) as u32;
+                    core::ptr::copy_nonoverlapping(p, recs_ptr(nb), n);
+                    POOL.free(class_of(8 + cap * 8), self.block.cast());
+                    self.block = nb;
+                }
+            }
         }
         Some(r)
     }
