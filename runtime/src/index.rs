@@ -417,6 +417,27 @@ fn level_of(usable: usize) -> usize {
 
 const ADDR_LIMIT: usize = 1 << 47;
 
+/// The region slot through this thread's leaf cache (levels 0 and 1; leaves are never
+/// freed, so a cached leaf address stays valid).
+#[inline(always)]
+fn cached_slot(lv: usize, key: usize, create: bool) -> Option<&'static AtomicUsize> {
+    if lv < 2 {
+        let h = crate::tls::hot();
+        let lk = (key >> LEAF_BITS) + 1;
+        unsafe {
+            if (*h).leaf_key[lv] == lk {
+                let leaf = (*h).leaf_ptr[lv] as *const AtomicUsize;
+                return Some(&*leaf.add(key & (LEAF - 1)));
+            }
+            let s = LEVELS[lv].slot(key, create)?;
+            (*h).leaf_key[lv] = lk;
+            (*h).leaf_ptr[lv] = (s as *const AtomicUsize as usize) - (key & (LEAF - 1)) * 8;
+            return Some(s);
+        }
+    }
+    LEVELS[lv].slot(key, create)
+}
+
 /// Index a chunk. Err when over the metadata cap; Ok(Some(old)) when a stale record
 /// (a chunk freed without the index seeing it) had the same base.
 pub unsafe fn insert(p: usize, size: usize, id: u32) -> Result<Option<Chunk>, ()> {
@@ -431,7 +452,7 @@ pub unsafe fn insert(p: usize, size: usize, id: u32) -> Result<Option<Chunk>, ()
         return r.map(|o| o.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 }));
     }
     let l = &LEVELS[lv];
-    let Some(slot) = l.slot(p >> l.shift, true) else { return Err(()) };
+    let Some(slot) = cached_slot(lv, p >> l.shift, true) else { return Err(()) };
     let off = p & ((1 << l.shift) - 1);
     let rec = ((off as u64) << OFF_SHIFT) | ((size as u64) << SIZE_SHIFT) | id as u64;
     let mut g = lock_slot(slot, true).unwrap();
@@ -453,7 +474,7 @@ pub unsafe fn remove(p: usize) -> Option<Chunk> {
         return r.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 });
     }
     let l = &LEVELS[lv];
-    let slot = l.slot(p >> l.shift, false)?;
+    let slot = cached_slot(lv, p >> l.shift, false)?;
     if slot.load(Ordering::Relaxed) == 0 {
         return None;
     }

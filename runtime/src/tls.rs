@@ -41,7 +41,9 @@ pub struct Hot {
     pub entries: [Entry; DEPTH],
     /// Per-thread pending site statistics (see sites.rs), flushed in batches.
     pub pend: [Pend; NPEND],
-    pub _tail: [u64; 4],
+    /// Directory leaf cache for index levels 0 and 1: (leaf key + 1, leaf address).
+    pub leaf_key: [usize; 2],
+    pub leaf_ptr: [usize; 2],
 }
 
 pub const NPEND: usize = 4;
