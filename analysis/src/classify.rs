@@ -25,7 +25,7 @@ pub struct Classifier<'a> {
     sums: &'a [Summary],
     user: &'a HashMap<String, Spec>,
     /// Candidate lists per distinct (pointer target, caller), computed once.
-    cands: HashMap<(Target, u64), Vec<u64>>,
+    cands: HashMap<(Target, u64), (Vec<u64>, bool)>,
     /// Per round: the allocator all candidates of a target agree on.
     agreed: RefCell<HashMap<(Target, u64), Option<(Spec, String)>>>,
     pub found: BTreeMap<usize, Found>,
@@ -57,15 +57,14 @@ impl<'a> Classifier<'a> {
         types: &crate::dwarf::Types,
         params: &'a crate::dwarf::Params,
     ) -> Self {
-        let ptrs = Pointers::build(bin, sums, types);
+        let ptrs = Pointers::build(bin, sums, types, params);
         let mut cands = HashMap::new();
         for (f, s) in sums.iter().enumerate() {
             for c in &s.calls {
-                // Only calls through a parameter depend on who the caller is.
-                let caller = if matches!(c.target, Target::PtrParam(_)) { bin.funcs[f].addr } else { 0 };
+                let caller = caller_key(&c.target, bin.funcs[f].addr);
                 let key = (c.target.clone(), caller);
-                if matches!(c.target, Target::PtrGlobal(_) | Target::PtrMember(_) | Target::PtrParam(_)) && !cands.contains_key(&key) {
-                    let v = ptrs.candidates(&c.target, bin.funcs[f].addr);
+                if matches!(c.target, Target::PtrGlobal(_) | Target::PtrMember(..) | Target::PtrParam(_)) && !cands.contains_key(&key) {
+                    let v = ptrs.candidates(&c.target, bin.funcs[f].addr, types, params);
                     cands.insert(key, v);
                 }
             }
@@ -133,20 +132,20 @@ impl<'a> Classifier<'a> {
                 Some(Callee { spec, name: self.bin.funcs[f].name.clone() })
             }
             t => {
-                let caller_addr = if matches!(t, Target::PtrParam(_)) { self.bin.funcs[caller].addr } else { 0 };
+                let caller_addr = caller_key(t, self.bin.funcs[caller].addr);
                 let (spec, names) = self.agreed_for(t, caller_addr)?;
                 // Through a pointer, demand that the arguments line up with the
                 // candidates' roles: the role arguments come from our parameters.
-                let lined_up = [spec.size, spec.ptr, spec.count]
-                    .iter()
-                    .flatten()
-                    .all(|&k| arg(cs, k).params != 0);
-                if !lined_up || (spec.size.is_none() && spec.ptr.is_none()) {
+                // Through an untyped member offset, demand that the arguments line
+                // up with the candidates' roles; typed and parameter targets are precise.
+                let precise = self.cands.get(&(t.clone(), caller_addr)).is_some_and(|c| c.1);
+                let lined_up = [spec.size, spec.ptr, spec.count].iter().flatten().all(|&k| arg(cs, k).params != 0);
+                if !precise && (!lined_up || (spec.size.is_none() && spec.ptr.is_none())) {
                     return None;
                 }
                 let how = match t {
                     Target::PtrGlobal(g) => format!("pointer at {g:#x}"),
-                    Target::PtrMember(o) => format!("pointer member +{o:#x}"),
+                    Target::PtrMember(o, _) => format!("pointer member +{o:#x}"),
                     Target::PtrParam(k) => format!("pointer {}", arg_name(*k)),
                     _ => "function pointer".to_string(),
                 };
@@ -164,7 +163,7 @@ impl<'a> Classifier<'a> {
         }
         let mut agreed: Option<(Spec, Vec<String>)> = None;
         let mut conflict = false;
-        for &fa in self.cands.get(&key).into_iter().flatten() {
+        for &fa in self.cands.get(&key).map(|c| c.0.as_slice()).unwrap_or(&[]) {
             let Some(&f) = self.bin.by_addr.get(&fa) else { continue };
             let Some(found) = self.found.get(&f) else {
                 conflict = true;
@@ -185,8 +184,9 @@ impl<'a> Classifier<'a> {
             let names: Vec<String> = self
                 .cands
                 .get(&key)
-                .into_iter()
-                .flatten()
+                .map(|c| c.0.as_slice())
+                .unwrap_or(&[])
+                .iter()
                 .map(|a| {
                     let f = self.bin.by_addr.get(a).map(|&i| self.bin.funcs[i].name.as_str()).unwrap_or("?");
                     let c = self.bin.by_addr.get(a).and_then(|i| self.found.get(i)).map(|x| format!("{:?}", x.spec.kind)).unwrap_or("-".into());
@@ -258,7 +258,11 @@ impl<'a> Classifier<'a> {
 
         for (c, (cs, callee)) in s.calls.iter().zip(callees.iter()).enumerate() {
             let Some(callee) = callee else { continue };
-            let spec = callee.spec;
+            let mut spec = callee.spec;
+            // realloc(p, 0) frees p (Lua's luaM_free_ and lua_close).
+            if spec.kind == Some(Kind::Realloc) && spec.size.is_some_and(|k| arg(cs, k).as_const() == Some(0)) {
+                spec = Spec { kind: Some(Kind::Free), ptr: spec.ptr, ..Spec::default() };
+            }
             if spec.kind == Some(Kind::Free) {
                 if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {
                     freed.get_or_insert((p, format!("{} → {} ptr", arg_name(p), callee.name)));
@@ -415,7 +419,8 @@ impl<'a> Classifier<'a> {
             if r.has(crate::flow::value::TOP) && r.lparams == 0 {
                 return None;
             }
-            if r.params != 0 || r.has(crate::flow::value::STACK | crate::flow::value::GLOBAL) {
+            // A bump hands out addresses: base + offset, never a scaled value.
+            if r.params != 0 || r.has(crate::flow::value::STACK | crate::flow::value::GLOBAL | crate::flow::value::SCALED) {
                 return None;
             }
             if r.calls & !storage_calls != 0 {
@@ -437,8 +442,16 @@ impl<'a> Classifier<'a> {
         // A bump: a field reached through the pool is advanced by arithmetic on
         // its own old value (`used += need`); a plain pointer swap (a list pop)
         // is not enough.
+        let returned_fields = s.rets.iter().fold(0u32, |m, r| m | r.lfields);
         let st = s.stores.iter().find(|st| {
-            st.param == pool && st.val.lparams & (1 << pool) != 0 && st.val.has(crate::flow::value::ARITH) && st.val.calls == 0
+            let own = crate::flow::value::field_bit(st.param, st.via, st.off);
+            st.param == pool
+                && st.val.lparams & (1 << pool) != 0
+                && st.val.has(crate::flow::value::ARITH)
+                && st.val.calls == 0
+                // the field is advanced from its own old value, which the result came from
+                && st.val.lfields & own != 0
+                && returned_fields & own != 0
         })?;
         let (count, size) = count_size(Val { params: st.val.params & !(1 << pool), ..st.val });
         let mut spec = Spec { kind: Some(Kind::Suballoc), size, count, ..Spec::default() };
@@ -462,6 +475,15 @@ impl<'a> Classifier<'a> {
 /// Provenance of argument `k` at a call; stack-passed arguments are not tracked.
 fn arg(cs: &CallSite, k: u8) -> Val {
     cs.args.get(k as usize).copied().unwrap_or(Val::TOP)
+}
+
+/// Calls through a parameter, or through a member of an object a parameter
+/// reaches, depend on who the caller is (its parameter types); others do not.
+fn caller_key(t: &Target, caller: u64) -> u64 {
+    match t {
+        Target::PtrParam(_) | Target::PtrMember(_, Some(_)) => caller,
+        _ => 0,
+    }
 }
 
 /// (count, size) parameter roles of a byte count: `n * size` from two

@@ -12,7 +12,7 @@
 //! allocator with the same roles, so an offset shared by unrelated structs costs
 //! a miss, never a false positive.
 
-use crate::dwarf::{SlotKey, Types};
+use crate::dwarf::{Params, SlotKey, Types};
 use crate::flow::{FnRef, Summary, Target};
 use crate::load::Binary;
 use std::collections::HashMap;
@@ -26,6 +26,9 @@ pub struct Pointers {
     at_member: HashMap<i64, Vec<u64>>,
     /// (function entry, argument index) → functions passed there.
     passed: HashMap<(u64, u8), Vec<u64>>,
+    /// By function-pointer typedef (`lua_Alloc`): stored into a member or passed
+    /// as a parameter of that type.
+    at_fntype: HashMap<String, Vec<u64>>,
 }
 
 fn tidy(v: &mut Vec<u64>) {
@@ -34,8 +37,9 @@ fn tidy(v: &mut Vec<u64>) {
 }
 
 impl Pointers {
-    pub fn build(bin: &Binary, sums: &[Summary], types: &Types) -> Pointers {
+    pub fn build(bin: &Binary, sums: &[Summary], types: &Types, params: &Params) -> Pointers {
         let mut p = Pointers {
+            at_fntype: HashMap::new(),
             at_slot: HashMap::new(),
             at_key: HashMap::new(),
             keys: HashMap::new(),
@@ -49,13 +53,28 @@ impl Pointers {
             }
         }
         let mut copies = Vec::new();
-        for r in sums.iter().flat_map(|s| s.fn_refs.iter()) {
+        let param_ty = |f: u64, k: u8| params.get(f).and_then(|d| Some((d.unit, d.args.get(k as usize)?.ty_ref?)));
+        for (fi, r) in sums.iter().enumerate().flat_map(|(i, s)| s.fn_refs.iter().map(move |r| (i, r))) {
             match r {
                 FnRef::AtGlobal { slot, func } => p.at_slot.entry(*slot).or_default().push(*func),
-                FnRef::AtMember { off, func } => p.at_member.entry(*off as i64).or_default().push(*func),
+                FnRef::AtMember { off, func, via } => {
+                    p.at_member.entry(*off as i64).or_default().push(*func);
+                    if let Some((unit, ty)) = via.and_then(|v| param_ty(bin.funcs[fi].addr, v.param)) {
+                        let (key, fnt) = types.via_key(unit, ty, via.and_then(|v| v.load), *off);
+                        if let Some(k) = key {
+                            p.at_key.entry(k).or_default().push(*func);
+                        }
+                        if let Some(t) = fnt {
+                            p.at_fntype.entry(t).or_default().push(*func);
+                        }
+                    }
+                }
                 FnRef::Copy { from, to } => copies.push((*from, *to)),
                 FnRef::Passed { callee: Target::Local(g), arg, func } => {
                     p.passed.entry((*g, *arg)).or_default().push(*func);
+                    if let Some(t) = param_ty(*g, *arg).and_then(|(u, ty)| types.fn_typedef(u, ty)) {
+                        p.at_fntype.entry(t).or_default().push(*func);
+                    }
                     // The callee keeps the pointer: it lands where the callee stores that parameter.
                     if let Some(&gi) = bin.by_addr.get(g) {
                         for &(k, off) in &sums[gi].param_members {
@@ -76,8 +95,12 @@ impl Pointers {
         let key_of = |a: u64| if types.is_empty() { None } else { types.key_at(a) };
         if !types.is_empty() {
             for (slot, funcs) in p.at_slot.iter() {
-                if let Some(key) = types.key_at(*slot) {
+                let (key, fnt) = types.key_and_fntype_at(*slot);
+                if let Some(key) = key {
                     p.at_key.entry(key).or_default().extend(funcs.iter().copied());
+                }
+                if let Some(t) = fnt {
+                    p.at_fntype.entry(t).or_default().extend(funcs.iter().copied());
                 }
             }
             for s in sums {
@@ -109,11 +132,30 @@ impl Pointers {
         p.at_key.values_mut().for_each(tidy);
         p.at_member.values_mut().for_each(tidy);
         p.passed.values_mut().for_each(tidy);
+        p.at_fntype.values_mut().for_each(tidy);
         p
     }
 
     /// Possible targets of an indirect call made by the function at `caller`.
-    pub fn candidates(&self, t: &Target, caller: u64) -> Vec<u64> {
+    /// A member call whose object type DWARF names takes the stores to that
+    /// struct member and the functions of that pointer typedef, not every store
+    /// at the same offset.
+    /// The flag says whether the candidates are precise (typed or tracked), as
+    /// opposed to every store at the same member offset.
+    pub fn candidates(&self, t: &Target, caller: u64, types: &Types, params: &Params) -> (Vec<u64>, bool) {
+        if let Target::PtrMember(off, Some(via)) = t {
+            let pt = params.get(caller).and_then(|d| Some((d.unit, d.args.get(via.param as usize)?.ty_ref?)));
+            if let Some((unit, ty)) = pt {
+                let (key, fnt) = types.via_key(unit, ty, via.load, *off);
+                if key.is_some() || fnt.is_some() {
+                    let mut v: Vec<u64> = key.and_then(|k| self.at_key.get(&k)).into_iter().flatten().copied().collect();
+                    v.extend(fnt.and_then(|n| self.at_fntype.get(&n)).into_iter().flatten());
+                    tidy(&mut v);
+                    return (v, true);
+                }
+            }
+        }
+        let precise = matches!(t, Target::PtrGlobal(_) | Target::PtrParam(_));
         let mut v = match t {
             Target::PtrGlobal(g) => {
                 let mut v = self.at_slot.get(g).cloned().unwrap_or_default();
@@ -122,11 +164,11 @@ impl Pointers {
                 }
                 v
             }
-            Target::PtrMember(off) => self.at_member.get(&(*off as i64)).cloned().unwrap_or_default(),
+            Target::PtrMember(off, _) => self.at_member.get(&(*off as i64)).cloned().unwrap_or_default(),
             Target::PtrParam(k) => self.passed.get(&(caller, *k)).cloned().unwrap_or_default(),
             _ => Vec::new(),
         };
         tidy(&mut v);
-        v
+        (v, precise)
     }
 }

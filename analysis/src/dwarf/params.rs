@@ -12,6 +12,8 @@ use std::collections::HashMap;
 pub struct Param {
     pub name: String,
     pub ty: String,
+    /// The type's DIE in unit `FnParams::unit`.
+    pub ty_ref: Option<UnitOffset>,
     /// liballocs letter: `p` pointer, `i` signed integer, `z` unsigned/size.
     pub letter: char,
 }
@@ -24,6 +26,8 @@ pub struct FnParams {
     pub void: bool,
     /// The declared return type is a scalar that is not a pointer (`int`, `size_t`).
     pub returns_scalar: bool,
+    /// Index of the unit holding the DIEs (into `Loaded::units`).
+    pub unit: usize,
 }
 
 impl FnParams {
@@ -43,14 +47,14 @@ impl Params {
 
     pub fn read(dw: &Loaded) -> Params {
         let mut out = Params { by_addr: HashMap::new() };
-        for unit in &dw.units {
-            let _ = read_unit(&dw.dwarf, unit, &mut out.by_addr);
+        for (i, unit) in dw.units.iter().enumerate() {
+            let _ = read_unit(&dw.dwarf, unit, i, &mut out.by_addr);
         }
         out
     }
 }
 
-fn read_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, out: &mut HashMap<u64, FnParams>) -> gimli::Result<()> {
+fn read_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, ui: usize, out: &mut HashMap<u64, FnParams>) -> gimli::Result<()> {
     let mut tree = unit.entries_tree(None)?;
     let root = tree.root()?;
     let mut children = root.children();
@@ -64,7 +68,7 @@ fn read_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, out: &mut HashMap<u
             Some(AttributeValue::DebugAddrIndex(i)) => dwarf.address(unit, i)?,
             _ => continue,
         };
-        let mut params = FnParams { void: returns_void(unit, e), ..FnParams::default() };
+        let mut params = FnParams { void: returns_void(unit, e), unit: ui, ..FnParams::default() };
         if let Some(t) = return_type(unit, e) {
             let (name, letter) = describe(dwarf, unit, t, 0);
             params.returns_scalar = letter != 'p' && !name.starts_with("struct") && !name.starts_with("union");
@@ -80,7 +84,7 @@ fn read_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, out: &mut HashMap<u
                 Some(off) => describe(dwarf, unit, off, 0),
                 None => ("?".to_string(), 'p'),
             };
-            params.args.push(Param { name: name.unwrap_or_else(|| "?".into()), ty: ty_name, letter });
+            params.args.push(Param { name: name.unwrap_or_else(|| "?".into()), ty: ty_name, ty_ref: ty, letter });
         }
         out.entry(low).or_insert(params);
     }

@@ -67,18 +67,58 @@ impl<'a> Types<'a> {
 
     /// The key of the pointer-sized slot at `addr`, if it lies in a struct member.
     pub fn key_at(&self, addr: u64) -> Option<SlotKey> {
-        let i = self.vars.partition_point(|v| v.addr <= addr).checked_sub(1)?;
+        self.key_and_fntype_at(addr).0
+    }
+
+    /// The slot's key and, when the member's type is a function-pointer typedef
+    /// (`lua_Alloc`, `alloc_func`), that typedef's name.
+    pub fn key_and_fntype_at(&self, addr: u64) -> (Option<SlotKey>, Option<String>) {
+        let Some(i) = self.vars.partition_point(|v| v.addr <= addr).checked_sub(1) else { return (None, None) };
         let v = &self.vars[i];
         if addr >= v.addr + v.size {
+            return (None, None);
+        }
+        self.walk(v.unit, v.ty, addr - v.addr)
+    }
+
+    /// Keys of member `off` of the struct reached through a parameter of type
+    /// `param_ty` (a pointer), after an optional load of member `load` on the way.
+    pub fn via_key(&self, unit: usize, param_ty: UnitOffset, load: Option<i32>, off: i32) -> (Option<SlotKey>, Option<String>) {
+        let Some(u) = self.dw.units.get(unit) else { return (None, None) };
+        let Some(mut st) = pointee_struct(u, param_ty) else { return (None, None) };
+        if let Some(l) = load {
+            let Some((mt, moff)) = member_at(u, st, l as u64) else { return (None, None) };
+            if moff != l as u64 {
+                return (None, None);
+            }
+            let Some(inner) = pointee_struct(u, mt) else { return (None, None) };
+            st = inner;
+        }
+        if off < 0 {
+            return (None, None);
+        }
+        self.walk(unit, st, off as u64)
+    }
+
+    /// The typedef name of a parameter's type when it is a function pointer.
+    pub fn fn_typedef(&self, unit: usize, ty: UnitOffset) -> Option<String> {
+        let u = self.dw.units.get(unit)?;
+        let e = u.entry(ty).ok()?;
+        if e.tag() != gimli::DW_TAG_typedef {
             return None;
         }
-        let unit = &self.dw.units[v.unit];
-        let mut ty = v.ty;
-        let mut off = addr - v.addr;
+        let name = attr_string(&self.dw.dwarf, u, &e, gimli::DW_AT_name)?;
+        is_fn_pointer(u, ty).then_some(name)
+    }
+
+    fn walk(&self, unit_idx: usize, start: UnitOffset, start_off: u64) -> (Option<SlotKey>, Option<String>) {
+        let unit = &self.dw.units[unit_idx];
+        let mut ty = start;
+        let mut off = start_off;
         let mut key = None;
         let mut alias: Option<String> = None;
         for _ in 0..MAX_DEPTH {
-            let e = unit.entry(ty).ok()?;
+            let Ok(e) = unit.entry(ty) else { return (key, None) };
             let inner = match e.attr_value(gimli::DW_AT_type) {
                 Ok(Some(AttributeValue::UnitRef(t))) => Some(t),
                 _ => None,
@@ -86,16 +126,19 @@ impl<'a> Types<'a> {
             match e.tag() {
                 gimli::DW_TAG_typedef => {
                     alias = attr_string(&self.dw.dwarf, unit, &e, gimli::DW_AT_name);
-                    ty = inner?;
+                    let Some(t) = inner else { return (key, None) };
+                    ty = t;
                 }
-                gimli::DW_TAG_const_type | gimli::DW_TAG_volatile_type => ty = inner?,
+                gimli::DW_TAG_const_type | gimli::DW_TAG_volatile_type => {
+                    let Some(t) = inner else { return (key, None) };
+                    ty = t;
+                }
                 gimli::DW_TAG_array_type => {
-                    let elem = inner?;
-                    let es = byte_size(unit, elem, 0)?;
-                    if es == 0 {
-                        return key;
+                    let Some(elem) = inner else { return (key, None) };
+                    match byte_size(unit, elem, 0) {
+                        Some(es) if es > 0 => off %= es,
+                        _ => return (key, None),
                     }
-                    off %= es;
                     ty = elem;
                     alias = None;
                 }
@@ -105,14 +148,61 @@ impl<'a> Types<'a> {
                     if let Some(n) = name {
                         key = Some(SlotKey { ty: n, size, off });
                     }
-                    let (member_ty, member_off) = member_at(unit, ty, off)?;
+                    let Some((member_ty, member_off)) = member_at(unit, ty, off) else { return (key, None) };
                     off -= member_off;
                     ty = member_ty;
                 }
-                _ => return key,
+                gimli::DW_TAG_pointer_type => {
+                    let fnt = if off == 0 && inner.is_some_and(|t| unit.entry(t).is_ok_and(|x| x.tag() == gimli::DW_TAG_subroutine_type)) {
+                        alias
+                    } else {
+                        None
+                    };
+                    return (key, fnt);
+                }
+                _ => return (key, None),
             }
         }
-        key
+        (key, None)
+    }
+}
+
+/// Through typedefs and qualifiers.
+fn strip(unit: &gimli::Unit<R>, mut ty: UnitOffset) -> Option<(UnitOffset, gimli::DwTag)> {
+    for _ in 0..MAX_DEPTH {
+        let e = unit.entry(ty).ok()?;
+        match e.tag() {
+            gimli::DW_TAG_typedef | gimli::DW_TAG_const_type | gimli::DW_TAG_volatile_type | gimli::DW_TAG_restrict_type => {
+                match e.attr_value(gimli::DW_AT_type) {
+                    Ok(Some(AttributeValue::UnitRef(t))) => ty = t,
+                    _ => return None,
+                }
+            }
+            tag => return Some((ty, tag)),
+        }
+    }
+    None
+}
+
+/// The struct a pointer type points to.
+fn pointee_struct(unit: &gimli::Unit<R>, ty: UnitOffset) -> Option<UnitOffset> {
+    let (p, tag) = strip(unit, ty)?;
+    if tag != gimli::DW_TAG_pointer_type {
+        return None;
+    }
+    let Ok(Some(AttributeValue::UnitRef(t))) = unit.entry(p).ok()?.attr_value(gimli::DW_AT_type) else { return None };
+    let (s, tag) = strip(unit, t)?;
+    matches!(tag, gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_class_type).then_some(s)
+}
+
+fn is_fn_pointer(unit: &gimli::Unit<R>, ty: UnitOffset) -> bool {
+    let Some((p, tag)) = strip(unit, ty) else { return false };
+    if tag != gimli::DW_TAG_pointer_type {
+        return false;
+    }
+    match unit.entry(p).ok().and_then(|e| e.attr_value(gimli::DW_AT_type).ok().flatten()) {
+        Some(AttributeValue::UnitRef(t)) => unit.entry(t).is_ok_and(|x| x.tag() == gimli::DW_TAG_subroutine_type),
+        _ => false,
     }
 }
 

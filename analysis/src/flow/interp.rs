@@ -2,7 +2,7 @@
 //! registers and stack slots hold `Val`s; calls, returns and stores through
 //! parameters are recorded into a `Summary`.
 
-use super::summary::{CallSite, FnRef, ParamStore, Summary, Target};
+use super::summary::{CallSite, FnRef, ParamStore, Summary, Target, Via};
 use super::state::State;
 use super::value::{Val, OTHER_BASE};
 use crate::load::{Binary, RelTarget};
@@ -54,8 +54,9 @@ pub(super) enum Mem {
     Global(u64),
     Param(u8, i32),
     /// Member `off` of an object reached through the parameters in the mask
-    /// (.1) or derived from the call results in the mask (.2).
-    Member(i32, u8, u32),
+    /// (.1) or derived from the call results in the mask (.2); .3 is the base
+    /// when it was loaded from a parameter's member (`param->[load]`).
+    Member(i32, u8, u32, Option<Via>),
     Unknown,
 }
 
@@ -386,7 +387,8 @@ impl<'a, E: Env> Interp<'a, E> {
                     Some(n) => Target::Import(n.clone()),
                     None => Target::PtrGlobal(g),
                 },
-                Mem::Param(_, d) | Mem::Member(d, _, _) => Target::PtrMember(d),
+                Mem::Param(p, d) => Target::PtrMember(d, Some(Via { param: p, load: None })),
+                Mem::Member(d, _, _, ch) => Target::PtrMember(d, ch),
                 _ => Target::PtrUnknown,
             },
             OpKind::Register => {
@@ -397,8 +399,13 @@ impl<'a, E: Env> Interp<'a, E> {
                         None => Target::PtrGlobal(g),
                     };
                 }
-                if let Some((_, off)) = v.as_load() {
-                    return Target::PtrMember(off);
+                if let Some((b, off)) = v.as_load() {
+                    let via = if b & super::value::LOAD2 != 0 && b != OTHER_BASE {
+                        Some(Via { param: b & 0x7f, load: Some(v.num as i32) })
+                    } else {
+                        (b < 8).then_some(Via { param: b, load: None })
+                    };
+                    return Target::PtrMember(off, via);
                 }
                 if let Some(k) = v.as_param() {
                     return Target::PtrParam(k);
@@ -422,7 +429,7 @@ impl<'a, E: Env> Interp<'a, E> {
             Mem::Stack(o) => Mem::Stack(o + extra),
             Mem::Global(g) => Mem::Global(g.wrapping_add(extra as u64)),
             Mem::Param(p, d) => Mem::Param(p, d + extra as i32),
-            Mem::Member(d, via, c) => Mem::Member(d + extra as i32, via, c),
+            Mem::Member(d, via, c, ch) => Mem::Member(d + extra as i32, via, c, ch),
             Mem::Unknown => Mem::Unknown,
         }
     }
@@ -440,7 +447,7 @@ impl<'a, E: Env> Interp<'a, E> {
             // An array element: not a member whose offset identifies anything,
             // but an element of a freshly allocated array is worth knowing.
             return match gpr(base).map(|r| st.regs[r]) {
-                Some(v) if v.calls != 0 => Mem::Member(0, 0, v.calls),
+                Some(v) if v.calls != 0 => Mem::Member(0, 0, v.calls, None),
                 _ => Mem::Unknown,
             };
         }
@@ -456,7 +463,7 @@ impl<'a, E: Env> Interp<'a, E> {
         } else if let Some(p) = v.as_param() {
             Mem::Param(p, disp as i32)
         } else {
-            Mem::Member(disp as i32, v.lparams | v.params, v.calls)
+            Mem::Member(disp as i32, v.lparams | v.params, v.calls, chain_of(&v))
         }
     }
 
@@ -473,9 +480,16 @@ impl<'a, E: Env> Interp<'a, E> {
             },
             Mem::Global(g) => Val::gload(g),
             Mem::Param(p, d) => Val::load(p, d),
-            Mem::Member(d, via, _) => {
+            Mem::Member(d, via, _, chain) => {
                 let mut v = Val::load(OTHER_BASE, d);
                 v.lparams = via;
+                if let Some(Via { param, load: Some(l) }) = chain {
+                    v.load_base = super::value::LOAD2 | param;
+                    v.num = l as i64;
+                    v.lfields = super::value::field_bit(param, Some(l), d);
+                } else if via != 0 {
+                    v.lfields = super::value::field_bit(via.trailing_zeros() as u8, None, d);
+                }
                 v
             }
             Mem::Unknown => Val::TOP,
@@ -499,26 +513,31 @@ impl<'a, E: Env> Interp<'a, E> {
             }
             Mem::Param(p, d) => {
                 if v.calls != 0 || v.outcalls != 0 || v.params != 0 || v.lparams != 0 {
-                    self.sum.stores.push(ParamStore { param: p, off: d, val: v });
+                    self.sum.stores.push(ParamStore { param: p, via: None, off: d, val: v });
                 }
                 self.note_param_member(&v, d);
                 if let Some(f) = self.fn_addr(&v) {
-                    self.push_ref(FnRef::AtMember { off: d, func: f });
+                    self.push_ref(FnRef::AtMember { off: d, func: f, via: Some(Via { param: p, load: None }) });
                 }
             }
-            Mem::Member(d, via, base) => {
+            Mem::Member(d, via, base, chain) => {
                 self.note_param_member(&v, d);
                 // Memory reached through a parameter (`op->arena->used += n`): the
                 // sub-allocator rule wants these too.
                 if via != 0 && v.lparams & via != 0 {
-                    let p = via.trailing_zeros() as u8;
-                    self.sum.stores.push(ParamStore { param: p, off: d, val: v });
+                    let (p, l) = match chain {
+                        Some(Via { param, load: Some(l) }) => (param, Some(l)),
+                        _ => (via.trailing_zeros() as u8, None),
+                    };
+                    self.sum.stores.push(ParamStore { param: p, via: l, off: d, val: v });
                 }
-                if base != 0 && v.calls != 0 && !self.sum.call_stores.contains(&(base, v.calls)) {
+                // Only a pointer *into* the other block (`data + i * stride`) says
+                // the returned block indexes it.
+                if base != 0 && v.calls != 0 && v.has(super::value::ARITH) && !self.sum.call_stores.contains(&(base, v.calls)) {
                     self.sum.call_stores.push((base, v.calls));
                 }
                 if let Some(f) = self.fn_addr(&v) {
-                    self.push_ref(FnRef::AtMember { off: d, func: f });
+                    self.push_ref(FnRef::AtMember { off: d, func: f, via: chain });
                 }
             }
             Mem::Global(g) => {
@@ -610,6 +629,12 @@ impl<'a, E: Env> Interp<'a, E> {
         self.sum.params_used = used;
         self.sum
     }
+}
+
+/// `param->[load]` when `v` was loaded from a member of what a parameter points to.
+fn chain_of(v: &Val) -> Option<Via> {
+    let (b, off) = v.as_load()?;
+    (b < 8).then_some(Via { param: b, load: Some(off) })
 }
 
 fn is_padding(i: &Instruction) -> bool {

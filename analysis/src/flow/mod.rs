@@ -7,7 +7,7 @@ pub mod summary;
 mod transfer;
 pub mod value;
 
-pub use summary::{CallSite, FnRef, ParamStore, Summary, Target};
+pub use summary::{CallSite, FnRef, ParamStore, Summary, Target, Via};
 pub use value::Val;
 
 use crate::load::Binary;

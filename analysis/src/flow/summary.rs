@@ -5,6 +5,15 @@
 
 use super::value::Val;
 
+/// How an object was reached from the function's parameters: `param` points
+/// at it (`load: None`), or `param->[load]` does. With DWARF parameter types
+/// this names the object's struct type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Via {
+    pub param: u8,
+    pub load: Option<i32>,
+}
+
 /// Where a call goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -14,8 +23,9 @@ pub enum Target {
     Import(String),
     /// Through a function pointer loaded from a fixed address (a global variable).
     PtrGlobal(u64),
-    /// Through a function pointer loaded from member `off` of some object.
-    PtrMember(i32),
+    /// Through a function pointer loaded from member `off` of some object,
+    /// reached from a parameter when `Via` says how.
+    PtrMember(i32, Option<Via>),
     /// Through a function pointer received as integer argument k.
     PtrParam(u8),
     /// Through a function pointer of unknown provenance.
@@ -38,6 +48,8 @@ pub struct CallSite {
 #[derive(Debug, Clone)]
 pub struct ParamStore {
     pub param: u8,
+    /// The object stored into is `param->[via]` rather than `*param`.
+    pub via: Option<i32>,
     pub off: i32,
     pub val: Val,
 }
@@ -48,7 +60,7 @@ pub enum FnRef {
     /// Stored at a fixed address.
     AtGlobal { slot: u64, func: u64 },
     /// Stored into member `off` of some object.
-    AtMember { off: i32, func: u64 },
+    AtMember { off: i32, func: u64, via: Option<Via> },
     /// Passed as integer argument `arg` of a call to `callee`.
     Passed { callee: Target, arg: u8, func: u64 },
     /// The pointer-sized value at global `from` was copied to global `to`.

@@ -14,6 +14,7 @@ pub const LOAD: u16 = 1 << 4; // loaded from member `load_off` of the object `lo
 pub const ARITH: u16 = 1 << 5; // transformed by arithmetic
 pub const MUL: u16 = 1 << 6; // product of two non-constant values
 pub const TOP: u16 = 1 << 7; // may hold anything else
+pub const SCALED: u16 = 1 << 8; // multiplied, divided or shifted: no longer an address
 
 /// `load_base` when the loaded-from object is not a parameter.
 pub const OTHER_BASE: u8 = 0xff;
@@ -34,13 +35,27 @@ pub struct Val {
     /// Bit i: derives from memory reached through incoming argument i (`p->field`).
     pub lparams: u8,
     pub load_base: u8,
+    /// Hashed set of the (parameter, member offset) fields this value was
+    /// loaded from; see `field_bit`.
+    pub lfields: u32,
 }
+
+/// The bit of `Val::lfields` for member `off` of the object parameter `param`
+/// points to, or (`via = Some(l)`) of the object `param->[l]` points to.
+pub fn field_bit(param: u8, via: Option<i32>, off: i32) -> u32 {
+    let l = via.map(|l| (l as u32 >> 3).wrapping_mul(11).wrapping_add(5)).unwrap_or(0);
+    1 << ((param as u32).wrapping_mul(7).wrapping_add((off as u32) >> 3).wrapping_add(l) % 32)
+}
+
+/// `load_base` flag: loaded from member `load_off` of the object that
+/// `param->[num]` points to (param = load_base & 0x7f).
+pub const LOAD2: u8 = 0x80;
 
 /// Kinds whose payload lives in `num`.
 const PAYLOAD: u16 = CONST | STACK | GLOBAL | GLOAD;
 
 impl Val {
-    pub const TOP: Val = Val { calls: 0, outcalls: 0, num: 0, load_off: 0, kinds: TOP, params: 0, lparams: 0, load_base: 0 };
+    pub const TOP: Val = Val { calls: 0, outcalls: 0, num: 0, load_off: 0, kinds: TOP, params: 0, lparams: 0, load_base: 0, lfields: 0 };
 
     pub fn param(i: u8) -> Val {
         Val { params: 1 << i, ..Val::default() }
@@ -58,8 +73,8 @@ impl Val {
         Val { kinds: GLOAD, num: addr as i64, ..Val::default() }
     }
     pub fn load(base: u8, off: i32) -> Val {
-        let lparams = if base < 8 { 1 << base } else { 0 };
-        Val { kinds: LOAD, load_base: base, load_off: off, lparams, ..Val::default() }
+        let (lparams, lfields) = if base < 8 { (1 << base, field_bit(base, None, off)) } else { (0, 0) };
+        Val { kinds: LOAD, load_base: base, load_off: off, lparams, lfields, ..Val::default() }
     }
     pub fn call(c: usize) -> Val {
         Val { calls: 1u32 << c.min(31), ..Val::default() }
@@ -115,6 +130,7 @@ impl Val {
         let mut v = Val {
             params: self.params | o.params,
             lparams: self.lparams | o.lparams,
+            lfields: self.lfields | o.lfields,
             calls: self.calls | o.calls,
             outcalls: self.outcalls | o.outcalls,
             kinds: self.kinds | o.kinds,
@@ -129,7 +145,14 @@ impl Val {
         if !self.has(LOAD) {
             v.load_base = o.load_base;
             v.load_off = o.load_off;
+            if o.load_base & LOAD2 != 0 && a == 0 {
+                v.num = o.num;
+            }
         } else if o.has(LOAD) && (self.load_base, self.load_off) != (o.load_base, o.load_off) {
+            v.kinds = (v.kinds & !LOAD) | TOP;
+        }
+        // A two-level load keeps its first offset in `num`: it cannot share it.
+        if v.has(LOAD) && v.load_base & LOAD2 != 0 && (v.kinds & PAYLOAD != 0 || (self.has(LOAD) && o.has(LOAD) && self.num != o.num)) {
             v.kinds = (v.kinds & !LOAD) | TOP;
         }
         v
@@ -179,7 +202,7 @@ impl Val {
             return Val::konst(c);
         }
         let mut v = *self;
-        v.kinds = (v.kinds | ARITH) & !(CONST | STACK | GLOBAL);
+        v.kinds = (v.kinds | ARITH | SCALED) & !(CONST | STACK | GLOBAL);
         if self.has(STACK) || self.has(GLOBAL) {
             v.kinds |= TOP;
         }
@@ -198,7 +221,7 @@ impl Val {
             return o.transformed();
         }
         let mut v = self.join(o).transformed();
-        v.kinds |= MUL;
+        v.kinds |= MUL | SCALED;
         v
     }
 }
@@ -221,7 +244,9 @@ mod tests {
     fn arithmetic_tracks_parameters() {
         let n = Val::param(0);
         let size = n.mul(&Val::konst(24)).arith(&Val::konst(16));
-        assert_eq!(size.as_param_arith(), Some(0));
+        assert_eq!(size.params, 1);
+        assert!(size.has(SCALED) && size.calls == 0);
+        assert_eq!(Val::param(0).arith(&Val::konst(-8)).as_param_arith(), Some(0));
         let prod = Val::param(0).mul(&Val::param(1));
         assert!(prod.has(MUL));
         assert_eq!(prod.params, 0b11);

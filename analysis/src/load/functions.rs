@@ -79,6 +79,15 @@ pub(super) fn collect(file: &object::File, bin: &mut Binary, base: &HashMap<usiz
             add(&mut found, "", false, entry, 0, entry);
         }
     }
+    // PLT stubs (`.plt.sec` has FDEs) are imports, not functions of the program.
+    let plt: Vec<(u64, u64)> = file
+        .sections()
+        .filter(|s| matches!(s.name().unwrap_or(""), ".plt" | ".plt.sec" | ".plt.got" | ".iplt"))
+        .map(|s| (s.address(), s.address() + s.size()))
+        .collect();
+    if !rel {
+        found.retain(|a, _| !plt.iter().any(|&(lo, hi)| *a >= lo && *a < hi));
+    }
     let starts: Vec<u64> = found.keys().copied().collect();
     for (i, (addr, c)) in found.into_iter().enumerate() {
         let next = starts.get(i + 1).copied();
