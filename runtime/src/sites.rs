@@ -127,8 +127,17 @@ pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32
     if (*h).c_inner == inner && (*h).c_outer == outer && (*h).c_key == key && (*h).c_id != 0 {
         return (*h).c_id;
     }
-    let id = intern_slow(inner, outer, key);
+    // two-entry MRU cache: swap on a hit in the second entry
+    let id = if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_id != 0 {
+        (*h).c2_id
+    } else {
+        intern_slow(inner, outer, key)
+    };
     if id != 0 {
+        (*h).c2_inner = (*h).c_inner;
+        (*h).c2_outer = (*h).c_outer;
+        (*h).c2_key = (*h).c_key;
+        (*h).c2_id = (*h).c_id;
         (*h).c_inner = inner;
         (*h).c_outer = outer;
         (*h).c_key = key;

@@ -1,5 +1,5 @@
 //! Hot per-thread state: one initial-exec TLS block whose first word is the exported
-//! `__outermost_allocsite`. Compact (512 bytes), no heap, reached with one `fs:`-relative
+//! `__outermost_allocsite`. Compact (576 bytes), no heap, reached with one `fs:`-relative
 //! address computation.
 use crate::FnDesc;
 
@@ -44,6 +44,13 @@ pub struct Hot {
     /// Directory leaf cache for index levels 0 and 1: (leaf key + 1, leaf address).
     pub leaf_key: [usize; 2],
     pub leaf_ptr: [usize; 2],
+    /// Second entry of the site cache (the first is c_*).
+    pub c2_inner: usize,
+    pub c2_outer: usize,
+    pub c2_key: usize,
+    pub c2_id: u32,
+    pub _pad2: u32,
+    pub _tail: [u64; 4],
 }
 
 pub const NPEND: usize = 4;
@@ -56,7 +63,7 @@ pub struct Pend {
     pub live: i64,
 }
 
-const _: () = assert!(core::mem::size_of::<Hot>() == 512);
+const _: () = assert!(core::mem::size_of::<Hot>() == 576);
 
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
@@ -67,10 +74,10 @@ core::arch::global_asm!(
     ".globl allocsite_tls_hot",
     ".hidden allocsite_tls_hot",
     ".type allocsite_tls_hot,@object",
-    ".size allocsite_tls_hot,512",
+    ".size allocsite_tls_hot,576",
     "__outermost_allocsite:",
     "allocsite_tls_hot:",
-    ".zero 512",
+    ".zero 576",
     ".popsection",
 );
 
