@@ -210,7 +210,8 @@ unsafe fn intern_slow(inner: usize, outer: usize, k: usize) -> u32 {
 // live-bytes delta) for up to NPEND sites, so the allocation path needs no locked
 // instruction for them. A batch is flushed when it reaches FLUSH_CALLS calls or
 // FLUSH_LIVE bytes of live growth, when its slot is reused, before a report, and at
-// thread exit. peak_live_bytes is sampled at flushes (low by < FLUSH_LIVE per thread).
+// thread exit. A batch also keeps its running maximum of live growth, so the site's
+// peak is exact for one thread (other threads' unflushed batches are not seen).
 const FLUSH_CALLS: u32 = 1024;
 const FLUSH_LIVE: i64 = 64 * 1024;
 
@@ -224,17 +225,22 @@ fn flush(p: &mut Pend) {
         s.calls.fetch_add(p.calls as u64, Ordering::Relaxed);
         s.bytes.fetch_add(p.bytes, Ordering::Relaxed);
     }
-    if p.live > 0 {
-        let live = s.live_bytes.fetch_add(p.live as u64, Ordering::Relaxed).wrapping_add(p.live as u64);
-        if (live as i64) > 0 && live > s.peak_live_bytes.load(Ordering::Relaxed) {
-            s.peak_live_bytes.fetch_max(live, Ordering::Relaxed);
+    let before = if p.live >= 0 {
+        s.live_bytes.fetch_add(p.live as u64, Ordering::Relaxed)
+    } else {
+        s.live_bytes.fetch_sub(p.live.unsigned_abs(), Ordering::Relaxed)
+    };
+    // the batch's highest point, on top of the live bytes before it
+    if p.max_live > 0 {
+        let peak = before.wrapping_add(p.max_live as u64);
+        if (peak as i64) > 0 && peak > s.peak_live_bytes.load(Ordering::Relaxed) {
+            s.peak_live_bytes.fetch_max(peak, Ordering::Relaxed);
         }
-    } else if p.live < 0 {
-        s.live_bytes.fetch_sub(p.live.unsigned_abs(), Ordering::Relaxed);
     }
     p.calls = 0;
     p.bytes = 0;
     p.live = 0;
+    p.max_live = 0;
 }
 
 extern "C" fn thread_exit(_: *mut core::ffi::c_void) {
@@ -311,6 +317,9 @@ pub unsafe fn on_alloc(h: *mut Hot, id: u32, n: u64, indexed: bool) {
     p.calls += 1;
     p.bytes += n;
     p.live += n as i64;
+    if p.live > p.max_live {
+        p.max_live = p.live;
+    }
     if p.calls >= FLUSH_CALLS || p.live >= FLUSH_LIVE {
         flush(p);
     }
@@ -318,7 +327,11 @@ pub unsafe fn on_alloc(h: *mut Hot, id: u32, n: u64, indexed: bool) {
 
 /// A chunk's record was put back (failed realloc): its bytes are live again.
 pub unsafe fn on_restore(h: *mut Hot, id: u32, n: u64) {
-    pend_slot(h, id).live += n as i64;
+    let p = pend_slot(h, id);
+    p.live += n as i64;
+    if p.live > p.max_live {
+        p.max_live = p.live;
+    }
 }
 
 #[inline]

@@ -50,7 +50,6 @@ pub struct Hot {
     pub c2_key: usize,
     pub c2_id: u32,
     pub _pad2: u32,
-    pub _tail: [u64; 4],
 }
 
 pub const NPEND: usize = 4;
@@ -60,7 +59,9 @@ pub struct Pend {
     pub id: u32,
     pub calls: u32,
     pub bytes: u64,
+    /// Live-bytes change since the last flush, and its running maximum (for the peak).
     pub live: i64,
+    pub max_live: i64,
 }
 
 const _: () = assert!(core::mem::size_of::<Hot>() == 576);
