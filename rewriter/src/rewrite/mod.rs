@@ -147,16 +147,68 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     }
     let data_size = rw.here() - data_start;
 
-    // R+X: trampolines.
+    // R+X: trampolines. Built twice: the first pass learns where calls inside relocated
+    // pads return to (sizes do not depend on those values), the second translates them.
     let mut rx = rw.next(0xcc);
+    // A shared site-translation routine comes first when any pad calls or tail-calls
+    // (a pad ending in a direct or indirect jmp): sites that point into the new code
+    // are mapped back. Everything is built twice: passes repeat until the addresses they
+    // use are the ones they produce (two or three passes).
+    let needs_map = hooks.iter().any(|h| {
+        h.pad.instrs.iter().any(|i| {
+            matches!(i.flow_control(), iced_x86::FlowControl::Call | iced_x86::FlowControl::IndirectCall)
+                || (h.pad.resume.is_none()
+                    && matches!(i.flow_control(), iced_x86::FlowControl::UnconditionalBranch | iced_x86::FlowControl::IndirectBranch))
+        })
+    });
+    let mut built = Vec::new();
+    let mut thunk = None;
+    let (mut lo, mut hi) = (rx.addr, rx.addr + 1);
+    let mut calls: Vec<(u64, u64)> = Vec::new();
+    let mut returns: Vec<(u64, i64)> = Vec::new();
+    for pass in 0..4 {
+        rx.data.clear();
+        built.clear();
+        let map = if needs_map {
+            let at = rx.align(16);
+            let (code, fde) = trampoline::site_thunk(at, lo, hi, &calls, &returns)?;
+            rx.place(&code, 1);
+            thunk = Some((at, fde));
+            Some((lo, hi, at))
+        } else {
+            None
+        };
+        for (h, &d) in hooks.iter().zip(&descs) {
+            let at = rx.align(16);
+            let refs = trampoline::Refs { descriptor: d, enter_slot: slots[0], exit_slot: slots[1], site_map: map };
+            let b = trampoline::build(h, &refs, at).map_err(|e| format!("{}: {e}", h.name))?;
+            rx.place(&b.code, 1);
+            built.push((at, b));
+        }
+        if !needs_map {
+            break;
+        }
+        let (c2, r2): (Vec<_>, Vec<_>) = (
+            built.iter().flat_map(|(_, b)| b.pad_calls.iter().copied()).collect(),
+            built.iter().map(|(_, b)| b.pad_return).collect(),
+        );
+        let (lo2, hi2) = (rx.addr, rx.here());
+        if c2 == calls && r2 == returns && (lo2, hi2) == (lo, hi) {
+            break;
+        }
+        if pass == 3 {
+            return Err("internal error: trampoline addresses do not settle".into());
+        }
+        (calls, returns, lo, hi) = (c2, r2, lo2, hi2);
+    }
     let mut fdes = Vec::new();
     let mut symbols = Vec::new();
     let mut patches = Vec::new();
-    for (h, &d) in hooks.iter().zip(&descs) {
-        let at = rx.align(16);
-        let refs = trampoline::Refs { descriptor: d, enter_slot: slots[0], exit_slot: slots[1] };
-        let b = trampoline::build(h, &refs, at).map_err(|e| format!("{}: {e}", h.name))?;
-        rx.place(&b.code, 1);
+    if let Some((at, fde)) = thunk {
+        symbols.push(emit::NewSymbol { name: "allocsite.site_map".into(), addr: at, size: fde.len as u64, section: ".allocsite.text" });
+        fdes.push(fde);
+    }
+    for (h, (at, b)) in hooks.iter().zip(built) {
         symbols.push(emit::NewSymbol { name: format!("{}.allocsite_entry", h.name), addr: at, size: b.entry_len as u64, section: ".allocsite.text" });
         symbols.push(emit::NewSymbol { name: format!("{}.allocsite_pad", h.name), addr: b.pad_addr, size: b.pad_len as u64, section: ".allocsite.text" });
         patches.push((h.pad.start, pad::patch_bytes(&h.pad, at)?));

@@ -38,6 +38,12 @@ pub struct Built {
     pub pad_addr: u64,
     pub pad_len: u32,
     pub fdes: [NewFde; 2],
+    /// `(return address in the relocated pad, original return address)` of the calls
+    /// among the displaced instructions.
+    pub pad_calls: Vec<(u64, u64)>,
+    /// Where `call f.allocsite_pad` returns to, and the distance from the entry sp of a
+    /// function the pad tail-calls to this trampoline's own return address.
+    pub pad_return: (u64, i64),
 }
 
 const RSP: u16 = gimli::X86_64::RSP.0;
@@ -54,8 +60,12 @@ impl Asm {
     fn new() -> Self {
         Asm { ins: Vec::new(), row: Row::entry(), after: Vec::new() }
     }
+    /// Instructions get small unique IPs (index + 1) so branches can name them as labels;
+    /// no real target is that small.
     fn emit(&mut self, i: Result<Instruction, IcedError>) -> Result<(), String> {
-        self.ins.push(i.map_err(|e| format!("internal encoding error: {e}"))?);
+        let mut i = i.map_err(|e| format!("internal encoding error: {e}"))?;
+        i.set_ip(self.ins.len() as u64 + 1);
+        self.ins.push(i);
         self.after.push(self.row.clone());
         Ok(())
     }
@@ -132,6 +142,13 @@ pub struct Refs {
     pub descriptor: u64,
     pub enter_slot: u64,
     pub exit_slot: u64,
+    /// `(lo, hi, thunk)`: a site in `[lo, hi)` (the new code) is translated by `thunk`.
+    pub site_map: Option<(u64, u64, u64)>,
+}
+
+/// The label IP the next emitted instruction will get.
+fn next_ip(a: &Asm) -> u64 {
+    a.ins.len() as u64 + 1
 }
 
 fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
@@ -141,6 +158,23 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     a.save_all()?;
     a.emit(Instruction::with2(Code::Lea_r64_m, Register::RCX, MemoryOperand::with_base_displ(Register::RBX, entry_sp_from_rbx)))?;
     a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, MemoryOperand::with_base_displ(Register::RCX, 0)))?;
+    if let Some((lo, hi, thunk)) = refs.site_map {
+        // The return address points into new code when the caller is a relocated pad
+        // (a call among the displaced instructions) or a trampoline whose pad tail-called
+        // this function: translate it to the allocation site in the program's own code.
+        a.rip(Code::Lea_r64_m, Register::R11, lo)?;
+        a.emit(Instruction::with2(Code::Cmp_rm64_r64, Register::RSI, Register::R11))?;
+        let jb = a.ins.len();
+        a.emit(Instruction::with_branch(Code::Jb_rel8_64, 0))?;
+        a.rip(Code::Lea_r64_m, Register::R11, hi)?;
+        a.emit(Instruction::with2(Code::Cmp_rm64_r64, Register::RSI, Register::R11))?;
+        let jae = a.ins.len();
+        a.emit(Instruction::with_branch(Code::Jae_rel8_64, 0))?;
+        a.emit(Instruction::with_branch(Code::Call_rel32_64, thunk))?;
+        let ok = next_ip(&a);
+        a.ins[jb].set_near_branch64(ok);
+        a.ins[jae].set_near_branch64(ok);
+    }
     a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RDX, Register::RBX))?;
     a.rip(Code::Lea_r64_m, Register::RDI, refs.descriptor)?;
     a.emit(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.enter_slot as i64)))?;
@@ -148,7 +182,7 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     // The pad is entered with rsp ≡ entry rsp (mod 16), whatever that was, and finds
     // stack argument word j at [rsp+8+8j]: F ≡ 8 (mod 16).
     let m = h.stack_words as i64;
-    let f = if m % 2 == 1 { 8 * m } else { 8 * m + 8 };
+    let f = stack_frame(h);
     a.op(Instruction::with2(Code::Sub_rm64_imm32, Register::RSP, f as i32), f)?;
     for j in 0..m {
         let src = MemoryOperand::with_base_displ(Register::RSP, f + 8 + 8 * j);
@@ -166,6 +200,75 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     a.restore_all()?;
     a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
     Ok(a)
+}
+
+/// Bytes between the trampoline's entry sp and the pad's return address slot: F ≡ 8 (mod 16).
+fn stack_frame(h: &Hook) -> i64 {
+    let m = h.stack_words as i64;
+    if m % 2 == 1 {
+        8 * m
+    } else {
+        8 * m + 8
+    }
+}
+
+/// The shared site-translation routine (called with rsi = site, rcx = where it was
+/// read from; returns the translated rsi; clobbers r10, r11):
+/// a pad call's return address maps to the original one; a trampoline's pad-return
+/// address means the pad tail-called: take that trampoline's own return address
+/// (at a fixed distance above) and repeat while it is still in `[lo, hi)`.
+pub fn site_thunk(at: u64, lo: u64, hi: u64, pad_calls: &[(u64, u64)], pad_returns: &[(u64, i64)]) -> Result<(Vec<u8>, NewFde), String> {
+    let mut a = Asm::new();
+    a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::R10, Register::RCX))?;
+    let top = next_ip(&a);
+    let mut pending: Vec<usize> = Vec::new();
+    let mut to_check: Vec<usize> = Vec::new();
+    let bind = |a: &mut Asm, pending: &mut Vec<usize>| {
+        let here = next_ip(a);
+        for j in pending.drain(..) {
+            a.ins[j].set_near_branch64(here);
+        }
+    };
+    for &(moved, orig) in pad_calls {
+        bind(&mut a, &mut pending);
+        a.rip(Code::Lea_r64_m, Register::R11, moved)?;
+        a.emit(Instruction::with2(Code::Cmp_rm64_r64, Register::RSI, Register::R11))?;
+        pending.push(a.ins.len());
+        a.emit(Instruction::with_branch(Code::Jne_rel32_64, 0))?;
+        a.rip(Code::Lea_r64_m, Register::RSI, orig)?;
+        a.emit(Ok(Instruction::with(Code::Retnq)))?;
+    }
+    for &(ret, dist) in pad_returns {
+        bind(&mut a, &mut pending);
+        a.rip(Code::Lea_r64_m, Register::R11, ret)?;
+        a.emit(Instruction::with2(Code::Cmp_rm64_r64, Register::RSI, Register::R11))?;
+        pending.push(a.ins.len());
+        a.emit(Instruction::with_branch(Code::Jne_rel32_64, 0))?;
+        a.emit(Instruction::with2(Code::Lea_r64_m, Register::R10, MemoryOperand::with_base_displ(Register::R10, dist)))?;
+        a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, MemoryOperand::with_base_displ(Register::R10, 0)))?;
+        to_check.push(a.ins.len());
+        a.emit(Instruction::with_branch(Code::Jmp_rel32_64, 0))?;
+    }
+    bind(&mut a, &mut pending);
+    a.emit(Ok(Instruction::with(Code::Retnq)))?;
+    // Still inside the new code? Translate again.
+    let check = next_ip(&a);
+    for j in to_check {
+        a.ins[j].set_near_branch64(check);
+    }
+    a.rip(Code::Lea_r64_m, Register::R11, lo)?;
+    a.emit(Instruction::with2(Code::Cmp_rm64_r64, Register::RSI, Register::R11))?;
+    let done1 = a.ins.len();
+    a.emit(Instruction::with_branch(Code::Jb_rel32_64, 0))?;
+    a.rip(Code::Lea_r64_m, Register::R11, hi)?;
+    a.emit(Instruction::with2(Code::Cmp_rm64_r64, Register::RSI, Register::R11))?;
+    a.emit(Instruction::with_branch(Code::Jb_rel32_64, top))?;
+    let done = next_ip(&a);
+    a.ins[done1].set_near_branch64(done);
+    a.emit(Ok(Instruction::with(Code::Retnq)))?;
+    let (code, _) = encode(&a, at)?;
+    let len = code.len() as u32;
+    Ok((code, NewFde { start: at, len, rows: Vec::new() }))
 }
 
 fn encode(a: &Asm, at: u64) -> Result<(Vec<u8>, Vec<u32>), String> {
@@ -193,10 +296,21 @@ pub fn build(h: &Hook, refs: &Refs, at: u64) -> Result<Built, String> {
         }
     }
     let entry_len = code.len() as u32;
+    let call_k = a.ins.iter().position(|i| i.code() == Code::Call_rel32_64 && i.near_branch_target() == pad_addr);
+    let ret_off = call_k.and_then(|k| offs.get(k + 1).copied()).filter(|&o| o != u32::MAX).ok_or("internal error: no pad call")?;
+    let pad_return = (at + ret_off as u64, stack_frame(h) + 8);
 
     let rel = pad::relocate(&h.pad, pad_addr)?;
     let pad_rows = pad_rows(h, &rel);
     let pad_len = rel.code.len() as u32;
+    let mut pad_calls = Vec::new();
+    for (k, i) in h.pad.instrs.iter().enumerate() {
+        if i.flow_control() == iced_x86::FlowControl::Call || i.flow_control() == iced_x86::FlowControl::IndirectCall {
+            if let Some(Some(next)) = rel.offsets.get(k + 1) {
+                pad_calls.push((pad_addr + *next as u64, i.next_ip()));
+            }
+        }
+    }
     code.extend_from_slice(&rel.code);
     Ok(Built {
         code,
@@ -207,6 +321,8 @@ pub fn build(h: &Hook, refs: &Refs, at: u64) -> Result<Built, String> {
             NewFde { start: at, len: entry_len, rows: entry_rows },
             NewFde { start: pad_addr, len: pad_len, rows: pad_rows },
         ],
+        pad_calls,
+        pad_return,
     })
 }
 
