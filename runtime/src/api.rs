@@ -37,10 +37,10 @@ fn fill(c: &index::Chunk, out: &mut AllocsiteChunk) {
 pub unsafe extern "C" fn allocsite_lookup(p: *const c_void, out: *mut AllocsiteChunk) -> c_int {
     let h = hot();
     let c = if (*h).guard != 0 {
-        index::lookup(p as usize, false)
+        index::lookup(&index::SUB, p as usize, false).or_else(|| index::lookup(&index::HEAP, p as usize, false))
     } else {
         guard_on(h, GUARD_WORK);
-        let c = index::lookup(p as usize, true);
+        let c = index::lookup(&index::SUB, p as usize, true).or_else(|| index::lookup(&index::HEAP, p as usize, true));
         guard_off(h);
         c
     };
@@ -85,17 +85,26 @@ pub type VisitFn = unsafe extern "C" fn(*const AllocsiteChunk, *mut c_void) -> c
 #[no_mangle]
 pub unsafe extern "C" fn allocsite_for_each_chunk(f: Option<VisitFn>, arg: *mut c_void) -> usize {
     let Some(f) = f else { return 0 };
-    index::for_each_chunk(&mut |c| {
-        let mut out = AllocsiteChunk {
-            base: core::ptr::null_mut(),
-            size: 0,
-            site: core::ptr::null_mut(),
-            outermost: core::ptr::null_mut(),
-            allocator: core::ptr::null(),
-        };
-        fill(&c, &mut out);
-        f(&out, arg) != 0
-    })
+    let mut stop = false;
+    let mut n = 0;
+    for ix in [&index::HEAP, &index::SUB] {
+        if stop {
+            break;
+        }
+        n += index::for_each_chunk(ix, &mut |c| {
+            let mut out = AllocsiteChunk {
+                base: core::ptr::null_mut(),
+                size: 0,
+                site: core::ptr::null_mut(),
+                outermost: core::ptr::null_mut(),
+                allocator: core::ptr::null(),
+            };
+            fill(&c, &mut out);
+            stop = f(&out, arg) != 0;
+            stop
+        });
+    }
+    n
 }
 
 #[no_mangle]

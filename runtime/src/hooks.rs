@@ -20,10 +20,16 @@ pub unsafe extern "C" fn __allocsite_enter(f: *const FnDesc, site: *mut u8, args
         d = drop_stale(h, d, sp, true);
     }
     bump_calls(f);
-    let size = match (*f).size_arg {
+    let mut size = match (*f).size_arg {
         a @ 0..=5 => *args.add(a as usize),
         _ => 0,
     };
+    if let c @ 0..=5 = (*f).count_arg {
+        size = size.wrapping_mul(*args.add(c as usize));
+    }
+    if (*f).kind == KIND_FREE && crate::index::SUB_USED.load(Ordering::Relaxed) {
+        sub_free(f, args);
+    }
     if (d as usize) < DEPTH {
         let e = &mut (*h).entries[d as usize];
         e.fn_ = f;
@@ -60,6 +66,10 @@ pub unsafe extern "C" fn __allocsite_exit(f: *const FnDesc, ret: u64, entry_sp: 
         let site = if mine != 0 && (mine as usize) <= DEPTH { (*h).entries[mine as usize - 1].site } else { 0 };
         trace::exit(f, site, ret, if mine != 0 { mine } else { d });
     }
+    if (*f).kind == KIND_SUBALLOC && ret != 0 && mine != 0 && (mine as usize) <= DEPTH {
+        let e = (*h).entries[mine as usize - 1];
+        sub_record(h, ret as usize, e.size, e.site, (*h).outermost, f);
+    }
     if mine != 0 {
         d -= 1;
         if d == 0 {
@@ -67,4 +77,57 @@ pub unsafe extern "C" fn __allocsite_exit(f: *const FnDesc, ret: u64, entry_sp: 
         }
     }
     (*h).depth = d;
+}
+
+pub const KIND_FREE: u8 = 2;
+pub const KIND_SUBALLOC: u8 = 3;
+
+/// Index a piece returned by a hooked suballocator (the SUB index: pieces may lie
+/// inside a glibc chunk, e.g. a pool's block).
+#[cold]
+unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, outer: usize, f: *const FnDesc) {
+    use crate::interpose::{guard_off, guard_on, GUARD_WORK, INDEXING};
+    use crate::{index, sites};
+    if (*h).guard != 0 {
+        return;
+    }
+    guard_on(h, GUARD_WORK);
+    let id = sites::intern(h, site, outer, sites::make_key(f, sites::A_SUB));
+    if id != 0 {
+        index::SUB_USED.store(true, Ordering::Relaxed);
+        let size = size.min(1 << 40) as usize;
+        let mut ok = false;
+        if INDEXING.load(Ordering::Relaxed) {
+            match index::insert(&index::SUB, p, size, id) {
+                Ok(Some(old)) => {
+                    sites::on_free(h, old.id, old.size as u64);
+                    ok = true
+                }
+                Ok(None) => ok = true,
+                Err(()) => {}
+            }
+        }
+        sites::on_alloc(h, id, size as u64, ok);
+    }
+    guard_off(h);
+}
+
+/// A hooked free function is about to release a suballocated piece.
+#[cold]
+unsafe fn sub_free(f: *const FnDesc, args: *const u64) {
+    use crate::interpose::{guard_off, guard_on, GUARD_WORK};
+    let a = (*f).ptr_arg;
+    if !(0..6).contains(&a) {
+        return;
+    }
+    let p = *args.add(a as usize) as usize;
+    let h = hot();
+    if p == 0 || (*h).guard != 0 {
+        return;
+    }
+    guard_on(h, GUARD_WORK);
+    if let Some(c) = crate::index::remove(&crate::index::SUB, p) {
+        crate::sites::on_free(h, c.id, c.size as u64);
+    }
+    guard_off(h);
 }

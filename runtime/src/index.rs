@@ -98,14 +98,30 @@ const TOP: usize = 1024;
 const LEAF_BITS: u32 = 6;
 const LEAF: usize = 1 << LEAF_BITS;
 
-pub static LEVELS: [Level; 4] = [
-    Level { shift: 11, nint: 3, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
-    Level { shift: 14, nint: 2, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
-    Level { shift: 17, nint: 2, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
-    Level { shift: 20, nint: 2, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
-];
+const fn levels() -> [Level; 4] {
+    [
+        Level { shift: 11, nint: 3, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+        Level { shift: 14, nint: 2, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+        Level { shift: 17, nint: 2, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+        Level { shift: 20, nint: 2, top: [const { AtomicPtr::new(null_mut()) }; TOP] },
+    ]
+}
+
+/// One index: four levels of regions plus the array of big chunks.
+pub struct Index {
+    pub levels: [Level; 4],
+    pub big: BigTab,
+    /// The index of pieces carved by hooked suballocators (levels by requested size,
+    /// since the pieces have no glibc header); HEAP holds glibc chunks.
+    pub sub: bool,
+}
+pub static HEAP: Index = Index { levels: levels(), big: BigTab::new(), sub: false };
+pub static SUB: Index = Index { levels: levels(), big: BigTab::new(), sub: true };
+/// Set once a suballocated piece was indexed.
+pub static SUB_USED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// The static top tables, counted as metadata.
-pub const STATIC_BYTES: u64 = (4 * TOP * 8) as u64;
+pub const STATIC_BYTES: u64 = (2 * 4 * TOP * 8) as u64;
 
 /// Regions that ever held a chunk.
 pub static REGIONS: AtomicU64 = AtomicU64::new(0);
@@ -325,9 +341,11 @@ pub struct BigTab {
     pub v: core::cell::UnsafeCell<(*mut Big, usize, usize, usize)>, // ptr, len, cap, mapped bytes
 }
 unsafe impl Sync for BigTab {}
-pub static BIG: BigTab = BigTab { lock: Spin::new(), v: core::cell::UnsafeCell::new((null_mut(), 0, 0, 0)) };
 
 impl BigTab {
+    pub const fn new() -> BigTab {
+        BigTab { lock: Spin::new(), v: core::cell::UnsafeCell::new((null_mut(), 0, 0, 0)) }
+    }
     pub fn items(&self) -> &[Big] {
         let v = unsafe { &*self.v.get() };
         if v.1 == 0 {
@@ -429,30 +447,31 @@ fn cached_slot(lv: usize, key: usize, create: bool) -> Option<&'static AtomicUsi
                 let leaf = (*h).leaf_ptr[lv] as *const AtomicUsize;
                 return Some(&*leaf.add(key & (LEAF - 1)));
             }
-            let s = LEVELS[lv].slot(key, create)?;
+            let s = HEAP.levels[lv].slot(key, create)?;
             (*h).leaf_key[lv] = lk;
             (*h).leaf_ptr[lv] = (s as *const AtomicUsize as usize) - (key & (LEAF - 1)) * 8;
             return Some(s);
         }
     }
-    LEVELS[lv].slot(key, create)
+    HEAP.levels[lv].slot(key, create)
 }
 
 /// Index a chunk. Err when over the metadata cap; Ok(Some(old)) when a stale record
 /// (a chunk freed without the index seeing it) had the same base.
-pub unsafe fn insert(p: usize, size: usize, id: u32) -> Result<Option<Chunk>, ()> {
+pub unsafe fn insert(ix: &Index, p: usize, size: usize, id: u32) -> Result<Option<Chunk>, ()> {
     if p >= ADDR_LIMIT || id as u64 > ID_MASK {
         return Err(());
     }
-    let lv = level_of(usable(p));
+    let lv = level_of(if ix.sub { size } else { usable(p) });
     if lv == 4 {
-        BIG.lock.lock();
-        let r = BIG.insert(Big { base: p, size, id: id as u64 });
-        BIG.lock.unlock();
+        ix.big.lock.lock();
+        let r = ix.big.insert(Big { base: p, size, id: id as u64 });
+        ix.big.lock.unlock();
         return r.map(|o| o.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 }));
     }
-    let l = &LEVELS[lv];
-    let Some(slot) = cached_slot(lv, p >> l.shift, true) else { return Err(()) };
+    let l = &ix.levels[lv];
+    let slot = if ix.sub { l.slot(p >> l.shift, true) } else { cached_slot(lv, p >> l.shift, true) };
+    let Some(slot) = slot else { return Err(()) };
     let off = p & ((1 << l.shift) - 1);
     let rec = ((off as u64) << OFF_SHIFT) | ((size as u64) << SIZE_SHIFT) | id as u64;
     let mut g = lock_slot(slot, true).unwrap();
@@ -461,20 +480,32 @@ pub unsafe fn insert(p: usize, size: usize, id: u32) -> Result<Option<Chunk>, ()
     res.map(|o| o.map(|old| Chunk { base: p, size: rec_size(old), id: rec_id(old) }))
 }
 
-/// Remove the chunk based at p (p must be a live glibc chunk). None when unknown.
-pub unsafe fn remove(p: usize) -> Option<Chunk> {
+/// Remove the chunk based at p (in HEAP, p must be a live glibc chunk). None when unknown.
+pub unsafe fn remove(ix: &Index, p: usize) -> Option<Chunk> {
     if p >= ADDR_LIMIT {
         return None;
     }
-    let lv = level_of(usable(p));
+    if ix.sub {
+        // the piece's size (hence level) is unknown: try each
+        for lv in 0..5 {
+            if let Some(c) = remove_at(ix, lv, p) {
+                return Some(c);
+            }
+        }
+        return None;
+    }
+    remove_at(ix, level_of(usable(p)), p)
+}
+
+unsafe fn remove_at(ix: &Index, lv: usize, p: usize) -> Option<Chunk> {
     if lv == 4 {
-        BIG.lock.lock();
-        let r = BIG.remove(p);
-        BIG.lock.unlock();
+        ix.big.lock.lock();
+        let r = ix.big.remove(p);
+        ix.big.lock.unlock();
         return r.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 });
     }
-    let l = &LEVELS[lv];
-    let slot = cached_slot(lv, p >> l.shift, false)?;
+    let l = &ix.levels[lv];
+    let slot = if ix.sub { l.slot(p >> l.shift, false)? } else { cached_slot(lv, p >> l.shift, false)? };
     if slot.load(Ordering::Relaxed) == 0 {
         return None;
     }
@@ -484,13 +515,54 @@ pub unsafe fn remove(p: usize) -> Option<Chunk> {
     res.map(|rec| Chunk { base: p, size: rec_size(rec), id: rec_id(rec) })
 }
 
+/// Remove every SUB piece based in [b, e) (the glibc chunk holding a pool was freed).
+pub unsafe fn remove_range(ix: &Index, b: usize, e: usize, f: &mut dyn FnMut(Chunk)) {
+    for l in ix.levels.iter() {
+        let mask = (1usize << l.shift) - 1;
+        for key in (b >> l.shift)..=((e.max(b + 1) - 1) >> l.shift) {
+            let Some(slot) = l.slot(key, false) else { continue };
+            if slot.load(Ordering::Relaxed) & !1 == 0 {
+                continue;
+            }
+            let mut g = lock_slot(slot, true).unwrap();
+            let lo = if key == b >> l.shift { b & mask } else { 0 };
+            loop {
+                let recs = g.recs();
+                let i = lower_bound(recs, lo);
+                let Some(&r) = recs.get(i) else { break };
+                let base = (key << l.shift) + rec_off(r);
+                if base >= e {
+                    break;
+                }
+                g.remove(rec_off(r));
+                f(Chunk { base, size: rec_size(r), id: rec_id(r) });
+            }
+            drop(g);
+        }
+    }
+    if unsafe { core::ptr::read_volatile(&(*ix.big.v.get()).1) } == 0 {
+        return;
+    }
+    ix.big.lock.lock();
+    loop {
+        let i = ix.big.pos(b);
+        let Some(&x) = ix.big.items().get(i) else { break };
+        if x.base >= e {
+            break;
+        }
+        ix.big.remove(x.base);
+        f(Chunk { base: x.base, size: x.size, id: x.id as u32 });
+    }
+    ix.big.lock.unlock();
+}
+
 /// The chunk containing p (any interior pointer). `wait`: false → give up (None) rather
 /// than wait for a lock (signal-handler callers).
-pub fn lookup(p: usize, wait: bool) -> Option<Chunk> {
+pub fn lookup(ix: &Index, p: usize, wait: bool) -> Option<Chunk> {
     if p >= ADDR_LIMIT {
         return None;
     }
-    for l in LEVELS.iter() {
+    for l in ix.levels.iter() {
         let mask = (1usize << l.shift) - 1;
         let key = p >> l.shift;
         if let Some(slot) = l.slot(key, false) {
@@ -521,24 +593,24 @@ pub fn lookup(p: usize, wait: bool) -> Option<Chunk> {
         }
     }
     if !(if wait {
-        BIG.lock.lock();
+        ix.big.lock.lock();
         true
     } else {
-        BIG.lock.try_lock()
+        ix.big.lock.try_lock()
     }) {
         return None;
     }
-    let b = BIG.find(p);
-    BIG.lock.unlock();
+    let b = ix.big.find(p);
+    ix.big.lock.unlock();
     b.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 })
 }
 
 /// Copy out the records of every region, calling `f` with each chunk outside any lock.
-pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
+pub fn for_each_chunk(ix: &Index, f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     let mut n = 0usize;
     let mut stop = false;
     let mut buf = [0u64; 128];
-    for l in LEVELS.iter() {
+    for l in ix.levels.iter() {
         let shift = l.shift;
         l.for_each_slot(&mut |key, slot| {
             if stop || slot.load(Ordering::Relaxed) & !1 == 0 {
@@ -576,9 +648,9 @@ pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
                 let h = crate::tls::hot();
                 let saved = (*h).guard;
                 crate::interpose::guard_on(h, crate::interpose::GUARD_WORK);
-                BIG.lock.lock();
-                let b = BIG.items().get(i).copied();
-                BIG.lock.unlock();
+                ix.big.lock.lock();
+                let b = ix.big.items().get(i).copied();
+                ix.big.lock.unlock();
                 if saved == 0 {
                     crate::interpose::guard_off(h)
                 } else {
@@ -599,28 +671,36 @@ pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
 
 /// Per-site live chunk counts and bytes, from the index itself (reports).
 pub fn live_by_site(mut f: impl FnMut(u32, u64)) {
-    for_each_chunk(&mut |c| {
-        f(c.id, c.size as u64);
-        false
-    });
+    for ix in [&HEAP, &SUB] {
+        for_each_chunk(ix, &mut |c| {
+            f(c.id, c.size as u64);
+            false
+        });
+    }
 }
 
 /// fork: hold every index lock across fork so the child inherits consistent state.
 pub fn lock_all() {
-    // Lock order: regions, then BIG, the pool and the site table (a region's lock is
-    // held while its array grows from the pool).
-    for l in LEVELS.iter() {
-        l.for_each_slot(&mut |_, s| core::mem::forget(lock_slot(s, true)));
+    // Lock order: regions, then the big arrays, the pool and the site table (a
+    // region's lock is held while its array grows from the pool).
+    for ix in [&HEAP, &SUB] {
+        for l in ix.levels.iter() {
+            l.for_each_slot(&mut |_, s| core::mem::forget(lock_slot(s, true)));
+        }
     }
-    BIG.lock.lock();
+    HEAP.big.lock.lock();
+    SUB.big.lock.lock();
     POOL.lock_all();
     crate::sites::LOCK.lock();
 }
 pub fn unlock_all(child: bool) {
     crate::sites::LOCK.unlock();
     POOL.unlock_all(child);
-    BIG.lock.unlock();
-    for l in LEVELS.iter() {
-        l.for_each_slot(&mut |_, s| s.store(s.load(Ordering::Relaxed) & !1, Ordering::Release));
+    SUB.big.lock.unlock();
+    HEAP.big.lock.unlock();
+    for ix in [&HEAP, &SUB] {
+        for l in ix.levels.iter() {
+            l.for_each_slot(&mut |_, s| s.store(s.load(Ordering::Relaxed) & !1, Ordering::Release));
+        }
     }
 }

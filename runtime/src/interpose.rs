@@ -57,7 +57,7 @@ unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize) {
     } else {
         let mut ok = false;
         if INDEXING.load(Ordering::Relaxed) {
-            match index::insert(p as usize, n, id) {
+            match index::insert(&index::HEAP, p as usize, n, id) {
                 Ok(Some(old)) => {
                     sites::on_free(h, old.id, old.size as u64);
                     ok = true
@@ -89,9 +89,13 @@ unsafe fn unrecord(p: *mut c_void) -> Option<index::Chunk> {
         return None;
     }
     guard_on(h, GUARD_WORK);
-    let c = index::remove(p as usize);
+    let c = index::remove(&index::HEAP, p as usize);
     if let Some(c) = c {
         sites::on_free(h, c.id, c.size as u64);
+        if index::SUB_USED.load(Ordering::Relaxed) {
+            // pieces a hooked suballocator carved out of this chunk die with it
+            index::remove_range(&index::SUB, c.base, c.base + c.size, &mut |x| sites::on_free(h, x.id, x.size as u64));
+        }
     }
     guard_off(h);
     c
@@ -138,7 +142,7 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize) -> P {
         if let Some(c) = old {
             let h = hot();
             guard_on(h, GUARD_WORK);
-            if index::insert(c.base, c.size, c.id).is_ok() {
+            if index::insert(&index::HEAP, c.base, c.size, c.id).is_ok() {
                 sites::on_restore(h, c.id, c.size as u64);
             }
             guard_off(h);

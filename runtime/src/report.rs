@@ -72,6 +72,12 @@ pub fn snapshot() -> Vec<SiteRow> {
     v
 }
 
+/// Pieces of hooked suballocators: reported per site, kept out of the heap totals (the
+/// pool chunks they were carved from are counted there already).
+pub fn is_sub(key: usize) -> bool {
+    key & 0xff == sites::A_SUB as usize
+}
+
 pub struct Totals {
     pub agg: Agg,
     pub dropped: u64,
@@ -79,7 +85,7 @@ pub struct Totals {
 }
 pub fn totals(rows: &[SiteRow]) -> Totals {
     let mut agg = Agg::default();
-    for r in rows {
+    for r in rows.iter().filter(|r| !is_sub(r.key)) {
         agg.add(&r.agg);
     }
     let no_site = stats::NO_SITE.load(Ordering::Relaxed);
@@ -148,9 +154,13 @@ pub fn render(reason: &str) -> String {
     out.push_str(",\"reason\":");
     esc(&mut out, reason);
     let cap = META_CAP.load(Ordering::Relaxed);
+    let mut sub = Agg::default();
+    for r in rows.iter().filter(|r| is_sub(r.key)) {
+        sub.add(&r.agg);
+    }
     let _ = write!(
         out,
-        ",\"totals\":{{\"calls\":{},\"bytes\":{},\"live_chunks\":{},\"live_bytes\":{},\"dropped\":{},\"dropped_reentrant\":{},\"dropped_no_site\":{},\"meta_bytes\":{},\"meta_cap\":{},\"indexing_stopped\":{},\"meta_bytes_per_live_chunk\":{:.2},\"sites\":{},\"regions\":{},\"depth_overflows\":{}}}",
+        ",\"totals\":{{\"calls\":{},\"bytes\":{},\"live_chunks\":{},\"live_bytes\":{},\"dropped\":{},\"dropped_reentrant\":{},\"dropped_no_site\":{},\"meta_bytes\":{},\"meta_cap\":{},\"indexing_stopped\":{},\"meta_bytes_per_live_chunk\":{:.2},\"sites\":{},\"regions\":{},\"depth_overflows\":{},\"suballoc_calls\":{},\"suballoc_bytes\":{},\"suballoc_live_chunks\":{}}}",
         t.agg.calls,
         t.agg.bytes,
         t.agg.live_chunks,
@@ -165,6 +175,9 @@ pub fn render(reason: &str) -> String {
         rows.len(),
         crate::index::REGIONS.load(Ordering::Relaxed),
         stats::DEPTH_OVERFLOWS.load(Ordering::Relaxed),
+        sub.calls,
+        sub.bytes,
+        sub.live_chunks,
     );
 
     // per innermost site, broken down by outermost site
@@ -187,6 +200,9 @@ pub fn render(reason: &str) -> String {
             syms.site_fields(&mut out, addr);
             out.push_str(",\"allocator\":");
             esc(&mut out, &allocator_of(&rs));
+            if rs.iter().all(|r| is_sub(r.key)) {
+                out.push_str(",\"suballoc\":true");
+            }
             let mut a = Agg::default();
             for r in &rs {
                 a.add(&r.agg);

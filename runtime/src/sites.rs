@@ -11,7 +11,7 @@ pub const MAX_SITES: usize = 1 << 18;
 const HASH_SLOTS: usize = MAX_SITES * 2;
 
 /// Allocator codes (the C/C++ entry point that produced a chunk).
-pub const ALLOCATORS: [&str; 14] = [
+pub const ALLOCATORS: [&str; 15] = [
     "unknown",
     "malloc",
     "calloc",
@@ -26,6 +26,7 @@ pub const ALLOCATORS: [&str; 14] = [
     "strndup",
     "operator new",
     "operator new[]",
+    "suballoc",
 ];
 pub const A_MALLOC: u32 = 1;
 pub const A_CALLOC: u32 = 2;
@@ -40,6 +41,8 @@ pub const A_STRDUP: u32 = 10;
 pub const A_STRNDUP: u32 = 11;
 pub const A_NEW: u32 = 12;
 pub const A_NEW_ARR: u32 = 13;
+/// A piece returned by a hooked suballocator (pool, bump arena).
+pub const A_SUB: u32 = 14;
 
 #[repr(C)]
 pub struct Key {
@@ -358,7 +361,7 @@ pub fn libc_allocator_name(key: usize) -> &'static str {
     ALLOCATORS.get(key & 0xff).copied().unwrap_or("unknown")
 }
 
-const ALLOCATORS_C: [&core::ffi::CStr; 14] = [
+const ALLOCATORS_C: [&core::ffi::CStr; 15] = [
     c"unknown",
     c"malloc",
     c"calloc",
@@ -373,6 +376,7 @@ const ALLOCATORS_C: [&core::ffi::CStr; 14] = [
     c"strndup",
     c"operator new",
     c"operator new[]",
+    c"suballoc",
 ];
 /// NUL-terminated static allocator name (for the C API).
 pub fn allocator_cname(key: usize) -> *const core::ffi::c_char {

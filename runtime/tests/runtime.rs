@@ -301,3 +301,18 @@ fn api_example_report_on_request() {
     assert_eq!(r["reason"], "request");
     assert!(!sites_matching(&r, "sites", "make_node").is_empty());
 }
+
+#[test]
+fn suballocator_pieces() {
+    let dir = out_dir("index-suballoc");
+    let exe = build("index.c", &dir, &[]);
+    run(&exe, &dir, &["suballoc"], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    let r = &reports(&dir)[0];
+    let t = &r["totals"];
+    assert_eq!(u(t, "suballoc_calls"), 106);
+    assert_eq!(u(t, "suballoc_live_chunks"), 5);
+    let pa: Vec<_> = r["sites"].as_array().unwrap().iter().filter(|s| s["allocator"] == "pool_alloc").collect();
+    assert_eq!(pa.iter().map(|s| u(s, "calls")).sum::<u64>(), 105);
+    assert_eq!(pa.iter().map(|s| u(s, "live_chunks")).sum::<u64>(), 5);
+    assert!(pa.iter().all(|s| s["suballoc"] == Value::Bool(true)));
+}
