@@ -35,7 +35,8 @@ pub fn init() {
 
 /// Only used by the fork child before reopening (the file name may contain `%p`).
 pub fn reopen_after_fork() {
-    if on() {
+    // a per-process file only when the name has %p; else keep appending to the shared one
+    if on() && sys::env(c"ALLOCSITE_TRACE").is_some_and(|t| t.windows(2).any(|w| w == b"%p")) {
         init();
     }
 }
