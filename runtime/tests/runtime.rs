@@ -133,8 +133,8 @@ fn hooks_nesting_failure_longjmp_and_trace() {
     assert!(outer.contains(" site=hooks+0x") && outer.contains(" depth=1 size=8 count=3"), "{outer}");
     let inner = all.lines().find(|l| l.starts_with("enter") && l.contains("fn=ckd_calloc ") && l.contains("depth=2")).unwrap();
     assert!(inner.contains(" size=8 count=12"), "{inner}");
-    let xm = all.lines().find(|l| l.starts_with("enter") && l.contains("fn=xmalloc ") && l.contains("depth=2")).unwrap();
-    assert!(xm.contains(" size=24"), "{xm}");
+    // the row-pointer xmalloc inside ckd_calloc_2d (the longjmp test has other depth-2 ones)
+    assert!(all.lines().any(|l| l.starts_with("enter") && l.contains("fn=xmalloc ") && l.contains(" depth=2 size=24")), "{all}");
     let fr = all.lines().find(|l| l.starts_with("enter") && l.contains("fn=xfree ")).unwrap();
     assert!(fr.contains(" ptr=0x") && !fr.contains("size="), "{fr}");
     // failing call: exit with ret=0x0
