@@ -27,9 +27,6 @@ pub unsafe extern "C" fn __allocsite_enter(f: *const FnDesc, site: *mut u8, args
     if let c @ 0..=5 = (*f).count_arg {
         size = size.wrapping_mul(*args.add(c as usize));
     }
-    if (*f).kind == KIND_FREE && crate::index::SUB_USED.load(Ordering::Relaxed) {
-        sub_free(f, args);
-    }
     if (d as usize) < DEPTH {
         let e = &mut (*h).entries[d as usize];
         e.fn_ = f;
@@ -43,8 +40,20 @@ pub unsafe extern "C" fn __allocsite_enter(f: *const FnDesc, site: *mut u8, args
         (*h).outermost = site as usize;
     }
     (*h).depth = d + 1;
+    // rare work last, in one out-of-line call, so the fast path saves no registers
+    if trace::on() || ((*f).kind == KIND_FREE && crate::index::SUB_USED.load(Ordering::Relaxed)) {
+        enter_slow(f, site as usize, args, d + 1);
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn enter_slow(f: *const FnDesc, site: usize, args: *const u64, depth: u32) {
+    if (*f).kind == KIND_FREE && crate::index::SUB_USED.load(Ordering::Relaxed) {
+        sub_free(f, args);
+    }
     if trace::on() {
-        trace::enter(f, site as usize, args, d + 1);
+        trace::enter(f, site, args, depth);
     }
 }
 
@@ -62,14 +71,13 @@ pub unsafe extern "C" fn __allocsite_exit(f: *const FnDesc, ret: u64, entry_sp: 
     } else if d != 0 && (*h).entries[d as usize - 1].sp == sp {
         mine = d;
     }
-    if trace::on() {
-        let site = if mine != 0 && (mine as usize) <= DEPTH { (*h).entries[mine as usize - 1].site } else { 0 };
-        trace::exit(f, site, ret, if mine != 0 { mine } else { d });
-    }
-    if (*f).kind == KIND_SUBALLOC && ret != 0 && mine != 0 && (mine as usize) <= DEPTH {
-        let e = (*h).entries[mine as usize - 1];
-        sub_record(h, ret as usize, e.size, e.site, (*h).outermost, f);
-    }
+    let (site, size) = if mine != 0 && (mine as usize) <= DEPTH {
+        let e = &(*h).entries[mine as usize - 1];
+        (e.site, e.size)
+    } else {
+        (0, 0)
+    };
+    let outer = (*h).outermost;
     if mine != 0 {
         d -= 1;
         if d == 0 {
@@ -77,6 +85,20 @@ pub unsafe extern "C" fn __allocsite_exit(f: *const FnDesc, ret: u64, entry_sp: 
         }
     }
     (*h).depth = d;
+    if trace::on() || ((*f).kind == KIND_SUBALLOC && ret != 0 && site != 0) {
+        exit_slow(f, ret, site, size, outer, if mine != 0 { mine } else { d });
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn exit_slow(f: *const FnDesc, ret: u64, site: usize, size: u64, outer: usize, depth: u32) {
+    if trace::on() {
+        trace::exit(f, site, ret, depth);
+    }
+    if (*f).kind == KIND_SUBALLOC && ret != 0 && site != 0 {
+        sub_record(hot(), ret as usize, size, site, outer, f);
+    }
 }
 
 pub const KIND_FREE: u8 = 2;
@@ -85,6 +107,7 @@ pub const KIND_SUBALLOC: u8 = 3;
 /// Index a piece returned by a hooked suballocator (the SUB index: pieces may lie
 /// inside a glibc chunk, e.g. a pool's block).
 #[cold]
+#[inline(never)]
 unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, outer: usize, f: *const FnDesc) {
     use crate::interpose::{guard_off, guard_on, GUARD_WORK, INDEXING};
     use crate::{index, sites};
@@ -114,6 +137,7 @@ unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, 
 
 /// A hooked free function is about to release a suballocated piece.
 #[cold]
+#[inline(never)]
 unsafe fn sub_free(f: *const FnDesc, args: *const u64) {
     use crate::interpose::{guard_off, guard_on, GUARD_WORK};
     let a = (*f).ptr_arg;

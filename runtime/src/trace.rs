@@ -73,6 +73,7 @@ pub unsafe fn fn_name(f: *const FnDesc) -> &'static [u8] {
 }
 
 #[cold]
+#[inline(never)]
 pub unsafe fn enter(f: *const FnDesc, site: usize, args: *const u64, depth: u32) {
     let mut b = Buf::<1024>::new();
     b.s(b"enter tid=").dec(tid() as u64).s(b" fn=").s(fn_name(f)).s(b" site=");
@@ -96,6 +97,7 @@ pub unsafe fn enter(f: *const FnDesc, site: usize, args: *const u64, depth: u32)
 }
 
 #[cold]
+#[inline(never)]
 pub unsafe fn exit(f: *const FnDesc, site: usize, ret: u64, depth: u32) {
     let mut b = Buf::<1024>::new();
     b.s(b"exit  tid=").dec(tid() as u64).s(b" fn=").s(fn_name(f)).s(b" site=");
