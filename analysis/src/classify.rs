@@ -133,7 +133,7 @@ impl<'a> Classifier<'a> {
             }
             t => {
                 let caller_addr = caller_key(t, self.bin.funcs[caller].addr);
-                let (spec, names) = self.agreed_for(t, caller_addr)?;
+                let (spec, names) = self.agreed_for(t, caller_addr, self.bin.funcs[caller].addr)?;
                 // Through a pointer, demand that the arguments line up with the
                 // candidates' roles: the role arguments come from our parameters.
                 // Through an untyped member offset, demand that the arguments line
@@ -156,14 +156,20 @@ impl<'a> Classifier<'a> {
 
     /// The allocator every candidate of pointer target `t` agrees on; none when
     /// any candidate is not a classified allocator with the same roles.
-    fn agreed_for(&self, t: &Target, caller: u64) -> Option<(Spec, String)> {
+    /// The function making the call is left out: a wrapper installed in the same
+    /// slot type as what it wraps (SQLite's memtrace) must not block itself.
+    fn agreed_for(&self, t: &Target, caller: u64, caller_entry: u64) -> Option<(Spec, String)> {
         let key = (t.clone(), caller);
-        if let Some(a) = self.agreed.borrow().get(&key) {
-            return a.clone();
+        let cands = self.cands.get(&key).map(|c| c.0.as_slice()).unwrap_or(&[]);
+        let cacheable = !cands.contains(&caller_entry);
+        if cacheable {
+            if let Some(a) = self.agreed.borrow().get(&key) {
+                return a.clone();
+            }
         }
         let mut agreed: Option<(Spec, Vec<String>)> = None;
         let mut conflict = false;
-        for &fa in self.cands.get(&key).map(|c| c.0.as_slice()).unwrap_or(&[]) {
+        for &fa in cands.iter().filter(|&&a| a != caller_entry) {
             let Some(&f) = self.bin.by_addr.get(&fa) else { continue };
             let Some(found) = self.found.get(&f) else {
                 conflict = true;
@@ -195,7 +201,9 @@ impl<'a> Classifier<'a> {
                 .collect();
             eprintln!("pointer target {t:?} (caller {caller:#x}): candidates [{}] → {:?}", names.join(", "), result.as_ref().map(|r| &r.1));
         }
-        self.agreed.borrow_mut().insert(key, result.clone());
+        if cacheable {
+            self.agreed.borrow_mut().insert(key, result.clone());
+        }
         result
     }
 
@@ -247,12 +255,37 @@ impl<'a> Classifier<'a> {
             .enumerate()
             .filter(|(_, c)| c.as_ref().is_some_and(|c| c.spec.gives_storage() && c.spec.out.is_none()))
             .fold(0, |m, (i, _)| m | bit(i));
+        // Unresolved calls through a pointer that get our parameters: `custom ?
+        // custom->alloc(opaque, size) : malloc(size)` (zstd's customMem) may
+        // return alongside a real allocator.
+        let maybe_storage: u32 = s
+            .calls
+            .iter()
+            .zip(callees.iter())
+            .enumerate()
+            .filter(|(_, (cs, c))| {
+                c.is_none()
+                    && matches!(cs.target, Target::PtrGlobal(_) | Target::PtrMember(..) | Target::PtrParam(_) | Target::PtrUnknown)
+                    && cs.args.iter().any(|a| a.params != 0)
+            })
+            .fold(0, |m, (i, _)| m | bit(i));
         let out_calls: u32 = callees
             .iter()
             .enumerate()
             .filter(|(_, c)| c.as_ref().is_some_and(|c| c.spec.gives_storage() && c.spec.out.is_some()))
             .fold(0, |m, (i, _)| m | bit(i));
-        let rets_ok = !s.rets.is_empty() && s.rets.iter().all(|r| ret_is_fresh(r, storage_calls, out_calls));
+        // A realloc may hand back the block it was given (same size class).
+        let realloc_ptrs: u8 = s
+            .calls
+            .iter()
+            .zip(callees.iter())
+            .filter_map(|(cs, c)| {
+                let c = c.as_ref()?;
+                (c.spec.kind == Some(Kind::Realloc)).then(|| c.spec.ptr.and_then(|k| arg(cs, k).as_param()))?
+            })
+            .fold(0, |m, p| m | (1 << p));
+        let rets_ok = !s.rets.is_empty()
+            && s.rets.iter().all(|r| ret_is_fresh(r, storage_calls | maybe_storage, out_calls, realloc_ptrs));
         let mut best: Option<Found> = None;
         let mut freed: Option<(u8, String)> = None;
 
@@ -264,7 +297,8 @@ impl<'a> Classifier<'a> {
                 spec = Spec { kind: Some(Kind::Free), ptr: spec.ptr, ..Spec::default() };
             }
             if spec.kind == Some(Kind::Free) {
-                if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {
+                // Freed on every path (NULL checks aside), not just on an error path.
+                if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()).filter(|&p| cs.unavoidable & (1 << p) != 0) {
                     freed.get_or_insert((p, format!("{} → {} ptr", arg_name(p), callee.name)));
                 }
                 continue;
@@ -533,13 +567,16 @@ fn same_roles(a: &Spec, b: &Spec) -> bool {
 
 /// A returned value that is fresh storage, NULL, or a pointer popped from a free
 /// list (loaded through a parameter) — not a parameter, local, or static object.
-fn ret_is_fresh(r: &Val, storage_calls: u32, out_calls: u32) -> bool {
+fn ret_is_fresh(r: &Val, storage_calls: u32, out_calls: u32, realloc_ptrs: u8) -> bool {
     use crate::flow::value::{CONST, GLOAD, GLOBAL, STACK, TOP};
     if r.as_const() == Some(0) {
         return true;
     }
-    if r.has(TOP | STACK | GLOBAL | GLOAD) || r.params != 0 {
+    if r.has(TOP | STACK | GLOBAL | GLOAD) || r.params & !realloc_ptrs != 0 {
         return false;
+    }
+    if r.params != 0 && r.calls == 0 && r.outcalls == 0 && r.lparams == 0 {
+        return true; // the realloc's own block handed back
     }
     if r.has(CONST) && r.num != 0 {
         return false;

@@ -76,6 +76,9 @@ pub(super) struct Interp<'a, E: Env> {
     call_idx: BTreeMap<usize, usize>,
     pub(super) sum: Summary,
     ret_at: BTreeMap<usize, Val>,
+    /// Block being interpreted, and per block the parameters it stores to memory.
+    cur_block: usize,
+    keeps: Vec<u8>,
     pub(super) info: InstructionInfoFactory,
 }
 
@@ -91,6 +94,8 @@ pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, size: u64) -> Summary
         call_idx: BTreeMap::new(),
         sum: Summary::default(),
         ret_at: BTreeMap::new(),
+        cur_block: 0,
+        keeps: Vec::new(),
         info: InstructionInfoFactory::new(),
     };
     if insns.len() >= MAX_INSNS {
@@ -155,6 +160,9 @@ impl<'a, E: Env> Interp<'a, E> {
         let mut queued = vec![false; nblocks];
         queued[0] = true;
         let mut reached = vec![false; nblocks];
+        let mut succ_of: Vec<Vec<usize>> = vec![Vec::new(); nblocks];
+        let mut guard: Vec<Option<u8>> = vec![None; nblocks];
+        self.keeps = vec![0; nblocks];
         loop {
             while let Some(b) = work.pop() {
                 queued[b] = false;
@@ -165,10 +173,14 @@ impl<'a, E: Env> Interp<'a, E> {
                     continue;
                 }
                 let Some(mut st) = input[b].clone() else { continue };
+                self.cur_block = b;
                 let first = leaders[b];
                 let last = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
                 let mut succs = Vec::new();
                 for i in first..last {
+                    if i > first && self.insns[i].flow_control() == FlowControl::ConditionalBranch {
+                        guard[b] = guard[b].or(self.null_test(&self.insns[i - 1], &st));
+                    }
                     if let Some(next) = self.step(i, &mut st) {
                         for t in next {
                             succs.push(t);
@@ -181,6 +193,9 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
                 for s in succs {
                     let sb = block_of(s);
+                    if !succ_of[b].contains(&sb) {
+                        succ_of[b].push(sb);
+                    }
                     let changed = match &mut input[sb] {
                         Some(old) => old.join_from(&st),
                         slot @ None => {
@@ -214,6 +229,29 @@ impl<'a, E: Env> Interp<'a, E> {
                 None => break,
             }
         }
+        let exits: Vec<bool> = (0..nblocks)
+            .map(|b| {
+                let hi = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
+                self.ret_at.range(leaders[b]..hi).next().is_some()
+            })
+            .collect();
+        let calls: Vec<(usize, usize)> = self.call_idx.iter().map(|(&i, &c)| (c, block_of(i))).collect();
+        for (c, bc) in calls {
+            let mask = self.sum.calls[c].args.iter().fold(0u8, |m, a| m | a.params) & 0x3f;
+            self.sum.calls[c].unavoidable = super::paths::unavoidable(&succ_of, &exits, &guard, &self.keeps, bc, mask);
+        }
+    }
+
+    /// The parameter a `test %r,%r` / `cmp $0,x` compares with zero, if any.
+    fn null_test(&self, ins: &Instruction, st: &State) -> Option<u8> {
+        let v = match ins.mnemonic() {
+            Mnemonic::Test if ins.op_count() == 2 && ins.op0_kind() == OpKind::Register && ins.op1_kind() == OpKind::Register && ins.op0_register() == ins.op1_register() => {
+                self.read(ins, 0, st)
+            }
+            Mnemonic::Cmp if ins.op1_kind() != OpKind::Register && ins.op1_kind() != OpKind::Memory && ins.immediate(1) == 0 => self.read(ins, 0, st),
+            _ => return None,
+        };
+        v.as_param()
     }
 
     /// Interpret instruction `i`. Returns Some(successor instruction indices) when
@@ -327,7 +365,7 @@ impl<'a, E: Env> Interp<'a, E> {
             }
         }
         if c == self.sum.calls.len() {
-            self.sum.calls.push(CallSite { addr: ins.ip(), ret_addr: ins.next_ip(), target, args, tail });
+            self.sum.calls.push(CallSite { addr: ins.ip(), ret_addr: ins.next_ip(), target, args, tail, unavoidable: 0 });
         } else {
             let cs = &mut self.sum.calls[c];
             for (a, b) in cs.args.iter_mut().zip(args.iter()) {
@@ -542,6 +580,9 @@ impl<'a, E: Env> Interp<'a, E> {
             }
             Mem::Global(g) => {
                 if let Some(k) = v.as_param() {
+                    if let Some(m) = self.keeps.get_mut(self.cur_block) {
+                        *m |= 1 << k;
+                    }
                     if !self.sum.param_globals.contains(&(k, g)) {
                         self.sum.param_globals.push((k, g));
                     }
@@ -559,6 +600,9 @@ impl<'a, E: Env> Interp<'a, E> {
 
     fn note_param_member(&mut self, v: &Val, off: i32) {
         if let Some(k) = v.as_param() {
+            if let Some(m) = self.keeps.get_mut(self.cur_block) {
+                *m |= 1 << k;
+            }
             if !self.sum.param_members.contains(&(k, off)) {
                 self.sum.param_members.push((k, off));
             }

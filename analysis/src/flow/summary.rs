@@ -42,6 +42,9 @@ pub struct CallSite {
     /// Provenance of the six integer argument registers at the call.
     pub args: [Val; 6],
     pub tail: bool,
+    /// Bit p: every path from entry to a return passes this call, except paths
+    /// that branch on parameter p being NULL (`if (p) free(p);`).
+    pub unavoidable: u8,
 }
 
 /// A store `*(base + off) = val` where base is a parameter.
