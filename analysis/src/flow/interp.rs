@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 /// Instructions beyond this are not interpreted (the function is marked imprecise).
 const MAX_INSNS: usize = 60_000;
 /// Block visits allowed per block before giving up on precision.
-const MAX_VISITS_PER_BLOCK: usize = 40;
+const MAX_VISITS_PER_BLOCK: usize = 12;
 
 pub(super) const RSP: usize = 4;
 pub(super) const RBP: usize = 5;
