@@ -120,6 +120,7 @@ fn parse_bytes(s: &[u8]) -> Option<u64> {
 
 extern "C" fn init() {
     sites::init_thread_key();
+    hooks::check_interposed();
     if let Some(v) = sys::env(c"ALLOCSITE_MAX_META") {
         match parse_bytes(v) {
             Some(n) => arena::META_CAP.store(n, Ordering::Relaxed),

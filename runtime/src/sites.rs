@@ -11,7 +11,7 @@ pub const MAX_SITES: usize = 1 << 18;
 const HASH_SLOTS: usize = MAX_SITES * 2;
 
 /// Allocator codes (the C/C++ entry point that produced a chunk).
-pub const ALLOCATORS: [&str; 15] = [
+pub const ALLOCATORS: [&str; 16] = [
     "unknown",
     "malloc",
     "calloc",
@@ -27,6 +27,7 @@ pub const ALLOCATORS: [&str; 15] = [
     "operator new",
     "operator new[]",
     "suballoc",
+    "hooked",
 ];
 pub const A_MALLOC: u32 = 1;
 pub const A_CALLOC: u32 = 2;
@@ -43,6 +44,8 @@ pub const A_NEW: u32 = 12;
 pub const A_NEW_ARR: u32 = 13;
 /// A piece returned by a hooked suballocator (pool, bump arena).
 pub const A_SUB: u32 = 14;
+/// A chunk indexed from a hooked alloc function's result (runtime not interposing malloc).
+pub const A_HOOKED: u32 = 15;
 
 #[repr(C)]
 pub struct Key {
@@ -361,7 +364,7 @@ pub fn libc_allocator_name(key: usize) -> &'static str {
     ALLOCATORS.get(key & 0xff).copied().unwrap_or("unknown")
 }
 
-const ALLOCATORS_C: [&core::ffi::CStr; 15] = [
+const ALLOCATORS_C: [&core::ffi::CStr; 16] = [
     c"unknown",
     c"malloc",
     c"calloc",
@@ -377,6 +380,7 @@ const ALLOCATORS_C: [&core::ffi::CStr; 15] = [
     c"operator new",
     c"operator new[]",
     c"suballoc",
+    c"hooked",
 ];
 /// NUL-terminated static allocator name (for the C API).
 pub fn allocator_cname(key: usize) -> *const core::ffi::c_char {

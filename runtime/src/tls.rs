@@ -135,5 +135,7 @@ pub unsafe fn active_sites(sp: usize) -> Option<(usize, usize, *const FnDesc)> {
         }
     }
     let e = &(*h).entries[(d as usize).min(DEPTH) - 1];
-    Some((e.site, (*h).outermost, e.fn_))
+    // (an entry's fn_ with bit 0 set marks "result indexed by an inner call")
+    let f = if e.fn_ as usize & 1 != 0 { core::ptr::null() } else { e.fn_ };
+    Some((e.site, (*h).outermost, f))
 }
