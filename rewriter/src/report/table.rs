@@ -24,9 +24,10 @@ pub fn render(r: &Report, top: usize, by_outermost: bool) -> String {
     let per_chunk = if t.live_chunks > 0 { format!(" = {:.1} B per live chunk", t.meta_bytes as f64 / t.live_chunks as f64) } else { String::new() };
     let _ = writeln!(
         out,
-        "{} allocation calls, {} requested; live at exit: {} chunks, {}; runtime metadata {}{per_chunk}",
+        "{} allocation calls, {} requested; live{}: {} chunks, {}; runtime metadata {}{per_chunk}",
         t.calls,
         human(t.bytes),
+        if r.reason == "exit" { " at exit (leaks)" } else { " when written" },
         t.live_chunks,
         human(t.live_bytes),
         human(t.meta_bytes)
@@ -53,7 +54,7 @@ pub fn render(r: &Report, top: usize, by_outermost: bool) -> String {
     let _ = writeln!(
         out,
         "{:>3}  {:>12} {:>10} {:>12} {:>10} {:>12}  {:<16} site",
-        "#", "bytes", "calls", "peak live", "leaked", "leaked bytes", "allocator"
+        "#", "bytes", "calls", "peak live", "live", "live bytes", "allocator"
     );
     for (i, s) in rows.iter().take(top).enumerate() {
         let _ = writeln!(
