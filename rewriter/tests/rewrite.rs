@@ -1,0 +1,486 @@
+//! End-to-end tests of `allocsite rewrite` on real binaries: our own small C programs
+//! (compiled here) and, when present, the testbins (`make -C testbins`). Each rewritten
+//! program must behave byte for byte like the original, call the hooks for every hooked
+//! call with sites in the program's own code, pass `eu-elflint` exactly like its input,
+//! list the runtime in `ldd`, and keep running when moved with the runtime elsewhere.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn allocsite() -> &'static str {
+    env!("CARGO_BIN_EXE_allocsite")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("allocsite-rewrite-tests-{}", std::process::id())).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let o = run(cmd);
+    assert!(o.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn exports_hooks(path: &Path) -> bool {
+    let o = run(Command::new("nm").arg("-D").arg("--defined-only").arg(path));
+    let s = String::from_utf8_lossy(&o.stdout);
+    s.contains(" __allocsite_enter") && s.contains(" __allocsite_exit")
+}
+
+/// The runtime: `$ALLOCSITE_RT`, else the real one from `target/release` when it exports
+/// the hooks, else the stand-in `tests/c/test_rt.c` (same ABI and trace format).
+fn runtime() -> &'static Path {
+    static RT: OnceLock<PathBuf> = OnceLock::new();
+    RT.get_or_init(|| {
+        if let Some(p) = std::env::var_os("ALLOCSITE_RT") {
+            return PathBuf::from(p);
+        }
+        let real = root().join("target/release/liballocsite_rt.so");
+        if real.exists() && exports_hooks(&real) {
+            return real;
+        }
+        let d = scratch("rt");
+        let so = d.join("liballocsite_rt.so");
+        let src = root().join("rewriter/tests/c/test_rt.c");
+        ok(Command::new("gcc").args(["-O2", "-shared", "-fPIC", "-o"]).arg(&so).arg(src));
+        so
+    })
+}
+
+/// `name → (address, size)` of the defined functions of `bin` (from `nm -S`).
+fn functions(bin: &Path) -> BTreeMap<String, (u64, u64)> {
+    let out = ok(Command::new("nm").arg("-S").arg("--defined-only").arg(bin));
+    let mut m = BTreeMap::new();
+    for l in out.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() == 4 && matches!(f[2], "T" | "t" | "W" | "w") {
+            let (a, s) = (u64::from_str_radix(f[0], 16).unwrap(), u64::from_str_radix(f[1], 16).unwrap());
+            m.entry(f[3].to_string()).or_insert((a, s));
+        }
+    }
+    m
+}
+
+struct Fn<'a> {
+    name: &'a str,
+    kind: &'a str,
+    roles: Vec<(&'a str, u8)>,
+    nargs: Option<u8>,
+}
+
+/// Classification JSON for `fns`, addressed through the symbols of `symbols_of`;
+/// functions missing there are skipped. `stripped` names them `sub_<hex>`.
+fn classification(symbols_of: &Path, fns: &[Fn], stripped: bool) -> (String, Vec<String>) {
+    let syms = functions(symbols_of);
+    let mut items = Vec::new();
+    let mut names = Vec::new();
+    for f in fns {
+        let Some(&(addr, size)) = syms.get(f.name) else { continue };
+        let name = if stripped { format!("sub_{addr:x}") } else { f.name.to_string() };
+        let args: Vec<String> = f.roles.iter().map(|(r, p)| format!("\"{r}\": {p}")).collect();
+        let nargs = f.nargs.map(|n| format!(", \"nargs\": {n}")).unwrap_or_default();
+        items.push(format!(
+            "{{\"name\": \"{name}\", \"address\": \"{addr:#x}\", \"code_size\": {size}, \"kind\": \"{}\", \"args\": {{{}}}{nargs}, \"descriptor\": \"\"}}",
+            f.kind,
+            args.join(", ")
+        ));
+        names.push(name);
+    }
+    (format!("{{\"binary\": \"x\", \"functions\": [{}]}}", items.join(",\n")), names)
+}
+
+struct Rewrite {
+    out: PathBuf,
+    stdout: String,
+}
+
+fn rewrite(input: &Path, json: &str, dir: &Path, extra: &[&str]) -> Rewrite {
+    let name = input.file_name().unwrap();
+    let fns = dir.join(format!("{}.json", name.to_string_lossy()));
+    std::fs::write(&fns, json).unwrap();
+    let out = dir.join(name);
+    let stdout = ok(Command::new(allocsite())
+        .arg("rewrite")
+        .arg(input)
+        .arg("-o")
+        .arg(&out)
+        .arg("--fns")
+        .arg(&fns)
+        .arg("--runtime")
+        .arg(runtime())
+        .args(extra));
+    Rewrite { out, stdout }
+}
+
+/// Run `bin args` in `cwd` with a trace file; returns (stdout, stderr, status, trace).
+fn run_traced(bin: &Path, args: &[&str], trace: Option<&Path>) -> (Vec<u8>, Vec<u8>, Option<i32>, String) {
+    let mut c = Command::new(bin);
+    c.args(args).current_dir(bin.parent().unwrap());
+    c.env_remove("ALLOCSITE_TRACE");
+    if let Some(t) = trace {
+        let _ = std::fs::remove_file(t);
+        c.env("ALLOCSITE_TRACE", t);
+    }
+    let o = run(&mut c);
+    let tr = trace.map(|t| std::fs::read_to_string(t).unwrap_or_default()).unwrap_or_default();
+    use std::os::unix::process::ExitStatusExt;
+    (o.stdout, o.stderr, o.status.code().or(o.status.signal().map(|s| 128 + s)), tr)
+}
+
+fn assert_same_behaviour(orig: &Path, new: &Path, args: &[&str]) -> String {
+    let (o1, e1, s1, _) = run_traced(orig, args, None);
+    let trace = new.with_extension(format!("trace{}", args.join("_")));
+    let (o2, e2, s2, tr) = run_traced(new, args, Some(&trace));
+    assert_eq!(String::from_utf8_lossy(&o1), String::from_utf8_lossy(&o2), "stdout of {} {args:?}", new.display());
+    assert_eq!(String::from_utf8_lossy(&e1), String::from_utf8_lossy(&e2), "stderr of {} {args:?}", new.display());
+    assert_eq!(s1, s2, "exit status of {} {args:?}", new.display());
+    tr
+}
+
+fn elflint(p: &Path) -> String {
+    let o = run(Command::new("eu-elflint").arg("--gnu-ld").arg(p));
+    String::from_utf8_lossy(&o.stdout).replace(&p.display().to_string(), "FILE")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok()
+}
+
+/// Address range of `.allocsite.text` in a rewritten file.
+fn new_text(p: &Path) -> (u64, u64) {
+    let out = ok(Command::new("readelf").arg("-SW").arg(p));
+    for l in out.lines() {
+        if let Some(rest) = l.split(".allocsite.text").nth(1) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let a = u64::from_str_radix(f[1], 16).unwrap();
+            let s = u64::from_str_radix(f[3], 16).unwrap();
+            return (a, a + s);
+        }
+    }
+    (0, 0)
+}
+
+/// Link-time address of the first PT_LOAD: what trace offsets (from `dladdr`'s load
+/// base) are relative to — 0 for PIE and shared libraries, 0x400000 for non-PIE.
+fn load_base(p: &Path) -> u64 {
+    let out = ok(Command::new("readelf").arg("-lW").arg(p));
+    out.lines()
+        .find(|l| l.trim_start().starts_with("LOAD"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        .unwrap_or(0)
+}
+
+/// Trace lines per event: (kind, fn, object, offset).
+fn events(trace: &str) -> Vec<(String, String, String, u64)> {
+    trace
+        .lines()
+        .filter_map(|l| {
+            let kind = l.split_whitespace().next()?.to_string();
+            let get = |k: &str| l.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string);
+            let site = get("site=")?;
+            let (obj, off) = site.rsplit_once('+')?;
+            Some((kind, get("fn=")?, obj.to_string(), u64::from_str_radix(off.trim_start_matches("0x"), 16).ok()?))
+        })
+        .collect()
+}
+
+/// Common checks on a rewritten program: same behaviour, hooks called, sites inside the
+/// program's original code, enter/exit balanced, elflint unchanged, ldd lists the runtime.
+fn check_program(orig: &Path, rw: &Rewrite, args_list: &[&[&str]], balanced: bool) -> Vec<String> {
+    let (lo, hi) = new_text(&rw.out);
+    let base = load_base(&rw.out);
+    let (lo, hi) = (lo - base.min(lo), hi - base.min(hi));
+    let obj = rw.out.file_name().unwrap().to_string_lossy().to_string();
+    let mut traces = Vec::new();
+    for args in args_list {
+        let tr = assert_same_behaviour(orig, &rw.out, args);
+        let ev = events(&tr);
+        for (kind, f, o, off) in &ev {
+            if *o == obj {
+                assert!(!(*off >= lo && *off < hi), "{kind} {f}: site {off:#x} is inside the trampolines of {obj}");
+            }
+        }
+        if balanced && args.is_empty() {
+            let enters = ev.iter().filter(|e| e.0 == "enter").count();
+            let exits = ev.iter().filter(|e| e.0 == "exit").count();
+            assert_eq!(enters, exits, "unbalanced enter/exit in {obj}");
+        }
+        traces.push(tr);
+    }
+    if have("eu-elflint") {
+        assert_eq!(elflint(orig), elflint(&rw.out), "eu-elflint --gnu-ld differs for {}", rw.out.display());
+    }
+    let ldd = ok(Command::new("ldd").arg(&rw.out));
+    assert!(ldd.contains("liballocsite_rt.so => "), "ldd {} does not list the runtime: {ldd}", rw.out.display());
+    traces
+}
+
+fn compile(dir: &Path, out: &str, flags: &[&str], srcs: &[&str]) -> PathBuf {
+    let c = root().join("rewriter/tests/c");
+    let o = dir.join(out);
+    ok(Command::new("gcc").args(flags).arg("-o").arg(&o).args(srcs.iter().map(|s| c.join(s))));
+    o
+}
+
+fn own_fns() -> Vec<Fn<'static>> {
+    vec![
+        Fn { name: "xmalloc", kind: "alloc", roles: vec![("size", 0)], nargs: Some(1) },
+        Fn { name: "xcalloc", kind: "alloc", roles: vec![("count", 0), ("size", 1)], nargs: Some(2) },
+        Fn { name: "xfree", kind: "free", roles: vec![("ptr", 0)], nargs: Some(1) },
+        Fn { name: "wrap_tail", kind: "alloc", roles: vec![("size", 0)], nargs: Some(1) },
+        Fn { name: "alloc7", kind: "alloc", roles: vec![("size", 5)], nargs: Some(7) },
+        Fn { name: "scaled_alloc", kind: "alloc", roles: vec![("size", 0)], nargs: Some(1) },
+        Fn { name: "bump", kind: "suballoc", roles: vec![("size", 0)], nargs: Some(1) },
+    ]
+}
+
+#[test]
+fn own_program_all_variants() {
+    let d = scratch("own");
+    let variants: [(&str, &[&str]); 3] =
+        [("O0", &["-O0", "-g"]), ("O2", &["-O2", "-g"]), ("O2nopie", &["-O2", "-g", "-fno-pie", "-no-pie"])];
+    for (v, flags) in variants {
+        let src = compile(&d, &format!("prog.{v}"), flags, &["prog.c", "alloc.c"]);
+        let mut inputs = vec![(src.clone(), src.clone(), false)];
+        if v == "O2" {
+            let s = d.join("prog.O2strip");
+            ok(Command::new("strip").arg("-o").arg(&s).arg(&src));
+            inputs.push((s, src.clone(), true));
+        }
+        for (input, symbols, stripped) in inputs {
+            let out_dir = d.join(format!("out-{}", input.file_name().unwrap().to_string_lossy()));
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let before = std::fs::read(&input).unwrap();
+            let (json, names) = classification(&symbols, &own_fns(), stripped);
+            let rw = rewrite(&input, &json, &out_dir, &[]);
+            assert_eq!(before, std::fs::read(&input).unwrap(), "input modified");
+            for n in &names {
+                assert!(rw.stdout.contains(&format!("hooked {n} at ")), "{n} not hooked in {}:\n{}", input.display(), rw.stdout);
+            }
+            let traces = check_program(&input, &rw, &[&[], &["oom"]], true);
+            let base = load_base(&input);
+            let ev: Vec<_> = events(&traces[0]).into_iter().map(|(a, b, c, off)| (a, b, c, off + base)).collect();
+            let count = |f: &str| ev.iter().filter(|e| e.0 == "enter" && e.1 == f).count();
+            let fname = |n: &str| if stripped { format!("sub_{:x}", functions(&symbols)[n].0) } else { n.to_string() };
+            // main: 50 × (xmalloc, xcalloc, 2 xfree); wrap_tail, alloc7 and scaled_alloc each
+            // call xmalloc once more; 3 xfree at the end; bump 1000 times.
+            assert_eq!(count(&fname("xcalloc")), 50, "{}", input.display());
+            assert_eq!(count(&fname("xfree")), 103, "{}", input.display());
+            assert_eq!(count(&fname("xmalloc")), 53, "{}", input.display());
+            assert_eq!(count(&fname("bump")), 1000, "{}", input.display());
+            assert_eq!(count(&fname("alloc7")), 1, "{}", input.display());
+            // The size argument of xcalloc: sizeof(int); the site of the xmalloc that
+            // wrap_tail tail-calls is wrap_tail's caller (main).
+            assert!(traces[0].contains(&format!("fn={} ", fname("xcalloc"))) && traces[0].contains("size=4 count=1"));
+            let main_range = functions(&symbols)["main"];
+            let tail_site = ev.iter().find(|e| e.0 == "enter" && e.1 == fname("wrap_tail")).unwrap().3;
+            assert!(tail_site >= main_range.0 && tail_site < main_range.0 + main_range.1);
+            let sites: Vec<u64> = ev.iter().filter(|e| e.0 == "enter" && e.1 == fname("xmalloc")).map(|e| e.3).collect();
+            // At -O2 wrap_tail is `add rdi,16; jmp xmalloc`: its pad tail-calls.
+            assert!(v == "O0" || sites.contains(&tail_site), "tail-called xmalloc should report wrap_tail's site {tail_site:#x}: {sites:x?}");
+
+            // Move OUT and the runtime elsewhere: still runs.
+            let moved = d.join(format!("moved-{}", input.file_name().unwrap().to_string_lossy()));
+            std::fs::create_dir_all(&moved).unwrap();
+            let m = moved.join("prog");
+            std::fs::rename(&rw.out, &m).unwrap();
+            std::fs::rename(out_dir.join("liballocsite_rt.so"), moved.join("liballocsite_rt.so")).unwrap();
+            let (o1, _, s1, _) = run_traced(&input, &[], None);
+            let (o2, _, s2, _) = run_traced(&m, &[], None);
+            assert_eq!((o1, s1), (o2, s2), "moved {}", m.display());
+        }
+    }
+}
+
+#[test]
+fn shared_library() {
+    let d = scratch("lib");
+    let lib = compile(&d, "libown.so", &["-O2", "-g", "-shared", "-fPIC"], &["lib.c"]);
+    let user_dir = d.join("orig");
+    std::fs::create_dir_all(&user_dir).unwrap();
+    std::fs::copy(&lib, user_dir.join("libown.so")).unwrap();
+    let user = user_dir.join("user");
+    ok(Command::new("sh").arg("-c").arg(format!("cd {} && gcc -O2 -o user {}/rewriter/tests/c/libuser.c -L. -lown -Wl,-rpath,'$ORIGIN'", user_dir.display(), root().display())));
+    let fns = vec![
+        Fn { name: "lib_alloc", kind: "alloc", roles: vec![("size", 0)], nargs: Some(1) },
+        Fn { name: "lib_strdup", kind: "alloc", roles: vec![], nargs: Some(1) },
+        Fn { name: "lib_free", kind: "free", roles: vec![("ptr", 0)], nargs: Some(1) },
+    ];
+    let (json, _) = classification(&lib, &fns, false);
+    let out_dir = d.join("new");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let rw = rewrite(&lib, &json, &out_dir, &[]);
+    assert_eq!(rw.stdout.lines().filter(|l| l.starts_with("hooked")).count(), 3, "{}", rw.stdout);
+    // The unmodified program loads the rewritten library.
+    std::fs::copy(&user, out_dir.join("user")).unwrap();
+    let tr = assert_same_behaviour(&user, &out_dir.join("user"), &[]);
+    let ev = events(&tr);
+    assert_eq!(ev.iter().filter(|e| e.0 == "enter" && e.1 == "lib_strdup").count(), 20, "{tr}");
+    assert_eq!(ev.iter().filter(|e| e.0 == "enter" && e.1 == "lib_alloc").count(), 21);
+    assert!(ev.iter().filter(|e| e.1 == "lib_strdup").all(|e| e.2 == "user"), "lib_strdup sites are in the program");
+    if have("eu-elflint") {
+        assert_eq!(elflint(&lib), elflint(&rw.out));
+    }
+}
+
+#[test]
+fn strict_refusal_and_bad_input() {
+    let d = scratch("strict");
+    // A 2-byte function directly followed by another: no room for the jmp.
+    let src = d.join("short.s");
+    std::fs::write(
+        &src,
+        ".text\n.globl tiny\n.type tiny,@function\ntiny: xor %eax,%eax\nret\n.size tiny,3\n.globl next\n.type next,@function\nnext: ret\n.size next,1\n\
+         .globl main\n.type main,@function\nmain: sub $8,%rsp\ncall tiny\nadd $8,%rsp\nret\n.size main,.-main\n.section .note.GNU-stack,\"\",@progbits\n",
+    )
+    .unwrap();
+    let bin = d.join("short");
+    ok(Command::new("gcc").arg("-o").arg(&bin).arg(&src));
+    let (json, _) = classification(&bin, &[Fn { name: "tiny", kind: "alloc", roles: vec![], nargs: Some(0) }], false);
+    let fns = d.join("c.json");
+    std::fs::write(&fns, json).unwrap();
+    let out = d.join("out");
+    let o = run(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--fns").arg(&fns).arg("--runtime").arg(runtime()).arg("--strict"));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("refused tiny: "), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(!out.exists(), "--strict with a refusal must not write OUT");
+    // Without --strict: written, and runs.
+    ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--fns").arg(&fns).arg("--runtime").arg(runtime()));
+    assert_eq!(run(&mut Command::new(&out)).status.code(), run(&mut Command::new(&bin)).status.code());
+
+    // Malformed input: one line naming the file, no panic.
+    for (name, bytes) in [("empty", &b""[..]), ("text", &b"hello world, not an ELF"[..]), ("trunc", &std::fs::read(&bin).unwrap()[..200])] {
+        let p = d.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = run(Command::new(allocsite()).arg("rewrite").arg(&p).arg("-o").arg(d.join("x")).arg("--fns").arg(&fns).arg("--runtime").arg(runtime()));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.lines().count() == 1 && err.contains(name) && !err.contains("panicked"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn gdb_backtrace_through_trampoline() {
+    if !have("gdb") {
+        eprintln!("skipped: no gdb");
+        return;
+    }
+    let d = scratch("gdb");
+    for (v, flags) in [("O0", &["-O0", "-g"][..]), ("O2", &["-O2", "-g"][..])] {
+        let bin = compile(&d, &format!("prog.{v}"), flags, &["prog.c", "alloc.c"]);
+        let out_dir = d.join(format!("out{v}"));
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let (json, _) = classification(&bin, &own_fns(), false);
+        let rw = rewrite(&bin, &json, &out_dir, &[]);
+        let script = "set pagination off\nset debuginfod enabled off\nbreak xcalloc\nrun\nbreak calloc\ncontinue\nbt\n";
+        let script_file = d.join("script.gdb");
+        std::fs::write(&script_file, script).unwrap();
+        let gdb = |p: &Path| {
+            let o = run(Command::new("gdb").arg("-nx").arg("-batch").arg("-x").arg(&script_file).arg(p));
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+        };
+        let g = gdb(&rw.out);
+        let frames: Vec<&str> = g.lines().filter(|l| l.starts_with('#')).collect();
+        assert!(frames.iter().any(|l| l.contains("xcalloc.allocsite_entry")), "{g}");
+        // The caller of calloc is xcalloc itself, or its relocated pad when the call
+        // was among the displaced instructions (-O2: `sub rsp,8; call calloc`).
+        assert!(frames.iter().any(|l| l.contains(" xcalloc (") || l.contains(" xcalloc.allocsite_pad (")), "{g}");
+        assert!(frames.last().is_some_and(|l| l.contains("main (")), "{g}");
+        assert!(!g.contains("Backtrace stopped") && !g.contains("corrupt stack") && !g.contains("previous frame identical"), "{g}");
+    }
+}
+
+/// Every testbin at every variant (when `testbins/out` has been built).
+#[test]
+fn testbins() {
+    let tb = root().join("testbins/out");
+    if !tb.join("wrappers.O0").exists() {
+        eprintln!("skipped: testbins not built (make -C testbins)");
+        return;
+    }
+    let d = scratch("testbins");
+    let mut programs: Vec<String> = std::fs::read_dir(root().join("testbins"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".expect").map(str::to_string))
+        .collect();
+    programs.sort();
+    let mut summary = Vec::new();
+    for prog in &programs {
+        let expect = std::fs::read_to_string(root().join(format!("testbins/{prog}.expect"))).unwrap();
+        let is_lib = prog.starts_with("lib");
+        let mut variants = vec!["O0", "O2", "O2nopie", "O2strip"];
+        if prog == "wrappers" {
+            variants.extend(["O2noplt", "O2cet"]);
+        }
+        for v in variants {
+            let file = if is_lib { format!("{prog}.{v}.so") } else { format!("{prog}.{v}") };
+            let input = tb.join(&file);
+            if !input.exists() {
+                continue;
+            }
+            let twin = if v == "O2strip" { tb.join(file.replace("O2strip", "O2")) } else { input.clone() };
+            let fns: Vec<Fn> = expect
+                .lines()
+                .map(|l| l.split('#').next().unwrap().trim())
+                .filter(|l| !l.is_empty() && !l.starts_with("not "))
+                .filter_map(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    if let Some(at) = w.iter().find(|x| x.starts_with('@')) {
+                        let vs: Vec<&str> = at[1..].split(',').collect();
+                        let vv = if v == "O2strip" { "O2" } else { v };
+                        if !vs.contains(&vv) && !vs.contains(&v) {
+                            return None;
+                        }
+                    }
+                    let roles = w[2..]
+                        .iter()
+                        .filter_map(|r| r.split_once('=').and_then(|(a, b)| Some((a, b.parse().ok()?))))
+                        .collect();
+                    Some(Fn { name: w[0], kind: w[1], roles, nargs: None })
+                })
+                .collect();
+            let (json, _) = classification(&twin, &fns, v == "O2strip");
+            let out_dir = d.join(v);
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let rw = rewrite(&input, &json, &out_dir, &[]);
+            let hooked = rw.stdout.lines().filter(|l| l.starts_with("hooked")).count();
+            let refused: Vec<&str> = rw.stdout.lines().filter(|l| l.starts_with("refused")).collect();
+            summary.push(format!("{file}: {hooked} hooked, {} refused {refused:?}", refused.len()));
+            if is_lib {
+                // Checked through slabuser below (the program loads the library by name).
+                if have("eu-elflint") {
+                    assert_eq!(elflint(&input), elflint(&rw.out), "{file}");
+                }
+                continue;
+            }
+            if prog == "slabuser" {
+                let lib = if v == "O2strip" { "libslab.O2.so".to_string() } else { format!("libslab.{v}.so") };
+                let src_lib = if v == "O2strip" { out_dir.join("libslab.O2strip.so") } else { out_dir.join(&lib) };
+                if src_lib.exists() && lib != src_lib.file_name().unwrap().to_string_lossy() {
+                    std::fs::copy(&src_lib, out_dir.join(&lib)).unwrap();
+                }
+            }
+            let args: Vec<&[&str]> = match prog.as_str() {
+                "wrappers" => vec![&[], &["oom"], &["abort"]],
+                "nested" => vec![&[], &["fatal"]],
+                _ => vec![&[]],
+            };
+            let balanced = !matches!(prog.as_str(), "stress" | "cxxalloc");
+            check_program(&input, &rw, &args, balanced);
+        }
+    }
+    eprintln!("{}", summary.join("\n"));
+}
