@@ -74,14 +74,25 @@ pub fn report_path() -> Option<&'static [u8]> {
     }
 }
 
+/// Whether prepare took the index locks (not when fork is called by a signal handler
+/// that interrupted the runtime on this thread: it may hold one of them).
+static FORK_LOCKED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 extern "C" fn at_fork_prepare() {
-    index::lock_all();
+    if unsafe { (*tls::hot()).guard } == 0 {
+        index::lock_all();
+        FORK_LOCKED.store(true, Ordering::Relaxed);
+    }
 }
 extern "C" fn at_fork_parent() {
-    index::unlock_all(false);
+    if FORK_LOCKED.swap(false, Ordering::Relaxed) {
+        index::unlock_all(false);
+    }
 }
 extern "C" fn at_fork_child() {
-    index::unlock_all(true);
+    if FORK_LOCKED.swap(false, Ordering::Relaxed) {
+        index::unlock_all(true);
+    }
     unsafe { (*tls::hot()).tid = 0 };
     trace::reopen_after_fork();
 }
