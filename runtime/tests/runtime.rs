@@ -316,3 +316,48 @@ fn suballocator_pieces() {
     assert_eq!(pa.iter().map(|s| u(s, "live_chunks")).sum::<u64>(), 5);
     assert!(pa.iter().all(|s| s["suballoc"] == Value::Bool(true)));
 }
+
+#[test]
+fn rewritten_library_in_unmodified_program() {
+    // libhooked.so depends on the runtime; libuser does not: the runtime comes after
+    // libc, does not interpose malloc, and indexes the hooked functions' results.
+    let dir = out_dir("libuser");
+    let rt = rt();
+    let libdir = rt.parent().unwrap().canonicalize().unwrap();
+    let lib = dir.join("libhooked.so");
+    let st = Command::new("gcc")
+        .args(["-O2", "-g", "-shared", "-fPIC", "-fvisibility=hidden", "-o"])
+        .arg(&lib)
+        .arg(root().join("runtime/tests/c/libhooked.c"))
+        .arg(format!("-L{}", libdir.display()))
+        .arg("-lallocsite_rt")
+        .arg(format!("-Wl,-rpath,{}", libdir.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exe = dir.join("libuser");
+    let st = Command::new("gcc")
+        .args(["-O2", "-g", "-o"])
+        .arg(&exe)
+        .arg(root().join("runtime/tests/c/libuser.c"))
+        .arg(format!("-L{}", dir.display()))
+        .arg("-lhooked")
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    run(&exe, &dir, &[], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    let r = &reports(&dir)[0];
+    let by = |alloc: &str| -> (u64, u64, u64) {
+        r["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["allocator"] == alloc)
+            .fold((0, 0, 0), |a, s| (a.0 + u(s, "calls"), a.1 + u(s, "bytes"), a.2 + u(s, "live_chunks")))
+    };
+    assert_eq!(by("lib_alloc"), (14, 10 * 100 + 4 * 1000, 4));
+    assert_eq!(by("lib_zalloc"), (10, 500, 0));
+    assert_eq!(by("lib_realloc"), (10, 3000, 0));
+    assert!(r["sites"].as_array().unwrap().iter().all(|s| s["symbol"].as_str().unwrap().starts_with("main")), "{}", r["sites"]);
+}
