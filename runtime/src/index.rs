@@ -6,7 +6,7 @@
 //!   L2: ≤ 16 KiB, 128 KiB regions;        L3: ≤ 128 KiB, 1 MiB regions;
 //!   big: larger chunks (mmap'd by glibc), one sorted array of 24-byte records.
 //! A region holds at most 64 records (glibc's minimum chunk is 32 bytes); its array grows
-//! by ~50% in arena blocks (and shrinks when a quarter full). A chunk is never larger than its level's region, so it starts in
+//! by ~25% in arena blocks (and shrinks when a third full). A chunk is never larger than its level's region, so it starts in
 //! the region of a pointer into it or in the one before: an interior-pointer lookup is
 //! ≤2 binary searches per level. Regions are found through a radix directory (1024-entry
 //! top table, then 9 bits per 4 KiB node).
@@ -249,7 +249,7 @@ impl Locked<'_> {
         }
         let cap = if b.is_null() { 0 } else { unsafe { (*b).cap as usize } };
         if len == cap {
-            let want = if len == 0 { 1 } else { len + (len / 2).max(2) };
+            let want = if len == 0 { 1 } else { len + (len / 4).max(2) };
             if 8 + want * 8 > CLASSES[CLASSES.len() - 1] {
                 return Err(()); // only stale records could fill a region this much
             }
@@ -301,8 +301,8 @@ impl Locked<'_> {
             // shrink a mostly empty block (small ones stay, to avoid churn)
             let cap = (*self.block).cap as usize;
             let n = len - 1;
-            if cap >= 16 && n * 4 <= cap {
-                let k = class_of(8 + 8 * (n + (n / 2).max(2)));
+            if cap >= 16 && n * 3 <= cap {
+                let k = class_of(8 + 8 * (n + (n / 4).max(2)));
                 let nb = POOL.alloc(k) as *mut Block;
                 if !nb.is_null() {
                     (*nb).len = n as u32;
