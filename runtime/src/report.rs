@@ -139,7 +139,7 @@ fn agg_fields(out: &mut String, a: &Agg) {
 fn allocator_of(rows: &[&SiteRow]) -> String {
     // the allocator of the group's largest contributor
     let r = rows.iter().max_by_key(|r| (r.agg.bytes, r.agg.calls)).unwrap();
-    String::from_utf8_lossy(sites::allocator_name(r.key)).into_owned()
+    crate::symbolize::demangle(&String::from_utf8_lossy(sites::allocator_name(r.key)))
 }
 
 /// The report as JSON text.
@@ -223,7 +223,7 @@ pub fn render(reason: &str) -> String {
                 out.push('{');
                 syms.site_fields(&mut out, *a2);
                 out.push_str(",\"allocator\":");
-                esc(&mut out, &String::from_utf8_lossy(sites::allocator_name(*key)));
+                esc(&mut out, &crate::symbolize::demangle(&String::from_utf8_lossy(sites::allocator_name(*key))));
                 agg_fields(&mut out, ag);
                 out.push('}');
             }

@@ -110,6 +110,27 @@ impl Elf {
     }
 }
 
+/// Demangle a C++ name with the C++ runtime's `__cxa_demangle` when the process has one.
+pub fn demangle(name: &str) -> String {
+    if !name.starts_with("_Z") {
+        return name.to_string();
+    }
+    type Demangle = unsafe extern "C" fn(*const libc::c_char, *mut libc::c_char, *mut usize, *mut i32) -> *mut libc::c_char;
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__cxa_demangle".as_ptr()) };
+    if f.is_null() {
+        return name.to_string();
+    }
+    let Ok(c) = std::ffi::CString::new(name) else { return name.to_string() };
+    let mut status = -1;
+    let out = unsafe { core::mem::transmute::<*mut libc::c_void, Demangle>(f)(c.as_ptr(), core::ptr::null_mut(), core::ptr::null_mut(), &mut status) };
+    if out.is_null() || status != 0 {
+        return name.to_string();
+    }
+    let s = unsafe { core::ffi::CStr::from_ptr(out) }.to_string_lossy().into_owned();
+    unsafe { libc::free(out.cast()) };
+    s
+}
+
 fn exe_path() -> String {
     std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
 }
@@ -154,7 +175,7 @@ pub fn symbolize(addr: usize) -> Sym {
         if i > 0 {
             let (v, size, name) = &o.funcs[i - 1];
             if vaddr < v + (*size).max(1) || *size == 0 {
-                symbol = Some(format!("{name}+0x{:x}", vaddr - v));
+                symbol = Some(format!("{}+0x{:x}", demangle(name), vaddr - v));
             }
         }
         if let Some(l) = &o.lines {
@@ -163,7 +184,7 @@ pub fn symbolize(addr: usize) -> Sym {
     }
     if symbol.is_none() && !info.dli_sname.is_null() {
         let n = unsafe { core::ffi::CStr::from_ptr(info.dli_sname) }.to_string_lossy();
-        symbol = Some(format!("{n}+0x{:x}", addr - info.dli_saddr as usize));
+        symbol = Some(format!("{}+0x{:x}", demangle(&n), addr - info.dli_saddr as usize));
     }
     let symbol = symbol.unwrap_or_else(|| format!("{object}+0x{vaddr:x}"));
     Sym { object, path, vaddr, symbol, line }
