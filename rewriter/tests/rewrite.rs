@@ -17,11 +17,29 @@ fn allocsite() -> &'static str {
     env!("CARGO_BIN_EXE_allocsite")
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A per-test scratch directory, removed when the test passes (kept for a look when it fails).
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("allocsite-rewrite-tests-{}", std::process::id())).join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -52,7 +70,8 @@ fn runtime() -> &'static Path {
         if real.exists() && exports_hooks(&real) {
             return real;
         }
-        let d = scratch("rt");
+        let d = std::env::temp_dir().join(format!("allocsite-rewrite-tests-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
         let so = d.join("liballocsite_rt.so");
         let src = root().join("rewriter/tests/c/test_rt.c");
         ok(Command::new("gcc").args(["-O2", "-shared", "-fPIC", "-o"]).arg(&so).arg(src));

@@ -26,11 +26,29 @@ use iced_x86::{BlockEncoder, BlockEncoderOptions, Code, IcedError, Instruction, 
 
 /// Saved general-purpose registers, in push order; the last six pushed are rdi..r9's
 /// mirror so that `[rsp]` holds `args[0..6]` = rdi, rsi, rdx, rcx, r8, r9.
-const GPRS: [Register; 9] =
+const FULL: [Register; 9] =
     [Register::RAX, Register::R10, Register::R11, Register::R9, Register::R8, Register::RCX, Register::RDX, Register::RSI, Register::RDI];
-const XMMS: usize = 16;
-const XMM_AREA: i64 = (XMMS * 16) as i64;
-const GPR_AREA: i64 = (GPRS.len() * 8) as i64;
+/// Arguments (rdi..r9, al for variadic calls, r10 the static chain) for the entry hook.
+const ARGS: [Register; 8] =
+    [Register::RAX, Register::R10, Register::R9, Register::R8, Register::RCX, Register::RDX, Register::RSI, Register::RDI];
+/// Return values for the exit hook.
+const RETS: [Register; 2] = [Register::RAX, Register::RDX];
+
+/// What one save/restore around a hook call preserves.
+#[derive(Clone, Copy)]
+struct SaveSet {
+    gprs: &'static [Register],
+    xmms: usize,
+}
+
+impl SaveSet {
+    fn gpr_area(self) -> i64 {
+        (self.gprs.len() * 8) as i64
+    }
+    fn xmm_area(self) -> i64 {
+        (self.xmms * 16) as i64
+    }
+}
 
 pub struct Built {
     pub code: Vec<u8>,
@@ -94,31 +112,33 @@ impl Asm {
     /// Save rbx and the caller-saved registers, then realign the stack to 16 bytes
     /// (functions may be entered with any alignment: gcc omits the alignment for
     /// callees it knows do not need it), keeping the frame base in rbx.
-    fn save_all(&mut self) -> Result<(), String> {
+    fn save_all(&mut self, set: SaveSet) -> Result<(), String> {
         self.push(Register::RBX)?;
-        for r in GPRS {
+        for &r in set.gprs {
             self.push(r)?;
         }
         self.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RBX, Register::RSP))?;
         self.row.cfa_reg = RBX;
         self.after.last_mut().map(|x| x.cfa_reg = RBX);
         self.emit(Instruction::with2(Code::And_rm64_imm8, Register::RSP, -16i32))?;
-        self.emit(Instruction::with2(Code::Sub_rm64_imm32, Register::RSP, XMM_AREA as i32))?;
-        for k in 0..XMMS {
+        if set.xmms > 0 {
+            self.emit(Instruction::with2(Code::Sub_rm64_imm32, Register::RSP, set.xmm_area() as i32))?;
+        }
+        for k in 0..set.xmms {
             let m = MemoryOperand::with_base_displ(Register::RSP, 16 * k as i64);
             self.emit(Instruction::with2(Code::Movaps_xmmm128_xmm, m, xmm(k)))?;
         }
         Ok(())
     }
-    fn restore_all(&mut self) -> Result<(), String> {
-        for k in 0..XMMS {
+    fn restore_all(&mut self, set: SaveSet) -> Result<(), String> {
+        for k in 0..set.xmms {
             let m = MemoryOperand::with_base_displ(Register::RSP, 16 * k as i64);
             self.emit(Instruction::with2(Code::Movaps_xmm_xmmm128, xmm(k), m))?;
         }
         self.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSP, Register::RBX))?;
         self.row.cfa_reg = RSP;
         self.after.last_mut().map(|x| x.cfa_reg = RSP);
-        for r in GPRS.iter().rev() {
+        for r in set.gprs.iter().rev() {
             self.pop(*r)?;
         }
         self.pop(Register::RBX)
@@ -153,9 +173,14 @@ fn next_ip(a: &Asm) -> u64 {
 
 fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     let mut a = Asm::new();
-    // After save_all: rbx = entry_sp - 8 - GPR_AREA, and [rbx] = args[0..6].
-    let entry_sp_from_rbx = GPR_AREA + 8;
-    a.save_all()?;
+    let (enter_set, exit_set) = if h.full_save {
+        (SaveSet { gprs: &FULL, xmms: 16 }, SaveSet { gprs: &FULL, xmms: 16 })
+    } else {
+        (SaveSet { gprs: &ARGS, xmms: 8 }, SaveSet { gprs: &RETS, xmms: 2 })
+    };
+    // After save_all: rbx = entry_sp - 8 - gpr_area, and [rbx] = args[0..6].
+    let entry_sp_from_rbx = enter_set.gpr_area() + 8;
+    a.save_all(enter_set)?;
     a.emit(Instruction::with2(Code::Lea_r64_m, Register::RCX, MemoryOperand::with_base_displ(Register::RBX, entry_sp_from_rbx)))?;
     a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, MemoryOperand::with_base_displ(Register::RCX, 0)))?;
     if let Some((lo, hi, thunk)) = refs.site_map {
@@ -178,7 +203,7 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RDX, Register::RBX))?;
     a.rip(Code::Lea_r64_m, Register::RDI, refs.descriptor)?;
     a.emit(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.enter_slot as i64)))?;
-    a.restore_all()?;
+    a.restore_all(enter_set)?;
     // The pad is entered with rsp ≡ entry rsp (mod 16), whatever that was, and finds
     // stack argument word j at [rsp+8+8j]: F ≡ 8 (mod 16).
     let m = h.stack_words as i64;
@@ -192,12 +217,13 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     }
     a.emit(Instruction::with_branch(Code::Call_rel32_64, pad_addr))?;
     a.op(Instruction::with2(Code::Add_rm64_imm32, Register::RSP, f as i32), -f)?;
-    a.save_all()?;
+    a.save_all(exit_set)?;
     a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, Register::RAX))?;
-    a.emit(Instruction::with2(Code::Lea_r64_m, Register::RDX, MemoryOperand::with_base_displ(Register::RBX, entry_sp_from_rbx)))?;
+    let exit_sp_from_rbx = exit_set.gpr_area() + 8;
+    a.emit(Instruction::with2(Code::Lea_r64_m, Register::RDX, MemoryOperand::with_base_displ(Register::RBX, exit_sp_from_rbx)))?;
     a.rip(Code::Lea_r64_m, Register::RDI, refs.descriptor)?;
     a.emit(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.exit_slot as i64)))?;
-    a.restore_all()?;
+    a.restore_all(exit_set)?;
     a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
     Ok(a)
 }
