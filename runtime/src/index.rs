@@ -33,8 +33,18 @@ pub const LEVEL_MAX: [usize; 4] = [256, 2048, 16 * 1024, 128 * 1024];
 /// so finding, locking and reading a region touch two cache lines.
 #[repr(C)]
 pub struct Block {
-    pub len: u32,
-    pub cap: u32,
+    /// Records in use (live ones and tombstones).
+    pub len: u16,
+    pub cap: u16,
+    /// Tombstones among them: a freed chunk's record keeps its place with site id 0
+    /// until the address is reused or the block is compacted.
+    pub dead: u16,
+    pub _r: u16,
+}
+
+#[inline]
+pub fn live(r: u64) -> bool {
+    r & ID_MASK != 0
 }
 
 #[inline]
@@ -239,15 +249,37 @@ impl Locked<'_> {
     fn insert(&mut self, rec: u64) -> Result<Option<u64>, ()> {
         let off = rec_off(rec);
         let b = self.block;
-        let len = if b.is_null() { 0 } else { unsafe { (*b).len as usize } };
+        let mut len = if b.is_null() { 0 } else { unsafe { (*b).len as usize } };
         // glibc often carves new chunks at increasing addresses: append without a search
-        let i = if len == 0 || rec_off(unsafe { *recs_ptr(b).add(len - 1) }) < off { len } else { lower_bound(self.recs(), off) };
-        if i < len && rec_off(unsafe { *recs_ptr(b).add(i) }) == off {
-            let old = unsafe { *recs_ptr(b).add(i) };
-            unsafe { *recs_ptr(b).add(i) = rec };
-            return Ok(Some(old));
+        let mut i = if len == 0 || rec_off(unsafe { *recs_ptr(b).add(len - 1) }) < off { len } else { lower_bound(self.recs(), off) };
+        unsafe {
+            if i < len && rec_off(*recs_ptr(b).add(i)) == off {
+                // the same base again (glibc reused a freed chunk): no move at all
+                let old = *recs_ptr(b).add(i);
+                *recs_ptr(b).add(i) = rec;
+                if live(old) {
+                    return Ok(Some(old));
+                }
+                (*b).dead -= 1;
+                return Ok(None);
+            }
+            // a neighbouring tombstone can take the record without breaking the order
+            if i < len && !live(*recs_ptr(b).add(i)) {
+                *recs_ptr(b).add(i) = rec;
+                (*b).dead -= 1;
+                return Ok(None);
+            }
+            if i > 0 && !live(*recs_ptr(b).add(i - 1)) {
+                *recs_ptr(b).add(i - 1) = rec;
+                (*b).dead -= 1;
+                return Ok(None);
+            }
         }
         let cap = if b.is_null() { 0 } else { unsafe { (*b).cap as usize } };
+        if len == cap && !b.is_null() && unsafe { (*b).dead } != 0 {
+            len = compact(b);
+            i = lower_bound(self.recs(), off);
+        }
         if len == cap {
             let want = if len == 0 { 1 } else { len + (len / 4).max(2) };
             if 8 + want * 8 > CLASSES[CLASSES.len() - 1] {
@@ -259,8 +291,9 @@ impl Locked<'_> {
                 return Err(());
             }
             unsafe {
-                (*n).len = len as u32;
-                (*n).cap = ((CLASSES[k] - 8) / 8) as u32;
+                (*n).len = len as u16;
+                (*n).cap = ((CLASSES[k] - 8) / 8) as u16;
+                (*n).dead = 0;
                 if !b.is_null() {
                     core::ptr::copy_nonoverlapping(recs_ptr(b), recs_ptr(n), len);
                     POOL.free(class_of(8 + cap * 8), b.cast());
@@ -273,7 +306,6 @@ impl Locked<'_> {
         let b = self.block;
         unsafe {
             let r = recs_ptr(b);
-            // short moves inline (regions hold ≤ ~32 records)
             let mut j = len;
             while j > i {
                 *r.add(j) = *r.add(j - 1);
@@ -284,46 +316,74 @@ impl Locked<'_> {
         }
         Ok(None)
     }
+    /// Mark the live record based at `off` dead; returns it.
     fn remove(&mut self, off: usize) -> Option<u64> {
         let recs = self.recs();
         let len = recs.len();
         let i = lower_bound(recs, off);
-        if i >= len || rec_off(recs[i]) != off {
+        if i >= len || rec_off(recs[i]) != off || !live(recs[i]) {
             return None;
         }
         let r = recs[i];
         unsafe {
-            let p = recs_ptr(self.block);
-            for j in i..len - 1 {
-                *p.add(j) = *p.add(j + 1);
+            let b = self.block;
+            let p = recs_ptr(b);
+            *p.add(i) = r & !ID_MASK;
+            (*b).dead += 1;
+            // drop trailing tombstones; compact (and maybe shrink) when half are dead
+            let mut n = len;
+            while n > 0 && !live(*p.add(n - 1)) {
+                n -= 1;
+                (*b).dead -= 1;
             }
-            (*self.block).len -= 1;
-            // shrink a mostly empty block (small ones stay, to avoid churn)
-            let cap = (*self.block).cap as usize;
-            let n = len - 1;
-            if cap >= 16 && n * 3 <= cap {
-                let k = class_of(8 + 8 * (n + (n / 4).max(2)));
-                let nb = POOL.alloc(k) as *mut Block;
-                if !nb.is_null() {
-                    (*nb).len = n as u32;
-                    (*nb).cap = ((CLASSES[k] - 8) / 8) as u32;
-                    core::ptr::copy_nonoverlapping(p, recs_ptr(nb), n);
-                    POOL.free(class_of(8 + cap * 8), self.block.cast());
-                    self.block = nb;
+            (*b).len = n as u16;
+            if (*b).dead as usize * 2 > n && n >= 8 {
+                let n = compact(b);
+                let cap = (*b).cap as usize;
+                if cap >= 16 && n * 3 <= cap {
+                    let k = class_of(8 + 8 * (n + (n / 4).max(2)));
+                    let nb = POOL.alloc(k) as *mut Block;
+                    if !nb.is_null() {
+                        (*nb).len = n as u16;
+                        (*nb).cap = ((CLASSES[k] - 8) / 8) as u16;
+                        (*nb).dead = 0;
+                        core::ptr::copy_nonoverlapping(p, recs_ptr(nb), n);
+                        POOL.free(class_of(8 + cap * 8), b.cast());
+                        self.block = nb;
+                    }
                 }
             }
         }
         Some(r)
     }
-    /// The record with the greatest offset ≤ off.
+    /// The live record with the greatest offset ≤ off.
     fn floor(&self, off: usize) -> Option<u64> {
         let recs = self.recs();
         let i = lower_bound(recs, off + 1);
-        if i == 0 {
-            None
-        } else {
-            Some(recs[i - 1])
+        recs[..i].iter().rev().find(|&&r| live(r)).copied()
+    }
+    /// The live record with the greatest offset.
+    fn last_live(&self) -> Option<u64> {
+        self.recs().iter().rev().find(|&&r| live(r)).copied()
+    }
+}
+
+/// Drop a block's tombstones; returns the new length.
+fn compact(b: *mut Block) -> usize {
+    unsafe {
+        let p = recs_ptr(b);
+        let len = (*b).len as usize;
+        let mut w = 0;
+        for r in 0..len {
+            let v = *p.add(r);
+            if live(v) {
+                *p.add(w) = v;
+                w += 1;
+            }
         }
+        (*b).len = w as u16;
+        (*b).dead = 0;
+        w
     }
 }
 
@@ -526,16 +586,21 @@ pub unsafe fn remove_range(ix: &Index, b: usize, e: usize, f: &mut dyn FnMut(Chu
             }
             let mut g = lock_slot(slot, true).unwrap();
             let lo = if key == b >> l.shift { b & mask } else { 0 };
+            let mut i = lower_bound(g.recs(), lo);
             loop {
-                let recs = g.recs();
-                let i = lower_bound(recs, lo);
-                let Some(&r) = recs.get(i) else { break };
+                let Some(&r) = g.recs().get(i) else { break };
                 let base = (key << l.shift) + rec_off(r);
                 if base >= e {
                     break;
                 }
-                g.remove(rec_off(r));
-                f(Chunk { base, size: rec_size(r), id: rec_id(r) });
+                if live(r) {
+                    // (remove may compact the block: search again from this offset)
+                    g.remove(rec_off(r));
+                    f(Chunk { base, size: rec_size(r), id: rec_id(r) });
+                    i = lower_bound(g.recs(), rec_off(r) + 1);
+                } else {
+                    i += 1;
+                }
             }
             drop(g);
         }
@@ -582,7 +647,7 @@ pub fn lookup(ix: &Index, p: usize, wait: bool) -> Option<Chunk> {
         }
         if let Some(slot) = l.slot(key - 1, false) {
             let g = lock_slot(slot, wait)?;
-            let last = g.recs().last().copied();
+            let last = g.last_live();
             drop(g);
             if let Some(rec) = last {
                 let base = ((key - 1) << l.shift) + rec_off(rec);
@@ -609,7 +674,7 @@ pub fn lookup(ix: &Index, p: usize, wait: bool) -> Option<Chunk> {
 pub fn for_each_chunk(ix: &Index, f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     let mut n = 0usize;
     let mut stop = false;
-    let mut buf = [0u64; 128];
+    let mut buf = [0u64; 512];
     for l in ix.levels.iter() {
         let shift = l.shift;
         l.for_each_slot(&mut |key, slot| {
@@ -632,7 +697,7 @@ pub fn for_each_chunk(ix: &Index, f: &mut dyn FnMut(Chunk) -> bool) -> usize {
                 }
                 k
             };
-            for &rec in &buf[..k] {
+            for &rec in buf[..k].iter().filter(|&&r| live(r)) {
                 n += 1;
                 if f(Chunk { base: (key << shift) + rec_off(rec), size: rec_size(rec), id: rec_id(rec) }) {
                     stop = true;

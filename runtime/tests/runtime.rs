@@ -224,6 +224,13 @@ fn index_eight_thread_stress() {
 }
 
 #[test]
+fn index_against_a_model() {
+    let dir = out_dir("index-model");
+    let exe = build("index.c", &dir, &[]);
+    run(&exe, &dir, &["model"], &[]);
+}
+
+#[test]
 fn index_iteration() {
     let dir = out_dir("index-iterate");
     let exe = build("index.c", &dir, &[]);

@@ -402,6 +402,53 @@ NOINLINE static int suballoc(void) {
     return 0;
 }
 
+/* ------------------------------------------------------------ model check */
+/* Random malloc/realloc/free against a shadow table: every live chunk must be found
+ * from any interior pointer with its exact base and size; counts must agree. */
+NOINLINE static int model(void) {
+    enum { N = 4096 };
+    static char *p[N];
+    static size_t sz[N];
+    unsigned s = 12345;
+    allocsite_totals_t t0 = T();
+    long live = 0;
+    for (int step = 0; step < 400000; step++) {
+        s = s * 1103515245 + 12345;
+        int k = (s >> 8) % N;
+        unsigned r = s >> 20;
+        size_t n = (r & 3) == 0 ? (r % 70000) : (r & 3) == 1 ? (r % 3000) : (r % 300);
+        if (!p[k]) {
+            p[k] = malloc(n); sz[k] = n; live++;
+        } else if (r & 16) {
+            p[k] = realloc(p[k], n + 1); sz[k] = n + 1;
+        } else {
+            free(p[k]); p[k] = NULL; live--;
+        }
+        if (step % 97 == 0) {
+            for (int j = 0; j < 64; j++) {
+                int q = (k + j * 61) % N;
+                if (!p[q]) continue;
+                allocsite_chunk_t c;
+                size_t off = sz[q] ? (s >> 3) % sz[q] : 0;
+                CHECK(allocsite_lookup(p[q] + off, &c) == 1);
+                CHECK(c.base == p[q] && c.size == sz[q]);
+            }
+        }
+    }
+    allocsite_totals_t t1 = T();
+    CHECK((long)(t1.live_chunks - t0.live_chunks) == live);
+    size_t visited = allocsite_for_each_chunk(NULL, NULL);
+    (void)visited;
+    size_t n = 0;
+    allocsite_for_each_chunk(count_cb, &n);
+    CHECK(n == t1.live_chunks);
+    for (int k = 0; k < N; k++) free(p[k]);
+    allocsite_totals_t t2 = T();
+    CHECK(t2.live_chunks == t0.live_chunks && t2.live_bytes == t0.live_bytes);
+    printf("model ok live=%ld\n", live);
+    return 0;
+}
+
 /* ------------------------------------------------------------ benchmark */
 #include <time.h>
 static double now(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec + ts.tv_nsec * 1e-9; }
@@ -435,6 +482,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "signals")) return signals();
     if (!strcmp(m, "bench")) return bench();
     if (!strcmp(m, "suballoc")) return suballoc();
+    if (!strcmp(m, "model")) return model();
     fprintf(stderr, "unknown mode %s\n", m);
     return 2;
 }
