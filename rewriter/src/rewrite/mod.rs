@@ -48,6 +48,9 @@ impl Outcome<'_> {
                 if h.pad.padding > 0 {
                     how.push_str(&format!(" + {} bytes of alignment padding", h.pad.padding));
                 }
+                if h.full_save {
+                    how.push_str("; saves every caller-saved register (may be an -fipa-ra leaf)");
+                }
                 if h.stack_words > 0 {
                     how.push_str(&format!("; copies {} stack argument words", h.stack_words));
                 }
