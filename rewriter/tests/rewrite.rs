@@ -359,27 +359,38 @@ fn shared_library() {
 #[test]
 fn strict_refusal_and_bad_input() {
     let d = scratch("strict");
-    // A 2-byte function directly followed by another: no room for the jmp.
+    // 3-byte functions directly followed by others: no room for the jmp. `tiny2` is only
+    // called directly (hooked through its call site); `tiny`'s address is taken (refused).
     let src = d.join("short.s");
     std::fs::write(
         &src,
         ".text\n.globl tiny\n.type tiny,@function\ntiny: xor %eax,%eax\nret\n.size tiny,3\n.globl next\n.type next,@function\nnext: ret\n.size next,1\n\
-         .globl main\n.type main,@function\nmain: sub $8,%rsp\ncall tiny\nadd $8,%rsp\nret\n.size main,.-main\n.section .note.GNU-stack,\"\",@progbits\n",
+         .globl tiny2\n.type tiny2,@function\ntiny2: xor %eax,%eax\nret\n.size tiny2,3\n.globl next2\n.type next2,@function\nnext2: ret\n.size next2,1\n\
+         .globl main\n.type main,@function\nmain: sub $8,%rsp\ncall tiny2\nlea tiny(%rip),%rax\ncall *%rax\nadd $8,%rsp\nret\n.size main,.-main\n.section .note.GNU-stack,\"\",@progbits\n",
     )
     .unwrap();
     let bin = d.join("short");
     ok(Command::new("gcc").arg("-o").arg(&bin).arg(&src));
-    let (json, _) = classification(&bin, &[Fn { name: "tiny", kind: "alloc", roles: vec![], nargs: Some(0) }], false);
+    let fns = [
+        Fn { name: "tiny", kind: "alloc", roles: vec![], nargs: Some(0) },
+        Fn { name: "tiny2", kind: "alloc", roles: vec![], nargs: Some(0) },
+    ];
+    let (json, _) = classification(&bin, &fns, false);
     let fns = d.join("c.json");
     std::fs::write(&fns, json).unwrap();
     let out = d.join("out");
     let o = run(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--fns").arg(&fns).arg("--runtime").arg(runtime()).arg("--strict"));
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("refused tiny: "), "{}", String::from_utf8_lossy(&o.stdout));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("refused tiny: ") && stdout.contains("address is taken"), "{stdout}");
+    assert!(stdout.contains("hooked tiny2 at ") && stdout.contains("call sites: 1 direct"), "{stdout}");
     assert!(!out.exists(), "--strict with a refusal must not write OUT");
-    // Without --strict: written, and runs.
+    // Without --strict: written, runs, and the call-site-hooked tiny2 reports its call.
     ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--fns").arg(&fns).arg("--runtime").arg(runtime()));
-    assert_eq!(run(&mut Command::new(&out)).status.code(), run(&mut Command::new(&bin)).status.code());
+    let (_, _, s1, _) = run_traced(&bin, &[], None);
+    let (_, _, s2, tr) = run_traced(&out, &[], Some(&d.join("t.trace")));
+    assert_eq!(s1, s2);
+    assert_eq!(events(&tr).iter().filter(|e| e.0 == "enter" && e.1 == "tiny2").count(), 1, "{tr}");
 
     // Malformed input: one line naming the file, no panic.
     for (name, bytes) in [("empty", &b""[..]), ("text", &b"hello world, not an ELF"[..]), ("trunc", &std::fs::read(&bin).unwrap()[..200])] {

@@ -43,6 +43,15 @@ pub struct Rewritten<'c> {
 impl Outcome<'_> {
     pub fn line(&self) -> String {
         match self {
+            Outcome::Hook(h) if !h.patches_entry() => {
+                let calls = h.call_sites.len();
+                format!(
+                    "hooked {} at {:#x} (call sites: {calls} direct call/jmp retargeted to the trampoline, entry untouched; no launch pad because {})",
+                    h.name,
+                    h.pad.entry,
+                    h.why_not_pad.as_deref().unwrap_or("")
+                )
+            }
             Outcome::Hook(h) => {
                 let mut how = format!("pad {} bytes: {}", h.pad.len, pad::text(&h.pad));
                 if h.pad.padding > 0 {
@@ -157,18 +166,13 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     // (a pad ending in a direct or indirect jmp): sites that point into the new code
     // are mapped back. Everything is built twice: passes repeat until the addresses they
     // use are the ones they produce (two or three passes).
-    let needs_map = hooks.iter().any(|h| {
-        h.pad.instrs.iter().any(|i| {
-            matches!(i.flow_control(), iced_x86::FlowControl::Call | iced_x86::FlowControl::IndirectCall)
-                || (h.pad.resume.is_none()
-                    && matches!(i.flow_control(), iced_x86::FlowControl::UnconditionalBranch | iced_x86::FlowControl::IndirectBranch))
-        })
-    });
+    let needs_map = !hooks.is_empty();
     let mut built = Vec::new();
     let mut thunk = None;
     let (mut lo, mut hi) = (rx.addr, rx.addr + 1);
     let mut calls: Vec<(u64, u64)> = Vec::new();
     let mut returns: Vec<(u64, i64)> = Vec::new();
+    let mut redirect: Vec<(u64, u64)> = hooks.iter().filter(|h| !h.patches_entry()).map(|h| (h.pad.entry, h.pad.entry)).collect();
     for pass in 0..4 {
         rx.data.clear();
         built.clear();
@@ -183,7 +187,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
         };
         for (h, &d) in hooks.iter().zip(&descs) {
             let at = rx.align(16);
-            let refs = trampoline::Refs { descriptor: d, enter_slot: slots[0], exit_slot: slots[1], site_map: map };
+            let refs = trampoline::Refs { descriptor: d, enter_slot: slots[0], exit_slot: slots[1], site_map: map, redirect: redirect.clone() };
             let b = trampoline::build(h, &refs, at).map_err(|e| format!("{}: {e}", h.name))?;
             rx.place(&b.code, 1);
             built.push((at, b));
@@ -196,9 +200,11 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
             built.iter().map(|(_, b)| b.pad_return).collect(),
         );
         let (lo2, hi2) = (rx.addr, rx.here());
-        if c2 == calls && r2 == returns && (lo2, hi2) == (lo, hi) {
+        let d2: Vec<(u64, u64)> = hooks.iter().zip(&built).filter(|(h, _)| !h.patches_entry()).map(|(h, (at, _))| (h.pad.entry, *at)).collect();
+        if c2 == calls && r2 == returns && (lo2, hi2) == (lo, hi) && d2 == redirect {
             break;
         }
+        redirect = d2;
         if pass == 3 {
             return Err("internal error: trampoline addresses do not settle".into());
         }
@@ -213,9 +219,21 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     }
     for (h, (at, b)) in hooks.iter().zip(built) {
         symbols.push(emit::NewSymbol { name: format!("{}.allocsite_entry", h.name), addr: at, size: b.entry_len as u64, section: ".allocsite.text" });
-        symbols.push(emit::NewSymbol { name: format!("{}.allocsite_pad", h.name), addr: b.pad_addr, size: b.pad_len as u64, section: ".allocsite.text" });
-        patches.push((h.pad.start, pad::patch_bytes(&h.pad, at)?));
-        fdes.extend(b.fdes);
+        if h.patches_entry() {
+            symbols.push(emit::NewSymbol { name: format!("{}.allocsite_pad", h.name), addr: b.pad_addr, size: b.pad_len as u64, section: ".allocsite.text" });
+            patches.push((h.pad.start, pad::patch_bytes(&h.pad, at)?));
+        } else {
+            // Call sites inside another function's launch pad were redirected when that
+            // pad was relocated; the bytes there are overwritten.
+            for &(field, end) in &h.call_sites {
+                if hooks.iter().any(|g| g.pad.len > 0 && field + 4 > g.pad.start && field < g.pad.start + g.pad.len) {
+                    continue;
+                }
+                let rel = i32::try_from(at.wrapping_sub(end) as i64).map_err(|_| format!("{}: trampoline out of rel32 range", h.name))?;
+                patches.push((field, rel.to_le_bytes().to_vec()));
+            }
+        }
+        fdes.extend(b.fdes.into_iter().filter(|f| f.len > 0));
     }
     if rx.data.is_empty() {
         rx.data.push(0xcc); // keep the segment non-empty

@@ -29,6 +29,13 @@ pub struct Pad {
     pub padding: u64,
 }
 
+impl Pad {
+    /// No launch pad (call-site mode).
+    pub fn none(entry: u64) -> Self {
+        Pad { entry, start: entry, len: 0, instrs: Vec::new(), resume: None, padding: 0 }
+    }
+}
+
 fn terminates(i: &Instruction) -> bool {
     matches!(
         i.flow_control(),
@@ -135,8 +142,15 @@ pub struct Relocated {
     pub origins: Vec<u64>,
 }
 
-pub fn relocate(pad: &Pad, at: u64) -> Result<Relocated, String> {
+pub fn relocate(pad: &Pad, at: u64, redirect: &[(u64, u64)]) -> Result<Relocated, String> {
     let mut instrs = pad.instrs.clone();
+    for i in instrs.iter_mut() {
+        if i.op0_kind() == iced_x86::OpKind::NearBranch64 {
+            if let Some(&(_, to)) = redirect.iter().find(|r| r.0 == i.near_branch_target()) {
+                i.set_near_branch64(to);
+            }
+        }
+    }
     let mut origins: Vec<u64> = instrs.iter().map(|i| i.ip()).collect();
     if let Some(resume) = pad.resume {
         let mut j = Instruction::with_branch(Code::Jmp_rel32_64, resume).map_err(|e| e.to_string())?;

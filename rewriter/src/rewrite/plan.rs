@@ -22,6 +22,18 @@ pub struct Hook<'c> {
     /// because -fipa-ra lets callers of a known function keep values in the
     /// caller-saved registers it does not touch.
     pub full_save: bool,
+    /// Call-site mode (the entry cannot hold a launch pad): `(address of the rel32
+    /// field, end of the instruction)` of every direct `call`/`jmp` to the function;
+    /// they are retargeted to the trampoline, which calls the untouched original.
+    pub call_sites: Vec<(u64, u64)>,
+    /// Why the entry could not hold a launch pad (call-site mode only).
+    pub why_not_pad: Option<String>,
+}
+
+impl Hook<'_> {
+    pub fn patches_entry(&self) -> bool {
+        self.why_not_pad.is_none()
+    }
 }
 
 pub enum Outcome<'c> {
@@ -56,19 +68,22 @@ pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification) -> V
         }
         seen.push((entry, name.clone()));
         match plan_one(elf, eh, &starts, f, entry) {
-            Ok((pad, stack_words, rows)) => {
-                let end = entry + f.code_size.filter(|&n| n > 0).unwrap_or(pad.len);
-                let full_save = !calls_unknown_code(elf, eh, entry, end, 3);
-                out.push(Outcome::Hook(Hook { f, name, pad, stack_words, rows, full_save }))
+            Ok((pad, stack_words, rows, fn_end)) => {
+                let full_save = !calls_unknown_code(elf, eh, entry, fn_end, 3);
+                let hook = Hook { f, name, pad: Pad::none(entry), stack_words, rows, full_save, call_sites: Vec::new(), why_not_pad: None };
+                out.push(match pad {
+                    Ok(pad) => Outcome::Hook(Hook { pad, ..hook }),
+                    Err(why) => call_site_mode(elf, hook, fn_end, why),
+                });
             }
             Err(reason) => out.push(Outcome::Refused { name, address: entry, reason }),
         }
     }
-    refuse_inward_branches(elf, &mut out);
+    refuse_inward_branches(elf, eh, &mut out);
     out
 }
 
-type Planned = (Pad, u32, Vec<(u64, u64, Option<Row>)>);
+type Planned = (Result<Pad, String>, u32, Vec<(u64, u64, Option<Row>)>, u64);
 
 fn plan_one(elf: &InputElf, eh: &EhFrameIndex, starts: &[u64], f: &AllocFn, entry: u64) -> Result<Planned, String> {
     if !elf.is_executable_addr(entry) {
@@ -84,22 +99,90 @@ fn plan_one(elf: &InputElf, eh: &EhFrameIndex, starts: &[u64], f: &AllocFn, entr
         .ok_or_else(|| "unknown code extent (no size, symbol or FDE)".to_string())?;
     let fn_end = entry + size;
     let next_start = starts.iter().copied().find(|&s| s > entry).unwrap_or(fn_end);
-    let pad = pad::decode(elf, entry, fn_end, next_start)?;
-    if let Some(s) = starts.iter().find(|&&s| s > pad.start && s < pad.start + pad.len) {
-        let what = elf
-            .symbols
-            .iter()
-            .find(|x| x.value == *s)
-            .map(|x| format!("symbol {}", x.name))
-            .unwrap_or_else(|| "an FDE".into());
-        return Err(format!("{what} starts at {s:#x}, inside the launch pad"));
-    }
     let rows = match fde {
         Some(d) => eh.rows(d)?,
         None => Vec::new(),
     };
     let stack_words = stack_arg_words(elf, f, entry, fn_end, &rows)?;
-    Ok((pad, stack_words, rows))
+    let pad = pad::decode(elf, entry, fn_end, next_start).and_then(|pad| {
+        match starts.iter().find(|&&s| s > pad.start && s < pad.start + pad.len) {
+            Some(s) => Err(format!(
+                "{} starts at {s:#x}, inside the launch pad",
+                elf.symbols.iter().find(|x| x.value == *s).map(|x| format!("symbol {}", x.name)).unwrap_or_else(|| "an FDE".into())
+            )),
+            None => Ok(pad),
+        }
+    });
+    Ok((pad, stack_words, rows, fn_end))
+}
+
+/// Fall back to retargeting the direct calls of a function whose entry cannot hold a
+/// launch pad; refused when anything else could reach it (address taken, rel8
+/// branches, exported to other objects).
+fn call_site_mode<'c>(elf: &InputElf, hook: Hook<'c>, fn_end: u64, why: String) -> Outcome<'c> {
+    let entry = hook.pad.entry;
+    match call_sites(elf, entry, fn_end) {
+        Ok(sites) => Outcome::Hook(Hook { call_sites: sites, why_not_pad: Some(why), ..hook }),
+        Err(e) => Outcome::Refused { name: hook.name, address: entry, reason: format!("{why}; and its call sites cannot all be patched: {e}") },
+    }
+}
+
+/// Every direct `call rel32`/`jmp rel32` to `entry` from outside the function, or why
+/// not all callers can be redirected.
+fn call_sites(elf: &InputElf, entry: u64, fn_end: u64) -> Result<Vec<(u64, u64)>, String> {
+    let exported = elf.dyn_val(elf::DT_SYMTAB).is_some()
+        && elf.section(".dynsym").is_some_and(|(_, s)| {
+            let d = elf.section_data(s);
+            d.chunks_exact(24).any(|e| {
+                let shndx = super::elf::bytes::u16_at(e, 6);
+                let bind = e[4] >> 4;
+                shndx != 0 && bind != elf::STB_LOCAL && super::elf::bytes::u64_at(e, 8) == entry
+            })
+        });
+    if exported {
+        return Err("it is exported, so other objects may call it".into());
+    }
+    let mut sites = Vec::new();
+    for s in elf.shdrs.iter().filter(|s| s.sh_flags & elf::SHF_EXECINSTR as u64 != 0 && s.sh_type == elf::SHT_PROGBITS) {
+        let mut dec = Decoder::with_ip(64, elf.section_data(s), s.sh_addr, DecoderOptions::NONE);
+        for i in &mut dec {
+            if i.is_invalid() {
+                continue;
+            }
+            let inside = i.ip() >= entry && i.ip() < fn_end;
+            let branch = matches!(i.op0_kind(), OpKind::NearBranch64) && i.near_branch_target() == entry;
+            if branch && !inside {
+                match i.code() {
+                    iced_x86::Code::Call_rel32_64 | iced_x86::Code::Jmp_rel32_64 => sites.push((i.next_ip() - 4, i.next_ip())),
+                    _ => return Err(format!("`{}` at {:#x} reaches it with a branch that cannot be retargeted", pad::fmt(&i), i.ip())),
+                }
+            }
+            if i.is_ip_rel_memory_operand() && i.ip_rel_memory_address() == entry {
+                return Err(format!("its address is taken at {:#x}", i.ip()));
+            }
+            for k in 0..i.op_count() {
+                if matches!(i.op_kind(k), OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64) && i.immediate(k) == entry {
+                    return Err(format!("its address is an immediate at {:#x}", i.ip()));
+                }
+            }
+        }
+    }
+    for s in elf.shdrs.iter().filter(|s| s.sh_flags & elf::SHF_ALLOC as u64 != 0 && s.sh_flags & elf::SHF_EXECINSTR as u64 == 0) {
+        let d = elf.section_data(s);
+        if s.sh_type == elf::SHT_RELA {
+            if d.chunks_exact(24).any(|r| super::elf::bytes::u64_at(r, 16) == entry) {
+                return Err(format!("a relocation in {} refers to it", s.name));
+            }
+        } else if s.name != ".eh_frame" && s.name != ".eh_frame_hdr" {
+            if let Some(k) = (0..d.len().saturating_sub(7)).step_by(8).find(|&k| super::elf::bytes::u64_at(d, k) == entry) {
+                return Err(format!("its address is stored in {} at {:#x}", s.name, s.sh_addr + k as u64));
+            }
+        }
+    }
+    if sites.is_empty() {
+        return Err("no direct calls to redirect".into());
+    }
+    Ok(sites)
 }
 
 /// Extent of the function at `a` (symbol size, else FDE).
@@ -207,12 +290,12 @@ fn stack_arg_words(elf: &InputElf, f: &AllocFn, entry: u64, fn_end: u64, rows: &
 
 /// Refuse every planned pad whose interior (the bytes after its first one) is the
 /// target of a branch, a RIP-relative reference or a relative relocation anywhere.
-fn refuse_inward_branches(elf: &InputElf, out: &mut [Outcome]) {
+fn refuse_inward_branches(elf: &InputElf, eh: &EhFrameIndex, out: &mut [Outcome]) {
     let mut interiors: Vec<(u64, u64, usize)> = out
         .iter()
         .enumerate()
         .filter_map(|(k, o)| match o {
-            Outcome::Hook(h) => Some((h.pad.start + 1, h.pad.start + h.pad.len, k)),
+            Outcome::Hook(h) if h.pad.len > 0 => Some((h.pad.start + 1, h.pad.start + h.pad.len, k)),
             _ => None,
         })
         .collect();
@@ -264,9 +347,13 @@ fn refuse_inward_branches(elf: &InputElf, out: &mut [Outcome]) {
         }
     }
     for (k, reason) in reasons {
-        if let Outcome::Hook(h) = &out[k] {
-            let (name, address) = (h.name.clone(), h.pad.entry);
-            out[k] = Outcome::Refused { name, address, reason };
+        if matches!(&out[k], Outcome::Hook(h) if h.patches_entry()) {
+            let placeholder = Outcome::Refused { name: String::new(), address: 0, reason: String::new() };
+            if let Outcome::Hook(h) = std::mem::replace(&mut out[k], placeholder) {
+                let entry = h.pad.entry;
+                let end = extent(elf, eh, entry).unwrap_or(h.pad.start + h.pad.len).max(h.pad.start + h.pad.len);
+                out[k] = call_site_mode(elf, Hook { pad: Pad::none(entry), ..h }, end, reason);
+            }
         }
     }
 }

@@ -164,6 +164,9 @@ pub struct Refs {
     pub exit_slot: u64,
     /// `(lo, hi, thunk)`: a site in `[lo, hi)` (the new code) is translated by `thunk`.
     pub site_map: Option<(u64, u64, u64)>,
+    /// `(function entry, its trampoline)` of call-site-mode functions: branches to them
+    /// among displaced instructions go to the trampoline instead.
+    pub redirect: Vec<(u64, u64)>,
 }
 
 /// The label IP the next emitted instruction will get.
@@ -307,9 +310,12 @@ fn encode(a: &Asm, at: u64) -> Result<(Vec<u8>, Vec<u32>), String> {
 pub fn build(h: &Hook, refs: &Refs, at: u64) -> Result<Built, String> {
     // The entry part's length does not depend on the pad address (rel32 call, RIP-relative
     // operands), so encode once to learn it and again with the real pad address.
-    let probe = encode(&entry_code(h, refs, at)?, at)?.0.len() as u64;
+    // Call-site mode: no pad, the trampoline calls the untouched function itself.
+    let direct = !h.patches_entry();
+    let probe = encode(&entry_code(h, refs, if direct { h.pad.entry } else { at })?, at)?.0.len() as u64;
     let pad_addr = at + probe;
-    let a = entry_code(h, refs, pad_addr)?;
+    let target = if direct { h.pad.entry } else { pad_addr };
+    let a = entry_code(h, refs, target)?;
     let (mut code, offs) = encode(&a, at)?;
     if code.len() as u64 != probe {
         return Err("internal error: trampoline length changed between passes".into());
@@ -322,11 +328,22 @@ pub fn build(h: &Hook, refs: &Refs, at: u64) -> Result<Built, String> {
         }
     }
     let entry_len = code.len() as u32;
-    let call_k = a.ins.iter().position(|i| i.code() == Code::Call_rel32_64 && i.near_branch_target() == pad_addr);
+    let call_k = a.ins.iter().position(|i| i.code() == Code::Call_rel32_64 && i.near_branch_target() == target);
     let ret_off = call_k.and_then(|k| offs.get(k + 1).copied()).filter(|&o| o != u32::MAX).ok_or("internal error: no pad call")?;
     let pad_return = (at + ret_off as u64, stack_frame(h) + 8);
 
-    let rel = pad::relocate(&h.pad, pad_addr)?;
+    if direct {
+        return Ok(Built {
+            code,
+            entry_len,
+            pad_addr: 0,
+            pad_len: 0,
+            fdes: [NewFde { start: at, len: entry_len, rows: entry_rows }, NewFde { start: 0, len: 0, rows: Vec::new() }],
+            pad_calls: Vec::new(),
+            pad_return,
+        });
+    }
+    let rel = pad::relocate(&h.pad, pad_addr, &refs.redirect)?;
     let pad_rows = pad_rows(h, &rel);
     let pad_len = rel.code.len() as u32;
     let mut pad_calls = Vec::new();
