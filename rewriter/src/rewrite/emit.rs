@@ -73,6 +73,25 @@ pub fn finish(mut file: Vec<u8>, t: Tail) -> Result<Vec<u8>, String> {
         }
     }
     let mut new_names: Vec<(usize, String)> = Vec::new();
+    // The old copies stay in their segments, described by `.allocsite.orig<name>`
+    // sections: tools that rebuild segments from sections (strip, objcopy) keep them.
+    for &(i, ..) in &remap {
+        let old = &elf.shdrs[i];
+        new_names.push((shdrs.len(), format!(".allocsite.orig{}", old.name)));
+        shdrs.push(Shdr {
+            name: String::new(),
+            sh_name: 0,
+            sh_type: elf::SHT_PROGBITS,
+            sh_flags: old.sh_flags & !(elf::SHF_INFO_LINK as u64),
+            sh_addr: old.sh_addr,
+            sh_offset: old.sh_offset,
+            sh_size: old.sh_size,
+            sh_link: 0,
+            sh_info: 0,
+            sh_addralign: old.sh_addralign,
+            sh_entsize: 0,
+        });
+    }
     for n in &t.sections {
         new_names.push((shdrs.len(), n.name.to_string()));
         shdrs.push(Shdr {

@@ -66,7 +66,43 @@ impl Region {
     }
 }
 
-/// The first region: file offset past the input's end, address past every segment.
+/// How many bytes of the input the output keeps: everything up to the old `.symtab`,
+/// `.strtab`, `.shstrtab` and section header table when they are the file's tail (the
+/// usual order) — the output writes new copies of them anyway.
+pub fn kept_prefix(elf: &InputElf) -> u64 {
+    let len = elf.data.len() as u64;
+    let rewritten = |i: usize| {
+        let s = &elf.shdrs[i];
+        i == elf.shstrndx
+            || s.sh_type == elf::SHT_SYMTAB
+            || elf.shdrs.iter().any(|t| t.sh_type == elf::SHT_SYMTAB && t.sh_link as usize == i && i != elf.shstrndx)
+    };
+    let shoff = super::elf::bytes::u64_at(elf.data, 0x28);
+    let mut cut = shoff.min(len);
+    for (i, s) in elf.shdrs.iter().enumerate() {
+        if i > 0 && rewritten(i) && s.sh_type != elf::SHT_NOBITS {
+            cut = cut.min(s.sh_offset);
+        }
+    }
+    // Nothing else may live at or after the cut.
+    let others_end = elf
+        .shdrs
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i > 0 && !rewritten(*i) && s.sh_type != elf::SHT_NOBITS)
+        .map(|(_, s)| s.sh_offset + s.sh_size)
+        .chain(elf.phdrs.iter().map(|p| p.p_offset + p.p_filesz))
+        .chain([64 + elf.phdrs.len() as u64 * 56])
+        .max()
+        .unwrap_or(len);
+    if others_end <= cut {
+        cut
+    } else {
+        len
+    }
+}
+
+/// The first region: file offset past the kept input, address past every segment.
 pub fn first_region(elf: &InputElf, fill: u8) -> Result<Region, String> {
     let first = elf.loads().next().ok_or("no PT_LOAD segment")?;
     let delta = first.p_vaddr.wrapping_sub(first.p_offset);
@@ -74,7 +110,7 @@ pub fn first_region(elf: &InputElf, fill: u8) -> Result<Region, String> {
         return Err(format!("first PT_LOAD has vaddr − offset = {delta:#x}, not page aligned"));
     }
     let top = elf.loads().map(|p| p.p_vaddr + p.p_memsz).max().unwrap_or(0);
-    let mut off = align_up(elf.data.len() as u64, PAGE);
+    let mut off = align_up(kept_prefix(elf), PAGE);
     if off.wrapping_add(delta) < top {
         off = align_up(top - delta, PAGE);
     }

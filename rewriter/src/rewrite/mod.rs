@@ -306,7 +306,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     r.write_at(ph_addr, &ph);
 
     // The file: input with pads patched, then the regions.
-    let mut file = data.to_vec();
+    let mut file = data[..layout::kept_prefix(&elf) as usize].to_vec();
     for (a, bytes) in &patches {
         let off = elf.vaddr_to_offset(*a).ok_or("pad not in file")? as usize;
         file[off..off + bytes.len()].copy_from_slice(bytes);
