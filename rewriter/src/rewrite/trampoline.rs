@@ -2,22 +2,38 @@
 //!
 //! ```text
 //! f.allocsite_entry:
-//!     push rax, r10, r11, r9, r8, rcx, rdx, rsi, rdi   ; rdi..r9 form args[6]
-//!     sub rsp, XMM*16 ; movaps [rsp+16*i], xmmi
-//!     enter(desc, site=[entry_sp], args, entry_sp)
-//!     restore everything
-//!     sub rsp, F ; copy stack argument words      ; F ≡ 8 (mod 16): callee sees an ABI stack
-//!     call f.allocsite_pad
+//!     push rbx ; push the saved set (rdi..r9 last, so [rsp] = args[0..6])
+//!     mov rbx, rsp ; and rsp, -16 ; sub rsp, 16*N ; movaps [rsp+16*i], xmmi
+//!     rsi = [entry_sp]; if rsi is inside .allocsite.text: call allocsite.site_map
+//!     call [__allocsite_enter](desc, site, args=rbx, entry_sp)
+//!     restore ; mov rsp, rbx ; pop … ; pop rbx
+//!     sub rsp, F ; copy stack argument words          ; F ≡ 8 (mod 16)
+//!     call f.allocsite_pad                             ; (call-site mode: call f)
 //!     add rsp, F
-//!     save everything again (the function's results and the registers its caller may keep)
-//!     exit(desc, rax, entry_sp)
-//!     restore ; ret
+//!     save again ; call [__allocsite_exit](desc, rax, entry_sp) ; restore ; ret
 //! f.allocsite_pad:
 //!     displaced instructions, relocated ; jmp back into f (unless they end in ret/jmp)
 //! ```
-//! All caller-saved registers are preserved around the hooks, not only the argument and
-//! return registers: GCC's interprocedural register allocation (-fipa-ra) lets callers
-//! of a known leaf keep values in registers the leaf does not touch.
+//! - The stack is realigned with rbx as frame base (CFA = rbx + k in the CFI): gcc
+//!   omits the 16-byte alignment before calls to local functions that do not need it,
+//!   so a function may be entered misaligned; the pad is entered with the same
+//!   alignment the function was entered with.
+//! - Saved set: when the function surely calls code gcc cannot see (PLT, indirect
+//!   call, recursively), only the argument registers (rdi..r9, rax = al for varargs,
+//!   r10 = static chain, xmm0–7) at entry and rax/rdx/xmm0–1 at exit. Otherwise every
+//!   caller-saved register (rax, rcx, rdx, rsi, rdi, r8–r11, xmm0–15) at both: GCC's
+//!   -fipa-ra lets callers of a known function keep values in caller-saved registers
+//!   it does not touch, and the hooks may touch them.
+//! - CET: the launch pad `jmp`, the `call` into the pad and its `jmp` back are direct
+//!   branches, so no `endbr64` is needed in new code; calls and returns stay paired, so
+//!   shadow stacks are unaffected. The GNU property notes are left as they are (the
+//!   hooks are reached by `call [slot]`, an indirect call into the runtime, which must
+//!   itself be an IBT object for IBT to stay enforced).
+//! - The site the entry hook receives is the caller's return address. It points into
+//!   new code when the call was among the displaced instructions of another pad, or
+//!   when another hooked function's pad/body tail-called this one (the return address
+//!   is then that trampoline's); `allocsite.site_map` maps the former to the original
+//!   return address and follows the latter to that trampoline's own caller.
 
 use super::cfi::{NewFde, Row};
 use super::pad;
