@@ -97,7 +97,7 @@ fn plan_one(elf: &InputElf, eh: &EhFrameIndex, starts: &[u64], f: &AllocFn, entr
         .or(sym_size)
         .or(fde.map(|d| d.len))
         .ok_or_else(|| "unknown code extent (no size, symbol or FDE)".to_string())?;
-    let fn_end = entry + size;
+    let fn_end = entry.checked_add(size).filter(|_| size < 1 << 32).ok_or_else(|| format!("implausible code size {size}"))?;
     let next_start = starts.iter().copied().find(|&s| s > entry).unwrap_or(fn_end);
     let rows = match fde {
         Some(d) => eh.rows(d)?,
