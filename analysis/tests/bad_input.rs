@@ -65,3 +65,16 @@ fn truncations_and_byte_flips_never_panic() {
         let _ = analyze_bytes(&data, &opts);
     }
 }
+
+#[test]
+fn fuzzer_findings_stay_fixed() {
+    // Inputs that once panicked the analysis under `cargo fuzz` (overflow checks on).
+    let dir = support::root().join("analysis/tests/fuzz_regressions");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("regressions dir") {
+        let data = std::fs::read(e.expect("entry").path()).expect("read");
+        let _ = analyze_bytes(&data, &Options::default());
+        n += 1;
+    }
+    assert!(n > 0);
+}

@@ -75,7 +75,7 @@ impl<'a> Types<'a> {
     pub fn key_and_fntype_at(&self, addr: u64) -> (Option<SlotKey>, Option<String>) {
         let Some(i) = self.vars.partition_point(|v| v.addr <= addr).checked_sub(1) else { return (None, None) };
         let v = &self.vars[i];
-        if addr >= v.addr + v.size {
+        if addr >= v.addr.saturating_add(v.size) {
             return (None, None);
         }
         self.walk(v.unit, v.ty, addr - v.addr)
@@ -219,7 +219,7 @@ fn member_at(unit: &gimli::Unit<R>, ty: UnitOffset, off: u64) -> Option<(UnitOff
         let Ok(Some(AttributeValue::UnitRef(mt))) = e.attr_value(gimli::DW_AT_type) else { continue };
         let loc = udata(e, gimli::DW_AT_data_member_location).unwrap_or(0);
         let size = byte_size(unit, mt, 0).unwrap_or(0);
-        if off >= loc && off < loc + size.max(1) {
+        if off >= loc && off < loc.saturating_add(size.max(1)) {
             return Some((mt, loc));
         }
     }

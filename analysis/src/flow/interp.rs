@@ -543,7 +543,7 @@ impl<'a, E: Env> Interp<'a, E> {
         match m {
             Mem::Stack(o) => {
                 let size = size.max(1) as i64;
-                let stale: Vec<i64> = st.slots.keys_in(o - 7, o + size).into_iter().filter(|&k| k != o).collect();
+                let stale: Vec<i64> = st.slots.keys_in(o.saturating_sub(7), o.saturating_add(size)).into_iter().filter(|&k| k != o).collect();
                 for k in stale {
                     st.slots.insert(k, Val::TOP);
                 }

@@ -55,7 +55,7 @@ fn local_noreturn(bin: &Binary) -> Vec<bool> {
                 continue;
             }
             let f = &bin.funcs[i];
-            let (lo, hi) = (f.addr, f.addr + f.size);
+            let (lo, hi) = (f.addr, f.addr.saturating_add(f.size));
             let exits_ok = insns.iter().all(|ins| match ins.flow_control() {
                 FlowControl::Return | FlowControl::IndirectBranch => false,
                 FlowControl::UnconditionalBranch => {

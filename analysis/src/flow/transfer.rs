@@ -259,7 +259,7 @@ impl<'a, E: Env> Interp<'a, E> {
             let size = ins.memory_size().size().max(8);
             if (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory) {
                 if let Mem::Stack(o) = self.mem(ins, st) {
-                    let keys: Vec<i64> = st.slots.keys_in(o - 7, o + size as i64);
+                    let keys: Vec<i64> = st.slots.keys_in(o.saturating_sub(7), o.saturating_add(size as i64));
                     for k in keys {
                         st.slots.insert(k, Val::TOP);
                     }

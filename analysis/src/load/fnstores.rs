@@ -33,7 +33,7 @@ pub(super) fn collect_data(file: &object::File, bin: &mut Binary, base: &HashMap
         })
         .map(|s| {
             let b = if bin.kind == FileKind::Relocatable { base.get(&s.index().0).copied().unwrap_or(0) } else { s.address() };
-            (b, b + s.size())
+            (b, b.saturating_add(s.size()))
         })
         .collect();
     let mut seen = HashSet::new();
@@ -89,14 +89,14 @@ pub(super) fn collect_data(file: &object::File, bin: &mut Binary, base: &HashMap
             }
             let Ok(data) = sec.data() else { continue };
             let addr = sec.address();
-            let start = (addr.next_multiple_of(8) - addr) as usize;
+            let start = (addr.checked_next_multiple_of(8).unwrap_or(addr).wrapping_sub(addr)) as usize;
             let mut off = start;
             while off + 8 <= data.len() {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&data[off..off + 8]);
                 let v = u64::from_le_bytes(b);
                 if v != 0 && bin.by_addr.contains_key(&v) {
-                    push(bin, addr + off as u64, v);
+                    push(bin, addr.wrapping_add(off as u64), v);
                 }
                 off += 8;
             }
@@ -153,5 +153,5 @@ fn data_objects(file: &object::File, kind: FileKind, base: &HashMap<usize, u64>)
 
 fn containing(objects: &BTreeMap<u64, u64>, slot: u64) -> Option<u64> {
     let (&start, &size) = objects.range(..=slot).next_back()?;
-    (slot < start + size).then_some(start)
+    (slot < start.saturating_add(size)).then_some(start)
 }

@@ -83,7 +83,7 @@ pub(super) fn collect(file: &object::File, bin: &mut Binary, base: &HashMap<usiz
     let plt: Vec<(u64, u64)> = file
         .sections()
         .filter(|s| matches!(s.name().unwrap_or(""), ".plt" | ".plt.sec" | ".plt.got" | ".iplt"))
-        .map(|s| (s.address(), s.address() + s.size()))
+        .map(|s| (s.address(), s.address().saturating_add(s.size())))
         .collect();
     if !rel {
         found.retain(|a, _| !plt.iter().any(|&(lo, hi)| *a >= lo && *a < hi));
@@ -116,7 +116,7 @@ pub(super) fn collect(file: &object::File, bin: &mut Binary, base: &HashMap<usiz
 
 fn region_end(bin: &Binary, addr: u64) -> u64 {
     let r = bin.region_of(addr).expect("function start lies in a region");
-    r.addr + r.data.len() as u64
+    r.addr.saturating_add(r.data.len() as u64)
 }
 
 /// Start and length of every FDE in `.eh_frame`; malformed entries end the walk.

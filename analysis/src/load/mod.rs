@@ -127,7 +127,7 @@ impl Binary {
     fn region_of(&self, addr: u64) -> Option<&Region> {
         let i = self.regions.partition_point(|r| r.addr <= addr);
         let r = self.regions.get(i.checked_sub(1)?)?;
-        (addr < r.addr + r.data.len() as u64).then_some(r)
+        (addr < r.addr.saturating_add(r.data.len() as u64)).then_some(r)
     }
 
     /// Index of the function containing `addr`.
@@ -135,7 +135,7 @@ impl Binary {
         let i = self.funcs.partition_point(|f| f.addr <= addr);
         let i = i.checked_sub(1)?;
         let f = &self.funcs[i];
-        (addr < f.addr + f.size.max(1)).then_some(i)
+        (addr < f.addr.saturating_add(f.size.max(1))).then_some(i)
     }
 }
 
@@ -183,8 +183,8 @@ fn load_regions(file: &object::File, kind: FileKind) -> Result<(Vec<Region>, Has
         }
         let addr = if kind == FileKind::Relocatable {
             let align = s.align().clamp(1, 4096);
-            let a = next.div_ceil(align) * align;
-            next = a + s.size() + 16;
+            let a = next.div_ceil(align).saturating_mul(align);
+            next = a.saturating_add(s.size()).saturating_add(16);
             a
         } else {
             s.address()
