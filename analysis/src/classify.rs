@@ -284,8 +284,15 @@ impl<'a> Classifier<'a> {
                 (c.spec.kind == Some(Kind::Realloc)).then(|| c.spec.ptr.and_then(|k| arg(cs, k).as_param()))?
             })
             .fold(0, |m, p| m | (1 << p));
+        // Fields this function writes back: a pointer loaded from one of them and
+        // returned is popped off a free list; loaded and left in place, it is a
+        // lookup (interned strings, find-or-create).
+        let written: u32 = s.stores.iter().fold(0, |m, st| m | crate::flow::value::field_bit(st.param, st.via, st.off));
         let rets_ok = !s.rets.is_empty()
-            && s.rets.iter().all(|r| ret_is_fresh(r, storage_calls | maybe_storage, out_calls, realloc_ptrs));
+            && s.rets.iter().all(|r| {
+                ret_is_fresh(r, storage_calls | maybe_storage, out_calls, realloc_ptrs)
+                    && (r.lparams == 0 || r.lfields & written != 0)
+            });
         let mut best: Option<Found> = None;
         let mut freed: Option<(u8, String)> = None;
 

@@ -550,7 +550,9 @@ impl<'a, E: Env> Interp<'a, E> {
                 st.slots.insert(o, if size >= 4 { v } else { Val::TOP });
             }
             Mem::Param(p, d) => {
-                if v.calls != 0 || v.outcalls != 0 || v.params != 0 || v.lparams != 0 {
+                // Every store through a parameter: even `c->slot = NULL` tells that
+                // the field is written back (a pop, not a lookup).
+                if self.sum.stores.len() < 4096 {
                     self.sum.stores.push(ParamStore { param: p, via: None, off: d, val: v });
                 }
                 self.note_param_member(&v, d);
@@ -562,7 +564,7 @@ impl<'a, E: Env> Interp<'a, E> {
                 self.note_param_member(&v, d);
                 // Memory reached through a parameter (`op->arena->used += n`): the
                 // sub-allocator rule wants these too.
-                if via != 0 && v.lparams & via != 0 {
+                if via != 0 && (v.lparams & via != 0 || v.as_const().is_some()) && self.sum.stores.len() < 4096 {
                     let (p, l) = match chain {
                         Some(Via { param, load: Some(l) }) => (param, Some(l)),
                         _ => (via.trailing_zeros() as u8, None),

@@ -149,7 +149,12 @@ impl Val {
                 v.num = o.num;
             }
         } else if o.has(LOAD) && (self.load_base, self.load_off) != (o.load_base, o.load_off) {
-            v.kinds = (v.kinds & !LOAD) | TOP;
+            // Two different fields: the exact field is lost, but when both were
+            // reached through parameters (`lparams`), that much is still known.
+            v.kinds &= !LOAD;
+            if self.lparams == 0 || o.lparams == 0 {
+                v.kinds |= TOP;
+            }
         }
         // A two-level load keeps its first offset in `num`: it cannot share it.
         if v.has(LOAD) && v.load_base & LOAD2 != 0 && (v.kinds & PAYLOAD != 0 || (self.has(LOAD) && o.has(LOAD) && self.num != o.num)) {
