@@ -249,31 +249,17 @@ impl<'a> Classifier<'a> {
         let s = &self.sums[f];
         let callees: Vec<Option<Callee>> = s.calls.iter().map(|cs| self.resolve(cs, f)).collect();
         // Calls whose *return value* is fresh storage (an out-parameter allocator
-        // returns a status instead).
-        let storage_calls: u32 = callees
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.spec.gives_storage() && c.spec.out.is_none()))
-            .fold(0, |m, (i, _)| m | bit(i));
+        // returns a status instead), and those that write it through an argument.
+        let storage_calls = call_mask(s, &callees, |_, c| c.is_some_and(|c| c.spec.gives_storage() && c.spec.out.is_none()));
+        let out_calls = call_mask(s, &callees, |_, c| c.is_some_and(|c| c.spec.gives_storage() && c.spec.out.is_some()));
         // Unresolved calls through a pointer that get our parameters: `custom ?
         // custom->alloc(opaque, size) : malloc(size)` (zstd's customMem) may
         // return alongside a real allocator.
-        let maybe_storage: u32 = s
-            .calls
-            .iter()
-            .zip(callees.iter())
-            .enumerate()
-            .filter(|(_, (cs, c))| {
-                c.is_none()
-                    && matches!(cs.target, Target::PtrGlobal(_) | Target::PtrMember(..) | Target::PtrParam(_) | Target::PtrUnknown)
-                    && cs.args.iter().any(|a| a.params != 0)
-            })
-            .fold(0, |m, (i, _)| m | bit(i));
-        let out_calls: u32 = callees
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.spec.gives_storage() && c.spec.out.is_some()))
-            .fold(0, |m, (i, _)| m | bit(i));
+        let maybe_storage = call_mask(s, &callees, |cs, c| {
+            c.is_none()
+                && matches!(cs.target, Target::PtrGlobal(_) | Target::PtrMember(..) | Target::PtrParam(_) | Target::PtrUnknown)
+                && cs.args.iter().any(|a| a.params != 0)
+        });
         // A realloc may hand back the block it was given (same size class).
         let realloc_ptrs: u8 = s
             .calls
@@ -511,6 +497,16 @@ impl<'a> Classifier<'a> {
         let _ = f;
         [spec.size, spec.count, spec.ptr, spec.out].iter().flatten().map(|p| p + 1).max().unwrap_or(0)
     }
+}
+
+/// Bit c for every call site c (below 32) the predicate accepts.
+fn call_mask(s: &Summary, callees: &[Option<Callee>], pred: impl Fn(&CallSite, Option<&Callee>) -> bool) -> u32 {
+    s.calls
+        .iter()
+        .zip(callees.iter())
+        .enumerate()
+        .filter(|(_, (cs, c))| pred(cs, c.as_ref()))
+        .fold(0, |m, (i, _)| m | bit(i))
 }
 
 /// Provenance of argument `k` at a call; stack-passed arguments are not tracked.
