@@ -28,6 +28,11 @@ pub struct Classifier<'a> {
     cands: HashMap<(Target, u64), (Vec<u64>, bool)>,
     /// Per round: the allocator all candidates of a target agree on.
     agreed: RefCell<HashMap<(Target, u64), Option<(Spec, String)>>>,
+    /// Functions classified by name, not by their code: Some(true) when named by
+    /// the user (`--alloc-fns`/`--free-fns`), Some(false) for a C library seed.
+    seeded: Vec<Option<bool>>,
+    /// `ALLOCSITE_DEBUG_PTRS` is set: print every pointer target's candidates.
+    debug_ptrs: bool,
     pub found: BTreeMap<usize, Found>,
 }
 
@@ -69,7 +74,17 @@ impl<'a> Classifier<'a> {
                 }
             }
         }
-        Classifier { bin, params, sums, user, cands, agreed: RefCell::new(HashMap::new()), found: BTreeMap::new() }
+        Classifier {
+            bin,
+            params,
+            sums,
+            user,
+            cands,
+            agreed: RefCell::new(HashMap::new()),
+            seeded: Vec::new(),
+            debug_ptrs: std::env::var_os("ALLOCSITE_DEBUG_PTRS").is_some(),
+            found: BTreeMap::new(),
+        }
     }
 
     /// Seed specs for functions defined in the binary under a seed or user-given name
@@ -81,11 +96,19 @@ impl<'a> Classifier<'a> {
         })
     }
 
+    /// True when `f` is a C library / C++ runtime allocator defined in the binary
+    /// (a static link) that the user did not name.
+    pub fn is_libc_seed(&self, f: usize) -> bool {
+        self.seeded.get(f).copied().flatten() == Some(false)
+    }
+
     pub fn run(&mut self) {
+        self.seeded = vec![None; self.bin.funcs.len()];
         for f in 0..self.bin.funcs.len() {
             if let Some((spec, user)) = self.named_spec(f) {
                 let why = if user { "named by --alloc-fns/--free-fns" } else { "C library / C++ runtime allocator" };
                 self.found.insert(f, Found { spec, evidence: vec![why.to_string()] });
+                self.seeded[f] = Some(user);
             }
         }
         for _round in 0..32 {
@@ -93,7 +116,7 @@ impl<'a> Classifier<'a> {
             let mut changed = false;
             for f in 0..self.sums.len() {
                 // `.cold` fragments are continuations of their function, not entries.
-                if self.named_spec(f).is_some() || self.bin.funcs[f].name.contains(".cold") {
+                if self.seeded[f].is_some() || self.bin.funcs[f].name.contains(".cold") {
                     continue;
                 }
                 let new = self.classify(f);
@@ -134,8 +157,6 @@ impl<'a> Classifier<'a> {
             t => {
                 let caller_addr = caller_key(t, self.bin.funcs[caller].addr);
                 let (spec, names) = self.agreed_for(t, caller_addr, self.bin.funcs[caller].addr)?;
-                // Through a pointer, demand that the arguments line up with the
-                // candidates' roles: the role arguments come from our parameters.
                 // Through an untyped member offset, demand that the arguments line
                 // up with the candidates' roles; typed and parameter targets are precise.
                 let precise = self.cands.get(&(t.clone(), caller_addr)).is_some_and(|c| c.1);
@@ -186,7 +207,7 @@ impl<'a> Classifier<'a> {
             }
         }
         let result = if conflict { None } else { agreed.map(|(s, n)| (s, n.join("|"))) };
-        if std::env::var_os("ALLOCSITE_DEBUG_PTRS").is_some() {
+        if self.debug_ptrs {
             let names: Vec<String> = self
                 .cands
                 .get(&key)
@@ -325,17 +346,7 @@ impl<'a> Classifier<'a> {
             }
             let size_v = spec.size.map(|k| expand_helpers(self.bin, self.sums, s, arg(cs, k)));
             let count_v = spec.count.map(|k| expand_helpers(self.bin, self.sums, s, arg(cs, k)));
-            match (count_v, size_v) {
-                (Some(cv), Some(sv)) => {
-                    spec_out.count = lowest(cv.params);
-                    spec_out.size = lowest(sv.params & !cv.params).or(lowest(sv.params));
-                    if spec_out.count == spec_out.size {
-                        spec_out.count = None;
-                    }
-                }
-                (None, Some(sv)) => (spec_out.count, spec_out.size) = count_size(sv),
-                _ => {}
-            }
+            (spec_out.count, spec_out.size) = call_roles(count_v, size_v);
             if let Some(p) = spec_out.count {
                 ev.push(format!("{} → {} count", arg_name(p), callee.name));
             }
@@ -394,15 +405,15 @@ impl<'a> Classifier<'a> {
                     b.evidence.push(why.clone());
                 }
             }
-            b.spec.nargs = self.nargs(f, &b.spec);
+            b.spec.nargs = role_arity(&b.spec);
             return Some(b);
         }
         if let Some((p, why)) = freed {
             let mut spec = Spec { kind: Some(Kind::Free), ptr: Some(p), ..Spec::default() };
-            spec.nargs = self.nargs(f, &spec);
+            spec.nargs = role_arity(&spec);
             return Some(Found { spec, evidence: vec![why] });
         }
-        self.suballoc(f, s, storage_calls)
+        self.suballoc(s, storage_calls)
     }
 
     /// For a returned call `r`: another storage call whose result is stored into
@@ -418,12 +429,7 @@ impl<'a> Classifier<'a> {
                     continue;
                 }
                 let cs = &s.calls[d];
-                let size_v = callee.spec.size.map(|k| arg(cs, k)).unwrap_or(Val::TOP);
-                let count_v = callee.spec.count.map(|k| arg(cs, k));
-                let (count, size) = match count_v {
-                    Some(cv) => (lowest(cv.params), lowest(size_v.params & !cv.params).or(lowest(size_v.params))),
-                    None => count_size(size_v),
-                };
+                let (count, size) = call_roles(callee.spec.count.map(|k| arg(cs, k)), callee.spec.size.map(|k| arg(cs, k)));
                 // Follow the chain to the innermost block (3-D: rows → planes → data).
                 let deeper = if depth < 4 { self.inner_block(depth + 1, s, d, callees) } else { None };
                 return Some(deeper.unwrap_or((count, size, callee.name.clone())));
@@ -434,7 +440,7 @@ impl<'a> Classifier<'a> {
 
     /// A bump/pool allocator: returns memory reached through parameter `i` and
     /// advances a field of `*i` by a size derived from parameter `j`.
-    fn suballoc(&self, f: usize, s: &Summary, storage_calls: u32) -> Option<Found> {
+    fn suballoc(&self, s: &Summary, storage_calls: u32) -> Option<Found> {
         if s.rets.is_empty() || s.imprecise {
             return None;
         }
@@ -482,7 +488,7 @@ impl<'a> Classifier<'a> {
         })?;
         let (count, size) = count_size(Val { params: st.val.params & !(1 << pool), ..st.val });
         let mut spec = Spec { kind: Some(Kind::Suballoc), size, count, ..Spec::default() };
-        spec.nargs = self.nargs(f, &spec);
+        spec.nargs = role_arity(&spec);
         let mut evidence = vec![format!("member +{:#x} of memory reached through {} is bumped", st.off, arg_name(pool))];
         if let Some(p) = size {
             evidence.push(format!("{} → bump size", arg_name(p)));
@@ -491,12 +497,11 @@ impl<'a> Classifier<'a> {
         Some(Found { spec, evidence })
     }
 
-    fn nargs(&self, f: usize, spec: &Spec) -> u8 {
-        // DWARF, when present, gives the real count later; without it, claim only
-        // the arguments the roles prove exist.
-        let _ = f;
-        [spec.size, spec.count, spec.ptr, spec.out].iter().flatten().map(|p| p + 1).max().unwrap_or(0)
-    }
+}
+
+/// Arguments the roles prove exist; `analyze_bytes` raises it to DWARF's count.
+fn role_arity(spec: &Spec) -> u8 {
+    [spec.size, spec.count, spec.ptr, spec.out].iter().flatten().map(|p| p + 1).max().unwrap_or(0)
 }
 
 /// Bit c for every call site c (below 32) the predicate accepts.
@@ -520,6 +525,22 @@ fn caller_key(t: &Target, caller: u64) -> u64 {
     match t {
         Target::PtrParam(_) | Target::PtrMember(_, Some(_)) => caller,
         _ => 0,
+    }
+}
+
+/// (count, size) parameter roles of a call from the provenance of its count and
+/// size arguments: the count from the count argument and the size from what the
+/// size argument adds; a lone byte count goes through `count_size`.
+fn call_roles(count_v: Option<Val>, size_v: Option<Val>) -> (Option<u8>, Option<u8>) {
+    match (count_v, size_v) {
+        (Some(cv), Some(sv)) => {
+            let count = lowest(cv.params);
+            let size = lowest(sv.params & !cv.params).or(lowest(sv.params));
+            (if count == size { None } else { count }, size)
+        }
+        (None, Some(sv)) => count_size(sv),
+        (Some(cv), None) => (lowest(cv.params), None),
+        (None, None) => (None, None),
     }
 }
 

@@ -89,7 +89,7 @@ impl Pointers {
                         }
                     }
                 }
-                FnRef::Passed { .. } | FnRef::Escaped { .. } => {}
+                FnRef::Passed { .. } => {}
             }
         }
         let key_of = |a: u64| if types.is_empty() { None } else { types.key_at(a) };

@@ -74,8 +74,8 @@ pub fn analyze_bytes(data: &[u8], opts: &Options) -> Result<Classification, Stri
     let sums = flow::summarize_all(&bin);
     let dw = dwarf::Loaded::load(data);
     let slot_types = dwarf::Types::read(&dw);
-    let types = dwarf::Params::read(&dw);
-    let mut c = classify::Classifier::new(&bin, &sums, &user, &slot_types, &types);
+    let params = dwarf::Params::read(&dw);
+    let mut c = classify::Classifier::new(&bin, &sums, &user, &slot_types, &params);
     c.run();
     // Developer aid: ALLOCSITE_DEBUG_FN=name prints that function's data-flow summary.
     if let Ok(name) = std::env::var("ALLOCSITE_DEBUG_FN") {
@@ -88,13 +88,12 @@ pub fn analyze_bytes(data: &[u8], opts: &Options) -> Result<Classification, Stri
     let mut functions: Vec<AllocFn> = Vec::new();
     for (&f, found) in c.found.iter() {
         let func = &bin.funcs[f];
-        let user_named = user.contains_key(&func.name);
         // Seeds defined in the binary (a static libc) are reported only when named by the user.
-        if seeds::seed(&func.name).is_some() && !user_named && found.evidence.len() == 1 {
+        if c.is_libc_seed(f) {
             continue;
         }
         let mut spec = found.spec;
-        let ptypes = types.get(func.addr);
+        let ptypes = params.get(func.addr);
         if let Some(t) = ptypes {
             spec.nargs = spec.nargs.max(t.args.len().min(16) as u8);
         } else if let Some(user) = opts.extra.iter().find(|d| d.name == func.name) {

@@ -278,16 +278,9 @@ impl<'a, E: Env> Interp<'a, E> {
                 if self.inside(t) && !self.relocated(&ins) {
                     return Some(self.index_of(t).into_iter().collect());
                 }
-                let target = self.call_target(&ins, st);
-                if self.is_cold_part(t) && !self.relocated(&ins) {
-                    return Some(vec![]);
-                }
-                if !self.env.noreturn(&target) {
-                    let c = self.record_call(i, &ins, st, target, true);
-                    let e = self.ret_at.entry(i).or_insert(st.regs[0]);
-                    *e = e.join(&Val::call(c));
-                } else {
-                    self.record_call(i, &ins, st, target, true);
+                if !self.is_cold_jump(&ins) {
+                    let target = self.call_target(&ins, st);
+                    self.record_tail_call(i, &ins, st, target);
                 }
                 return Some(vec![]);
             }
@@ -297,15 +290,10 @@ impl<'a, E: Env> Interp<'a, E> {
                 if self.inside(t) && !self.relocated(&ins) {
                     s.extend(self.index_of(t));
                 } else if matches!(ins.mnemonic(), Mnemonic::Jrcxz | Mnemonic::Jecxz | Mnemonic::Loop | Mnemonic::Loope | Mnemonic::Loopne) {
-                } else {
-                    // A conditional jump out of the function: a `.cold` part or a conditional tail call.
+                } else if !self.is_cold_jump(&ins) {
+                    // A conditional tail call out of the function.
                     let target = self.call_target(&ins, st);
-                    if !self.env.noreturn(&target) && !self.is_cold_part(t) {
-                        let mut after = st.clone();
-                        let c = self.record_call(i, &ins, &mut after, target, true);
-                        let e = self.ret_at.entry(i).or_insert(after.regs[0]);
-                        *e = e.join(&Val::call(c));
-                    }
+                    self.record_tail_call(i, &ins, st, target);
                 }
                 return Some(s);
             }
@@ -319,9 +307,7 @@ impl<'a, E: Env> Interp<'a, E> {
                     self.sum.imprecise = true;
                     return Some(vec![]);
                 }
-                let c = self.record_call(i, &ins, st, t, true);
-                let e = self.ret_at.entry(i).or_insert(Val::call(c));
-                *e = e.join(&Val::call(c));
+                self.record_tail_call(i, &ins, st, t);
                 return Some(vec![]);
             }
             FlowControl::Interrupt | FlowControl::Exception => {
@@ -341,10 +327,24 @@ impl<'a, E: Env> Interp<'a, E> {
         !self.bin.rel_targets.is_empty() && self.bin.rel_targets.contains_key(&ins.next_ip().wrapping_sub(4))
     }
 
-    /// A jump into split-off code (`f.cold`), or into the middle of another
-    /// function's range: a continuation of this function, not a tail call.
-    fn is_cold_part(&self, t: u64) -> bool {
-        if self.bin.stubs.contains_key(&t) {
+    /// A tail call: the callee's result is what this function returns, unless the
+    /// callee never returns. The state is left as it was (a conditional tail
+    /// call falls through when not taken).
+    fn record_tail_call(&mut self, i: usize, ins: &Instruction, st: &State, target: Target) {
+        let noret = self.env.noreturn(&target);
+        let c = self.record_call(i, ins, &mut st.clone(), target, true);
+        if !noret {
+            let e = self.ret_at.entry(i).or_insert(Val::call(c));
+            *e = e.join(&Val::call(c));
+        }
+    }
+
+    /// A jump out of the function into split-off code (`f.cold`) or into the
+    /// middle of another function's range: a continuation of this function, not
+    /// a tail call. In a `.o` the encoded target means nothing; the relocation decides.
+    fn is_cold_jump(&self, ins: &Instruction) -> bool {
+        let t = ins.near_branch_target();
+        if self.relocated(ins) || self.bin.stubs.contains_key(&t) {
             return false;
         }
         match self.bin.func_containing(t) {
@@ -392,15 +392,6 @@ impl<'a, E: Env> Interp<'a, E> {
     pub(super) fn fn_addr(&self, v: &Val) -> Option<u64> {
         let a = v.as_global().or_else(|| v.as_const().map(|k| k as u64))?;
         self.bin.by_addr.contains_key(&a).then_some(a)
-    }
-
-    pub(super) fn note_fn_escape(&mut self, v: &Val) {
-        if let Some(f) = self.fn_addr(v) {
-            let r = FnRef::Escaped { func: f };
-            if !self.sum.fn_refs.contains(&r) {
-                self.sum.fn_refs.push(r);
-            }
-        }
     }
 
     fn call_target(&self, ins: &Instruction, st: &State) -> Target {
@@ -596,7 +587,7 @@ impl<'a, E: Env> Interp<'a, E> {
                     self.push_ref(FnRef::Copy { from: src, to: g });
                 }
             }
-            Mem::Unknown => self.note_fn_escape(&v),
+            Mem::Unknown => {}
         }
     }
 
@@ -658,21 +649,6 @@ impl<'a, E: Env> Interp<'a, E> {
 
     fn finish(mut self) -> Summary {
         self.sum.rets = self.ret_at.values().copied().collect();
-        self.sum.noreturn = self.sum.rets.is_empty() && !self.sum.imprecise;
-        let mut used = 0u8;
-        let mut note = |v: &Val| {
-            if v.params != 0 {
-                used = used.max(8 - v.params.leading_zeros() as u8);
-            }
-        };
-        for c in &self.sum.calls {
-            c.args.iter().for_each(&mut note);
-        }
-        for s in &self.sum.stores {
-            note(&s.val);
-        }
-        self.sum.rets.iter().for_each(&mut note);
-        self.sum.params_used = used;
         self.sum
     }
 }

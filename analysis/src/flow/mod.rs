@@ -25,10 +25,7 @@ impl interp::Env for NoReturn<'_> {
     fn noreturn(&self, t: &Target) -> bool {
         match t {
             Target::Import(n) => seeds::noreturn(n),
-            Target::Local(a) => match self.bin.by_addr.get(a) {
-                Some(&f) => self.local[f] || seeds::noreturn(&self.bin.funcs[f].name),
-                None => false,
-            },
+            Target::Local(a) => target_noreturn(self.bin, &self.local, *a),
             _ => false,
         }
     }
@@ -99,15 +96,18 @@ fn run(bin: &Binary, env: &NoReturn) -> Vec<Summary> {
             .step_by(chunk)
             .map(|lo| {
                 let hi = (lo + chunk).min(n);
-                s.spawn(move || {
+                let h = s.spawn(move || {
                     (lo..hi)
                         .map(|f| interp::summarize(bin, env, bin.funcs[f].addr, bin.funcs[f].size))
                         .collect::<Vec<_>>()
-                })
+                });
+                (hi - lo, h)
             })
             .collect();
-        for h in handles {
-            out.extend(h.join().unwrap_or_default());
+        // Summaries stay index-aligned with the functions even if a chunk failed:
+        // its functions get empty summaries (nothing is classified from them).
+        for (len, h) in handles {
+            out.extend(h.join().unwrap_or_else(|_| vec![Summary::default(); len]));
         }
     });
     out

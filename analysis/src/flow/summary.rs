@@ -68,8 +68,6 @@ pub enum FnRef {
     Passed { callee: Target, arg: u8, func: u64 },
     /// The pointer-sized value at global `from` was copied to global `to`.
     Copy { from: u64, to: u64 },
-    /// Escapes some other way (passed as an argument, returned, kept in a register).
-    Escaped { func: u64 },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -86,17 +84,7 @@ pub struct Summary {
     pub param_members: Vec<(u8, i32)>,
     /// Parameter k stored into a global slot.
     pub param_globals: Vec<(u8, u64)>,
-    /// Highest integer parameter index the body reads, plus one.
-    pub params_used: u8,
-    /// The function never returns (no `ret`, no tail call).
-    pub noreturn: bool,
     /// Some blocks were only reachable through an indirect jump and were analyzed
     /// without knowing their entry state.
     pub imprecise: bool,
-}
-
-impl Summary {
-    pub fn call_index(&self, addr: u64) -> Option<usize> {
-        self.calls.iter().position(|c| c.addr == addr)
-    }
 }
