@@ -44,6 +44,10 @@ pub struct RewriteArgs {
 }
 
 pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
+    let input = args.input.display();
+    // Read once: the analysis (when no classification is given) and the rewrite
+    // work on the same bytes.
+    let data = std::fs::read(&args.input).map_err(|e| format!("{input}: cannot read: {e}"))?;
     let cls = match &args.fns {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -53,10 +57,12 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
         }
         None => {
             let opts = user_fns(args.alloc_fns.as_deref(), args.free_fns.as_deref())?;
-            analysis::analyze_path(&args.input, &opts).map_err(|e| e.to_string())?
+            let mut cls = analysis::analyze_bytes(&data, &opts).map_err(|e| format!("{input}: {e}"))?;
+            cls.binary = input.to_string();
+            cls
         }
     };
-    crate::rewrite::run(args, &cls)
+    crate::rewrite::run(args, &cls, &data)
 }
 
 pub fn report(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>) -> Result<(), String> {

@@ -70,16 +70,16 @@ impl Outcome<'_> {
     }
 }
 
-pub fn run(args: &RewriteArgs, cls: &Classification) -> Result<(), String> {
+/// Rewrite `data` (the bytes of `args.input`) per `cls` and write `args.output`.
+pub fn run(args: &RewriteArgs, cls: &Classification, data: &[u8]) -> Result<(), String> {
     let input = args.input.display();
     let t0 = Instant::now();
-    let data = std::fs::read(&args.input).map_err(|e| format!("{input}: cannot read: {e}"))?;
     let mode = {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(&args.input).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o755)
     };
     let runtime = runtime_lib::locate(args.runtime.as_deref())?;
-    let out = rewrite_bytes(&data, cls).map_err(|e| format!("{input}: {e}"))?;
+    let out = rewrite_bytes(data, cls).map_err(|e| format!("{input}: {e}"))?;
     let mut refused = 0;
     for o in &out.outcomes {
         println!("{}", o.line());
