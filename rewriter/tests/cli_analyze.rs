@@ -1,23 +1,16 @@
 //! `allocsite analyze` as a user runs it: formats, atomic output, one-line errors.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use std::path::PathBuf;
+use std::process::Command;
 
 fn allocsite() -> Command {
     Command::new(env!("CARGO_BIN_EXE_allocsite"))
 }
 
 fn testbin(name: &str) -> PathBuf {
-    let out = root().join("testbins/out");
-    if !out.join(name).exists() {
-        let st = Command::new("make").args(["-s", "-C"]).arg(root().join("testbins")).status().unwrap();
-        assert!(st.success());
-    }
-    out.join(name)
+    support::testbins_out().join(name)
 }
 
 #[test]

@@ -1,17 +1,17 @@
 //! End-to-end tests of `allocsite rewrite` on real binaries: our own small C programs
-//! (compiled here) and, when present, the testbins (`make -C testbins`). Each rewritten
+//! (compiled here) and the testbins (`make -C testbins`, built on first use). Each rewritten
 //! program must behave byte for byte like the original, call the hooks for every hooked
 //! call with sites in the program's own code, pass `eu-elflint` exactly like its input,
 //! list the runtime in `ldd`, and keep running when moved with the runtime elsewhere.
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use support::root;
 
 fn allocsite() -> &'static str {
     env!("CARGO_BIN_EXE_allocsite")
@@ -433,14 +433,10 @@ fn gdb_backtrace_through_trampoline() {
     }
 }
 
-/// Every testbin at every variant (when `testbins/out` has been built).
+/// Every testbin at every variant.
 #[test]
 fn testbins() {
-    let tb = root().join("testbins/out");
-    if !tb.join("wrappers.O0").exists() {
-        eprintln!("skipped: testbins not built (make -C testbins)");
-        return;
-    }
+    let tb = support::testbins_out();
     let d = scratch("testbins");
     let mut programs: Vec<String> = std::fs::read_dir(root().join("testbins"))
         .unwrap()
