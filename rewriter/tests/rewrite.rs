@@ -404,10 +404,7 @@ fn strict_refusal_and_bad_input() {
 
 #[test]
 fn gdb_backtrace_through_trampoline() {
-    if !have("gdb") {
-        eprintln!("skipped: no gdb");
-        return;
-    }
+    assert!(have("gdb"), "gdb is required (`make test` installs it through .ci/deps)");
     let d = scratch("gdb");
     for (v, flags) in [("O0", &["-O0", "-g"][..]), ("O2", &["-O2", "-g"][..])] {
         let bin = compile(&d, &format!("prog.{v}"), flags, &["prog.c", "alloc.c"]);
