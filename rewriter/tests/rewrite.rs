@@ -174,8 +174,10 @@ fn elflint(p: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).replace(&p.display().to_string(), "FILE")
 }
 
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok()
+/// The external tools the checks use are installed by `.ci/deps` (`make test`);
+/// a missing one fails the test rather than skipping the check.
+fn require(tool: &str) {
+    assert!(Command::new(tool).arg("--version").output().is_ok(), "{tool} is required (`make test` installs it through .ci/deps)");
 }
 
 /// Address range of `.allocsite.text` in a rewritten file.
@@ -240,7 +242,8 @@ fn check_program(orig: &Path, rw: &Rewrite, args_list: &[&[&str]], balanced: boo
         }
         traces.push(tr);
     }
-    if have("eu-elflint") {
+    {
+        require("eu-elflint");
         assert_eq!(elflint(orig), elflint(&rw.out), "eu-elflint --gnu-ld differs for {}", rw.out.display());
     }
     let ldd = ok(Command::new("ldd").arg(&rw.out));
@@ -351,7 +354,8 @@ fn shared_library() {
     assert_eq!(ev.iter().filter(|e| e.0 == "enter" && e.1 == "lib_strdup").count(), 20, "{tr}");
     assert_eq!(ev.iter().filter(|e| e.0 == "enter" && e.1 == "lib_alloc").count(), 21);
     assert!(ev.iter().filter(|e| e.1 == "lib_strdup").all(|e| e.2 == "user"), "lib_strdup sites are in the program");
-    if have("eu-elflint") {
+    {
+        require("eu-elflint");
         assert_eq!(elflint(&lib), elflint(&rw.out));
     }
 }
@@ -404,7 +408,7 @@ fn strict_refusal_and_bad_input() {
 
 #[test]
 fn gdb_backtrace_through_trampoline() {
-    assert!(have("gdb"), "gdb is required (`make test` installs it through .ci/deps)");
+    require("gdb");
     let d = scratch("gdb");
     for (v, flags) in [("O0", &["-O0", "-g"][..]), ("O2", &["-O2", "-g"][..])] {
         let bin = compile(&d, &format!("prog.{v}"), flags, &["prog.c", "alloc.c"]);
@@ -484,7 +488,8 @@ fn testbins() {
             summary.push(format!("{file}: {hooked} hooked, {} refused {refused:?}", refused.len()));
             if is_lib {
                 // Checked through slabuser below (the program loads the library by name).
-                if have("eu-elflint") {
+                {
+        require("eu-elflint");
                     assert_eq!(elflint(&input), elflint(&rw.out), "{file}");
                 }
                 continue;
