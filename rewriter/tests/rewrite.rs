@@ -52,30 +52,13 @@ fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn exports_hooks(path: &Path) -> bool {
-    let o = run(Command::new("nm").arg("-D").arg("--defined-only").arg(path));
-    let s = String::from_utf8_lossy(&o.stdout);
-    s.contains(" __allocsite_enter") && s.contains(" __allocsite_exit")
-}
-
-/// The runtime: `$ALLOCSITE_RT`, else the real one from `target/release` when it exports
-/// the hooks, else the stand-in `tests/c/test_rt.c` (same ABI and trace format).
+/// The runtime: `$ALLOCSITE_RT` (set by `make test`), else the one in `target/release`.
 fn runtime() -> &'static Path {
     static RT: OnceLock<PathBuf> = OnceLock::new();
     RT.get_or_init(|| {
-        if let Some(p) = std::env::var_os("ALLOCSITE_RT") {
-            return PathBuf::from(p);
-        }
-        let real = root().join("target/release/liballocsite_rt.so");
-        if real.exists() && exports_hooks(&real) {
-            return real;
-        }
-        let d = std::env::temp_dir().join(format!("allocsite-rewrite-tests-rt-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        let so = d.join("liballocsite_rt.so");
-        let src = root().join("rewriter/tests/c/test_rt.c");
-        ok(Command::new("gcc").args(["-O2", "-shared", "-fPIC", "-o"]).arg(&so).arg(src));
-        so
+        let p = std::env::var_os("ALLOCSITE_RT").map(PathBuf::from).unwrap_or_else(|| root().join("target/release/liballocsite_rt.so"));
+        assert!(p.exists(), "runtime library {} missing: build it first (make build) or set ALLOCSITE_RT", p.display());
+        p
     })
 }
 
@@ -145,13 +128,16 @@ fn rewrite(input: &Path, json: &str, dir: &Path, extra: &[&str]) -> Rewrite {
 }
 
 /// Run `bin args` in `cwd` with a trace file; returns (stdout, stderr, status, trace).
-fn run_traced(bin: &Path, args: &[&str], trace: Option<&Path>) -> (Vec<u8>, Vec<u8>, Option<i32>, String) {
+fn run_traced(bin: &Path, args: &[&str], trace: Option<&Path>, report: Option<&Path>) -> (Vec<u8>, Vec<u8>, Option<i32>, String) {
     let mut c = Command::new(bin);
     c.args(args).current_dir(bin.parent().unwrap());
-    c.env_remove("ALLOCSITE_TRACE");
+    c.env_remove("ALLOCSITE_TRACE").env_remove("ALLOCSITE_REPORT");
     if let Some(t) = trace {
         let _ = std::fs::remove_file(t);
         c.env("ALLOCSITE_TRACE", t);
+    }
+    if let Some(r) = report {
+        c.env("ALLOCSITE_REPORT", r);
     }
     let o = run(&mut c);
     let tr = trace.map(|t| std::fs::read_to_string(t).unwrap_or_default()).unwrap_or_default();
@@ -159,14 +145,51 @@ fn run_traced(bin: &Path, args: &[&str], trace: Option<&Path>) -> (Vec<u8>, Vec<
     (o.stdout, o.stderr, o.status.code().or(o.status.signal().map(|s| 128 + s)), tr)
 }
 
+/// The original and the rewritten program behave the same, traced (every hook goes to
+/// the runtime's C-ABI functions) and untraced (the trampolines' inline bookkeeping);
+/// both rewritten runs write reports, which must agree site by site. Returns the trace.
 fn assert_same_behaviour(orig: &Path, new: &Path, args: &[&str]) -> String {
-    let (o1, e1, s1, _) = run_traced(orig, args, None);
-    let trace = new.with_extension(format!("trace{}", args.join("_")));
-    let (o2, e2, s2, tr) = run_traced(new, args, Some(&trace));
-    assert_eq!(String::from_utf8_lossy(&o1), String::from_utf8_lossy(&o2), "stdout of {} {args:?}", new.display());
-    assert_eq!(String::from_utf8_lossy(&e1), String::from_utf8_lossy(&e2), "stderr of {} {args:?}", new.display());
-    assert_eq!(s1, s2, "exit status of {} {args:?}", new.display());
+    let (o1, e1, s1, _) = run_traced(orig, args, None, None);
+    let tag = args.join("_");
+    let trace = new.with_extension(format!("trace{tag}"));
+    let reports = |what: &str| new.with_file_name(format!("{}.{what}{tag}.%p.json", new.file_name().unwrap().to_string_lossy()));
+    let (slow, fast) = (reports("slow"), reports("fast"));
+    let (o2, e2, s2, tr) = run_traced(new, args, Some(&trace), Some(&slow));
+    let (o3, e3, s3, _) = run_traced(new, args, None, Some(&fast));
+    for (o, e, st, how) in [(&o2, &e2, s2, "traced"), (&o3, &e3, s3, "untraced")] {
+        assert_eq!(String::from_utf8_lossy(&o1), String::from_utf8_lossy(o), "stdout of {} {args:?} ({how})", new.display());
+        assert_eq!(String::from_utf8_lossy(&e1), String::from_utf8_lossy(e), "stderr of {} {args:?} ({how})", new.display());
+        assert_eq!(s1, st, "exit status of {} {args:?} ({how})", new.display());
+    }
+    let (rs, rf) = (report_rows(&slow), report_rows(&fast));
+    assert!(!args.is_empty() || !rf.is_empty(), "no report rows from {}", new.display());
+    assert_eq!(rs, rf, "reports of {} {args:?}: traced vs untraced", new.display());
     tr
+}
+
+/// Every site row of the reports written to `template` (`%p` = any pid), in a form that
+/// compares across runs: symbolized sites, allocator and counts, sorted.
+fn report_rows(template: &Path) -> Vec<String> {
+    let name = template.file_name().unwrap().to_string_lossy().to_string();
+    let (pre, post) = name.split_once("%p").unwrap();
+    let mut rows = Vec::new();
+    for e in std::fs::read_dir(template.parent().unwrap()).unwrap().flatten() {
+        let f = e.file_name().to_string_lossy().to_string();
+        if !(f.starts_with(pre) && f.ends_with(post)) {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+        for s in v["sites"].as_array().unwrap() {
+            let outer: Vec<&str> = s["outermost"].as_array().map(|a| a.iter().filter_map(|o| o["symbol"].as_str()).collect()).unwrap_or_default();
+            rows.push(format!(
+                "{} {} calls={} bytes={} live={}/{} outer={outer:?}",
+                s["symbol"], s["allocator"], s["calls"], s["bytes"], s["live_chunks"], s["live_bytes"]
+            ));
+        }
+        let _ = std::fs::remove_file(e.path());
+    }
+    rows.sort();
+    rows
 }
 
 fn elflint(p: &Path) -> String {
@@ -321,8 +344,8 @@ fn own_program_all_variants() {
             let m = moved.join("prog");
             std::fs::rename(&rw.out, &m).unwrap();
             std::fs::rename(out_dir.join("liballocsite_rt.so"), moved.join("liballocsite_rt.so")).unwrap();
-            let (o1, _, s1, _) = run_traced(&input, &[], None);
-            let (o2, _, s2, _) = run_traced(&m, &[], None);
+            let (o1, _, s1, _) = run_traced(&input, &[], None, None);
+            let (o2, _, s2, _) = run_traced(&m, &[], None, None);
             assert_eq!((o1, s1), (o2, s2), "moved {}", m.display());
         }
     }
@@ -391,8 +414,8 @@ fn strict_refusal_and_bad_input() {
     assert!(!out.exists(), "--strict with a refusal must not write OUT");
     // Without --strict: written, runs, and the call-site-hooked tiny2 reports its call.
     ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--fns").arg(&fns).arg("--runtime").arg(runtime()));
-    let (_, _, s1, _) = run_traced(&bin, &[], None);
-    let (_, _, s2, tr) = run_traced(&out, &[], Some(&d.join("t.trace")));
+    let (_, _, s1, _) = run_traced(&bin, &[], None, None);
+    let (_, _, s2, tr) = run_traced(&out, &[], Some(&d.join("t.trace")), None);
     assert_eq!(s1, s2);
     assert_eq!(events(&tr).iter().filter(|e| e.0 == "enter" && e.1 == "tiny2").count(), 1, "{tr}");
 

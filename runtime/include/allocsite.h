@@ -1,7 +1,7 @@
 /* allocsite.h — the C interface of liballocsite_rt.so.
  *
  * Two parts:
- *  1. The hook ABI (version 1) used by the trampolines that `allocsite rewrite` emits
+ *  1. The hook ABI (version 2) used by the trampolines that `allocsite rewrite` emits
  *     (see runtime/README.md). Programs never call these themselves.
  *  2. The query API: ask the heap index what a pointer is, walk live chunks, write a
  *     report now. Link with -lallocsite_rt (a rewritten program already loads it).
@@ -21,12 +21,12 @@
 extern "C" {
 #endif
 
-/* ---------------------------------------------------------------- hook ABI v1 -- */
+/* ---------------------------------------------------------------- hook ABI v2 -- */
 
-#define ALLOCSITE_FN_MAGIC 0x31465341u /* "ASF1" */
+#define ALLOCSITE_FN_MAGIC 0x32465341u /* "ASF2" */
 enum allocsite_fn_kind { ALLOCSITE_ALLOC = 0, ALLOCSITE_REALLOC = 1, ALLOCSITE_FREE = 2, ALLOCSITE_SUBALLOC = 3 };
 
-struct allocsite_fn {          /* 40 bytes, one per hooked function, 8-byte aligned */
+struct allocsite_fn {          /* 56 bytes, one per hooked function, 8-byte aligned */
     uint32_t magic;            /* ALLOCSITE_FN_MAGIC */
     uint8_t  kind;             /* enum allocsite_fn_kind */
     int8_t   size_arg;         /* 0-based argument positions, -1 = none */
@@ -34,14 +34,19 @@ struct allocsite_fn {          /* 40 bytes, one per hooked function, 8-byte alig
     int8_t   ptr_arg;
     int8_t   out_arg;
     uint8_t  nargs;            /* integer arguments, 0xff = unknown */
-    uint16_t flags;            /* bit 0: trampoline saved xmm0-7 */
+    uint16_t flags;            /* 0 */
     uint32_t reserved;         /* 0 */
     int64_t  entry_rel;        /* function entry - (uintptr_t)&descriptor */
     int64_t  name_rel;         /* NUL-terminated name - (uintptr_t)&descriptor */
-    uint64_t calls;            /* runtime-owned counter (approximate under concurrency) */
+    int64_t  map_lo_rel;       /* [map_lo, map_hi): the object's new code, where a site */
+    int64_t  map_hi_rel;       /*   is translated by the routine at map_thunk; all three */
+    int64_t  map_thunk_rel;    /*   relative to the descriptor, 0 = none */
 };
 
-/* Before the hooked function's body: site = caller's return address, args = rdi..r9,
+/* C-ABI hooks, for hand-written trampolines (the rewriter's trampolines do the
+ * bookkeeping inline and call the register-preserving __allocsite_hook_enter/exit;
+ * see runtime/README.md).
+ * Before the hooked function's body: site = caller's return address, args = rdi..r9,
  * entry_sp = stack pointer at function entry (points at the return address). */
 void __allocsite_enter(const struct allocsite_fn *fn, void *site, const uint64_t args[6], void *entry_sp);
 /* After each normal return, with rax; pops the entry pushed by the matching enter. */

@@ -1,14 +1,236 @@
-//! `__allocsite_enter` / `__allocsite_exit`: the hook ABI (runtime/README.md).
-use crate::tls::{drop_stale, hot, DEPTH};
+//! The hook ABI (runtime/README.md, version 2).
+//!
+//! The trampolines do the per-thread stack bookkeeping themselves, inline, on the hot
+//! block's documented layout (below). They call into the runtime only when the
+//! `__allocsite_slow_v2` masks say a kind needs more (tracing, recording the result,
+//! sub-frees), or on anything unusual: nesting deeper than recorded, stale entries to
+//! drop, a site inside the new code. Those calls go to the register-preserving
+//! `__allocsite_hook_enter` / `__allocsite_hook_exit`, which save every caller-saved
+//! register (xmm0–15 included: callers compiled with -fipa-ra may keep values there)
+//! and call the C-ABI functions `__allocsite_enter` / `__allocsite_exit` (also usable
+//! by hand-written trampolines).
+use crate::tls::{drop_stale, hot, Hot, DEPTH};
 use crate::{trace, FnDesc};
-use core::sync::atomic::Ordering;
+use core::mem::offset_of;
+use core::sync::atomic::{AtomicU8, Ordering};
 
-#[inline(always)]
-unsafe fn bump_calls(f: *const FnDesc) {
-    // Runtime-owned counter. Plain (unlocked) increment: a locked add would cost more
-    // than the whole hook; concurrent calls of one function may lose counts.
-    let c = &(*f).calls;
-    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+// `__allocsite_slow_v2`: two bytes the trampolines read through a GLOB_DAT slot — byte
+// 0: bit k set = entries of functions of kind k go to the runtime; byte 1: the same for
+// exits. Defined here (exported by exports.map) so the name carries the ABI version: a
+// program rewritten for another layout fails to load instead of corrupting state.
+core::arch::global_asm!(
+    ".pushsection .data.allocsite_slow,\"aw\",@progbits",
+    ".globl __allocsite_slow_v2",
+    ".type __allocsite_slow_v2,@object",
+    ".size __allocsite_slow_v2,2",
+    ".globl allocsite_slow_masks",
+    ".hidden allocsite_slow_masks",
+    "__allocsite_slow_v2:",
+    "allocsite_slow_masks:",
+    ".byte 0, 0",
+    ".popsection",
+);
+
+extern "C" {
+    static allocsite_slow_masks: [AtomicU8; 2];
+}
+
+/// Recompute the slow-path masks from the runtime's state (after any change to
+/// tracing, `RECORD_KINDS` or `SUB_USED`).
+pub fn update_masks() {
+    let all = if trace::on() { 0x0f } else { 0 };
+    let record = RECORD_KINDS.load(Ordering::Relaxed);
+    // kinds whose results the exit records also need the size argument at entry
+    let sub = if crate::index::SUB_USED.load(Ordering::Relaxed) { (1 << KIND_FREE) | (1 << KIND_REALLOC) } else { 0 };
+    unsafe {
+        allocsite_slow_masks[0].store(all | record | sub, Ordering::Relaxed);
+        allocsite_slow_masks[1].store(all | record, Ordering::Relaxed);
+    }
+}
+
+// The hot block layout the trampolines rely on (ABI v2, runtime/README.md; the
+// rewriter's trampoline.rs has the same numbers).
+const _: () = {
+    assert!(offset_of!(Hot, outermost) == 0);
+    assert!(offset_of!(Hot, depth) == 8);
+    assert!(offset_of!(Hot, entries) == 64);
+    assert!(core::mem::size_of::<crate::tls::Entry>() == 32);
+    assert!(offset_of!(crate::tls::Entry, fn_) == 0);
+    assert!(offset_of!(crate::tls::Entry, site) == 8);
+    assert!(offset_of!(crate::tls::Entry, sp) == 16);
+    assert!(DEPTH == 10);
+};
+
+// Register ABI of both hooks: called by `call [slot]` with r11 = the descriptor and
+// the caller's r11 pushed just before the call, so the hooked function's entry stack
+// pointer is rsp+16 (pointing at the caller's return address, the allocation site).
+// rax holds the return value at exit. Every register except rflags is preserved. The
+// stack may have any alignment.
+
+/// Entry hook (register ABI above): save every caller-saved register (the six argument
+/// registers laid out as args[0..6]), realign, call the C-ABI function.
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn __allocsite_hook_enter() {
+    core::arch::naked_asm!(
+    ".cfi_startproc",
+    "endbr64",
+    "push r9", ".cfi_adjust_cfa_offset 8",
+    "push r8", ".cfi_adjust_cfa_offset 8",
+    "push rcx", ".cfi_adjust_cfa_offset 8",
+    "push rdx", ".cfi_adjust_cfa_offset 8",
+    "push rsi", ".cfi_adjust_cfa_offset 8",
+    "push rdi", ".cfi_adjust_cfa_offset 8",
+    "push rax", ".cfi_adjust_cfa_offset 8",
+    "push r10", ".cfi_adjust_cfa_offset 8",
+    "push r11", ".cfi_adjust_cfa_offset 8",
+    "push rbp", ".cfi_adjust_cfa_offset 8", ".cfi_rel_offset rbp, 0",
+    "mov rbp, rsp", ".cfi_def_cfa_register rbp",
+    "and rsp, -16",
+    "sub rsp, 256",
+    "movaps [rsp + 0], xmm0",
+    "movaps [rsp + 16], xmm1",
+    "movaps [rsp + 32], xmm2",
+    "movaps [rsp + 48], xmm3",
+    "movaps [rsp + 64], xmm4",
+    "movaps [rsp + 80], xmm5",
+    "movaps [rsp + 96], xmm6",
+    "movaps [rsp + 112], xmm7",
+    "movaps [rsp + 128], xmm8",
+    "movaps [rsp + 144], xmm9",
+    "movaps [rsp + 160], xmm10",
+    "movaps [rsp + 176], xmm11",
+    "movaps [rsp + 192], xmm12",
+    "movaps [rsp + 208], xmm13",
+    "movaps [rsp + 224], xmm14",
+    "movaps [rsp + 240], xmm15",
+    // [rbp+8] r11 (descriptor) … [rbp+32] args[0] … [rbp+96] entry_sp
+    "mov rdi, r11",
+    "lea rsi, [rbp + 32]",
+    "lea rdx, [rbp + 96]",
+    "call {enter_c}",
+    "movaps xmm0, [rsp + 0]",
+    "movaps xmm1, [rsp + 16]",
+    "movaps xmm2, [rsp + 32]",
+    "movaps xmm3, [rsp + 48]",
+    "movaps xmm4, [rsp + 64]",
+    "movaps xmm5, [rsp + 80]",
+    "movaps xmm6, [rsp + 96]",
+    "movaps xmm7, [rsp + 112]",
+    "movaps xmm8, [rsp + 128]",
+    "movaps xmm9, [rsp + 144]",
+    "movaps xmm10, [rsp + 160]",
+    "movaps xmm11, [rsp + 176]",
+    "movaps xmm12, [rsp + 192]",
+    "movaps xmm13, [rsp + 208]",
+    "movaps xmm14, [rsp + 224]",
+    "movaps xmm15, [rsp + 240]",
+    "mov rsp, rbp", ".cfi_def_cfa_register rsp",
+    "pop rbp", ".cfi_adjust_cfa_offset -8", ".cfi_restore rbp",
+    "pop r11", ".cfi_adjust_cfa_offset -8",
+    "pop r10", ".cfi_adjust_cfa_offset -8",
+    "pop rax", ".cfi_adjust_cfa_offset -8",
+    "pop rdi", ".cfi_adjust_cfa_offset -8",
+    "pop rsi", ".cfi_adjust_cfa_offset -8",
+    "pop rdx", ".cfi_adjust_cfa_offset -8",
+    "pop rcx", ".cfi_adjust_cfa_offset -8",
+    "pop r8", ".cfi_adjust_cfa_offset -8",
+    "pop r9", ".cfi_adjust_cfa_offset -8",
+    "ret",
+    ".cfi_endproc",
+
+        enter_c = sym enter_from_hook,
+    );
+}
+
+/// Exit hook (register ABI above), as `__allocsite_hook_enter`.
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn __allocsite_hook_exit() {
+    core::arch::naked_asm!(
+    ".cfi_startproc",
+    "endbr64",
+    "push r9", ".cfi_adjust_cfa_offset 8",
+    "push r8", ".cfi_adjust_cfa_offset 8",
+    "push rcx", ".cfi_adjust_cfa_offset 8",
+    "push rdx", ".cfi_adjust_cfa_offset 8",
+    "push rsi", ".cfi_adjust_cfa_offset 8",
+    "push rdi", ".cfi_adjust_cfa_offset 8",
+    "push rax", ".cfi_adjust_cfa_offset 8",
+    "push r10", ".cfi_adjust_cfa_offset 8",
+    "push r11", ".cfi_adjust_cfa_offset 8",
+    "push rbp", ".cfi_adjust_cfa_offset 8", ".cfi_rel_offset rbp, 0",
+    "mov rbp, rsp", ".cfi_def_cfa_register rbp",
+    "and rsp, -16",
+    "sub rsp, 256",
+    "movaps [rsp + 0], xmm0",
+    "movaps [rsp + 16], xmm1",
+    "movaps [rsp + 32], xmm2",
+    "movaps [rsp + 48], xmm3",
+    "movaps [rsp + 64], xmm4",
+    "movaps [rsp + 80], xmm5",
+    "movaps [rsp + 96], xmm6",
+    "movaps [rsp + 112], xmm7",
+    "movaps [rsp + 128], xmm8",
+    "movaps [rsp + 144], xmm9",
+    "movaps [rsp + 160], xmm10",
+    "movaps [rsp + 176], xmm11",
+    "movaps [rsp + 192], xmm12",
+    "movaps [rsp + 208], xmm13",
+    "movaps [rsp + 224], xmm14",
+    "movaps [rsp + 240], xmm15",
+    "mov rdi, r11",
+    "mov rsi, rax",
+    "lea rdx, [rbp + 96]",
+    "call {exit_c}",
+    "movaps xmm0, [rsp + 0]",
+    "movaps xmm1, [rsp + 16]",
+    "movaps xmm2, [rsp + 32]",
+    "movaps xmm3, [rsp + 48]",
+    "movaps xmm4, [rsp + 64]",
+    "movaps xmm5, [rsp + 80]",
+    "movaps xmm6, [rsp + 96]",
+    "movaps xmm7, [rsp + 112]",
+    "movaps xmm8, [rsp + 128]",
+    "movaps xmm9, [rsp + 144]",
+    "movaps xmm10, [rsp + 160]",
+    "movaps xmm11, [rsp + 176]",
+    "movaps xmm12, [rsp + 192]",
+    "movaps xmm13, [rsp + 208]",
+    "movaps xmm14, [rsp + 224]",
+    "movaps xmm15, [rsp + 240]",
+    "mov rsp, rbp", ".cfi_def_cfa_register rsp",
+    "pop rbp", ".cfi_adjust_cfa_offset -8", ".cfi_restore rbp",
+    "pop r11", ".cfi_adjust_cfa_offset -8",
+    "pop r10", ".cfi_adjust_cfa_offset -8",
+    "pop rax", ".cfi_adjust_cfa_offset -8",
+    "pop rdi", ".cfi_adjust_cfa_offset -8",
+    "pop rsi", ".cfi_adjust_cfa_offset -8",
+    "pop rdx", ".cfi_adjust_cfa_offset -8",
+    "pop rcx", ".cfi_adjust_cfa_offset -8",
+    "pop r8", ".cfi_adjust_cfa_offset -8",
+    "pop r9", ".cfi_adjust_cfa_offset -8",
+    "ret",
+    ".cfi_endproc",
+
+        exit_c = sym __allocsite_exit,
+    );
+}
+
+/// Slow entry from `__allocsite_hook_enter`: translate a site inside the new code
+/// (a call among relocated instructions, or a tail call out of another trampoline's
+/// pad) with the object's map routine, then the C-ABI entry.
+unsafe extern "C" fn enter_from_hook(f: *const FnDesc, args: *const u64, entry_sp: *mut u8) {
+    let mut site = *(entry_sp as *const usize);
+    let base = f as usize;
+    let (lo, hi) = (base.wrapping_add((*f).map_lo_rel as usize), base.wrapping_add((*f).map_hi_rel as usize));
+    if (*f).map_thunk_rel != 0 && site >= lo && site < hi {
+        let thunk = base.wrapping_add((*f).map_thunk_rel as usize);
+        // the map routine's convention (rewriter trampoline.rs): rsi = site, rcx = where
+        // it was read; returns rsi; clobbers r10, r11
+        core::arch::asm!("call {t}", t = in(reg) thunk, inout("rsi") site, in("rcx") entry_sp, out("r10") _, out("r11") _);
+    }
+    __allocsite_enter(f, site as *mut u8, args, entry_sp);
 }
 
 #[no_mangle]
@@ -19,7 +241,6 @@ pub unsafe extern "C" fn __allocsite_enter(f: *const FnDesc, site: *mut u8, args
     if d != 0 {
         d = drop_stale(h, d, sp, true);
     }
-    bump_calls(f);
     let mut size = match (*f).size_arg {
         a @ 0..=5 => *args.add(a as usize),
         _ => 0,
@@ -40,7 +261,6 @@ pub unsafe extern "C" fn __allocsite_enter(f: *const FnDesc, site: *mut u8, args
         (*h).outermost = site as usize;
     }
     (*h).depth = d + 1;
-    // rare work last, in one out-of-line call, so the fast path saves no registers
     if trace::on() || (((*f).kind == KIND_FREE || (*f).kind == KIND_REALLOC) && crate::index::SUB_USED.load(Ordering::Relaxed)) {
         enter_slow(f, site as usize, args, d + 1);
     }
@@ -119,6 +339,7 @@ pub fn check_interposed() {
         INTERPOSED.store(false, Ordering::Relaxed);
         RECORD_KINDS.store((1 << KIND_SUBALLOC) | (1 << KIND_ALLOC) | (1 << KIND_REALLOC), Ordering::Relaxed);
     }
+    update_masks();
 }
 
 #[cold]
@@ -158,7 +379,9 @@ unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, 
     guard_on(h, GUARD_WORK);
     let id = sites::intern(h, site, outer, sites::make_key(f, code));
     if id != 0 {
-        index::SUB_USED.store(true, Ordering::Relaxed);
+        if !index::SUB_USED.swap(true, Ordering::Relaxed) {
+            update_masks();
+        }
         let size = size.min(1 << 40) as usize;
         let mut ok = false;
         if INDEXING.load(Ordering::Relaxed) {

@@ -19,7 +19,8 @@ pub mod trace;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// `struct allocsite_fn` (hook ABI version 1), emitted by the rewriter.
+
+/// `struct allocsite_fn` (hook ABI version 2), emitted by the rewriter.
 #[repr(C)]
 pub struct FnDesc {
     pub magic: u32,
@@ -33,10 +34,15 @@ pub struct FnDesc {
     pub _pad: u32,
     pub entry_rel: i64,
     pub name_rel: i64,
-    pub calls: AtomicU64,
+    /// `[map_lo, map_hi)`: the object's new code; a site there is translated by the
+    /// routine at `map_thunk` (all three relative to the descriptor; 0 = none).
+    pub map_lo_rel: i64,
+    pub map_hi_rel: i64,
+    pub map_thunk_rel: i64,
 }
-const _: () = assert!(core::mem::size_of::<FnDesc>() == 40);
-pub const FN_MAGIC: u32 = 0x3146_5341;
+const _: () = assert!(core::mem::size_of::<FnDesc>() == 56);
+/// "ASF2" little-endian.
+pub const FN_MAGIC: u32 = 0x3246_5341;
 
 /// Copy `tmpl` into `out` with `%p` replaced by the pid; NUL-terminated. Returns the
 /// length (0 when it does not fit).

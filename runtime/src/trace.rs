@@ -31,6 +31,7 @@ pub fn init() {
     if old >= 0 {
         unsafe { libc::close(old) };
     }
+    crate::hooks::update_masks();
 }
 
 /// Only used by the fork child before reopening (the file name may contain `%p`).

@@ -1,6 +1,6 @@
-//! Linking the runtime: DT_NEEDED first, `$ORIGIN` run path, and two undefined dynamic
-//! symbols (`__allocsite_enter`, `__allocsite_exit`) bound through `R_X86_64_GLOB_DAT`
-//! slots. The dynamic tables are copied (never edited in place): the new symbols go at
+//! Linking the runtime: DT_NEEDED first, `$ORIGIN` run path, and the undefined dynamic
+//! symbols of the hook ABI (`IMPORTS`), each bound into an 8-byte slot by a dynamic
+//! relocation. The dynamic tables are copied (never edited in place): the new symbols go at
 //! the GNU hash's `symoffset`, so the hashed symbols shift by k — buckets and
 //! `symoffset` move with them, relocation symbol indices are rewritten, `.gnu.version`
 //! gets k global entries, and a SysV hash is rebuilt.
@@ -10,7 +10,15 @@ use super::elf::InputElf;
 use object::elf;
 
 pub const RUNTIME_SONAME: &str = "liballocsite_rt.so";
-pub const HOOK_SYMBOLS: [&str; 2] = ["__allocsite_enter", "__allocsite_exit"];
+/// The runtime's symbols the trampolines use (runtime/README.md, hook ABI v2), with
+/// their symbol type and the relocation that fills their slot: the two hooks' and the
+/// slow-path masks' addresses, and the thread-pointer offset of the per-thread block.
+pub const IMPORTS: [(&str, u8, u32); 4] = [
+    ("__allocsite_hook_enter", elf::STT_FUNC, elf::R_X86_64_GLOB_DAT),
+    ("__allocsite_hook_exit", elf::STT_FUNC, elf::R_X86_64_GLOB_DAT),
+    ("__allocsite_slow_v2", elf::STT_OBJECT, elf::R_X86_64_GLOB_DAT),
+    ("__outermost_allocsite", elf::STT_TLS, elf::R_X86_64_TPOFF64),
+];
 const SPARE_DYNAMIC: usize = 6;
 
 /// The rebuilt dynamic tables (contents independent of where they will be placed).
@@ -79,9 +87,9 @@ pub fn check(elf: &InputElf) -> Result<(), String> {
     Ok(())
 }
 
-/// Rebuild the tables; `slots` are the addresses of the two GLOB_DAT slots.
-pub fn build(elf: &InputElf, slots: [u64; 2]) -> Result<Tables, String> {
-    let k = HOOK_SYMBOLS.len() as u32;
+/// Rebuild the tables; `slots` are the addresses of the `IMPORTS` slots.
+pub fn build(elf: &InputElf, slots: [u64; IMPORTS.len()]) -> Result<Tables, String> {
+    let k = IMPORTS.len() as u32;
     let strsz = elf.dyn_val(elf::DT_STRSZ).ok_or("no DT_STRSZ")?;
     let dynstr_old = elf.dyn_table(elf::DT_STRTAB, strsz, "DT_STRTAB")?;
     let symtab_addr = elf.dyn_val(elf::DT_SYMTAB).ok_or("no DT_SYMTAB")?;
@@ -94,7 +102,7 @@ pub fn build(elf: &InputElf, slots: [u64; 2]) -> Result<Tables, String> {
     let nsyms = (dynsym_old.len() / 24) as u32;
     for i in 0..nsyms as usize {
         let name = cstr(dynstr_old, u32_at(dynsym_old, i * 24) as usize);
-        if HOOK_SYMBOLS.iter().any(|h| h.as_bytes() == name) {
+        if IMPORTS.iter().any(|h| h.0.as_bytes() == name) {
             return Err("already has the allocsite hook symbols (rewritten before?)".into());
         }
     }
@@ -107,7 +115,7 @@ pub fn build(elf: &InputElf, slots: [u64; 2]) -> Result<Tables, String> {
         dynstr.push(0);
         o
     };
-    let name_offs: Vec<u32> = HOOK_SYMBOLS.iter().map(|h| add(h.as_bytes())).collect();
+    let name_offs: Vec<u32> = IMPORTS.iter().map(|h| add(h.0.as_bytes())).collect();
     let needed_str = add(RUNTIME_SONAME.as_bytes());
     let runpath = match (elf.dyn_val(elf::DT_RUNPATH), elf.dyn_val(elf::DT_RPATH)) {
         (Some(o), _) | (None, Some(o)) => {
@@ -144,9 +152,9 @@ pub fn build(elf: &InputElf, slots: [u64; 2]) -> Result<Tables, String> {
     let shift = |i: u32| if i >= pos { i + k } else { i };
 
     let mut dynsym = dynsym_old[..pos as usize * 24].to_vec();
-    for &o in &name_offs {
+    for (&o, imp) in name_offs.iter().zip(&IMPORTS) {
         put_u32(&mut dynsym, o);
-        dynsym.push((elf::STB_GLOBAL << 4) | elf::STT_FUNC);
+        dynsym.push((elf::STB_GLOBAL << 4) | imp.1);
         dynsym.push(0);
         put_u16(&mut dynsym, 0);
         put_u64(&mut dynsym, 0);
@@ -230,9 +238,9 @@ pub fn build(elf: &InputElf, slots: [u64; 2]) -> Result<Tables, String> {
         }
         None => Vec::new(),
     };
-    for (j, slot) in slots.iter().enumerate() {
+    for (j, (slot, imp)) in slots.iter().zip(&IMPORTS).enumerate() {
         put_u64(&mut rela_dyn, *slot);
-        put_u64(&mut rela_dyn, (((pos + j as u32) as u64) << 32) | elf::R_X86_64_GLOB_DAT as u64);
+        put_u64(&mut rela_dyn, (((pos + j as u32) as u64) << 32) | imp.2 as u64);
         put_u64(&mut rela_dyn, 0);
     }
     let _ = u16_at;

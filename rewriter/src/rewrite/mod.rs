@@ -27,12 +27,11 @@ use object::elf as E;
 use plan::Outcome;
 use std::time::Instant;
 
-pub const DESCRIPTOR_MAGIC: u32 = 0x3146_5341;
+/// "ASF2": hook ABI version 2 (runtime/README.md).
+pub const DESCRIPTOR_MAGIC: u32 = 0x3246_5341;
 /// `struct allocsite_fn` as C lays it out: 12 bytes of header fields, 4 bytes of
-/// alignment padding, then the three 8-byte fields (40 bytes).
-pub const DESCRIPTOR_SIZE: usize = 40;
-/// Descriptor flag: the trampoline saved xmm0–7 (it saves all of xmm0–15).
-pub const FLAG_SAVED_XMM: u16 = 1;
+/// alignment padding, then five 8-byte fields (56 bytes).
+pub const DESCRIPTOR_SIZE: usize = 56;
 
 /// What one rewrite produced.
 pub struct Rewritten<'c> {
@@ -56,9 +55,6 @@ impl Outcome<'_> {
                 let mut how = format!("pad {} bytes: {}", h.pad.len, pad::text(&h.pad));
                 if h.pad.padding > 0 {
                     how.push_str(&format!(" + {} bytes of alignment padding", h.pad.padding));
-                }
-                if h.full_save {
-                    how.push_str("; saves every caller-saved register (may be an -fipa-ra leaf)");
                 }
                 if h.stack_words > 0 {
                     how.push_str(&format!("; copies {} stack argument words", h.stack_words));
@@ -106,7 +102,8 @@ pub fn run(args: &RewriteArgs, cls: &Classification, data: &[u8]) -> Result<(), 
     Ok(())
 }
 
-fn descriptor(h: &plan::Hook, at: u64, name_at: u64) -> Vec<u8> {
+/// The descriptor of `h` at `at`; `map` = (new code start, end, site-map routine).
+fn descriptor(h: &plan::Hook, at: u64, name_at: u64, map: Option<(u64, u64, u64)>) -> Vec<u8> {
     let f = h.f;
     let arg = |r: Role| f.arg(r).map_or(-1i8, |v| v as i8) as u8;
     let mut d = Vec::with_capacity(DESCRIPTOR_SIZE);
@@ -119,11 +116,14 @@ fn descriptor(h: &plan::Hook, at: u64, name_at: u64) -> Vec<u8> {
     });
     d.extend_from_slice(&[arg(Role::Size), arg(Role::Count), arg(Role::Ptr), arg(Role::Out)]);
     d.push(f.nargs.unwrap_or(0xff));
-    put_u16(&mut d, FLAG_SAVED_XMM);
+    put_u16(&mut d, 0); // flags
     put_u32(&mut d, 0); // C alignment padding before the int64 fields
     put_u64(&mut d, h.pad.entry.wrapping_sub(at));
     put_u64(&mut d, name_at.wrapping_sub(at));
-    put_u64(&mut d, 0);
+    let (lo, hi, thunk) = map.map_or((0, 0, 0), |(lo, hi, t)| (lo.wrapping_sub(at), hi.wrapping_sub(at), t.wrapping_sub(at)));
+    put_u64(&mut d, lo);
+    put_u64(&mut d, hi);
+    put_u64(&mut d, thunk);
     d
 }
 
@@ -149,14 +149,16 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     let dyn_size = dynamic::dynamic_entries(&elf) * 16;
     let dyn_addr = rw.reserve(dyn_size, 8);
     let data_start = rw.align(8);
-    let slots = [rw.reserve(8, 8), rw.reserve(8, 8)];
+    let slots = dynamic::IMPORTS.map(|_| rw.reserve(8, 8));
     let descs: Vec<u64> = hooks.iter().map(|_| rw.reserve(DESCRIPTOR_SIZE, 8)).collect();
-    for (h, &d) in hooks.iter().zip(&descs) {
-        let mut n = h.name.as_bytes().to_vec();
-        n.push(0);
-        let name_at = rw.place(&n, 1);
-        rw.write_at(d, &descriptor(h, d, name_at));
-    }
+    let names: Vec<u64> = hooks
+        .iter()
+        .map(|h| {
+            let mut n = h.name.as_bytes().to_vec();
+            n.push(0);
+            rw.place(&n, 1)
+        })
+        .collect();
     let data_size = rw.here() - data_start;
 
     // R+X: trampolines. Built twice: the first pass learns where calls inside relocated
@@ -169,6 +171,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     let needs_map = !hooks.is_empty();
     let mut built = Vec::new();
     let mut thunk = None;
+    let mut map = None;
     let (mut lo, mut hi) = (rx.addr, rx.addr + 1);
     let mut calls: Vec<(u64, u64)> = Vec::new();
     let mut returns: Vec<(u64, i64)> = Vec::new();
@@ -176,7 +179,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     for pass in 0..4 {
         rx.data.clear();
         built.clear();
-        let map = if needs_map {
+        map = if needs_map {
             let at = rx.align(16);
             let (code, fde) = trampoline::site_thunk(at, lo, hi, &calls, &returns)?;
             rx.place(&code, 1);
@@ -187,7 +190,15 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
         };
         for (h, &d) in hooks.iter().zip(&descs) {
             let at = rx.align(16);
-            let refs = trampoline::Refs { descriptor: d, enter_slot: slots[0], exit_slot: slots[1], site_map: map, redirect: redirect.clone() };
+            let refs = trampoline::Refs {
+                descriptor: d,
+                enter_slot: slots[0],
+                exit_slot: slots[1],
+                masks_slot: slots[2],
+                tpoff_slot: slots[3],
+                new_code: (lo, hi),
+                redirect: redirect.clone(),
+            };
             let b = trampoline::build(h, &refs, at).map_err(|e| format!("{}: {e}", h.name))?;
             rx.place(&b.code, 1);
             built.push((at, b));
@@ -209,6 +220,9 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
             return Err("internal error: trampoline addresses do not settle".into());
         }
         (calls, returns, lo, hi) = (c2, r2, lo2, hi2);
+    }
+    for ((h, &d), &name_at) in hooks.iter().zip(&descs).zip(&names) {
+        rw.write_at(d, &descriptor(h, d, name_at, map));
     }
     let mut fdes = Vec::new();
     let mut symbols = Vec::new();

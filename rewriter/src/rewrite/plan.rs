@@ -17,11 +17,6 @@ pub struct Hook<'c> {
     pub stack_words: u32,
     /// The function's original unwind rows `(start, end, row)`; empty without an FDE.
     pub rows: Vec<(u64, u64, Option<Row>)>,
-    /// Preserve every caller-saved register around the hooks (not only the argument and
-    /// return registers): needed unless the function surely calls code gcc cannot see,
-    /// because -fipa-ra lets callers of a known function keep values in the
-    /// caller-saved registers it does not touch.
-    pub full_save: bool,
     /// Call-site mode (the entry cannot hold a launch pad): `(address of the rel32
     /// field, end of the instruction)` of every direct `call`/`jmp` to the function;
     /// they are retargeted to the trampoline, which calls the untouched original.
@@ -69,8 +64,7 @@ pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification) -> V
         seen.push((entry, name.clone()));
         match plan_one(elf, eh, &starts, f, entry) {
             Ok((pad, stack_words, rows, fn_end)) => {
-                let full_save = !calls_unknown_code(elf, eh, entry, fn_end, 3);
-                let hook = Hook { f, name, pad: Pad::none(entry), stack_words, rows, full_save, call_sites: Vec::new(), why_not_pad: None };
+                let hook = Hook { f, name, pad: Pad::none(entry), stack_words, rows, call_sites: Vec::new(), why_not_pad: None };
                 out.push(match pad {
                     Ok(pad) => Outcome::Hook(Hook { pad, ..hook }),
                     Err(why) => call_site_mode(elf, hook, fn_end, why),
@@ -192,43 +186,6 @@ fn extent(elf: &InputElf, eh: &EhFrameIndex, a: u64) -> Option<u64> {
         .find(|s| s.value == a && s.size > 0 && s.st_type == elf::STT_FUNC)
         .map(|s| a + s.size)
         .or_else(|| eh.covering(a).filter(|f| f.start == a).map(|f| f.start + f.len))
-}
-
-fn in_plt(elf: &InputElf, a: u64) -> bool {
-    elf.section_index_at(a).is_some_and(|i| elf.shdrs[i].name.starts_with(".plt"))
-}
-
-/// Whether the code in `[start, end)` calls (or tail-calls) something gcc's -fipa-ra
-/// cannot have analysed — a PLT entry, an indirect call, or a local function that does —
-/// so its callers must assume every caller-saved register is clobbered.
-fn calls_unknown_code(elf: &InputElf, eh: &EhFrameIndex, start: u64, end: u64, depth: u32) -> bool {
-    let Some(code) = elf.bytes_at(start, end.saturating_sub(start)) else { return false };
-    let mut dec = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
-    for i in &mut dec {
-        let direct = matches!(i.op0_kind(), OpKind::NearBranch64);
-        match i.flow_control() {
-            FlowControl::IndirectCall => return true,
-            FlowControl::Call | FlowControl::UnconditionalBranch if direct => {
-                let t = i.near_branch_target();
-                if t >= start && t < end {
-                    continue;
-                }
-                if in_plt(elf, t) {
-                    return true;
-                }
-                if depth > 0 {
-                    if let Some(e) = extent(elf, eh, t) {
-                        if calls_unknown_code(elf, eh, t, e, depth - 1) {
-                            return true;
-                        }
-                    }
-                }
-            }
-            FlowControl::IndirectBranch if i.is_ip_rel_memory_operand() => return true, // jmp *f@GOTPCREL(%rip)
-            _ => {}
-        }
-    }
-    false
 }
 
 fn row_at(rows: &[(u64, u64, Option<Row>)], a: u64) -> Option<&Row> {

@@ -1,7 +1,7 @@
 //! The runtime library placed next to OUT: `--runtime PATH`, else `$ALLOCSITE_RT`,
 //! else `liballocsite_rt.so` next to the running `allocsite` executable.
 
-use super::dynamic::{HOOK_SYMBOLS, RUNTIME_SONAME};
+use super::dynamic::{IMPORTS, RUNTIME_SONAME};
 use object::{Object, ObjectSymbol};
 use std::path::{Path, PathBuf};
 
@@ -18,9 +18,9 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
         format!("runtime library {} ({how}) cannot be read: {e}; pass --runtime PATH or set ALLOCSITE_RT", path.display())
     })?;
     let obj = object::File::parse(&*data).map_err(|e| format!("runtime library {}: not an ELF file: {e}", path.display()))?;
-    for h in HOOK_SYMBOLS {
-        if !obj.dynamic_symbols().any(|s| s.is_definition() && s.name() == Ok(h)) {
-            return Err(format!("runtime library {} does not export {h}", path.display()));
+    for (h, ..) in IMPORTS {
+        if !obj.dynamic_symbols().any(|s| !s.is_undefined() && s.name() == Ok(h)) {
+            return Err(format!("runtime library {} does not export {h} (hook ABI v2)", path.display()));
         }
     }
     Ok(path)

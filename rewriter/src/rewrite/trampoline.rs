@@ -2,69 +2,43 @@
 //!
 //! ```text
 //! f.allocsite_entry:
-//!     push rbx ; push the saved set (rdi..r9 last, so [rsp] = args[0..6])
-//!     mov rbx, rsp ; and rsp, -16 ; sub rsp, 16*N ; movaps [rsp+16*i], xmmi
-//!     rsi = [entry_sp]; if rsi is inside .allocsite.text: call allocsite.site_map
-//!     call [__allocsite_enter](desc, site, args=rbx, entry_sp)
-//!     restore ; mov rsp, rbx ; pop … ; pop rbx
-//!     sub rsp, F ; copy stack argument words          ; F ≡ 8 (mod 16)
-//!     call f.allocsite_pad                             ; (call-site mode: call f)
+//!     enter bookkeeping, inline (push one entry on the per-thread stack)
+//!     sub rsp, F-8m ; push m stack argument words              ; F ≡ 8 (mod 16)
+//!     call f.allocsite_pad                                      ; (call-site mode: call f)
 //!     add rsp, F
-//!     save again ; call [__allocsite_exit](desc, rax, entry_sp) ; restore ; ret
+//!     exit bookkeeping, inline (pop it) ; ret
+//!     out of line: push r11 ; lea r11, [desc] ; call [__allocsite_hook_enter|exit] ; pop r11
 //! f.allocsite_pad:
 //!     displaced instructions, relocated ; jmp back into f (unless they end in ret/jmp)
 //! ```
-//! - The stack is realigned with rbx as frame base (CFA = rbx + k in the CFI): gcc
-//!   omits the 16-byte alignment before calls to local functions that do not need it,
-//!   so a function may be entered misaligned; the pad is entered with the same
-//!   alignment the function was entered with.
-//! - Saved set: when the function surely calls code gcc cannot see (PLT, indirect
-//!   call, recursively), only the argument registers (rdi..r9, rax = al for varargs,
-//!   r10 = static chain, xmm0–7) at entry and rax/rdx/xmm0–1 at exit. Otherwise every
-//!   caller-saved register (rax, rcx, rdx, rsi, rdi, r8–r11, xmm0–15) at both: GCC's
-//!   -fipa-ra lets callers of a known function keep values in caller-saved registers
-//!   it does not touch, and the hooks may touch them.
+//! - The bookkeeping is inline because calls cost: a call/ret pair into the runtime
+//!   costs as much as all of the bookkeeping. It works on the runtime's per-thread
+//!   block (hook ABI v2: its thread-pointer offset comes from an `R_X86_64_TPOFF64`
+//!   slot, its layout is fixed by the ABI) and saves the few registers it uses: callers
+//!   compiled with -fipa-ra may keep values in registers they know the function leaves
+//!   alone. Anything else goes to the runtime's hooks, which preserve every register
+//!   but rflags: a kind the runtime's masks flag (tracing, results the runtime records,
+//!   sub-frees), a recorded stack that is full, stale entries (left by longjmp or an
+//!   exception) to drop, a site inside the new code to translate.
+//! - The pad is entered with rsp ≡ entry rsp (mod 16), whatever that was: gcc omits the
+//!   16-byte alignment before calls to local functions it knows do not need it.
+//! - Stack arguments are copied with `push [rsp+F]` (the same displacement for every
+//!   word), so no register is clobbered.
 //! - CET: the launch pad `jmp`, the `call` into the pad and its `jmp` back are direct
 //!   branches, so no `endbr64` is needed in new code; calls and returns stay paired, so
 //!   shadow stacks are unaffected. The GNU property notes are left as they are (the
-//!   hooks are reached by `call [slot]`, an indirect call into the runtime, which must
-//!   itself be an IBT object for IBT to stay enforced).
-//! - The site the entry hook receives is the caller's return address. It points into
-//!   new code when the call was among the displaced instructions of another pad, or
-//!   when another hooked function's pad/body tail-called this one (the return address
-//!   is then that trampoline's); `allocsite.site_map` maps the former to the original
-//!   return address and follows the latter to that trampoline's own caller.
+//!   hooks are reached by `call [slot]`; their entry points start with `endbr64`).
+//! - The site is the caller's return address. It points into new code when the call
+//!   was among the displaced instructions of another pad, or when another hooked
+//!   function's pad/body tail-called this one (the return address is then that
+//!   trampoline's); the descriptor names the new code's range and the shared
+//!   `allocsite.site_map` routine, which maps the former to the original return
+//!   address and follows the latter to that trampoline's own caller.
 
 use super::cfi::{NewFde, Row};
 use super::pad;
 use super::plan::Hook;
 use iced_x86::{BlockEncoder, BlockEncoderOptions, Code, IcedError, Instruction, InstructionBlock, MemoryOperand, Register};
-
-/// Saved general-purpose registers, in push order; the last six pushed are rdi..r9's
-/// mirror so that `[rsp]` holds `args[0..6]` = rdi, rsi, rdx, rcx, r8, r9.
-const FULL: [Register; 9] =
-    [Register::RAX, Register::R10, Register::R11, Register::R9, Register::R8, Register::RCX, Register::RDX, Register::RSI, Register::RDI];
-/// Arguments (rdi..r9, al for variadic calls, r10 the static chain) for the entry hook.
-const ARGS: [Register; 8] =
-    [Register::RAX, Register::R10, Register::R9, Register::R8, Register::RCX, Register::RDX, Register::RSI, Register::RDI];
-/// Return values for the exit hook.
-const RETS: [Register; 2] = [Register::RAX, Register::RDX];
-
-/// What one save/restore around a hook call preserves.
-#[derive(Clone, Copy)]
-struct SaveSet {
-    gprs: &'static [Register],
-    xmms: usize,
-}
-
-impl SaveSet {
-    fn gpr_area(self) -> i64 {
-        (self.gprs.len() * 8) as i64
-    }
-    fn xmm_area(self) -> i64 {
-        (self.xmms * 16) as i64
-    }
-}
 
 pub struct Built {
     pub code: Vec<u8>,
@@ -81,18 +55,17 @@ pub struct Built {
 }
 
 const RSP: u16 = gimli::X86_64::RSP.0;
-const RBX: u16 = gimli::X86_64::RBX.0;
 
-/// Instructions plus the unwind row after each one.
+/// Instructions plus the unwind row at each one (in effect when it starts).
 struct Asm {
     ins: Vec<Instruction>,
     row: Row,
-    after: Vec<Row>,
+    at: Vec<Row>,
 }
 
 impl Asm {
     fn new() -> Self {
-        Asm { ins: Vec::new(), row: Row::entry(), after: Vec::new() }
+        Asm { ins: Vec::new(), row: Row::entry(), at: Vec::new() }
     }
     /// Instructions get small unique IPs (index + 1) so branches can name them as labels;
     /// no real target is that small.
@@ -100,64 +73,29 @@ impl Asm {
         let mut i = i.map_err(|e| format!("internal encoding error: {e}"))?;
         i.set_ip(self.ins.len() as u64 + 1);
         self.ins.push(i);
-        self.after.push(self.row.clone());
+        self.at.push(self.row.clone());
         Ok(())
     }
     /// An instruction that moves rsp by `delta` bytes down (negative: up).
     fn op(&mut self, i: Result<Instruction, IcedError>, delta: i64) -> Result<(), String> {
+        self.emit(i)?;
         if self.row.cfa_reg == RSP {
             self.row.cfa_off += delta;
         }
-        self.emit(i)
+        Ok(())
     }
     fn push(&mut self, r: Register) -> Result<(), String> {
-        self.op(Instruction::with1(Code::Push_r64, r), 8)?;
-        if r == Register::RBX {
-            let at = -(self.row.cfa_off);
-            self.row.saved = vec![(RBX, at)];
-            self.after.last_mut().map(|x| x.saved = self.row.saved.clone());
-        }
-        Ok(())
+        self.op(Instruction::with1(Code::Push_r64, r), 8)
     }
     fn pop(&mut self, r: Register) -> Result<(), String> {
-        if r == Register::RBX {
-            self.row.saved.clear();
-        }
         self.op(Instruction::with1(Code::Pop_r64, r), -8)
     }
-    /// Save rbx and the caller-saved registers, then realign the stack to 16 bytes
-    /// (functions may be entered with any alignment: gcc omits the alignment for
-    /// callees it knows do not need it), keeping the frame base in rbx.
-    fn save_all(&mut self, set: SaveSet) -> Result<(), String> {
-        self.push(Register::RBX)?;
-        for &r in set.gprs {
-            self.push(r)?;
-        }
-        self.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RBX, Register::RSP))?;
-        self.row.cfa_reg = RBX;
-        self.after.last_mut().map(|x| x.cfa_reg = RBX);
-        self.emit(Instruction::with2(Code::And_rm64_imm8, Register::RSP, -16i32))?;
-        if set.xmms > 0 {
-            self.emit(Instruction::with2(Code::Sub_rm64_imm32, Register::RSP, set.xmm_area() as i32))?;
-        }
-        for k in 0..set.xmms {
-            let m = MemoryOperand::with_base_displ(Register::RSP, 16 * k as i64);
-            self.emit(Instruction::with2(Code::Movaps_xmmm128_xmm, m, xmm(k)))?;
-        }
-        Ok(())
-    }
-    fn restore_all(&mut self, set: SaveSet) -> Result<(), String> {
-        for k in 0..set.xmms {
-            let m = MemoryOperand::with_base_displ(Register::RSP, 16 * k as i64);
-            self.emit(Instruction::with2(Code::Movaps_xmm_xmmm128, xmm(k), m))?;
-        }
-        self.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSP, Register::RBX))?;
-        self.row.cfa_reg = RSP;
-        self.after.last_mut().map(|x| x.cfa_reg = RSP);
-        for r in set.gprs.iter().rev() {
-            self.pop(*r)?;
-        }
-        self.pop(Register::RBX)
+    /// `push r11 ; lea r11, [desc] ; call [slot] ; pop r11`: the hooks' register ABI.
+    fn hook(&mut self, desc: u64, slot: u64) -> Result<(), String> {
+        self.push(Register::R11)?;
+        self.rip(Code::Lea_r64_m, Register::R11, desc)?;
+        self.emit(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, slot as i64)))?;
+        self.pop(Register::R11)
     }
     fn rip(&mut self, code: Code, reg: Register, target: u64) -> Result<(), String> {
         let m = MemoryOperand::with_base_displ(Register::RIP, target as i64);
@@ -165,21 +103,17 @@ impl Asm {
     }
 }
 
-fn xmm(k: usize) -> Register {
-    [
-        Register::XMM0, Register::XMM1, Register::XMM2, Register::XMM3, Register::XMM4, Register::XMM5, Register::XMM6,
-        Register::XMM7, Register::XMM8, Register::XMM9, Register::XMM10, Register::XMM11, Register::XMM12,
-        Register::XMM13, Register::XMM14, Register::XMM15,
-    ][k]
-}
-
 /// Where the trampoline finds its data.
 pub struct Refs {
     pub descriptor: u64,
     pub enter_slot: u64,
     pub exit_slot: u64,
-    /// `(lo, hi, thunk)`: a site in `[lo, hi)` (the new code) is translated by `thunk`.
-    pub site_map: Option<(u64, u64, u64)>,
+    /// Slot holding the address of the runtime's `__allocsite_slow_v2` masks.
+    pub masks_slot: u64,
+    /// Slot holding the thread-pointer offset of the runtime's per-thread block.
+    pub tpoff_slot: u64,
+    /// `[lo, hi)`: the new code; a site there goes to the runtime for translation.
+    pub new_code: (u64, u64),
     /// `(function entry, its trampoline)` of call-site-mode functions: branches to them
     /// among displaced instructions go to the trampoline instead.
     pub redirect: Vec<(u64, u64)>,
@@ -190,60 +124,168 @@ fn next_ip(a: &Asm) -> u64 {
     a.ins.len() as u64 + 1
 }
 
-fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
-    let mut a = Asm::new();
-    let (enter_set, exit_set) = if h.full_save {
-        (SaveSet { gprs: &FULL, xmms: 16 }, SaveSet { gprs: &FULL, xmms: 16 })
-    } else {
-        (SaveSet { gprs: &ARGS, xmms: 8 }, SaveSet { gprs: &RETS, xmms: 2 })
-    };
-    // After save_all: rbx = entry_sp - 8 - gpr_area, and [rbx] = args[0..6].
-    let entry_sp_from_rbx = enter_set.gpr_area() + 8;
-    a.save_all(enter_set)?;
-    a.emit(Instruction::with2(Code::Lea_r64_m, Register::RCX, MemoryOperand::with_base_displ(Register::RBX, entry_sp_from_rbx)))?;
-    a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, MemoryOperand::with_base_displ(Register::RCX, 0)))?;
-    if let Some((lo, hi, thunk)) = refs.site_map {
-        // The return address points into new code when the caller is a relocated pad
-        // (a call among the displaced instructions) or a trampoline whose pad tail-called
-        // this function: translate it to the allocation site in the program's own code.
-        a.rip(Code::Lea_r64_m, Register::R11, lo)?;
-        a.emit(Instruction::with2(Code::Cmp_rm64_r64, Register::RSI, Register::R11))?;
-        let jb = a.ins.len();
-        a.emit(Instruction::with_branch(Code::Jb_rel8_64, 0))?;
-        a.rip(Code::Lea_r64_m, Register::R11, hi)?;
-        a.emit(Instruction::with2(Code::Cmp_rm64_r64, Register::RSI, Register::R11))?;
-        let jae = a.ins.len();
-        a.emit(Instruction::with_branch(Code::Jae_rel8_64, 0))?;
-        a.emit(Instruction::with_branch(Code::Call_rel32_64, thunk))?;
-        let ok = next_ip(&a);
-        a.ins[jb].set_near_branch64(ok);
-        a.ins[jae].set_near_branch64(ok);
+// The runtime's per-thread block (hook ABI v2, runtime/README.md; asserted in
+// runtime/src/hooks.rs): `outermost` at 0, `depth` (u32) at 8, `entries` at 64, each
+// entry 32 bytes {fn, site, sp, size}; `DEPTH` entries are recorded.
+const HOT_DEPTH: i64 = 8;
+const HOT_ENTRIES: i64 = 64;
+const ENTRY_SHIFT: u32 = 5;
+const ENTRY_SIZE: i64 = 1 << ENTRY_SHIFT;
+const E_FN: i64 = 0;
+const E_SITE: i64 = 8;
+const E_SP: i64 = 16;
+const DEPTH: u32 = 10;
+
+fn mem(base: Register, index: Register, displ: i64) -> MemoryOperand {
+    MemoryOperand::new(base, index, 1, displ, if displ == 0 { 0 } else { 1 }, false, Register::None)
+}
+
+fn kind_bit(h: &Hook) -> u32 {
+    use allocsite_analysis::Kind;
+    1 << match h.f.kind {
+        Kind::Alloc => 0,
+        Kind::Realloc => 1,
+        Kind::Free => 2,
+        Kind::Suballoc => 3,
     }
-    a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RDX, Register::RBX))?;
-    a.rip(Code::Lea_r64_m, Register::RDI, refs.descriptor)?;
-    a.emit(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.enter_slot as i64)))?;
-    a.restore_all(enter_set)?;
-    // The pad is entered with rsp ≡ entry rsp (mod 16), whatever that was, and finds
-    // stack argument word j at [rsp+8+8j]: F ≡ 8 (mod 16).
+}
+
+impl Asm {
+    /// A branch to a label bound later; returns its index for `bind`.
+    fn jump(&mut self, code: Code) -> Result<usize, String> {
+        self.emit(Instruction::with_branch(code, 0))?;
+        Ok(self.ins.len() - 1)
+    }
+    fn bind(&mut self, branches: &[usize]) {
+        let here = next_ip(self);
+        for &j in branches {
+            self.ins[j].set_near_branch64(here);
+        }
+    }
+    /// `reg` = this thread's block: fs:[0] + [tpoff slot].
+    fn hot(&mut self, reg: Register, tpoff_slot: u64) -> Result<(), String> {
+        let tp = MemoryOperand::new(Register::None, Register::None, 1, 0, 4, false, Register::FS);
+        self.emit(Instruction::with2(Code::Mov_r64_rm64, reg, tp))?;
+        self.rip(Code::Add_r64_rm64, reg, tpoff_slot)
+    }
+}
+
+fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
+    use Register::*;
+    let mut a = Asm::new();
+    let bit = kind_bit(h);
+    let entry_row = a.row.clone();
+
+    // ---- enter: entries[depth] = {desc, site, entry_sp}; depth += 1; outermost at depth 0
+    for r in [RAX, RCX, RDX, R11] {
+        a.push(r)?;
+    }
+    let saved4 = a.row.clone();
+    let sp_at = 32; // entry_sp = rsp + 32
+    let mut slow = Vec::new();
+    a.rip(Code::Mov_r64_rm64, RAX, refs.masks_slot)?;
+    a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RAX, Register::None, 0), bit))?;
+    slow.push(a.jump(Code::Jne_rel32_64)?);
+    a.emit(Instruction::with2(Code::Mov_r64_rm64, RDX, mem(RSP, Register::None, sp_at)))?;
+    a.rip(Code::Lea_r64_m, RCX, refs.new_code.0)?;
+    a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
+    let below = a.jump(Code::Jb_rel32_64)?;
+    a.rip(Code::Lea_r64_m, RCX, refs.new_code.1)?;
+    a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
+    slow.push(a.jump(Code::Jb_rel32_64)?);
+    a.bind(&[below]);
+    a.hot(RAX, refs.tpoff_slot)?;
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, mem(RAX, Register::None, HOT_DEPTH)))?;
+    a.emit(Instruction::with2(Code::Cmp_rm32_imm32, ECX, DEPTH))?;
+    slow.push(a.jump(Code::Jae_rel32_64)?);
+    a.emit(Instruction::with2(Code::Shl_rm32_imm8, ECX, ENTRY_SHIFT))?;
+    let first = a.jump(Code::Je_rel32_64)?;
+    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
+    // the entry below is at or under this frame: left by longjmp/an exception
+    a.emit(Instruction::with2(Code::Cmp_rm64_r64, mem(RAX, RCX, HOT_ENTRIES - ENTRY_SIZE + E_SP), R11))?;
+    slow.push(a.jump(Code::Jbe_rel32_64)?);
+    let store = next_ip(&a);
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RAX, RCX, HOT_ENTRIES + E_SP), R11))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RAX, RCX, HOT_ENTRIES + E_SITE), RDX))?;
+    a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RAX, RCX, HOT_ENTRIES + E_FN), R11))?;
+    a.emit(Instruction::with2(Code::Add_rm32_imm8, mem(RAX, Register::None, HOT_DEPTH), 1u32))?;
+    for r in [R11, RDX, RCX, RAX] {
+        a.pop(r)?;
+    }
+    let after_enter = next_ip(&a);
+
+    // ---- the call
+    // The pad is entered with rsp ≡ entry rsp (mod 16) and finds stack argument word j
+    // at [rsp+8+8j]: F ≡ 8 (mod 16). Word j sits at entry rsp + 8 + 8j; pushing from the
+    // last to the first, each is at [rsp + F] when pushed.
     let m = h.stack_words as i64;
     let f = stack_frame(h);
-    a.op(Instruction::with2(Code::Sub_rm64_imm32, Register::RSP, f as i32), f)?;
-    for j in 0..m {
-        let src = MemoryOperand::with_base_displ(Register::RSP, f + 8 + 8 * j);
-        a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::R11, src))?;
-        let dst = MemoryOperand::with_base_displ(Register::RSP, 8 * j);
-        a.emit(Instruction::with2(Code::Mov_rm64_r64, dst, Register::R11))?;
+    let gap = f - 8 * m;
+    if gap > 0 {
+        a.op(Instruction::with2(Code::Sub_rm64_imm32, RSP, gap as i32), gap)?;
+    }
+    for _ in 0..m {
+        a.op(Instruction::with1(Code::Push_rm64, MemoryOperand::with_base_displ(RSP, f)), 8)?;
     }
     a.emit(Instruction::with_branch(Code::Call_rel32_64, pad_addr))?;
-    a.op(Instruction::with2(Code::Add_rm64_imm32, Register::RSP, f as i32), -f)?;
-    a.save_all(exit_set)?;
-    a.emit(Instruction::with2(Code::Mov_r64_rm64, Register::RSI, Register::RAX))?;
-    let exit_sp_from_rbx = exit_set.gpr_area() + 8;
-    a.emit(Instruction::with2(Code::Lea_r64_m, Register::RDX, MemoryOperand::with_base_displ(Register::RBX, exit_sp_from_rbx)))?;
-    a.rip(Code::Lea_r64_m, Register::RDI, refs.descriptor)?;
-    a.emit(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(Register::RIP, refs.exit_slot as i64)))?;
-    a.restore_all(exit_set)?;
+    a.op(Instruction::with2(Code::Add_rm64_imm32, RSP, f as i32), -f)?;
+
+    // ---- exit: pop this call's entry (it must be the top one); outermost = 0 at depth 0
+    for r in [RCX, RDX, R11] {
+        a.push(r)?;
+    }
+    let saved3 = a.row.clone();
+    let sp_at = 24;
+    let mut xslow = Vec::new();
+    a.rip(Code::Mov_r64_rm64, RCX, refs.masks_slot)?;
+    a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RCX, Register::None, 1), bit))?;
+    xslow.push(a.jump(Code::Jne_rel32_64)?);
+    a.hot(RCX, refs.tpoff_slot)?;
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, EDX, mem(RCX, Register::None, HOT_DEPTH)))?;
+    a.emit(Instruction::with2(Code::Sub_rm32_imm8, EDX, 1u32))?;
+    a.emit(Instruction::with2(Code::Cmp_rm32_imm8, EDX, DEPTH - 1))?;
+    xslow.push(a.jump(Code::Ja_rel32_64)?);
+    a.emit(Instruction::with2(Code::Shl_rm32_imm8, EDX, ENTRY_SHIFT))?;
+    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
+    a.emit(Instruction::with2(Code::Cmp_rm64_r64, mem(RCX, RDX, HOT_ENTRIES + E_SP), R11))?;
+    xslow.push(a.jump(Code::Jne_rel32_64)?);
+    a.emit(Instruction::with2(Code::Shr_rm32_imm8, EDX, ENTRY_SHIFT))?;
+    a.emit(Instruction::with2(Code::Mov_rm32_r32, mem(RCX, Register::None, HOT_DEPTH), EDX))?;
+    let nested = a.jump(Code::Jne_rel32_64)?;
+    a.emit(Instruction::with2(Code::Mov_rm64_imm32, mem(RCX, Register::None, 0), 0i32))?;
+    a.bind(&[nested]);
+    for r in [R11, RDX, RCX] {
+        a.pop(r)?;
+    }
     a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
+
+    // ---- out of line
+    // depth 0: also the outermost site
+    a.row = saved4.clone();
+    a.bind(&[first]);
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RAX, Register::None, 0), RDX))?;
+    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, 32)))?;
+    let j = a.jump(Code::Jmp_rel32_64)?;
+    a.ins[j].set_near_branch64(store);
+    // the runtime's entry hook
+    a.row = saved4;
+    a.bind(&slow);
+    for r in [R11, RDX, RCX, RAX] {
+        a.pop(r)?;
+    }
+    a.hook(refs.descriptor, refs.enter_slot)?;
+    let j = a.jump(Code::Jmp_rel32_64)?;
+    a.ins[j].set_near_branch64(after_enter);
+    // the runtime's exit hook
+    a.row = saved3;
+    a.bind(&xslow);
+    for r in [R11, RDX, RCX] {
+        a.pop(r)?;
+    }
+    a.hook(refs.descriptor, refs.exit_slot)?;
+    a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
+    debug_assert_eq!(a.row.cfa_off, entry_row.cfa_off - 8);
     Ok(a)
 }
 
@@ -337,10 +379,10 @@ pub fn build(h: &Hook, refs: &Refs, at: u64) -> Result<Built, String> {
         return Err("internal error: trampoline length changed between passes".into());
     }
     let mut entry_rows = Vec::new();
-    for (k, row) in a.after.iter().enumerate().take(a.ins.len() - 1) {
-        let next = offs.get(k + 1).copied().unwrap_or(u32::MAX);
-        if next != u32::MAX {
-            entry_rows.push((next, row.clone()));
+    for (k, row) in a.at.iter().enumerate().skip(1) {
+        let off = offs.get(k).copied().unwrap_or(u32::MAX);
+        if off != u32::MAX {
+            entry_rows.push((off, row.clone()));
         }
     }
     let entry_len = code.len() as u32;
