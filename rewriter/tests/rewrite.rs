@@ -271,6 +271,12 @@ fn check_program(orig: &Path, rw: &Rewrite, args_list: &[&[&str]], balanced: boo
     }
     let ldd = ok(Command::new("ldd").arg(&rw.out));
     assert!(ldd.contains("liballocsite_rt.so => "), "ldd {} does not list the runtime: {ldd}", rw.out.display());
+    // binutils rebuild segments from sections: the output must survive `strip`
+    let stripped = rw.out.with_extension("stripped");
+    ok(Command::new("strip").arg("-o").arg(&stripped).arg(&rw.out));
+    let (o1, e1, s1, _) = run_traced(orig, args_list[0], None, None);
+    let (o2, e2, s2, _) = run_traced(&stripped, args_list[0], None, None);
+    assert_eq!((o1, e1, s1), (o2, e2, s2), "`strip {}` changed its behaviour", rw.out.display());
     traces
 }
 

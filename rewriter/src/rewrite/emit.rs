@@ -43,6 +43,8 @@ pub struct Tail<'a> {
     pub symbols: Vec<NewSymbol>,
     pub phoff: u64,
     pub phnum: usize,
+    /// The header-like sections moved to make room for the program headers.
+    pub shift: Option<super::front::Shift>,
     pub elf: &'a InputElf<'a>,
 }
 
@@ -91,6 +93,17 @@ pub fn finish(mut file: Vec<u8>, t: Tail) -> Result<Vec<u8>, String> {
             sh_addralign: old.sh_addralign,
             sh_entsize: 0,
         });
+    }
+    // Everything still in the moved block (including the `.allocsite.orig` copies just
+    // described) now lives in its copy.
+    if let Some(sh) = &t.shift {
+        for (i, s) in shdrs.iter_mut().enumerate() {
+            if s.sh_flags & elf::SHF_ALLOC as u64 != 0 && s.sh_type != elf::SHT_NOBITS && sh.moves(s.sh_addr) {
+                remap.push((i, s.sh_addr, sh.addr(s.sh_addr), s.sh_size));
+                s.sh_offset = sh.offset(s.sh_addr);
+                s.sh_addr = sh.addr(s.sh_addr);
+            }
+        }
     }
     for n in &t.sections {
         new_names.push((shdrs.len(), n.name.to_string()));

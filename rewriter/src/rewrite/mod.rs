@@ -14,6 +14,7 @@ pub mod cfi;
 pub mod dynamic;
 pub mod elf;
 pub mod emit;
+pub mod front;
 pub mod layout;
 pub mod pad;
 pub mod plan;
@@ -257,7 +258,25 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     let tables = dynamic::build(&elf, slots)?;
     let mut r = rx.next(0);
     let phnum = layout::program_header_count(&elf);
-    let ph_addr = r.reserve(phnum * elf::Phdr::SIZE, 8);
+    let ph_size = (phnum * elf::Phdr::SIZE) as u64;
+    // The program headers go right after the ELF header when the sections there can
+    // make room (front.rs); else at the start of this segment.
+    let shift = front::plan(&elf, phnum).map(|block| {
+        let len = (block.hi - block.lo) as usize;
+        while r.here() % 64 != block.lo % 64 {
+            r.data.push(0);
+        }
+        let new_lo = r.place(&data[block.off_lo as usize..block.off_lo as usize + len], 1);
+        front::Shift { block, new_lo, new_off: r.offset_of(new_lo) }
+    });
+    let first_vaddr = elf.loads().next().map_or(0, |p| p.p_vaddr);
+    let (ph_off, ph_addr) = match shift {
+        Some(_) => (64, first_vaddr + 64),
+        None => {
+            let a = r.reserve(ph_size as usize, 8);
+            (r.offset_of(a), a)
+        }
+    };
     let mut at = dynamic::Placed::default();
     let mut moved = Vec::new();
     let mut mv = |r: &mut layout::Region, sh_type: u32, old: Option<u64>, bytes: &[u8], align: usize| -> u64 {
@@ -296,7 +315,15 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     }
 
     // .dynamic, now that every table has its address.
-    let dynamic = dynamic::dynamic(&elf, &tables, &at);
+    let mut dynamic = dynamic::dynamic(&elf, &tables, &at);
+    if let Some(sh) = &shift {
+        for e in dynamic.chunks_exact_mut(16) {
+            let (tag, val) = (elf::bytes::u64_at(e, 0), elf::bytes::u64_at(e, 8));
+            if front::POINTER_TAGS.iter().any(|&t| t as u64 == tag) && sh.moves(val) {
+                e[8..16].copy_from_slice(&sh.addr(val).to_le_bytes());
+            }
+        }
+    }
     rw.write_at(dyn_addr, &dynamic);
     moved.push(emit::Moved {
         sh_type: E::SHT_DYNAMIC,
@@ -308,16 +335,25 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
 
     // Program headers.
     let loads = [rw.load(E::PF_R | E::PF_W), rx.load(E::PF_R | E::PF_X), r.load(E::PF_R)];
-    let phdrs = layout::program_headers(
+    let mut phdrs = layout::program_headers(
         &elf,
-        (r.offset_of(ph_addr), ph_addr, (phnum * elf::Phdr::SIZE) as u64),
+        (ph_off, ph_addr, ph_size),
         (rw.offset_of(dyn_addr), dyn_addr, dyn_size as u64),
         (r.offset_of(hdr_addr), hdr_addr, hdr.len() as u64),
         loads,
     );
     let mut ph = Vec::new();
+    if let Some(sh) = &shift {
+        for p in phdrs.iter_mut().filter(|p| p.p_type != E::PT_LOAD && p.p_type != E::PT_PHDR && sh.moves(p.p_vaddr)) {
+            p.p_offset = sh.offset(p.p_vaddr);
+            p.p_paddr = sh.addr(p.p_vaddr);
+            p.p_vaddr = p.p_paddr;
+        }
+    }
     phdrs.iter().for_each(|p| p.write(&mut ph));
-    r.write_at(ph_addr, &ph);
+    if shift.is_none() {
+        r.write_at(ph_addr, &ph);
+    }
 
     // The file: input with pads patched, then the regions.
     let mut file = data[..layout::kept_prefix(&elf) as usize].to_vec();
@@ -328,6 +364,9 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     for reg in [&rw, &rx, &r] {
         file.resize(reg.off as usize, 0);
         file.extend_from_slice(&reg.data);
+    }
+    if shift.is_some() {
+        file[64..64 + ph.len()].copy_from_slice(&ph);
     }
     let (text_addr, text_size) = (rx.addr, rx.data.len() as u64);
     let sections = vec![
@@ -362,7 +401,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     let debug_frame = if elf.section(".debug_frame").is_none() && !fdes.is_empty() { Some(cfi::debug_frame(&fdes)?) } else { None };
     let bytes = emit::finish(
         file,
-        emit::Tail { moved, sections, debug_frame, symbols, phoff: r.offset_of(ph_addr), phnum, elf: &elf },
+        emit::Tail { moved, sections, debug_frame, symbols, phoff: ph_off, phnum, shift, elf: &elf },
     )?;
     Ok(Rewritten { bytes, outcomes })
 }
