@@ -310,9 +310,7 @@ fn fix_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, at: usize, pads: &[&
     let pad_rows: Vec<(&PadLines, Vec<Row>)> = pads.iter().map(|p| (*p, pad_sequence(p, &seqs))).collect();
     let mut changed = false;
     for s in &mut seqs {
-        for p in pads {
-            changed |= fix_sequence(s, p);
-        }
+        changed |= fix_sequence(s, pads);
     }
     let files = FileTable::read(dwarf, unit, &header)?;
     let program = if changed {
@@ -373,10 +371,11 @@ fn pad_sequence(p: &PadLines, seqs: &[Seq]) -> Vec<Row> {
     let mut out = Vec::new();
     for &(new, orig) in &p.instrs {
         let Some(s) = seqs.iter().find(|s| s.rows.first().is_some_and(|r| r.addr <= orig) && orig < s.end) else { continue };
-        let exact: Vec<&Row> = s.rows.iter().filter(|r| r.addr == orig).collect();
+        let k = s.rows.partition_point(|r| r.addr < orig);
+        let exact: Vec<&Row> = s.rows[k..].iter().take_while(|r| r.addr == orig).collect();
         let rows: Vec<&Row> = if exact.is_empty() {
             // Mid-row: repeat the row only where the line changes.
-            let r = s.rows.iter().rev().find(|r| r.addr < orig);
+            let r = k.checked_sub(1).and_then(|j| s.rows.get(j));
             r.filter(|r| !out.last().is_some_and(|l: &Row| (l.file, l.line, l.column) == (r.file, r.line, r.column))).into_iter().collect()
         } else {
             exact
@@ -389,50 +388,68 @@ fn pad_sequence(p: &PadLines, seqs: &[Seq]) -> Vec<Row> {
     out
 }
 
-/// Where gdb's `break f` stopped in the original: after a recognised frame setup, at a
-/// row starting exactly there, else at the next row (gdb's "mid-line" rule).
-fn original_stop(p: &PadLines, s: &Seq) -> Option<u64> {
-    let after = p.entry + p.frame_setup;
-    let stop = s.rows.iter().map(|r| r.addr).find(|&a| a >= after)?;
-    (stop < p.fn_end).then_some(stop)
-}
-
-fn fix_sequence(s: &mut Seq, p: &PadLines) -> bool {
-    let Some(first) = s.rows.first().map(|r| r.addr) else { return false };
-    if p.entry < first || p.entry >= s.end {
+/// Apply every pad of `pads` (sorted by entry, inside the sequence) in one pass: each
+/// touches only the rows in `[entry, end)`, found by binary search, so a unit with a
+/// million rows and hundreds of pads costs one copy.
+fn fix_sequence(s: &mut Seq, pads: &[&PadLines]) -> bool {
+    let rows = &s.rows;
+    let Some(first) = rows.first().map(|r| r.addr) else { return false };
+    let mut mine: Vec<&PadLines> = pads.iter().copied().filter(|p| p.entry >= first && p.entry < s.end).collect();
+    if mine.is_empty() {
         return false;
     }
-    let stop = if p.frame_setup > 0 { original_stop(p, s) } else { None };
+    mine.sort_by_key(|p| p.entry);
+    let mut out: Vec<Row> = Vec::with_capacity(rows.len() + mine.len());
+    let mut marks = Vec::new();
     let mut changed = false;
-    let inside = |a: u64| a > p.start && a < p.end;
-    if let Some(last) = s.rows.iter().map(|r| r.addr).filter(|&a| inside(a)).max() {
-        let moved: Vec<Row> = s.rows.iter().filter(|r| r.addr == last).map(|r| Row { addr: p.end, ..r.clone() }).collect();
-        let keep_moved = p.end < s.end && !s.rows.iter().any(|r| r.addr == p.end);
-        s.rows.retain(|r| !inside(r.addr));
-        if keep_moved {
-            let at = s.rows.partition_point(|r| r.addr < p.end);
-            s.rows.splice(at..at, moved);
-        }
-        changed = true;
-    }
-    if let Some(stop) = stop {
-        let stop = stop.max(p.end);
-        if let Some(r) = s.rows.iter_mut().find(|r| r.addr == stop) {
-            r.prologue_end = true;
-            changed = true;
-        }
-        // Make the entry the middle of a row: drop the entry's rows when an earlier row
-        // of the sequence covers it, else start them one byte early (that byte belongs to
-        // another unit or to padding, so gdb never asks this unit about it).
-        if s.rows.first().is_some_and(|r| r.addr < p.entry) {
-            s.rows.retain(|r| r.addr < p.entry || r.addr > p.start);
-            changed = true;
-        } else if p.entry > 0 {
-            for r in s.rows.iter_mut().filter(|r| r.addr >= p.entry && r.addr <= p.start) {
-                r.addr = p.entry - 1;
-                changed = true;
+    let mut i = 0;
+    for p in mine {
+        let a = rows.partition_point(|r| r.addr < p.entry).max(i);
+        let b = rows.partition_point(|r| r.addr < p.end).max(a);
+        out.extend_from_slice(&rows[i..a]);
+        let mut win: Vec<Row> = rows[a..b].to_vec();
+        let at_end = rows.get(b).is_some_and(|r| r.addr == p.end);
+        let inside = |x: u64| x > p.start && x < p.end;
+        if let Some(last) = win.iter().map(|r| r.addr).filter(|&x| inside(x)).max() {
+            let moved: Vec<Row> = win.iter().filter(|r| r.addr == last).map(|r| Row { addr: p.end, ..r.clone() }).collect();
+            win.retain(|r| !inside(r.addr));
+            if p.end < s.end && !at_end {
+                win.extend(moved);
             }
+            changed = true;
         }
+        if p.frame_setup > 0 {
+            // Where gdb's `break f` stopped in the original: after the frame setup, at a
+            // row starting there, else at the next row (gdb's "mid-line" rule).
+            let after = p.entry + p.frame_setup;
+            let k = rows.partition_point(|r| r.addr < after);
+            if let Some(stop) = rows.get(k).map(|r| r.addr).filter(|&x| x < p.fn_end) {
+                marks.push(stop.max(p.end));
+            }
+            // Make the entry the middle of a row: drop the entry's rows when an earlier
+            // row of the sequence covers it, else start them one byte early (that byte
+            // belongs to another unit or to padding, so gdb never asks this unit about it).
+            if a > 0 {
+                win.retain(|r| r.addr > p.start);
+            } else if p.entry > 0 {
+                for r in win.iter_mut().filter(|r| r.addr <= p.start) {
+                    r.addr = p.entry - 1;
+                }
+            }
+            changed = true;
+        }
+        out.extend(win);
+        i = b;
+    }
+    out.extend_from_slice(&rows[i..]);
+    for m in marks {
+        let k = out.partition_point(|r| r.addr < m);
+        if let Some(r) = out.get_mut(k).filter(|r| r.addr == m) {
+            r.prologue_end = true;
+        }
+    }
+    if changed {
+        s.rows = out;
     }
     changed
 }
@@ -484,8 +501,8 @@ impl FileTable {
         if files.iter().any(|f| f.1 as usize >= dirs.len()) {
             return Err("a file names a directory the header lacks".into());
         }
-        if enc.version >= 5 && (files.is_empty() || dirs.is_empty() || files[0].1 != 0) {
-            return Err("DWARF 5 line header without file 0 in directory 0".into());
+        if enc.version >= 5 && (files.is_empty() || dirs.is_empty()) {
+            return Err("DWARF 5 line header without file 0 or directory 0".into());
         }
         Ok(FileTable { encoding: enc, dirs, files, md5: h.file_has_md5() })
     }
@@ -506,9 +523,10 @@ impl FileTable {
         }
         // gcc repeats the primary file as file 1, which rows and DW_AT_decl_file use;
         // file 0 is then the one spelled absolutely, so displayed names stay as they were.
-        let file0_abs = v5 && self.files[1..].iter().any(|f| f.0 == self.files[0].0 && f.1 == 0);
+        // File 0 must sit in directory 0 for the writer; elsewhere it is spelled absolutely too.
+        let file0_abs = v5 && (self.files[0].1 != 0 || self.files[1..].iter().any(|f| f.0 == self.files[0].0 && f.1 == 0));
         let comp_file = match (v5, file0_abs) {
-            (true, true) => self.absolute(&self.files[0].0, 0),
+            (true, true) => self.absolute(&self.files[0].0, self.files[0].1 as usize),
             (true, false) => self.files[0].0.clone(),
             _ => b"-".to_vec(),
         };
