@@ -33,10 +33,15 @@ fn scratch() -> &'static Path {
 /// `testbins/out/NAME` rewritten (classification by `allocsite` itself) into a
 /// directory of its own; returns (original, rewritten, rewrite stdout).
 fn rewritten(name: &str) -> (PathBuf, PathBuf, String) {
-    let input = support::testbins_out().join(name);
-    let dir = scratch().join(name);
+    rewrite_file(&support::testbins_out().join(name))
+}
+
+fn rewrite_file(input: &Path) -> (PathBuf, PathBuf, String) {
+    let name = input.file_name().unwrap().to_string_lossy().to_string();
+    let input = input.to_path_buf();
+    let dir = scratch().join(format!("rw-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(name);
+    let out = dir.join(&name);
     let o = Command::new(env!("CARGO_BIN_EXE_allocsite")).arg("rewrite").arg(&input).arg("-o").arg(&out).arg("--runtime").arg(runtime()).output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "rewrite {name}: {stdout}{}", String::from_utf8_lossy(&o.stderr));
@@ -143,7 +148,12 @@ fn same(orig: &(String, bool), new: &(String, bool)) -> bool {
 }
 
 fn compare(name: &str, script: &str, args: &[&str]) -> (String, String) {
-    let (orig, new, _) = rewritten(name);
+    compare_file(&support::testbins_out().join(name), script, args)
+}
+
+fn compare_file(input: &Path, script: &str, args: &[&str]) -> (String, String) {
+    let name = &input.file_name().unwrap().to_string_lossy().to_string();
+    let (orig, new, _) = rewrite_file(input);
     let (a, b) = (gdb(&orig, script, args), gdb(&new, script, args));
     let (na, nb) = (normalise(&a), normalise(&b));
     if na.len() != nb.len() || !na.iter().zip(&nb).all(|(x, y)| same(x, y)) {
@@ -182,6 +192,25 @@ fn backtrace_from_malloc_in_xmalloc() {
         assert!(f.get(1).is_some_and(|l| l.contains(" xmalloc (n=") || l.contains(" xmalloc.allocsite_pad (n=")) && f[1].contains("xalloc.c:12"), "{v}: {b}");
         assert!(tr == Some(2) && main == Some(3), "{v}: malloc, xmalloc, its trampoline, main expected:\n{b}");
         assert!(b.contains("exited normally"), "{v}: {b}");
+    }
+}
+
+/// DWARF 4 (`-gdwarf-4`: `.debug_loc`, `.debug_ranges`, 1-based file numbers) works
+/// like gcc 12's default DWARF 5: `step` into xmalloc and the backtrace from malloc.
+#[test]
+fn dwarf4() {
+    let tb = root().join("testbins");
+    for v in ["O0", "O2"] {
+        let dir = scratch().join(format!("dwarf4-{v}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join(format!("wrappers4.{v}"));
+        let srcs = ["wrappers.c", "xalloc.c", "tiny.c", "edge.c"].map(|f| tb.join(f));
+        let st = Command::new("gcc").arg(format!("-{v}")).args(["-g", "-gdwarf-4", "-o"]).arg(&bin).args(&srcs).status().unwrap();
+        assert!(st.success());
+        let script = "break wrappers.c:56\nrun\nstep\nbt 1\ndelete\nbreak malloc\ncontinue\nbt\ndelete\ncontinue\n";
+        let (_, b) = compare_file(&bin, script, &[]);
+        assert!(b.contains("xmalloc.allocsite_entry") && b.contains("exited normally"), "{v}: {b}");
+        assert!(b.lines().any(|l| l.starts_with("#1") && l.contains("xalloc.c:12") && l.contains("(n=100)")), "{v}: {b}");
     }
 }
 
