@@ -40,6 +40,9 @@ pub struct Tail<'a> {
     pub moved: Vec<Moved>,
     pub sections: Vec<NewSection>,
     pub debug_frame: Option<Vec<u8>>,
+    /// Non-allocated sections with new contents: the input's section of that name is
+    /// repointed at them, or a new one is added.
+    pub debug: Vec<(&'static str, Vec<u8>)>,
     pub symbols: Vec<NewSymbol>,
     pub phoff: u64,
     pub phnum: usize,
@@ -138,6 +141,34 @@ pub fn finish(mut file: Vec<u8>, t: Tail) -> Result<Vec<u8>, String> {
             sh_entsize: 0,
         });
         file.extend_from_slice(df);
+    }
+
+    for (name, bytes) in &t.debug {
+        pad_to(&mut file, 8, 0);
+        let at = file.len() as u64;
+        file.extend_from_slice(bytes);
+        match shdrs.iter_mut().find(|s| s.name == *name && s.sh_flags & elf::SHF_ALLOC as u64 == 0) {
+            Some(s) => {
+                s.sh_offset = at;
+                s.sh_size = bytes.len() as u64;
+            }
+            None => {
+                new_names.push((shdrs.len(), name.to_string()));
+                shdrs.push(Shdr {
+                    name: name.to_string(),
+                    sh_name: 0,
+                    sh_type: elf::SHT_PROGBITS,
+                    sh_flags: 0,
+                    sh_addr: 0,
+                    sh_offset: at,
+                    sh_size: bytes.len() as u64,
+                    sh_link: 0,
+                    sh_info: 0,
+                    sh_addralign: 1,
+                    sh_entsize: 0,
+                });
+            }
+        }
     }
 
     // .symtab / .strtab: copy, insert the new local FUNC symbols after the old locals.

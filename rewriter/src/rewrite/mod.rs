@@ -7,8 +7,9 @@
 //! - R   PT_LOAD: program header table, copies of `.dynsym`, `.dynstr`, `.gnu.hash`,
 //!   `.hash`, `.gnu.version`, `.rela.dyn`, `.rela.plt`, `.allocsite.eh_frame` (FDEs of
 //!   the new code) and a new `.eh_frame_hdr` listing every FDE.
-//! - non-allocated: `.debug_frame` (trampoline FDEs for gdb), `.symtab`, `.strtab`,
-//!   `.shstrtab`, section headers.
+//! - non-allocated: `.debug_frame` (trampoline FDEs for gdb), `.debug_info`,
+//!   `.debug_abbrev`, `.debug_line`, `.debug_rnglists`/`.debug_ranges` when the line
+//!   tables change (`lines`), `.symtab`, `.strtab`, `.shstrtab`, section headers.
 
 pub mod cfi;
 pub mod dynamic;
@@ -16,6 +17,7 @@ pub mod elf;
 pub mod emit;
 pub mod front;
 pub mod layout;
+pub mod lines;
 pub mod pad;
 pub mod plan;
 pub mod runtime_lib;
@@ -38,6 +40,8 @@ pub const DESCRIPTOR_SIZE: usize = 56;
 pub struct Rewritten<'c> {
     pub bytes: Vec<u8>,
     pub outcomes: Vec<Outcome<'c>>,
+    /// Things left undone that do not affect running the output (debug info).
+    pub notes: Vec<String>,
 }
 
 impl Outcome<'_> {
@@ -81,6 +85,9 @@ pub fn run(args: &RewriteArgs, cls: &Classification, data: &[u8]) -> Result<(), 
     for o in &out.outcomes {
         println!("{}", o.line());
         refused += usize::from(matches!(o, Outcome::Refused { .. }));
+    }
+    for n in &out.notes {
+        println!("note: {n}");
     }
     if args.strict && refused > 0 {
         return Err(format!("{input}: {refused} allocation function(s) refused (--strict); no output written"));
@@ -228,6 +235,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     let mut fdes = Vec::new();
     let mut symbols = Vec::new();
     let mut patches = Vec::new();
+    let mut pad_lines = Vec::new();
     if let Some((at, fde)) = thunk {
         symbols.push(emit::NewSymbol { name: "allocsite.site_map".into(), addr: at, size: fde.len as u64, section: ".allocsite.text" });
         fdes.push(fde);
@@ -237,6 +245,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
         if h.patches_entry() {
             symbols.push(emit::NewSymbol { name: format!("{}.allocsite_pad", h.name), addr: b.pad_addr, size: b.pad_len as u64, section: ".allocsite.text" });
             patches.push((h.pad.start, pad::patch_bytes(&h.pad, at)?));
+            pad_lines.push(pad_lines_of(&elf, h, b.pad_addr, b.pad_len, &redirect));
         } else {
             // Call sites inside another function's launch pad were redirected when that
             // pad was relocated; the bytes there are overwritten.
@@ -399,9 +408,42 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
         },
     ];
     let debug_frame = if elf.section(".debug_frame").is_none() && !fdes.is_empty() { Some(cfi::debug_frame(&fdes)?) } else { None };
+    let lines = lines::rewrite(&elf, &pad_lines);
     let bytes = emit::finish(
         file,
-        emit::Tail { moved, sections, debug_frame, symbols, phoff: ph_off, phnum, shift, elf: &elf },
+        emit::Tail { moved, sections, debug_frame, debug: lines.sections, symbols, phoff: ph_off, phnum, shift, elf: &elf },
     )?;
-    Ok(Rewritten { bytes, outcomes })
+    Ok(Rewritten { bytes, outcomes, notes: lines.notes })
+}
+
+/// What the line tables need to know about one launch pad: the relocation repeated at
+/// the trampoline's pad address gives each displaced instruction's new address (the
+/// encoder is deterministic; a length mismatch leaves the pad without rows), the
+/// trailing jmp back mapped to where it resumes.
+fn pad_lines_of(elf: &elf::InputElf, h: &plan::Hook, pad_addr: u64, pad_len: u32, redirect: &[(u64, u64)]) -> lines::PadLines {
+    let p = &h.pad;
+    let mut instrs = Vec::new();
+    if let Ok(rel) = pad::relocate(p, pad_addr, redirect) {
+        if rel.code.len() == pad_len as usize {
+            // The jmp back counts as its target: finishing a call made in the pad stops
+            // on it, as the original stops at the instruction after the call.
+            for (o, &orig) in rel.offsets.iter().zip(&rel.origins) {
+                if let Some(o) = o {
+                    instrs.push((pad_addr + *o as u64, orig));
+                }
+            }
+        }
+    }
+    let fn_end = p.entry + h.f.code_size.unwrap_or(p.start + p.len - p.entry).max(p.start + p.len - p.entry);
+    lines::PadLines {
+        name: h.name.clone(),
+        entry: p.entry,
+        start: p.start,
+        end: p.start + p.len,
+        fn_end,
+        frame_setup: elf.bytes_at(p.entry, 8).map_or(0, lines::frame_setup_len),
+        instrs,
+        pad_addr,
+        pad_end: pad_addr + pad_len as u64,
+    }
 }

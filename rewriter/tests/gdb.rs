@@ -1,0 +1,350 @@
+//! Debugging a rewritten program with gdb (issue 5): the same gdb script, run in batch
+//! mode on a testbin and on its rewrite, must show the same frames, arguments, source
+//! lines and values once the trampoline frames are set aside (`normalise`); breakpoints
+//! on hooked functions must stop where they stop in the original and never corrupt
+//! the launch pad; and no line-table row may point into the overwritten pad bytes.
+//! gdb missing is a failure, not a skip.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use support::root;
+
+fn runtime() -> PathBuf {
+    std::env::var_os("ALLOCSITE_RT").map(PathBuf::from).unwrap_or_else(|| root().join("target/release/liballocsite_rt.so"))
+}
+
+fn require(tool: &str) {
+    assert!(Command::new(tool).arg("--version").output().is_ok(), "{tool} is required (`make test` installs it through .ci/deps)");
+}
+
+fn scratch() -> &'static Path {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("allocsite-gdb-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+}
+
+/// `testbins/out/NAME` rewritten (classification by `allocsite` itself) into a
+/// directory of its own; returns (original, rewritten, rewrite stdout).
+fn rewritten(name: &str) -> (PathBuf, PathBuf, String) {
+    rewrite_file(&support::testbins_out().join(name))
+}
+
+fn rewrite_file(input: &Path) -> (PathBuf, PathBuf, String) {
+    let name = input.file_name().unwrap().to_string_lossy().to_string();
+    let input = input.to_path_buf();
+    let dir = scratch().join(format!("rw-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(&name);
+    let o = Command::new(env!("CARGO_BIN_EXE_allocsite")).arg("rewrite").arg(&input).arg("-o").arg(&out).arg("--runtime").arg(runtime()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "rewrite {name}: {stdout}{}", String::from_utf8_lossy(&o.stderr));
+    (input, out, stdout)
+}
+
+fn gdb(bin: &Path, script: &str, args: &[&str]) -> String {
+    require("gdb");
+    let f = scratch().join(format!("{}.{:x}.gdb", bin.file_name().unwrap().to_string_lossy(), script.len() ^ (script.as_bytes().iter().map(|&b| b as usize).sum::<usize>() << 8)));
+    let prelude = "set pagination off\nset debuginfod enabled off\nset width 0\nset confirm off\n";
+    std::fs::write(&f, format!("{prelude}{script}")).unwrap();
+    let o = Command::new("gdb").arg("-nx").arg("-batch").arg("-x").arg(&f).arg("--args").arg(bin).args(args).current_dir(bin.parent().unwrap()).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// What must be equal between the original's and the rewrite's gdb session: frame
+/// lines with the trampolines (`f.allocsite_entry`) dropped, `f.allocsite_pad` read as
+/// `f`, frames renumbered; addresses, value-history numbers and gdb's thread/library
+/// chatter removed; `x=x@entry=v` read as `x=v`; a stop in a libc allocator
+/// (`break malloc` stops in the runtime's interposed `malloc` in the rewrite, in
+/// glibc's in the original) reduced to `ALLOCATOR`. The flag says the frame sits right
+/// above a trampoline frame in the rewrite.
+fn normalise(out: &str) -> Vec<(String, bool)> {
+    let hex = |s: &str| {
+        let mut r = String::new();
+        let mut it = s.split("0x");
+        r.push_str(it.next().unwrap_or(""));
+        for part in it {
+            r.push_str("ADDR");
+            r.push_str(part.trim_start_matches(|c: char| c.is_ascii_hexdigit()));
+        }
+        r
+    };
+    let alloc = |l: &str| ["malloc (", "calloc (", "realloc ("].iter().any(|n| l.contains(n)) && (l.contains(" from /") || l.contains(" at ./"));
+    let raw: Vec<&str> = out.lines().collect();
+    let mut frames = 0;
+    let mut lines = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        if l.starts_with('[') || l.starts_with("Using host libthread_db") || l.contains("No such file or directory") || l.starts_with("Download") {
+            continue;
+        }
+        let mut l = hex(&l.replace(".allocsite_pad", ""));
+        // `x=x@entry=5` → `x=5`
+        while let Some(at) = l.find("@entry=") {
+            let eq = l[..at].rfind('=').unwrap_or(0);
+            let name = l[(eq + 1).min(at)..at].to_string();
+            match !name.is_empty() && l[..eq].ends_with(&name) {
+                true => l.replace_range(eq + 1..at + "@entry=".len(), ""),
+                false => l.replace_range(at..at + 1, "#"),
+            }
+        }
+        if let Some(rest) = l.strip_prefix('$') {
+            if let Some((n, tail)) = rest.split_once(' ') {
+                if n.chars().all(|c| c.is_ascii_digit()) {
+                    l = format!("$N {tail}");
+                }
+            }
+        }
+        if let Some(f) = l.strip_prefix('#') {
+            if f.contains(".allocsite_entry") {
+                continue;
+            }
+            let body = f.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+            let body = body.strip_prefix("ADDR in ").unwrap_or(body);
+            let body = if alloc(&l) { "ALLOCATOR" } else { body };
+            let above_trampoline = raw.get(i + 1).is_some_and(|n| n.starts_with('#') && n.contains(".allocsite_entry"));
+            lines.push((format!("#{frames} {body}"), above_trampoline));
+            frames += 1;
+            continue;
+        }
+        frames = 0;
+        let allocator_bp = ["malloc.", "calloc."].iter().any(|n| l.contains(&format!(": {n} (")));
+        if allocator_bp || (l.starts_with("Breakpoint ") && alloc(&l)) {
+            lines.push(("ALLOCATOR STOP".into(), false));
+            continue;
+        }
+        lines.push((l, false));
+    }
+    lines
+}
+
+/// Equal, except that an argument gdb can only compute from its value at function
+/// entry (`DW_OP_entry_value`) reads `<optimized out>` in a frame called by a
+/// trampoline: gdb resolves entry values through the caller's DW_TAG_call_site, and a
+/// trampoline has none (ISSUE5 limits).
+fn same(orig: &(String, bool), new: &(String, bool)) -> bool {
+    if orig.0 == new.0 {
+        return true;
+    }
+    if !new.1 {
+        return false;
+    }
+    let split = |s: &str| -> Option<(String, Vec<String>, String)> {
+        let (head, rest) = s.split_once(" (")?;
+        let (args, tail) = rest.rsplit_once(") ")?;
+        Some((head.to_string(), args.split(", ").map(str::to_string).collect(), tail.to_string()))
+    };
+    match (split(&orig.0), split(&new.0)) {
+        (Some((h1, a1, t1)), Some((h2, a2, t2))) => {
+            h1 == h2 && t1 == t2 && a1.len() == a2.len() && a1.iter().zip(&a2).all(|(x, y)| x == y || (y.ends_with("=<optimized out>") && x.split('=').next() == y.split('=').next()))
+        }
+        _ => false,
+    }
+}
+
+fn compare(name: &str, script: &str, args: &[&str]) -> (String, String) {
+    compare_file(&support::testbins_out().join(name), script, args)
+}
+
+fn compare_file(input: &Path, script: &str, args: &[&str]) -> (String, String) {
+    let name = &input.file_name().unwrap().to_string_lossy().to_string();
+    let (orig, new, _) = rewrite_file(input);
+    let (a, b) = (gdb(&orig, script, args), gdb(&new, script, args));
+    let (na, nb) = (normalise(&a), normalise(&b));
+    if na.len() != nb.len() || !na.iter().zip(&nb).all(|(x, y)| same(x, y)) {
+        let diff: Vec<String> = na.iter().zip(&nb).filter(|(x, y)| !same(x, y)).map(|(x, y)| format!("  orig: {}\n  new:  {}", x.0, y.0)).take(8).collect();
+        panic!("{name}: gdb differs between original and rewrite:\n{}\n--- original\n{a}\n--- rewritten\n{b}", diff.join("\n"));
+    }
+    check_clean(name, &a);
+    check_clean(name, &b);
+    (a, b)
+}
+
+fn check_clean(name: &str, out: &str) {
+    for bad in ["Backtrace stopped", "previous frame identical", "corrupt stack", "Cannot insert breakpoint", "Cannot access memory", "SIGSEGV", "SIGTRAP", "SIGILL"] {
+        assert!(!out.contains(bad), "{name}: `{bad}` in\n{out}");
+    }
+}
+
+fn frames(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| l.starts_with('#')).collect()
+}
+
+const VARIANTS: [&str; 3] = ["O0", "O2", "O2nopie"];
+
+/// Stopped in malloc called by xmalloc called by main: the rewrite's backtrace has the
+/// named trampoline frame and otherwise the original's frames, arguments and lines;
+/// `frame N` and `frame function` show the same values.
+#[test]
+fn backtrace_from_malloc_in_xmalloc() {
+    let script = "break xmalloc\nrun\ndelete\nbreak malloc\ncontinue\nbt\nframe 1\nprint n\nframe function main\nprint calls\ninfo args\ndelete\ncontinue\n";
+    for v in VARIANTS {
+        let (_, b) = compare(&format!("wrappers.{v}"), script, &[]);
+        let f = frames(&b);
+        let pos = |s: &str| f.iter().position(|l| l.contains(s));
+        let (tr, main) = (pos(" xmalloc.allocsite_entry ()"), pos(" main ("));
+        assert!(f.first().is_some_and(|l| l.contains("malloc")), "{v}: {b}");
+        assert!(f.get(1).is_some_and(|l| l.contains(" xmalloc (n=") || l.contains(" xmalloc.allocsite_pad (n=")) && f[1].contains("xalloc.c:12"), "{v}: {b}");
+        assert!(tr == Some(2) && main == Some(3), "{v}: malloc, xmalloc, its trampoline, main expected:\n{b}");
+        assert!(b.contains("exited normally"), "{v}: {b}");
+    }
+}
+
+/// DWARF 4 (`-gdwarf-4`: `.debug_loc`, `.debug_ranges`, 1-based file numbers) works
+/// like gcc 12's default DWARF 5: `step` into xmalloc and the backtrace from malloc.
+#[test]
+fn dwarf4() {
+    let tb = root().join("testbins");
+    for v in ["O0", "O2"] {
+        let dir = scratch().join(format!("dwarf4-{v}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join(format!("wrappers4.{v}"));
+        let srcs = ["wrappers.c", "xalloc.c", "tiny.c", "edge.c"].map(|f| tb.join(f));
+        let st = Command::new("gcc").arg(format!("-{v}")).args(["-g", "-gdwarf-4", "-o"]).arg(&bin).args(&srcs).status().unwrap();
+        assert!(st.success());
+        let script = "break wrappers.c:56\nrun\nstep\nbt 1\ndelete\nbreak malloc\ncontinue\nbt\ndelete\ncontinue\n";
+        let (_, b) = compare_file(&bin, script, &[]);
+        assert!(b.contains("xmalloc.allocsite_entry") && b.contains("exited normally"), "{v}: {b}");
+        assert!(b.lines().any(|l| l.starts_with("#1") && l.contains("xalloc.c:12") && l.contains("(n=100)")), "{v}: {b}");
+    }
+}
+
+/// The sphinx3-style nested allocator: calloc inside __ckd_calloc__ inside
+/// __ckd_calloc_2d__ (both hooked) inside main.
+#[test]
+fn backtrace_nested_wrappers() {
+    let script = "break __ckd_calloc_2d__\nrun\nbreak __ckd_calloc__\ncontinue\ndelete\nbreak calloc\ncontinue\nbt\nframe function main\ninfo locals\ndelete\ncontinue\n";
+    for v in VARIANTS {
+        let (_, b) = compare(&format!("nested.{v}"), script, &[]);
+        let f = frames(&b);
+        let names: Vec<bool> = ["__ckd_calloc__.allocsite_entry", "__ckd_calloc_2d__.allocsite_entry", " main ("].iter().map(|n| f.iter().any(|l| l.contains(n))).collect();
+        assert!(names.iter().all(|&x| x), "{v}: {b}");
+        assert!(b.contains("exited normally"), "{v}: {b}");
+    }
+}
+
+/// `break xmalloc`, `run`, `finish` twice (malloc → xmalloc → its caller): the value
+/// `finish` reports is malloc's result, as in the original; then the program ends
+/// normally. `break FILE:LINE` inside xmalloc and `step` into it stop at the original's
+/// lines.
+#[test]
+fn break_finish_step() {
+    let finish = "break xmalloc\nrun\nbt 1\ndelete\nbreak malloc\ncontinue\ndelete\nfinish\nset $m = $rax\nfinish\nprint $ == (void *) $m\ncontinue\n";
+    let line = "break xalloc.c:13\nrun\nbt 1\nprint n\ndelete\ncontinue\n";
+    // `next` from the entry of an -O2 function (where gdb stops: no frame setup to
+    // skip) walks into the trampoline, which has no lines: known limit, so -O0 only.
+    let step = |v: &str| format!("break wrappers.c:56\nrun\nstep\nbt 1\n{}delete\ncontinue\n", if v == "O0" { "next\nbt 1\n" } else { "" });
+    for v in VARIANTS {
+        let name = format!("wrappers.{v}");
+        // `finish` from xmalloc returns to the trampoline in the rewrite (its caller),
+        // to main in the original: the sessions differ there, the values must not.
+        let (orig, new, _) = rewritten(&name);
+        let mut back = Vec::new();
+        for out in [gdb(&orig, finish, &[]), gdb(&new, finish, &[])] {
+            check_clean(&name, &out);
+            // Back from malloc in xmalloc (or its relocated pad, where -O2 calls it):
+            // the same line and arguments in both.
+            let stop = out.lines().find(|l| (l.starts_with("xmalloc") || l.contains(" in xmalloc")) && l.contains("(n=")).unwrap_or_default();
+            back.push(normalise(&format!("#0 {stop}"))[0].0.clone());
+            assert!(out.contains("Value returned is $") && out.contains("(void *) 0x"), "{name}: {out}");
+            let cmp = out.lines().rev().find(|l| l.starts_with('$')).unwrap_or("");
+            assert!(cmp.ends_with(" = 1"), "{name}: finish returned something else than malloc's result:\n{out}");
+            assert!(out.contains("exited normally"), "{name}: {out}");
+        }
+        assert!(back[0].contains("xalloc.c:1") && back[0] == back[1], "{name}: finish from malloc: {back:?}");
+        let (_, b) = compare(&name, line, &[]);
+        assert!(b.contains("Breakpoint 1, xmalloc (n=") && b.contains("xalloc.c:13"), "{name}: {b}");
+        let (a, b) = compare(&name, &step(v), &[]);
+        let stop = |o: &str| o.lines().find(|l| l.starts_with("xmalloc (")).map(str::to_string);
+        assert!(stop(&a).is_some() && stop(&a) == stop(&b), "{name}: step into xmalloc:\n{a}\n{b}");
+    }
+}
+
+/// `break f` on a function whose line table had a row inside the pad (fnptr -O0
+/// `luaL_newstate`: `push rbp; mov rbp,rsp` and the next line starts 4 bytes in): gdb
+/// stops on the original's line, after the pad, and the program runs on unharmed.
+#[test]
+fn break_on_function_with_row_in_pad() {
+    let script = "break luaL_newstate\nrun\nbt\ncontinue\n";
+    let (a, b) = compare("fnptr.O0", script, &[]);
+    assert!(a.contains("luaL_newstate () at luamem.c:62") && b.contains("luaL_newstate () at luamem.c:62"), "{b}");
+    assert!(b.contains("exited normally"), "{b}");
+}
+
+/// A C++ exception thrown in a hooked allocator and caught two frames up: under gdb
+/// (`catch throw`) the frames match the original's, and the program ends the same way.
+#[test]
+fn exception_through_trampolines() {
+    let script = "catch throw\nrun\nbt\ncontinue\nbt\ndelete\ncontinue\n";
+    for v in VARIANTS {
+        let (_, b) = compare(&format!("cxxalloc.{v}"), script, &[]);
+        assert!(b.contains("exited normally") && b.contains(".allocsite_entry"), "{v}: {b}");
+    }
+}
+
+/// No line-table row of a hooked function points strictly inside its overwritten
+/// bytes, and every relocated pad has rows (in a unit covering it).
+#[test]
+fn no_line_row_inside_a_pad() {
+    let tb = support::testbins_out();
+    let mut checked = 0;
+    for e in std::fs::read_dir(root().join("testbins")).unwrap() {
+        let Some(prog) = e.unwrap().file_name().to_str().and_then(|n| n.strip_suffix(".expect")).map(str::to_string) else { continue };
+        for v in VARIANTS {
+            let name = if prog.starts_with("lib") { format!("{prog}.{v}.so") } else { format!("{prog}.{v}") };
+            if !tb.join(&name).exists() {
+                continue;
+            }
+            let (_, out, stdout) = rewritten(&name);
+            let rows = line_rows(&out);
+            let syms = symbols(&out);
+            for l in stdout.lines() {
+                // "hooked f at 0xADDR (pad N bytes: ..."
+                let Some(rest) = l.strip_prefix("hooked ") else { continue };
+                let (f, rest) = rest.split_once(" at ").unwrap();
+                let Some((addr, rest)) = rest.split_once(" (pad ") else { continue };
+                let start = u64::from_str_radix(addr.trim_start_matches("0x"), 16).unwrap();
+                let len: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+                let inside: Vec<&(u64, String)> = rows.iter().filter(|(a, _)| *a > start && *a < start + len).collect();
+                assert!(inside.is_empty(), "{name}: {f} pad {start:#x}+{len}: rows {inside:x?}");
+                let pad = syms.iter().find(|(n, ..)| *n == format!("{f}.allocsite_pad")).unwrap_or_else(|| panic!("{name}: no {f}.allocsite_pad"));
+                assert!(rows.iter().any(|(a, _)| *a >= pad.1 && *a < pad.1 + pad.2.max(1)), "{name}: no line row in {f}.allocsite_pad");
+                checked += 1;
+            }
+            let lint = |p: &Path| String::from_utf8_lossy(&Command::new("eu-elflint").arg("--gnu-ld").arg(p).output().unwrap().stdout).replace(&p.display().to_string(), "F");
+            require("eu-elflint");
+            assert_eq!(lint(&tb.join(&name)), lint(&out), "{name}");
+        }
+    }
+    assert!(checked > 100, "only {checked} pads checked");
+}
+
+/// (address, "file:line") of every row `objdump --dwarf=decodedline` prints.
+fn line_rows(p: &Path) -> Vec<(u64, String)> {
+    let o = Command::new("objdump").arg("--dwarf=decodedline").arg(p).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let a = u64::from_str_radix(w.get(2)?.strip_prefix("0x")?, 16).ok()?;
+            Some((a, format!("{}:{}", w[0], w[1])))
+        })
+        .collect()
+}
+
+/// (name, address, size) from `nm -S`.
+fn symbols(p: &Path) -> Vec<(String, u64, u64)> {
+    let o = Command::new("nm").arg("-S").arg(p).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() == 4).then(|| Some((w[3].to_string(), u64::from_str_radix(w[0], 16).ok()?, u64::from_str_radix(w[1], 16).ok()?)))?
+        })
+        .collect()
+}
