@@ -135,6 +135,10 @@ const E_FN: i64 = 0;
 const E_SITE: i64 = 8;
 const E_SP: i64 = 16;
 const DEPTH: u32 = 10;
+/// `cs add rsp, imm32` (2E 48 81 C4) as a little-endian dword: the instruction after a
+/// trampoline's call into its pad. Compilers do not emit the redundant prefix there,
+/// so it identifies a trampoline's return address among addresses in the new code.
+const RETURN_MARK: u32 = u32::from_le_bytes([0x2e, 0x48, 0x81, 0xc4]);
 
 fn mem(base: Register, index: Register, displ: i64) -> MemoryOperand {
     MemoryOperand::new(base, index, 1, displ, if displ == 0 { 0 } else { 1 }, false, Register::None)
@@ -186,14 +190,27 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     a.rip(Code::Mov_r64_rm64, RAX, refs.masks_slot)?;
     a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RAX, Register::None, 0), bit))?;
     slow.push(a.jump(Code::Jne_rel32_64)?);
-    a.emit(Instruction::with2(Code::Mov_r64_rm64, RDX, mem(RSP, Register::None, sp_at)))?;
+    // The site: the caller's return address, unless that lies in the new code. A
+    // hooked function whose body tail-called this one returns through its trampoline:
+    // the site is then that trampoline's own return address, F+8 bytes further up
+    // (repeated along chains of such tail calls). Other sites in the new code (calls
+    // among relocated instructions) go to the runtime, which translates them.
+    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
+    let again = next_ip(&a);
+    a.emit(Instruction::with2(Code::Mov_r64_rm64, RDX, mem(R11, Register::None, 0)))?;
     a.rip(Code::Lea_r64_m, RCX, refs.new_code.0)?;
     a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
     let below = a.jump(Code::Jb_rel32_64)?;
     a.rip(Code::Lea_r64_m, RCX, refs.new_code.1)?;
     a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
-    slow.push(a.jump(Code::Jb_rel32_64)?);
-    a.bind(&[below]);
+    let above = a.jump(Code::Jae_rel32_64)?;
+    a.emit(Instruction::with2(Code::Cmp_rm32_imm32, mem(RDX, Register::None, 0), RETURN_MARK))?;
+    slow.push(a.jump(Code::Jne_rel32_64)?);
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, mem(RDX, Register::None, 4)))?;
+    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(R11, RCX, 8)))?;
+    let j = a.jump(Code::Jmp_rel32_64)?;
+    a.ins[j].set_near_branch64(again);
+    a.bind(&[below, above]);
     a.hot(RAX, refs.tpoff_slot)?;
     a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, mem(RAX, Register::None, HOT_DEPTH)))?;
     a.emit(Instruction::with2(Code::Cmp_rm32_imm32, ECX, DEPTH))?;
@@ -229,7 +246,11 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
         a.op(Instruction::with1(Code::Push_rm64, MemoryOperand::with_base_displ(RSP, f)), 8)?;
     }
     a.emit(Instruction::with_branch(Code::Call_rel32_64, pad_addr))?;
-    a.op(Instruction::with2(Code::Add_rm64_imm32, RSP, f as i32), -f)?;
+    // `cs add rsp, F`: the redundant prefix marks this return address as a trampoline's
+    // (see RETURN_MARK), and F says where the trampoline's own return address is.
+    let mut add = RETURN_MARK.to_le_bytes().to_vec();
+    add.extend_from_slice(&(f as u32).to_le_bytes());
+    a.op(Instruction::with_declare_byte(&add), -f)?;
 
     // ---- exit: pop this call's entry (it must be the top one); outermost = 0 at depth 0
     for r in [RCX, RDX, R11] {
