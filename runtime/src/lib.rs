@@ -87,11 +87,13 @@ static FORK_LOCKED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicB
 extern "C" fn at_fork_prepare() {
     if unsafe { (*tls::hot()).guard } == 0 {
         index::lock_all();
+        sites::REG_LOCK.lock();
         FORK_LOCKED.store(true, Ordering::Relaxed);
     }
 }
 extern "C" fn at_fork_parent() {
     if FORK_LOCKED.swap(false, Ordering::Relaxed) {
+        sites::REG_LOCK.unlock();
         index::unlock_all(false);
     }
 }
@@ -99,12 +101,15 @@ extern "C" fn at_fork_child() {
     if FORK_LOCKED.swap(false, Ordering::Relaxed) {
         index::unlock_all(true);
     }
+    // the other threads are gone (their unflushed batches become this process's counts)
+    sites::REG_LOCK.force_unlock();
+    sites::after_fork_child();
     unsafe { (*tls::hot()).tid = 0 };
     trace::reopen_after_fork();
 }
 
 extern "C" fn at_exit() {
-    sites::flush_thread();
+    // (the report folds in this thread's and every other live thread's pending batches)
     if let Some(p) = report_path() {
         if let Err(e) = report::write(p, "exit") {
             let mut b = sys::Buf::<512>::new();

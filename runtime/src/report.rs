@@ -38,10 +38,11 @@ pub struct SiteRow {
     pub agg: Agg,
 }
 
-/// Snapshot of every interned site with its counters.
+/// Snapshot of every interned site with its counters, including the batches other
+/// threads have not flushed yet (`sites::stats_with_pending`).
 pub fn snapshot() -> Vec<SiteRow> {
-    sites::flush_thread();
-    let n = sites::count();
+    let st = sites::stats_with_pending();
+    let n = st.len() as u32;
     let mut v = Vec::with_capacity(n as usize);
     // live chunks and bytes come from the index itself
     let mut live = vec![(0u64, 0u64); n as usize];
@@ -53,20 +54,13 @@ pub fn snapshot() -> Vec<SiteRow> {
     });
     for id in 1..n {
         let k = sites::key(id);
-        let s = sites::stats(id);
+        let s = &st[id as usize];
         let (live_chunks, live_bytes) = live[id as usize];
         v.push(SiteRow {
             inner: k.inner,
             outer: k.outer,
             key: k.key,
-            agg: Agg {
-                calls: s.calls.load(Ordering::Relaxed),
-                bytes: s.bytes.load(Ordering::Relaxed),
-                live_chunks,
-                live_bytes,
-                peak: s.peak_live_bytes.load(Ordering::Relaxed),
-                dropped: s.dropped.load(Ordering::Relaxed),
-            },
+            agg: Agg { calls: s.calls, bytes: s.bytes, live_chunks, live_bytes, peak: s.peak, dropped: s.dropped },
         });
     }
     v
