@@ -127,6 +127,25 @@ pub fn count() -> u32 {
     NEXT.load(Ordering::Acquire)
 }
 
+/// A thread's direct-mapped cache of site ids, behind the two-entry MRU cache in the
+/// hot block: allocation-heavy code alternates among more sites than two (Lua: every
+/// object type has its own), and the shared table costs a few cache misses per probe.
+#[repr(C)]
+struct CacheEnt {
+    inner: usize,
+    outer: usize,
+    key: usize,
+    id: usize,
+}
+const CACHE_ENTS: usize = 64;
+const CACHE_BYTES: usize = CACHE_ENTS * core::mem::size_of::<CacheEnt>();
+
+#[inline]
+fn cache_slot(inner: usize, outer: usize, key: usize) -> usize {
+    let h = (inner ^ outer.rotate_left(23) ^ key.rotate_left(41)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h >> (64 - CACHE_ENTS.trailing_zeros())
+}
+
 /// The id of a site (0 when the table is full or over the metadata cap).
 #[inline]
 pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32 {
@@ -137,7 +156,7 @@ pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32
     let id = if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_id != 0 {
         (*h).c2_id
     } else {
-        intern_slow(inner, outer, key)
+        intern_cached(h, inner, outer, key)
     };
     if id != 0 {
         (*h).c2_inner = (*h).c_inner;
@@ -149,6 +168,46 @@ pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32
         (*h).c_key = key;
         (*h).c_id = id;
     }
+    id
+}
+
+#[inline]
+unsafe fn intern_cached(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32 {
+    let mut cache = (*h).site_cache as *mut CacheEnt;
+    let slot = cache_slot(inner, outer, key);
+    if !cache.is_null() {
+        let e = &*cache.add(slot);
+        if e.inner == inner && e.outer == outer && e.key == key && e.id != 0 {
+            return e.id as u32;
+        }
+    }
+    let id = intern_slow(inner, outer, key);
+    if id == 0 {
+        return 0;
+    }
+    if cache.is_null() {
+        // (not for a thread whose exit destructor already ran: nothing would free it)
+        if (*h).flags & F_EXITING != 0 {
+            return id;
+        }
+        let p = arena::POOL.alloc(arena::class_of(CACHE_BYTES));
+        if p.is_null() {
+            return id;
+        }
+        core::ptr::write_bytes(p, 0, CACHE_BYTES);
+        (*h).site_cache = p as usize;
+        cache = p.cast();
+    }
+    // id last, and 0 while the entry is rewritten: a signal handler interning on this
+    // thread meanwhile never matches a half-written entry
+    let e = &mut *cache.add(slot);
+    e.id = 0;
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    e.inner = inner;
+    e.outer = outer;
+    e.key = key;
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    e.id = id as usize;
     id
 }
 
@@ -504,6 +563,10 @@ extern "C" fn thread_exit(_: *mut core::ffi::c_void) {
             p.id = 0;
         }
         (*h).flags = ((*h).flags & !(F_DTOR | F_REG)) | F_EXITING;
+        let c = core::mem::replace(&mut (*h).site_cache, 0);
+        if c != 0 {
+            arena::POOL.free(arena::class_of(CACHE_BYTES), c as *mut u8);
+        }
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
         (*h).guard = saved;
     }

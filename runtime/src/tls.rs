@@ -37,7 +37,8 @@ pub struct Hot {
     pub flags: u32,
     /// Round-robin victim for `pend`.
     pub pend_next: u32,
-    pub _pad: usize,
+    /// This thread's site cache (sites.rs `SiteCache`, arena memory), null until used.
+    pub site_cache: usize,
     pub entries: [Entry; DEPTH],
     /// Per-thread pending site statistics (see sites.rs), flushed in batches.
     pub pend: [Pend; NPEND],
