@@ -4,9 +4,12 @@
 //! Output layout (all appended after the input, see `layout`):
 //! - RW  PT_LOAD: new `.dynamic`, `.allocsite.data` (GLOB_DAT slots, descriptors, names)
 //! - R+X PT_LOAD: `.allocsite.text` (per function: `f.allocsite_entry`, `f.allocsite_pad`)
-//! - R   PT_LOAD: program header table, copies of `.dynsym`, `.dynstr`, `.gnu.hash`,
-//!   `.hash`, `.gnu.version`, `.rela.dyn`, `.rela.plt`, `.allocsite.eh_frame` (FDEs of
-//!   the new code) and a new `.eh_frame_hdr` listing every FDE.
+//! - R   PT_LOAD: the header-like sections that followed the old program header table
+//!   (moved as one block, `front`) — or, when they cannot move, the program header
+//!   table itself —, copies of `.dynsym`, `.dynstr`, `.gnu.hash`, `.hash`,
+//!   `.gnu.version`, `.rela.dyn`, `.rela.plt`, `.allocsite.eh_frame` (FDEs of the new
+//!   code) and a new `.eh_frame_hdr` listing every FDE.
+//! - the program header table itself right after the ELF header (`front`).
 //! - non-allocated: `.debug_frame` (trampoline FDEs for gdb), `.debug_info`,
 //!   `.debug_abbrev`, `.debug_line`, `.debug_rnglists`/`.debug_ranges` when the line
 //!   tables change (`lines`), `.symtab`, `.strtab`, `.shstrtab`, section headers.
