@@ -97,16 +97,17 @@ pub fn plan(elf: &InputElf, phnum: usize) -> Option<Block> {
         .collect();
     secs.sort_by_key(|s| s.sh_offset);
     let mut hi_off = old_end;
-    for s in secs.iter().filter(|s| s.sh_offset + s.sh_size > old_end) {
+    for s in secs.iter().filter(|s| s.sh_offset.saturating_add(s.sh_size) > old_end) {
         if hi_off >= need && s.sh_offset >= hi_off {
             break;
         }
-        if s.sh_offset < old_end || !movable(s.sh_type, &s.name) || s.sh_offset + s.sh_size > first.p_filesz {
+        let end = s.sh_offset.checked_add(s.sh_size)?;
+        if s.sh_offset < old_end || !movable(s.sh_type, &s.name) || end > first.p_filesz {
             return None;
         }
-        hi_off = hi_off.max(s.sh_offset + s.sh_size);
+        hi_off = hi_off.max(end);
     }
-    if hi_off < need {
+    if hi_off < need || hi_off > elf.data.len() as u64 {
         return None;
     }
     // Nothing else of the first segment's may start inside the block (headers of
