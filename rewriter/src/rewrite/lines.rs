@@ -166,22 +166,22 @@ fn build(elf: &InputElf, pads: &[PadLines], notes: &mut Vec<String>) -> Result<V
         Ok(EndianSlice::new(if name.is_empty() { &[] } else { section_bytes(elf, name) }, LittleEndian))
     };
     let dwarf = gimli::Dwarf::load(load).map_err(|_: ()| "cannot load DWARF".to_string())?;
-    let old = |n: &str| section_bytes(elf, n).to_vec();
     let targets = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let mut sections = write::Sections::new(RefWriter { inner: write::EndianVec::new(LittleEndian), targets: targets.clone() });
     // New pieces are appended to the input's bytes, so every offset gimli writes is final.
-    let w = |v: Vec<u8>| {
+    let w = |v: &[u8]| {
         let mut inner = write::EndianVec::new(LittleEndian);
-        let _ = write::Writer::write(&mut inner, &v);
+        let _ = write::Writer::write(&mut inner, v);
         RefWriter { inner, targets: targets.clone() }
     };
-    sections.debug_info = write::DebugInfo(w(old(".debug_info")));
-    sections.debug_abbrev = write::DebugAbbrev(w(old(".debug_abbrev")));
-    sections.debug_line = write::DebugLine(w(old(".debug_line")));
-    sections.debug_rnglists = write::DebugRngLists(w(old(".debug_rnglists")));
-    sections.debug_ranges = write::DebugRanges(w(old(".debug_ranges")));
-    sections.debug_loclists = write::DebugLocLists(w(old(".debug_loclists")));
-    sections.debug_loc = write::DebugLoc(w(old(".debug_loc")));
+    // Twins are DWARF 4 units (see `twin_unit`): of the range and location sections only
+    // `.debug_ranges` and `.debug_loc` grow, small or absent in a DWARF 5 build, so the
+    // large `.debug_rnglists`/`.debug_loclists` are neither copied nor replaced.
+    // `.debug_line` is spliced below.
+    sections.debug_info = write::DebugInfo(w(section_bytes(elf, ".debug_info")));
+    sections.debug_abbrev = write::DebugAbbrev(w(section_bytes(elf, ".debug_abbrev")));
+    sections.debug_ranges = write::DebugRanges(w(section_bytes(elf, ".debug_ranges")));
+    sections.debug_loc = write::DebugLoc(w(section_bytes(elf, ".debug_loc")));
     // Re-encoded programs replace the old ones in place (tools that walk .debug_line
     // program by program must not find the stale rows), so every unit's stmt_list moves.
     let mut replaced: HashMap<usize, Vec<u8>> = HashMap::new();
@@ -231,7 +231,7 @@ fn build(elf: &InputElf, pads: &[PadLines], notes: &mut Vec<String>) -> Result<V
         return Ok(Vec::new());
     }
     let (line, moved) = splice_programs(section_bytes(elf, ".debug_line"), &replaced)?;
-    sections.debug_line = write::DebugLine(w(line));
+    sections.debug_line = write::DebugLine(w(&line));
     for t in &mut twins {
         t.write(&mut sections).map_err(|e| format!("cannot encode a unit: {e}"))?;
     }
@@ -248,9 +248,7 @@ fn build(elf: &InputElf, pads: &[PadLines], notes: &mut Vec<String>) -> Result<V
     for (name, bytes) in [
         (".debug_abbrev", sections.debug_abbrev.0.inner.into_vec()),
         (".debug_line", sections.debug_line.0.inner.into_vec()),
-        (".debug_rnglists", sections.debug_rnglists.0.inner.into_vec()),
         (".debug_ranges", sections.debug_ranges.0.inner.into_vec()),
-        (".debug_loclists", sections.debug_loclists.0.inner.into_vec()),
         (".debug_loc", sections.debug_loc.0.inner.into_vec()),
     ] {
         if bytes.len() != section_bytes(elf, name).len() {
@@ -641,10 +639,25 @@ fn twin_unit(
     targets: &Targets,
     notes: &mut Vec<String>,
 ) -> Result<write::DwarfUnit, String> {
+    // A DWARF 5 unit's twin is written as DWARF 4 (the file table shifted to 1-based
+    // numbers, every entry kept): its range and location lists then go to
+    // `.debug_ranges`/`.debug_loc` instead of appending to, and so copying, the large
+    // `.debug_rnglists`/`.debug_loclists`.
+    let v4 = files.encoding.version >= 5;
+    let files4;
+    let (files, shift) = if v4 {
+        files4 = FileTable { encoding: gimli::Encoding { version: 4, ..files.encoding }, dirs: files.dirs.clone(), files: files.files.clone(), md5: false };
+        (&files4, 1)
+    } else {
+        (files, 0)
+    };
     let (mut program, ids) = files.program()?;
-    let seqs: Vec<Seq> = pads.iter().map(|(_, s)| Seq { rows: s.rows.clone(), end: s.end }).collect();
+    let seqs: Vec<Seq> = pads
+        .iter()
+        .map(|(_, s)| Seq { rows: s.rows.iter().map(|r| Row { file: r.file + shift, ..r.clone() }).collect(), end: s.end })
+        .collect();
     emit(&mut program, files, &ids, &seqs)?;
-    let mut du = write::DwarfUnit::new(unit.encoding());
+    let mut du = write::DwarfUnit::new(files.encoding);
     du.unit.line_program = program;
     let ranges = write::RangeList(
         pads.iter().map(|(p, _)| write::Range::StartLength { begin: Address::Constant(p.pad_addr), length: p.pad_end - p.pad_addr }).collect(),
@@ -686,28 +699,71 @@ fn twin_unit(
 }
 
 /// `(entry, DIE offset)` of the subprograms of `unit` that start at a pad's entry.
+/// Function definitions are children of the unit (C) or of its namespaces (C++), so
+/// those are walked, skipping every other subtree through sibling links (a large C
+/// unit has hundreds of thousands of DIEs). Outside C, when that misses a pad, the whole
+/// tree is searched. (A pad without a subprogram is common: a folded alias of
+/// identical code has a symbol but no DIE.)
 fn subprograms(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, pads: &[(&PadLines, Seq)]) -> Vec<(u64, gimli::UnitOffset)> {
+    let mut want: Vec<u64> = pads.iter().map(|(p, _)| p.entry).collect();
+    want.sort_unstable();
+    want.dedup();
     let mut out = Vec::new();
-    let mut entries = unit.entries();
-    while let Ok(Some((_, e))) = entries.next_dfs() {
-        if e.tag() != dw::DW_TAG_subprogram {
-            continue;
+    let mut c = false;
+    if let Ok(mut tree) = unit.entries_tree(None) {
+        if let Ok(root) = tree.root() {
+            c = matches!(
+                root.entry().attr_value(dw::DW_AT_language),
+                Ok(Some(gimli::AttributeValue::Language(dw::DW_LANG_C | dw::DW_LANG_C89 | dw::DW_LANG_C99 | dw::DW_LANG_C11 | dw::DW_LANG_C17)))
+            );
+            let _ = top_subprograms(dwarf, unit, root, &want, &mut out, 0);
         }
-        let low = match e.attr_value(dw::DW_AT_low_pc) {
-            Ok(Some(v)) => dwarf.attr_address(unit, v).ok().flatten(),
-            _ => None,
-        };
-        let low = low.or_else(|| {
-            let mut r = dwarf.die_ranges(unit, e).ok()?;
-            r.next().ok().flatten().map(|r| r.begin)
-        });
-        if let Some(low) = low {
-            if pads.iter().any(|(p, _)| p.entry == low) {
+    }
+    if !c && out.len() < want.len() {
+        out.clear();
+        let mut entries = unit.entries();
+        while let Ok(Some((_, e))) = entries.next_dfs() {
+            if let Some(low) = subprogram_entry(dwarf, unit, e).filter(|l| want.binary_search(l).is_ok()) {
                 out.push((low, e.offset()));
             }
         }
     }
     out
+}
+
+fn top_subprograms(
+    dwarf: &gimli::Dwarf<R>,
+    unit: &gimli::Unit<R>,
+    node: gimli::EntriesTreeNode<R>,
+    want: &[u64],
+    out: &mut Vec<(u64, gimli::UnitOffset)>,
+    depth: usize,
+) -> gimli::Result<()> {
+    let mut children = node.children();
+    while let Some(child) = children.next()? {
+        let e = child.entry();
+        if e.tag() == dw::DW_TAG_namespace && depth < 16 {
+            top_subprograms(dwarf, unit, child, want, out, depth + 1)?;
+        } else if let Some(low) = subprogram_entry(dwarf, unit, e).filter(|l| want.binary_search(l).is_ok()) {
+            out.push((low, e.offset()));
+        }
+    }
+    Ok(())
+}
+
+/// The entry address of a subprogram DIE with code.
+fn subprogram_entry(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, e: &gimli::DebuggingInformationEntry<R>) -> Option<u64> {
+    if e.tag() != dw::DW_TAG_subprogram {
+        return None;
+    }
+    let low = match e.attr_value(dw::DW_AT_low_pc) {
+        Ok(Some(v)) => dwarf.attr_address(unit, v).ok().flatten(),
+        _ => None,
+    };
+    low.or_else(|| {
+        let mut r = dwarf.die_ranges(unit, e).ok()?;
+        r.next().ok().flatten().map(|r| r.begin)
+    })
 }
 
 /// An attribute of the DIE at `off`, or of its `DW_AT_abstract_origin` (clones,
