@@ -46,6 +46,8 @@ pub struct Tail<'a> {
     pub symbols: Vec<NewSymbol>,
     pub phoff: u64,
     pub phnum: usize,
+    /// Where the kept input ends (`layout::kept_prefix`).
+    pub cut: u64,
     /// The header-like sections moved to make room for the program headers.
     pub shift: Option<super::front::Shift>,
     pub elf: &'a InputElf<'a>,
@@ -123,6 +125,29 @@ pub fn finish(mut file: Vec<u8>, t: Tail) -> Result<Vec<u8>, String> {
             sh_addralign: n.align,
             sh_entsize: 0,
         });
+    }
+    // The non-allocated sections past the kept prefix, except those written below
+    // (`.symtab`, its strings, `.shstrtab`, replaced debug sections): copied in order.
+    let symtab = elf.shdrs.iter().position(|s| s.sh_type == elf::SHT_SYMTAB);
+    let symstr = symtab.map(|i| elf.shdrs[i].sh_link as usize);
+    let mut tail: Vec<usize> = (1..elf.shdrs.len())
+        .filter(|&i| {
+            let s = &elf.shdrs[i];
+            s.sh_flags & elf::SHF_ALLOC as u64 == 0
+                && s.sh_type != elf::SHT_NOBITS
+                && s.sh_offset >= t.cut
+                && i != elf.shstrndx
+                && Some(i) != symtab
+                && Some(i) != symstr
+                && !t.debug.iter().any(|(n, _)| *n == s.name)
+        })
+        .collect();
+    tail.sort_by_key(|&i| elf.shdrs[i].sh_offset);
+    for i in tail {
+        let s = &elf.shdrs[i];
+        pad_to(&mut file, s.sh_addralign.clamp(1, 64) as usize, 0);
+        shdrs[i].sh_offset = file.len() as u64;
+        file.extend_from_slice(elf.section_data(s));
     }
     if let Some(df) = &t.debug_frame {
         pad_to(&mut file, 8, 0);

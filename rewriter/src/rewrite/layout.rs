@@ -66,40 +66,21 @@ impl Region {
     }
 }
 
-/// How many bytes of the input the output keeps: everything up to the old `.symtab`,
-/// `.strtab`, `.shstrtab` and section header table when they are the file's tail (the
-/// usual order) — the output writes new copies of them anyway.
+/// How many bytes of the input the output keeps as they are: the ELF header, the
+/// program header table and everything a segment or an allocated section covers. The
+/// non-allocated sections after that (debug info, `.symtab`, …) are written afresh by
+/// `emit`, without the old copies of the ones it replaces.
 pub fn kept_prefix(elf: &InputElf) -> u64 {
-    let len = elf.data.len() as u64;
-    let rewritten = |i: usize| {
-        let s = &elf.shdrs[i];
-        i == elf.shstrndx
-            || s.sh_type == elf::SHT_SYMTAB
-            || elf.shdrs.iter().any(|t| t.sh_type == elf::SHT_SYMTAB && t.sh_link as usize == i && i != elf.shstrndx)
-    };
-    let shoff = super::elf::bytes::u64_at(elf.data, 0x28);
-    let mut cut = shoff.min(len);
-    for (i, s) in elf.shdrs.iter().enumerate() {
-        if i > 0 && rewritten(i) && s.sh_type != elf::SHT_NOBITS {
-            cut = cut.min(s.sh_offset);
+    let mut end = 64 + elf.phdrs.len() as u64 * 56;
+    for p in &elf.phdrs {
+        end = end.max(p.p_offset.saturating_add(p.p_filesz));
+    }
+    for s in elf.shdrs.iter().skip(1) {
+        if s.sh_flags & elf::SHF_ALLOC as u64 != 0 && s.sh_type != elf::SHT_NOBITS {
+            end = end.max(s.sh_offset.saturating_add(s.sh_size));
         }
     }
-    // Nothing else may live at or after the cut.
-    let others_end = elf
-        .shdrs
-        .iter()
-        .enumerate()
-        .filter(|(i, s)| *i > 0 && !rewritten(*i) && s.sh_type != elf::SHT_NOBITS)
-        .map(|(_, s)| s.sh_offset + s.sh_size)
-        .chain(elf.phdrs.iter().map(|p| p.p_offset + p.p_filesz))
-        .chain([64 + elf.phdrs.len() as u64 * 56])
-        .max()
-        .unwrap_or(len);
-    if others_end <= cut {
-        cut
-    } else {
-        len
-    }
+    end.min(elf.data.len() as u64)
 }
 
 /// The first region: file offset past the kept input, address past every segment.

@@ -368,7 +368,8 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     }
 
     // The file: input with pads patched, then the regions.
-    let mut file = data[..layout::kept_prefix(&elf) as usize].to_vec();
+    let cut = layout::kept_prefix(&elf);
+    let mut file = data[..cut as usize].to_vec();
     for (a, bytes) in &patches {
         let off = elf.vaddr_to_offset(*a).ok_or("pad not in file")? as usize;
         file[off..off + bytes.len()].copy_from_slice(bytes);
@@ -414,7 +415,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     let lines = lines::rewrite(&elf, &pad_lines);
     let bytes = emit::finish(
         file,
-        emit::Tail { moved, sections, debug_frame, debug: lines.sections, symbols, phoff: ph_off, phnum, shift, elf: &elf },
+        emit::Tail { moved, sections, debug_frame, debug: lines.sections, symbols, phoff: ph_off, phnum, cut, shift, elf: &elf },
     )?;
     Ok(Rewritten { bytes, outcomes, notes: lines.notes })
 }
