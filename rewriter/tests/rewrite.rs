@@ -463,6 +463,44 @@ fn gdb_backtrace_through_trampoline() {
     }
 }
 
+/// The rewriter's read-write segment (new `.dynamic`, the trampolines' slots,
+/// descriptors) is read-only once the program runs, as RELRO makes the GOT.
+#[test]
+fn new_data_segment_read_only_at_run_time() {
+    let d = scratch("relro");
+    for (v, flags) in [("pie", &["-O2", "-g"][..]), ("nopie", &["-O2", "-g", "-fno-pie", "-no-pie"][..])] {
+        let bin = compile(&d, &format!("prog.{v}"), flags, &["prog.c", "alloc.c"]);
+        let out_dir = d.join(format!("out-{v}"));
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let (json, _) = classification(&bin, &own_fns(), false);
+        let rw = rewrite(&bin, &json, &out_dir, &[]);
+        let sec = ok(Command::new("readelf").args(["-SW"]).arg(&rw.out));
+        let addr = sec
+            .lines()
+            .find(|l| l.contains(" .allocsite.data "))
+            .and_then(|l| l.split_whitespace().skip_while(|w| *w != ".allocsite.data").nth(2).map(str::to_string))
+            .map(|a| u64::from_str_radix(&a, 16).unwrap())
+            .expect("no .allocsite.data section");
+        let (maps, _, _, _) = run_traced(&rw.out, &["maps"], None, None);
+        let maps = String::from_utf8_lossy(&maps).to_string();
+        let name = rw.out.file_name().unwrap().to_string_lossy().to_string();
+        let mine: Vec<(u64, u64, &str, u64)> = maps
+            .lines()
+            .filter(|l| l.ends_with(&format!("/{name}")))
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let (lo, hi) = w[0].split_once('-')?;
+                Some((u64::from_str_radix(lo, 16).ok()?, u64::from_str_radix(hi, 16).ok()?, w[1], u64::from_str_radix(w[2], 16).ok()?))
+            })
+            .collect();
+        // the load base: the mapping of file offset 0
+        let base = if v == "pie" { mine.iter().find(|m| m.3 == 0).expect("no mapping of offset 0").0 } else { 0 };
+        let at = base + addr;
+        let m = mine.iter().find(|m| at >= m.0 && at < m.1).unwrap_or_else(|| panic!("{at:#x} not mapped:\n{maps}"));
+        assert_eq!(m.2, "r--p", "{v}: .allocsite.data at {at:#x} is mapped {}:\n{maps}", m.2);
+    }
+}
+
 /// Every testbin at every variant.
 #[test]
 fn testbins() {

@@ -8,6 +8,7 @@ pub mod arena;
 pub mod dwarf;
 pub mod hooks;
 pub mod index;
+pub mod protect;
 pub mod interpose;
 pub mod report;
 pub mod sites;
@@ -157,6 +158,7 @@ extern "C" fn init() {
         }
     }
     trace::init();
+    protect::protect_loaded();
     unsafe { libc::pthread_atfork(Some(at_fork_prepare), Some(at_fork_parent), Some(at_fork_child)) };
 }
 
