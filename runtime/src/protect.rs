@@ -31,9 +31,9 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _: usize, data: *mut c
     };
     let base = info.dlpi_addr as usize;
     let start = base + seg.p_vaddr as usize;
-    let slots = base + dynamic.p_vaddr as usize + (dynamic.p_memsz as usize + 7) / 8 * 8;
+    let slots = base + dynamic.p_vaddr as usize + (dynamic.p_memsz as usize).div_ceil(8) * 8;
     let end = start + seg.p_memsz as usize;
-    if start % PAGE != 0 || slots + 24 > end {
+    if !start.is_multiple_of(PAGE) || slots + 24 > end {
         return 0;
     }
     let words = core::slice::from_raw_parts(slots as *const usize, 3);
