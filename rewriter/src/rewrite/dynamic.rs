@@ -45,6 +45,9 @@ pub struct Placed {
     pub versym: u64,
     pub rela_dyn: u64,
     pub rela_plt: u64,
+    /// The header-like block moved to make room for the program headers (`front`):
+    /// addresses pointing into it move with it.
+    pub shift: Option<super::front::Shift>,
 }
 
 fn elf_hash(name: &[u8]) -> u32 {
@@ -270,6 +273,7 @@ pub fn dynamic(elf: &InputElf, t: &Tables, at: &Placed) -> Vec<u8> {
             elf::DT_RELASZ => t.rela_dyn.len() as u64,
             elf::DT_JMPREL => at.rela_plt,
             x if x as u64 == t.runpath.0 => t.runpath.1 as u64,
+            x if super::front::POINTER_TAGS.contains(&x) => at.shift.filter(|sh| sh.moves(val)).map_or(val, |sh| sh.addr(val)),
             _ => val,
         };
         ents.push((tag, v));

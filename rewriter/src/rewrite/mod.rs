@@ -327,15 +327,8 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     }
 
     // .dynamic, now that every table has its address.
-    let mut dynamic = dynamic::dynamic(&elf, &tables, &at);
-    if let Some(sh) = &shift {
-        for e in dynamic.chunks_exact_mut(16) {
-            let (tag, val) = (elf::bytes::u64_at(e, 0), elf::bytes::u64_at(e, 8));
-            if front::POINTER_TAGS.iter().any(|&t| t as u64 == tag) && sh.moves(val) {
-                e[8..16].copy_from_slice(&sh.addr(val).to_le_bytes());
-            }
-        }
-    }
+    at.shift = shift;
+    let dynamic = dynamic::dynamic(&elf, &tables, &at);
     rw.write_at(dyn_addr, &dynamic);
     moved.push(emit::Moved {
         sh_type: E::SHT_DYNAMIC,
