@@ -197,9 +197,8 @@ pub fn finish(mut file: Vec<u8>, t: Tail) -> Result<Vec<u8>, String> {
     }
 
     // .symtab / .strtab: copy, insert the new local FUNC symbols after the old locals.
-    if !t.symbols.is_empty() || shdrs.iter().any(|s| s.sh_type == elf::SHT_SYMTAB) {
-        let symtab_idx = shdrs.iter().position(|s| s.sh_type == elf::SHT_SYMTAB);
-        let (symtab_idx, strtab_idx) = match symtab_idx {
+    if !t.symbols.is_empty() || symtab.is_some() {
+        let (symtab_idx, strtab_idx) = match symtab {
             Some(i) => (i, shdrs[i].sh_link as usize),
             None => {
                 let st = shdrs.len();
