@@ -140,12 +140,6 @@ struct CacheEnt {
 const CACHE_ENTS: usize = 64;
 const CACHE_BYTES: usize = CACHE_ENTS * core::mem::size_of::<CacheEnt>();
 
-#[inline]
-fn cache_slot(inner: usize, outer: usize, key: usize) -> usize {
-    let h = (inner ^ outer.rotate_left(23) ^ key.rotate_left(41)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    h >> (64 - CACHE_ENTS.trailing_zeros())
-}
-
 /// The id of a site (0 when the table is full or over the metadata cap).
 #[inline]
 pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32 {
@@ -174,7 +168,7 @@ pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32
 #[inline]
 unsafe fn intern_cached(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32 {
     let mut cache = (*h).site_cache as *mut CacheEnt;
-    let slot = cache_slot(inner, outer, key);
+    let slot = hash(inner, outer, key) & (CACHE_ENTS - 1);
     if !cache.is_null() {
         let e = &*cache.add(slot);
         if e.inner == inner && e.outer == outer && e.key == key && e.id != 0 {
