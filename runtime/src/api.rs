@@ -1,8 +1,8 @@
 //! The query API of include/allocsite.h.
-use crate::index;
 use crate::interpose::{guard_off, guard_on, GUARD_INTERNAL, GUARD_WORK};
 use crate::sites;
 use crate::tls::hot;
+use crate::{chunkmap, index};
 use core::ffi::{c_char, c_int, c_void};
 
 #[repr(C)]
@@ -37,10 +37,10 @@ fn fill(c: &index::Chunk, out: &mut AllocsiteChunk) {
 pub unsafe extern "C" fn allocsite_lookup(p: *const c_void, out: *mut AllocsiteChunk) -> c_int {
     let h = hot();
     let c = if (*h).guard != 0 {
-        index::lookup(&index::SUB, p as usize, false).or_else(|| index::lookup(&index::HEAP, p as usize, false))
+        index::lookup(&index::SUB, p as usize, false).or_else(|| chunkmap::lookup(p as usize, false))
     } else {
         guard_on(h, GUARD_WORK);
-        let c = index::lookup(&index::SUB, p as usize, true).or_else(|| index::lookup(&index::HEAP, p as usize, true));
+        let c = index::lookup(&index::SUB, p as usize, true).or_else(|| chunkmap::lookup(p as usize, true));
         guard_off(h);
         c
     };
@@ -85,24 +85,23 @@ pub type VisitFn = unsafe extern "C" fn(*const AllocsiteChunk, *mut c_void) -> c
 #[no_mangle]
 pub unsafe extern "C" fn allocsite_for_each_chunk(f: Option<VisitFn>, arg: *mut c_void) -> usize {
     let Some(f) = f else { return 0 };
-    let mut stop = false;
+    let stop = core::cell::Cell::new(false);
     let mut n = 0;
-    for ix in [&index::HEAP, &index::SUB] {
-        if stop {
-            break;
-        }
-        n += index::for_each_chunk(ix, &mut |c| {
-            let mut out = AllocsiteChunk {
-                base: core::ptr::null_mut(),
-                size: 0,
-                site: core::ptr::null_mut(),
-                outermost: core::ptr::null_mut(),
-                allocator: core::ptr::null(),
-            };
-            fill(&c, &mut out);
-            stop = f(&out, arg) != 0;
-            stop
-        });
+    let mut visit = |c: index::Chunk| {
+        let mut out = AllocsiteChunk {
+            base: core::ptr::null_mut(),
+            size: 0,
+            site: core::ptr::null_mut(),
+            outermost: core::ptr::null_mut(),
+            allocator: core::ptr::null(),
+        };
+        fill(&c, &mut out);
+        stop.set(f(&out, arg) != 0);
+        stop.get()
+    };
+    n += chunkmap::for_each_chunk(&mut visit);
+    if !stop.get() {
+        n += index::for_each_chunk(&index::SUB, &mut visit);
     }
     n
 }

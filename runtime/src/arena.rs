@@ -6,7 +6,7 @@ use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes of metadata memory mapped so far.
-pub static META_BYTES: AtomicU64 = AtomicU64::new(crate::index::STATIC_BYTES);
+pub static META_BYTES: AtomicU64 = AtomicU64::new(crate::index::STATIC_BYTES + crate::chunkmap::STATIC_BYTES);
 /// Cap on META_BYTES (u64::MAX = none).
 pub static META_CAP: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Set once a request was refused because of the cap.

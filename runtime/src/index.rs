@@ -1,8 +1,10 @@
-//! The heap index: every live chunk as one 8-byte record in a per-region sorted array.
+//! The index of pieces that hooked suballocators carve out of glibc chunks (they have no
+//! glibc header and no room for a trailer, unlike the chunks in `chunkmap`): every live
+//! piece as one 8-byte record in a per-region sorted array. Also the sorted table of big
+//! chunks that `chunkmap` keeps outside its bitmap.
 //!
-//! Chunks are split into levels by glibc's usable size (read from the chunk header, so
-//! `free` knows the level without a search):
-//!   L0: usable ≤ 256 B, 2 KiB regions;    L1: ≤ 2 KiB, 16 KiB regions;
+//! Pieces are split into levels by their size:
+//!   L0: size ≤ 256 B, 2 KiB regions;    L1: ≤ 2 KiB, 16 KiB regions;
 //!   L2: ≤ 16 KiB, 128 KiB regions;        L3: ≤ 128 KiB, 1 MiB regions;
 //!   big: larger chunks (mmap'd by glibc), one sorted array of 24-byte records.
 //! A region holds at most 64 records (glibc's minimum chunk is 32 bytes); its array grows
@@ -17,14 +19,14 @@
 use crate::arena::{self, class_of, CLASSES, POOL};
 use crate::sys::Spin;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 pub const ID_BITS: u32 = 23;
 const ID_MASK: u64 = (1 << ID_BITS) - 1;
 const SIZE_SHIFT: u32 = ID_BITS;
 const OFF_SHIFT: u32 = 41;
 const SIZE_MASK: u64 = (1 << (OFF_SHIFT - SIZE_SHIFT)) - 1;
-/// Largest usable size per level; region size is 8× the level's largest chunk so a
+/// Largest size per level; region size is 8× the level's largest chunk so a
 /// region holds at most ~64 chunks (a search of ≤6 steps, moves of ≤512 bytes).
 pub const LEVEL_MAX: [usize; 4] = [256, 2048, 16 * 1024, 128 * 1024];
 
@@ -117,24 +119,17 @@ const fn levels() -> [Level; 4] {
     ]
 }
 
-/// One index: four levels of regions plus the array of big chunks.
+/// One index: four levels of regions plus the array of big pieces.
 pub struct Index {
     pub levels: [Level; 4],
     pub big: BigTab,
-    /// The index of pieces carved by hooked suballocators (levels by requested size,
-    /// since the pieces have no glibc header); HEAP holds glibc chunks.
-    pub sub: bool,
 }
-pub static HEAP: Index = Index { levels: levels(), big: BigTab::new(), sub: false };
-pub static SUB: Index = Index { levels: levels(), big: BigTab::new(), sub: true };
+pub static SUB: Index = Index { levels: levels(), big: BigTab::new() };
 /// Set once a suballocated piece was indexed.
 pub static SUB_USED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// The static top tables, counted as metadata.
-pub const STATIC_BYTES: u64 = (2 * 4 * TOP * 8) as u64;
-
-/// Regions that ever held a chunk.
-pub static REGIONS: AtomicU64 = AtomicU64::new(0);
+pub const STATIC_BYTES: u64 = (4 * TOP * 8) as u64;
 
 #[inline]
 pub fn rec_off(r: u64) -> usize {
@@ -147,18 +142,6 @@ pub fn rec_size(r: u64) -> usize {
 #[inline]
 pub fn rec_id(r: u64) -> u32 {
     (r & ID_MASK) as u32
-}
-
-/// glibc's usable size of a chunk from its header.
-#[inline]
-pub unsafe fn usable(p: usize) -> usize {
-    let h = *((p - 8) as *const usize);
-    let sz = h & !7;
-    if h & 2 != 0 {
-        sz.wrapping_sub(16)
-    } else {
-        sz.wrapping_sub(8)
-    }
 }
 
 /// The node an entry points at, created (zeroed) when asked.
@@ -297,8 +280,6 @@ impl Locked<'_> {
                 if !b.is_null() {
                     core::ptr::copy_nonoverlapping(recs_ptr(b), recs_ptr(n), len);
                     POOL.free(class_of(8 + cap * 8), b.cast());
-                } else {
-                    REGIONS.fetch_add(1, Ordering::Relaxed);
                 }
             }
             self.block = n;
@@ -414,10 +395,13 @@ impl BigTab {
             unsafe { core::slice::from_raw_parts(v.0, v.1) }
         }
     }
+    pub fn len(&self) -> usize {
+        unsafe { core::ptr::read_volatile(&(*self.v.get()).1) }
+    }
     fn pos(&self, base: usize) -> usize {
         self.items().partition_point(|b| b.base < base)
     }
-    fn insert(&self, b: Big) -> Result<Option<Big>, ()> {
+    pub fn insert(&self, b: Big) -> Result<Option<Big>, ()> {
         let i = self.pos(b.base);
         let v = unsafe { &mut *self.v.get() };
         if i < v.1 && unsafe { (*v.0.add(i)).base } == b.base {
@@ -447,7 +431,7 @@ impl BigTab {
         v.1 += 1;
         Ok(None)
     }
-    fn remove(&self, base: usize) -> Option<Big> {
+    pub fn remove(&self, base: usize) -> Option<Big> {
         let i = self.pos(base);
         let v = unsafe { &mut *self.v.get() };
         if i >= v.1 || unsafe { (*v.0.add(i)).base } != base {
@@ -458,7 +442,7 @@ impl BigTab {
         v.1 -= 1;
         Some(old)
     }
-    fn find(&self, p: usize) -> Option<Big> {
+    pub fn find(&self, p: usize) -> Option<Big> {
         let i = self.items().partition_point(|b| b.base <= p);
         if i == 0 {
             return None;
@@ -495,34 +479,13 @@ fn level_of(usable: usize) -> usize {
 
 const ADDR_LIMIT: usize = 1 << 47;
 
-/// The region slot through this thread's leaf cache (levels 0 and 1; leaves are never
-/// freed, so a cached leaf address stays valid).
-#[inline(always)]
-fn cached_slot(lv: usize, key: usize, create: bool) -> Option<&'static AtomicUsize> {
-    if lv < 2 {
-        let h = crate::tls::hot();
-        let lk = (key >> LEAF_BITS) + 1;
-        unsafe {
-            if (*h).leaf_key[lv] == lk {
-                let leaf = (*h).leaf_ptr[lv] as *const AtomicUsize;
-                return Some(&*leaf.add(key & (LEAF - 1)));
-            }
-            let s = HEAP.levels[lv].slot(key, create)?;
-            (*h).leaf_key[lv] = lk;
-            (*h).leaf_ptr[lv] = (s as *const AtomicUsize as usize) - (key & (LEAF - 1)) * 8;
-            return Some(s);
-        }
-    }
-    HEAP.levels[lv].slot(key, create)
-}
-
 /// Index a chunk. Err when over the metadata cap; Ok(Some(old)) when a stale record
 /// (a chunk freed without the index seeing it) had the same base.
 pub unsafe fn insert(ix: &Index, p: usize, size: usize, id: u32) -> Result<Option<Chunk>, ()> {
     if p >= ADDR_LIMIT || id as u64 > ID_MASK {
         return Err(());
     }
-    let lv = level_of(if ix.sub { size } else { usable(p) });
+    let lv = level_of(size);
     if lv == 4 {
         ix.big.lock.lock();
         let r = ix.big.insert(Big { base: p, size, id: id as u64 });
@@ -530,8 +493,9 @@ pub unsafe fn insert(ix: &Index, p: usize, size: usize, id: u32) -> Result<Optio
         return r.map(|o| o.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 }));
     }
     let l = &ix.levels[lv];
-    let slot = if ix.sub { l.slot(p >> l.shift, true) } else { cached_slot(lv, p >> l.shift, true) };
-    let Some(slot) = slot else { return Err(()) };
+    let Some(slot) = l.slot(p >> l.shift, true) else {
+        return Err(());
+    };
     let off = p & ((1 << l.shift) - 1);
     let rec = ((off as u64) << OFF_SHIFT) | ((size as u64) << SIZE_SHIFT) | id as u64;
     let mut g = lock_slot(slot, true).unwrap();
@@ -540,21 +504,18 @@ pub unsafe fn insert(ix: &Index, p: usize, size: usize, id: u32) -> Result<Optio
     res.map(|o| o.map(|old| Chunk { base: p, size: rec_size(old), id: rec_id(old) }))
 }
 
-/// Remove the chunk based at p (in HEAP, p must be a live glibc chunk). None when unknown.
+/// Remove the piece based at p. None when unknown.
 pub unsafe fn remove(ix: &Index, p: usize) -> Option<Chunk> {
     if p >= ADDR_LIMIT {
         return None;
     }
-    if ix.sub {
-        // the piece's size (hence level) is unknown: try each
-        for lv in 0..5 {
-            if let Some(c) = remove_at(ix, lv, p) {
-                return Some(c);
-            }
+    // the piece's size (hence level) is unknown: try each
+    for lv in 0..5 {
+        if let Some(c) = remove_at(ix, lv, p) {
+            return Some(c);
         }
-        return None;
     }
-    remove_at(ix, level_of(usable(p)), p)
+    None
 }
 
 unsafe fn remove_at(ix: &Index, lv: usize, p: usize) -> Option<Chunk> {
@@ -565,7 +526,7 @@ unsafe fn remove_at(ix: &Index, lv: usize, p: usize) -> Option<Chunk> {
         return r.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 });
     }
     let l = &ix.levels[lv];
-    let slot = if ix.sub { l.slot(p >> l.shift, false)? } else { cached_slot(lv, p >> l.shift, false)? };
+    let slot = l.slot(p >> l.shift, false)?;
     if slot.load(Ordering::Relaxed) == 0 {
         return None;
     }
@@ -580,7 +541,9 @@ pub unsafe fn remove_range(ix: &Index, b: usize, e: usize, f: &mut dyn FnMut(Chu
     for l in ix.levels.iter() {
         let mask = (1usize << l.shift) - 1;
         for key in (b >> l.shift)..=((e.max(b + 1) - 1) >> l.shift) {
-            let Some(slot) = l.slot(key, false) else { continue };
+            let Some(slot) = l.slot(key, false) else {
+                continue;
+            };
             if slot.load(Ordering::Relaxed) & !1 == 0 {
                 continue;
             }
@@ -611,7 +574,9 @@ pub unsafe fn remove_range(ix: &Index, b: usize, e: usize, f: &mut dyn FnMut(Chu
     ix.big.lock.lock();
     loop {
         let i = ix.big.pos(b);
-        let Some(&x) = ix.big.items().get(i) else { break };
+        let Some(&x) = ix.big.items().get(i) else {
+            break;
+        };
         if x.base >= e {
             break;
         }
@@ -734,26 +699,26 @@ pub fn for_each_chunk(ix: &Index, f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     n
 }
 
-/// Per-site live chunk counts and bytes, from the index itself (reports).
+/// Per-site live chunk counts and bytes, from the indexes themselves (reports).
 pub fn live_by_site(mut f: impl FnMut(u32, u64)) {
-    for ix in [&HEAP, &SUB] {
-        for_each_chunk(ix, &mut |c| {
-            f(c.id, c.size as u64);
-            false
-        });
-    }
+    crate::chunkmap::for_each_chunk(&mut |c| {
+        f(c.id, c.size as u64);
+        false
+    });
+    for_each_chunk(&SUB, &mut |c| {
+        f(c.id, c.size as u64);
+        false
+    });
 }
 
 /// fork: hold every index lock across fork so the child inherits consistent state.
 pub fn lock_all() {
     // Lock order: regions, then the big arrays, the pool and the site table (a
     // region's lock is held while its array grows from the pool).
-    for ix in [&HEAP, &SUB] {
-        for l in ix.levels.iter() {
-            l.for_each_slot(&mut |_, s| core::mem::forget(lock_slot(s, true)));
-        }
+    for l in SUB.levels.iter() {
+        l.for_each_slot(&mut |_, s| core::mem::forget(lock_slot(s, true)));
     }
-    HEAP.big.lock.lock();
+    crate::chunkmap::BIG.lock.lock();
     SUB.big.lock.lock();
     POOL.lock_all();
     crate::sites::LOCK.lock();
@@ -762,10 +727,8 @@ pub fn unlock_all(child: bool) {
     crate::sites::LOCK.unlock();
     POOL.unlock_all(child);
     SUB.big.lock.unlock();
-    HEAP.big.lock.unlock();
-    for ix in [&HEAP, &SUB] {
-        for l in ix.levels.iter() {
-            l.for_each_slot(&mut |_, s| s.store(s.load(Ordering::Relaxed) & !1, Ordering::Release));
-        }
+    crate::chunkmap::BIG.lock.unlock();
+    for l in SUB.levels.iter() {
+        l.for_each_slot(&mut |_, s| s.store(s.load(Ordering::Relaxed) & !1, Ordering::Release));
     }
 }

@@ -1,7 +1,9 @@
 //! The C and C++ allocators, interposed (the runtime precedes libc in the lookup scope).
 //! Each exported entry point is a naked shim that passes the caller's return address
 //! (rcx) and its entry stack pointer (r8) to the Rust implementation, which forwards to
-//! glibc's `__libc_*` functions and records the chunk in the index.
+//! glibc's `__libc_*` functions, asking for `chunkmap::TRAILER` bytes more, and records
+//! the chunk in the index.
+use crate::chunkmap::{self, TRAILER};
 use crate::index;
 use crate::sites::{self, *};
 use crate::stats;
@@ -55,21 +57,7 @@ unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize) {
     if id == 0 {
         stats::NO_SITE.fetch_add(1, Ordering::Relaxed);
     } else {
-        let mut ok = false;
-        if INDEXING.load(Ordering::Relaxed) {
-            match index::insert(&index::HEAP, p as usize, n, id) {
-                Ok(Some(old)) => {
-                    sites::on_free(h, old.id, old.size as u64);
-                    ok = true
-                }
-                Ok(None) => ok = true,
-                Err(()) => {
-                    if crate::arena::CAP_HIT.load(Ordering::Relaxed) != 0 {
-                        INDEXING.store(false, Ordering::Relaxed)
-                    }
-                }
-            }
-        }
+        let ok = INDEXING.load(Ordering::Relaxed) && chunkmap::insert(p as usize, n, id).is_ok();
         sites::on_alloc(h, id, n as u64, ok);
     }
     guard_off(h);
@@ -86,10 +74,12 @@ unsafe fn unrecord(p: *mut c_void) -> Option<index::Chunk> {
         if (*h).guard == GUARD_WORK {
             stats::REENTRANT_FREES.fetch_add(1, Ordering::Relaxed);
         }
+        // (a signal handler interrupted the runtime: only unmark the chunk)
+        chunkmap::remove(p as usize, true);
         return None;
     }
     guard_on(h, GUARD_WORK);
-    let c = index::remove(&index::HEAP, p as usize);
+    let c = chunkmap::remove(p as usize, false);
     if let Some(c) = c {
         sites::on_free(h, c.id, c.size as u64);
         if index::SUB_USED.load(Ordering::Relaxed) {
@@ -113,36 +103,48 @@ macro_rules! shim {
 
 type P = *mut c_void;
 
+/// The size to ask glibc for: room for the trailer (a request too large to add to
+/// fails in glibc as the original would have).
+#[inline(always)]
+fn req(n: usize) -> usize {
+    n.saturating_add(TRAILER)
+}
+
 unsafe extern "C" fn malloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
-    let p = __libc_malloc(n);
+    let p = __libc_malloc(req(n));
     if !p.is_null() {
         record(p, n, A_MALLOC, ra, sp);
     }
     p
 }
 unsafe extern "C" fn calloc_impl(n: usize, s: usize, _: usize, ra: usize, sp: usize) -> P {
-    let p = __libc_calloc(n, s);
+    let Some(t) = n.checked_mul(s) else {
+        *libc::__errno_location() = libc::ENOMEM;
+        return null_mut();
+    };
+    let p = __libc_calloc(req(t), 1);
     if !p.is_null() {
-        record(p, n.wrapping_mul(s), A_CALLOC, ra, sp);
+        record(p, t, A_CALLOC, ra, sp);
     }
     p
 }
 unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize) -> P {
     if p.is_null() {
-        let q = __libc_realloc(p, n);
+        let q = __libc_realloc(p, req(n));
         if !q.is_null() {
             record(q, n, code, ra, sp);
         }
         return q;
     }
     let old = unrecord(p);
-    let q = __libc_realloc(p, n);
+    // (realloc to 0 frees in glibc: keep it a free)
+    let q = __libc_realloc(p, if n == 0 { 0 } else { req(n) });
     if q.is_null() && n != 0 {
         // failed: p is untouched, put its record back
         if let Some(c) = old {
             let h = hot();
             guard_on(h, GUARD_WORK);
-            if index::insert(&index::HEAP, c.base, c.size, c.id).is_ok() {
+            if chunkmap::insert(c.base, c.size, c.id).is_ok() {
                 sites::on_restore(h, c.id, c.size as u64);
             }
             guard_off(h);
@@ -176,7 +178,7 @@ unsafe extern "C" fn posix_memalign_impl(pp: *mut P, a: usize, n: usize, ra: usi
     if a % core::mem::size_of::<usize>() != 0 || !a.is_power_of_two() {
         return libc::EINVAL;
     }
-    let p = __libc_memalign(a, n);
+    let p = __libc_memalign(a, req(n));
     if p.is_null() {
         return libc::ENOMEM;
     }
@@ -185,28 +187,28 @@ unsafe extern "C" fn posix_memalign_impl(pp: *mut P, a: usize, n: usize, ra: usi
     0
 }
 unsafe extern "C" fn aligned_alloc_impl(a: usize, n: usize, _: usize, ra: usize, sp: usize) -> P {
-    let p = __libc_memalign(a, n);
+    let p = __libc_memalign(a, req(n));
     if !p.is_null() {
         record(p, n, A_ALIGNED_ALLOC, ra, sp);
     }
     p
 }
 unsafe extern "C" fn memalign_impl(a: usize, n: usize, _: usize, ra: usize, sp: usize) -> P {
-    let p = __libc_memalign(a, n);
+    let p = __libc_memalign(a, req(n));
     if !p.is_null() {
         record(p, n, A_MEMALIGN, ra, sp);
     }
     p
 }
 unsafe extern "C" fn valloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
-    let p = __libc_valloc(n);
+    let p = __libc_valloc(req(n));
     if !p.is_null() {
         record(p, n, A_VALLOC, ra, sp);
     }
     p
 }
 unsafe extern "C" fn pvalloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
-    let p = __libc_pvalloc(n);
+    let p = __libc_pvalloc(req(n));
     if !p.is_null() {
         let pg = libc::sysconf(libc::_SC_PAGESIZE) as usize;
         record(p, (n + pg - 1) & !(pg - 1), A_PVALLOC, ra, sp);
@@ -215,7 +217,7 @@ unsafe extern "C" fn pvalloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: u
 }
 unsafe extern "C" fn strdup_impl(s: *const i8, _: usize, _: usize, ra: usize, sp: usize) -> P {
     let n = libc::strlen(s) + 1;
-    let p = __libc_malloc(n);
+    let p = __libc_malloc(req(n));
     if !p.is_null() {
         core::ptr::copy_nonoverlapping(s as *const u8, p as *mut u8, n);
         record(p, n, A_STRDUP, ra, sp);
@@ -224,7 +226,7 @@ unsafe extern "C" fn strdup_impl(s: *const i8, _: usize, _: usize, ra: usize, sp
 }
 unsafe extern "C" fn strndup_impl(s: *const i8, m: usize, _: usize, ra: usize, sp: usize) -> P {
     let n = libc::strnlen(s, m);
-    let p = __libc_malloc(n + 1);
+    let p = __libc_malloc(req(n + 1));
     if !p.is_null() {
         core::ptr::copy_nonoverlapping(s as *const u8, p as *mut u8, n);
         *(p as *mut u8).add(n) = 0;
@@ -249,41 +251,45 @@ shim!(strndup(s: *const i8, n: usize) -> P, strndup_impl);
 shim!(__strdup(s: *const i8) -> P, strdup_impl);
 shim!(__strndup(s: *const i8, n: usize) -> P, strndup_impl);
 
-/// glibc's `malloc_usable_size`, from the chunk header.
+/// glibc's `malloc_usable_size`, from the chunk header, less the trailer's bytes.
 #[no_mangle]
 pub unsafe extern "C" fn malloc_usable_size(p: P) -> usize {
     if p.is_null() {
-        0
+        return 0;
+    }
+    let (u, _) = chunkmap::header(p as usize);
+    if chunkmap::has_trailer(p as usize) {
+        u - TRAILER
     } else {
-        index::usable(p as usize)
+        u
     }
 }
 
 // ---------------------------------------------------------------- C++
 
 unsafe extern "C" fn new_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
-    let p = __libc_malloc(n.max(1));
+    let p = __libc_malloc(req(n.max(1)));
     if !p.is_null() {
         record(p, n, A_NEW, ra, sp);
     }
     p
 }
 unsafe extern "C" fn new_arr_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
-    let p = __libc_malloc(n.max(1));
+    let p = __libc_malloc(req(n.max(1)));
     if !p.is_null() {
         record(p, n, A_NEW_ARR, ra, sp);
     }
     p
 }
 unsafe extern "C" fn new_al_impl(n: usize, a: usize, _: usize, ra: usize, sp: usize) -> P {
-    let p = __libc_memalign(a, n.max(1));
+    let p = __libc_memalign(a, req(n.max(1)));
     if !p.is_null() {
         record(p, n, A_NEW, ra, sp);
     }
     p
 }
 unsafe extern "C" fn new_arr_al_impl(n: usize, a: usize, _: usize, ra: usize, sp: usize) -> P {
-    let p = __libc_memalign(a, n.max(1));
+    let p = __libc_memalign(a, req(n.max(1)));
     if !p.is_null() {
         record(p, n, A_NEW_ARR, ra, sp);
     }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod arena;
+pub mod chunkmap;
 pub mod dwarf;
 pub mod hooks;
 pub mod index;

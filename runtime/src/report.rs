@@ -154,7 +154,7 @@ pub fn render(reason: &str) -> String {
     }
     let _ = write!(
         out,
-        ",\"totals\":{{\"calls\":{},\"bytes\":{},\"live_chunks\":{},\"live_bytes\":{},\"dropped\":{},\"dropped_reentrant\":{},\"dropped_no_site\":{},\"meta_bytes\":{},\"meta_cap\":{},\"indexing_stopped\":{},\"meta_bytes_per_live_chunk\":{:.2},\"sites\":{},\"regions\":{},\"depth_overflows\":{},\"suballoc_calls\":{},\"suballoc_bytes\":{},\"suballoc_live_chunks\":{}}}",
+        ",\"totals\":{{\"calls\":{},\"bytes\":{},\"live_chunks\":{},\"live_bytes\":{},\"dropped\":{},\"dropped_reentrant\":{},\"dropped_no_site\":{},\"meta_bytes\":{},\"meta_cap\":{},\"indexing_stopped\":{},\"meta_bytes_per_live_chunk\":{:.2},\"sites\":{},\"bitmap_pages\":{},\"overwritten_trailers\":{},\"stale_chunks\":{},\"depth_overflows\":{},\"suballoc_calls\":{},\"suballoc_bytes\":{},\"suballoc_live_chunks\":{}}}",
         t.agg.calls,
         t.agg.bytes,
         t.agg.live_chunks,
@@ -167,7 +167,9 @@ pub fn render(reason: &str) -> String {
         !INDEXING.load(Ordering::Relaxed) || CAP_HIT.load(Ordering::Relaxed) != 0,
         if t.agg.live_chunks == 0 { 0.0 } else { t.meta_bytes as f64 / t.agg.live_chunks as f64 },
         rows.len(),
-        crate::index::REGIONS.load(Ordering::Relaxed),
+        crate::chunkmap::PAGES.load(Ordering::Relaxed),
+        crate::chunkmap::OVERWRITTEN.load(Ordering::Relaxed),
+        crate::chunkmap::STALE.load(Ordering::Relaxed),
         stats::DEPTH_OVERFLOWS.load(Ordering::Relaxed),
         sub.calls,
         sub.bytes,

@@ -42,15 +42,17 @@ pub struct Hot {
     pub entries: [Entry; DEPTH],
     /// Per-thread pending site statistics (see sites.rs), flushed in batches.
     pub pend: [Pend; NPEND],
-    /// Directory leaf cache for index levels 0 and 1: (leaf key + 1, leaf address).
-    pub leaf_key: [usize; 2],
-    pub leaf_ptr: [usize; 2],
+    /// chunkmap's bitmap page cache: (page key + 1, page address), by key parity.
+    pub pg_key: [usize; 2],
+    pub pg_ptr: [usize; 2],
     /// Second entry of the site cache (the first is c_*).
     pub c2_inner: usize,
     pub c2_outer: usize,
     pub c2_key: usize,
     pub c2_id: u32,
-    pub _pad2: u32,
+    /// Trailers made minus trailers dropped on this thread since their bytes were last
+    /// charged to the metadata count (in steps of `interpose::TRAIL_STEP`).
+    pub trail: i32,
 }
 
 pub const NPEND: usize = 4;

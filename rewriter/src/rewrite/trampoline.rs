@@ -144,6 +144,12 @@ fn mem(base: Register, index: Register, displ: i64) -> MemoryOperand {
     MemoryOperand::new(base, index, 1, displ, if displ == 0 { 0 } else { 1 }, false, Register::None)
 }
 
+/// An operand in the per-thread block: `base` holds the block's thread-pointer offset,
+/// so the access is fs-relative (no load of the thread pointer itself).
+fn hot_mem(base: Register, index: Register, displ: i64) -> MemoryOperand {
+    MemoryOperand::new(base, index, 1, displ, if displ == 0 { 0 } else { 1 }, false, Register::FS)
+}
+
 fn kind_bit(h: &Hook) -> u32 {
     use allocsite_analysis::Kind;
     1 << match h.f.kind {
@@ -166,11 +172,9 @@ impl Asm {
             self.ins[j].set_near_branch64(here);
         }
     }
-    /// `reg` = this thread's block: fs:[0] + [tpoff slot].
+    /// `reg` = the thread-pointer offset of this thread's block (use with `hot_mem`).
     fn hot(&mut self, reg: Register, tpoff_slot: u64) -> Result<(), String> {
-        let tp = MemoryOperand::new(Register::None, Register::None, 1, 0, 4, false, Register::FS);
-        self.emit(Instruction::with2(Code::Mov_r64_rm64, reg, tp))?;
-        self.rip(Code::Add_r64_rm64, reg, tpoff_slot)
+        self.rip(Code::Mov_r64_rm64, reg, tpoff_slot)
     }
 }
 
@@ -212,21 +216,21 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     a.ins[j].set_near_branch64(again);
     a.bind(&[below, above]);
     a.hot(RAX, refs.tpoff_slot)?;
-    a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, mem(RAX, Register::None, HOT_DEPTH)))?;
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, hot_mem(RAX, Register::None, HOT_DEPTH)))?;
     a.emit(Instruction::with2(Code::Cmp_rm32_imm32, ECX, DEPTH))?;
     slow.push(a.jump(Code::Jae_rel32_64)?);
     a.emit(Instruction::with2(Code::Shl_rm32_imm8, ECX, ENTRY_SHIFT))?;
     let first = a.jump(Code::Je_rel32_64)?;
     a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
     // the entry below is at or under this frame: left by longjmp/an exception
-    a.emit(Instruction::with2(Code::Cmp_rm64_r64, mem(RAX, RCX, HOT_ENTRIES - ENTRY_SIZE + E_SP), R11))?;
+    a.emit(Instruction::with2(Code::Cmp_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES - ENTRY_SIZE + E_SP), R11))?;
     slow.push(a.jump(Code::Jbe_rel32_64)?);
     let store = next_ip(&a);
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RAX, RCX, HOT_ENTRIES + E_SP), R11))?;
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RAX, RCX, HOT_ENTRIES + E_SITE), RDX))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_SP), R11))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_SITE), RDX))?;
     a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RAX, RCX, HOT_ENTRIES + E_FN), R11))?;
-    a.emit(Instruction::with2(Code::Add_rm32_imm8, mem(RAX, Register::None, HOT_DEPTH), 1u32))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_FN), R11))?;
+    a.emit(Instruction::with2(Code::Add_rm32_imm8, hot_mem(RAX, Register::None, HOT_DEPTH), 1u32))?;
     for r in [R11, RDX, RCX, RAX] {
         a.pop(r)?;
     }
@@ -263,18 +267,18 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RCX, Register::None, 1), bit))?;
     xslow.push(a.jump(Code::Jne_rel32_64)?);
     a.hot(RCX, refs.tpoff_slot)?;
-    a.emit(Instruction::with2(Code::Mov_r32_rm32, EDX, mem(RCX, Register::None, HOT_DEPTH)))?;
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, EDX, hot_mem(RCX, Register::None, HOT_DEPTH)))?;
     a.emit(Instruction::with2(Code::Sub_rm32_imm8, EDX, 1u32))?;
     a.emit(Instruction::with2(Code::Cmp_rm32_imm8, EDX, DEPTH - 1))?;
     xslow.push(a.jump(Code::Ja_rel32_64)?);
     a.emit(Instruction::with2(Code::Shl_rm32_imm8, EDX, ENTRY_SHIFT))?;
     a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
-    a.emit(Instruction::with2(Code::Cmp_rm64_r64, mem(RCX, RDX, HOT_ENTRIES + E_SP), R11))?;
+    a.emit(Instruction::with2(Code::Cmp_rm64_r64, hot_mem(RCX, RDX, HOT_ENTRIES + E_SP), R11))?;
     xslow.push(a.jump(Code::Jne_rel32_64)?);
     a.emit(Instruction::with2(Code::Shr_rm32_imm8, EDX, ENTRY_SHIFT))?;
-    a.emit(Instruction::with2(Code::Mov_rm32_r32, mem(RCX, Register::None, HOT_DEPTH), EDX))?;
+    a.emit(Instruction::with2(Code::Mov_rm32_r32, hot_mem(RCX, Register::None, HOT_DEPTH), EDX))?;
     let nested = a.jump(Code::Jne_rel32_64)?;
-    a.emit(Instruction::with2(Code::Mov_rm64_imm32, mem(RCX, Register::None, 0), 0i32))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_imm32, hot_mem(RCX, Register::None, 0), 0i32))?;
     a.bind(&[nested]);
     for r in [R11, RDX, RCX] {
         a.pop(r)?;
@@ -285,7 +289,7 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     // depth 0: also the outermost site
     a.row = saved4.clone();
     a.bind(&[first]);
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RAX, Register::None, 0), RDX))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, 0), RDX))?;
     a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, 32)))?;
     let j = a.jump(Code::Jmp_rel32_64)?;
     a.ins[j].set_near_branch64(store);

@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,6 +403,81 @@ NOINLINE static int suballoc(void) {
     return 0;
 }
 
+/* ------------------------------------------------------------ trailers */
+/* The runtime keeps each chunk's site in 8 bytes it adds at the chunk's end: the
+ * program must be able to use every byte malloc_usable_size promises, chunks the
+ * runtime never saw must pass through, and a small overflow that hits the trailer must
+ * be counted, not crash. Run once single-threaded and once after a thread existed
+ * (readers then go through process_vm_readv). */
+extern void *__libc_malloc(size_t);
+static void *thread_noop(void *a) { return a; }
+NOINLINE static void trailer_round(void) {
+    allocsite_totals_t t0 = T();
+    for (size_t n = 0; n < 600; n += (n < 80 ? 1 : 13)) {
+        char *p = malloc(n);
+        size_t u = malloc_usable_size(p);
+        CHECK(u >= n);
+        memset(p, 0xA5, u);
+        check_chunk(p, n, "malloc");
+        char *q = calloc(1, n);
+        for (size_t i = 0; i < n; i++) CHECK(q[i] == 0);
+        memset(q, 0x5A, malloc_usable_size(q));
+        check_chunk(q, n, "calloc");
+        void *a = memalign(64, n + 1);
+        CHECK(((uintptr_t)a & 63) == 0);
+        memset(a, 1, malloc_usable_size(a));
+        check_chunk(a, n + 1, "memalign");
+        p = realloc(p, n + 40);
+        memset(p, 2, malloc_usable_size(p));
+        check_chunk(p, n + 40, "realloc");
+        p = realloc(p, n / 2 + 1); /* shrinks in place */
+        memset(p, 3, malloc_usable_size(p));
+        check_chunk(p, n / 2 + 1, "realloc");
+        free(p); free(q); free(a);
+    }
+    allocsite_totals_t t1 = T();
+    CHECK(t1.live_chunks == t0.live_chunks && t1.live_bytes == t0.live_bytes);
+    /* realloc to 0 is still a free */
+    char *z = malloc(50);
+    CHECK(realloc(z, 0) == NULL);
+    CHECK(T().live_chunks == t0.live_chunks);
+    /* a chunk the runtime never saw: unknown, its full usable size, freed harmlessly */
+    char *raw = __libc_malloc(40);
+    allocsite_chunk_t c;
+    CHECK(allocsite_lookup(raw, &c) == 0);
+    CHECK(malloc_usable_size(raw) >= 40);
+    memset(raw, 7, malloc_usable_size(raw));
+    __asm__ volatile("" : : "r"(raw) : "memory");
+    free(raw);
+    CHECK(T().live_chunks == t0.live_chunks);
+    /* an 8-byte overflow past malloc_usable_size lands in the trailer: counted */
+    char *o = malloc(40);
+    memset(o, 0xFF, malloc_usable_size(o) + 8);
+    __asm__ volatile("" : : "r"(o) : "memory"); /* (not a dead store before free) */
+    free(o);
+    /* iteration and lookups of many neighbours */
+    enum { K = 2000 };
+    static char *v[K];
+    for (int i = 0; i < K; i++) v[i] = malloc(i % 300);
+    size_t n = 0;
+    allocsite_for_each_chunk(count_cb, &n);
+    CHECK(n == T().live_chunks);
+    for (int i = 0; i < K; i++) {
+        size_t m = i % 300;
+        CHECK(allocsite_lookup(v[i] + (m ? m - 1 : 0), &c) == 1 && c.base == v[i] && c.size == m);
+    }
+    for (int i = 0; i < K; i++) free(v[i]);
+}
+NOINLINE static int trailer(void) {
+    trailer_round();
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, thread_noop, NULL) == 0);
+    pthread_join(th, NULL);
+    trailer_round();
+    puts("trailer ok");
+    return 0;
+}
+
 /* ------------------------------------------------------------ model check */
 /* Random malloc/realloc/free against a shadow table: every live chunk must be found
  * from any interior pointer with its exact base and size; counts must agree. */
@@ -483,6 +559,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "bench")) return bench();
     if (!strcmp(m, "suballoc")) return suballoc();
     if (!strcmp(m, "model")) return model();
+    if (!strcmp(m, "trailer")) return trailer();
     fprintf(stderr, "unknown mode %s\n", m);
     return 2;
 }
