@@ -117,7 +117,8 @@ fn page_slow(key: usize, create: bool) -> Option<*mut AtomicU64> {
 }
 
 /// The bitmap page through this thread's two-entry cache (pages are never freed, so a
-/// cached address stays valid).
+/// cached address stays valid). Only for code under the runtime's guard: a signal
+/// handler's update could otherwise land between reading a key and its page.
 #[inline(always)]
 fn page(key: usize, create: bool) -> Option<*mut AtomicU64> {
     let h = crate::tls::hot();
@@ -204,7 +205,7 @@ pub unsafe fn has_trailer(p: usize) -> bool {
     if p >= ADDR_LIMIT {
         return false;
     }
-    let Some(pg) = page(p >> PAGE_SHIFT, false) else {
+    let Some(pg) = page_slow(p >> PAGE_SHIFT, false) else {
         return false;
     };
     let (w, b) = pos(p);
@@ -347,7 +348,7 @@ fn floor_start(p: usize) -> Option<usize> {
     let mut a = p & !15;
     loop {
         let key = a >> PAGE_SHIFT;
-        if let Some(pg) = page(key, false) {
+        if let Some(pg) = page_slow(key, false) {
             let g = (a >> 4) & (WORDS * 64 - 1);
             let mut w = g >> 6;
             let mut bits = unsafe { (*pg.add(w)).load(Ordering::Relaxed) } & (u64::MAX >> (63 - (g & 63)));
