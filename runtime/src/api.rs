@@ -1,5 +1,5 @@
 //! The query API of include/allocsite.h.
-use crate::interpose::{guard_off, guard_on, GUARD_INTERNAL, GUARD_WORK};
+use crate::interpose::{guard_off, guard_on, guarded, GUARD_INTERNAL, GUARD_WORK};
 use crate::sites;
 use crate::tls::hot;
 use crate::{chunkmap, index};
@@ -56,28 +56,19 @@ pub unsafe extern "C" fn allocsite_lookup(p: *const c_void, out: *mut AllocsiteC
 
 #[no_mangle]
 pub unsafe extern "C" fn allocsite_symbolize(addr: *const c_void, buf: *mut c_char, len: usize) -> c_int {
-    let h = hot();
-    let saved = (*h).guard;
-    guard_on(h, GUARD_INTERNAL);
-    let s = crate::symbolize::symbolize(addr as usize);
-    let text = match &s.line {
-        Some(l) => format!("{} ({})", s.symbol, l),
-        None => s.symbol.clone(),
-    };
-    if len > 0 && !buf.is_null() {
-        let n = text.len().min(len - 1);
-        core::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, n);
-        *buf.add(n) = 0;
-    }
-    let n = text.len() as c_int;
-    drop(text);
-    drop(s);
-    if saved == 0 {
-        guard_off(h)
-    } else {
-        (*h).guard = saved
-    }
-    n
+    guarded(GUARD_INTERNAL, || {
+        let s = crate::symbolize::symbolize(addr as usize);
+        let text = match &s.line {
+            Some(l) => format!("{} ({})", s.symbol, l),
+            None => s.symbol.clone(),
+        };
+        if len > 0 && !buf.is_null() {
+            let n = text.len().min(len - 1);
+            core::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, n);
+            *buf.add(n) = 0;
+        }
+        text.len() as c_int
+    })
 }
 
 pub type VisitFn = unsafe extern "C" fn(*const AllocsiteChunk, *mut c_void) -> c_int;
@@ -133,12 +124,8 @@ pub unsafe extern "C" fn allocsite_get_totals(out: *mut AllocsiteTotals) {
     if out.is_null() {
         return;
     }
-    let h = hot();
-    let saved = (*h).guard;
-    guard_on(h, GUARD_INTERNAL);
-    let rows = crate::report::snapshot();
-    let t = crate::report::totals(&rows);
-    drop(rows);
+    // (the snapshot's memory is freed before the guard is put back)
+    let t = guarded(GUARD_INTERNAL, || crate::report::totals(&crate::report::snapshot()));
     *out = AllocsiteTotals {
         calls: t.agg.calls,
         bytes: t.agg.bytes,
@@ -147,9 +134,4 @@ pub unsafe extern "C" fn allocsite_get_totals(out: *mut AllocsiteTotals) {
         dropped: t.dropped,
         meta_bytes: t.meta_bytes,
     };
-    if saved == 0 {
-        guard_off(h)
-    } else {
-        (*h).guard = saved
-    }
 }

@@ -16,8 +16,7 @@
 //! Bits change with plain stores while the process is single-threaded
 //! (`__libc_single_threaded`, which glibc clears before the first thread is created)
 //! and with atomic read-modify-writes after.
-use crate::arena::{class_of, POOL};
-use crate::index::{Big, BigTab, Chunk};
+use crate::index::{child, Big, BigTab, Chunk};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -84,32 +83,13 @@ fn decode(base: usize, usable: usize, t: u64) -> Option<(usize, u32)> {
     Some((usable - TRAILER - slack, id))
 }
 
-fn child(entry: &AtomicPtr<u8>, create: bool) -> Option<*mut u8> {
-    let p = entry.load(Ordering::Acquire);
-    if !p.is_null() || !create {
-        return (!p.is_null()).then_some(p);
-    }
-    let n = POOL.alloc(class_of(4096));
-    if n.is_null() {
-        return None;
-    }
-    unsafe { core::ptr::write_bytes(n, 0, 4096) };
-    match entry.compare_exchange(null_mut(), n, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Some(n),
-        Err(cur) => {
-            POOL.free(class_of(4096), n);
-            Some(cur)
-        }
-    }
-}
-
 /// The bitmap page of `key` (= addr >> 19), through the directory.
 fn page_slow(key: usize, create: bool) -> Option<*mut AtomicU64> {
-    let mid = child(&TOP_TAB[(key >> 18) & (TOP - 1)], create)?;
-    let leaf = child(unsafe { &(*(mid as *const [AtomicPtr<u8>; 512]))[(key >> 9) & 511] }, create)?;
+    let mid = child(&TOP_TAB[(key >> 18) & (TOP - 1)], create, 4096)?;
+    let leaf = child(unsafe { &(*(mid as *const [AtomicPtr<u8>; 512]))[(key >> 9) & 511] }, create, 4096)?;
     let slot = unsafe { &(*(leaf as *const [AtomicPtr<u8>; 512]))[key & 511] };
     let had = !slot.load(Ordering::Acquire).is_null();
-    let pg = child(slot, create)?;
+    let pg = child(slot, create, WORDS * 8)?;
     if !had {
         PAGES.fetch_add(1, Ordering::Relaxed);
     }
@@ -453,23 +433,7 @@ pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     if !stop {
         let mut i = 0;
         loop {
-            // (the caller's callback runs unguarded; the lock is taken guarded so a
-            // signal handler's allocation cannot wait for it on this thread)
-            let b = unsafe {
-                let h = crate::tls::hot();
-                let saved = (*h).guard;
-                crate::interpose::guard_on(h, crate::interpose::GUARD_WORK);
-                BIG.lock.lock();
-                let b = BIG.items().get(i).copied();
-                BIG.lock.unlock();
-                if saved == 0 {
-                    crate::interpose::guard_off(h)
-                } else {
-                    (*h).guard = saved
-                }
-                b
-            };
-            let Some(b) = b else { break };
+            let Some(b) = BIG.nth(i) else { break };
             if count(Chunk { base: b.base, size: b.size, id: b.id as u32 }) {
                 break;
             }

@@ -146,7 +146,7 @@ pub fn rec_id(r: u64) -> u32 {
 
 /// The node an entry points at, created (zeroed) when asked.
 #[inline]
-fn child(entry: &AtomicPtr<u8>, create: bool, bytes: usize) -> Option<*mut u8> {
+pub fn child(entry: &AtomicPtr<u8>, create: bool, bytes: usize) -> Option<*mut u8> {
     let p = entry.load(Ordering::Acquire);
     if !p.is_null() {
         return Some(p);
@@ -442,6 +442,16 @@ impl BigTab {
         v.1 -= 1;
         Some(old)
     }
+    /// The i-th big chunk, read under the lock with the guard set (so a signal
+    /// handler's allocation cannot wait for the lock on this thread).
+    pub fn nth(&self, i: usize) -> Option<Big> {
+        crate::interpose::guarded(crate::interpose::GUARD_WORK, || {
+            self.lock.lock();
+            let b = self.items().get(i).copied();
+            self.lock.unlock();
+            b
+        })
+    }
     pub fn find(&self, p: usize) -> Option<Big> {
         let i = self.items().partition_point(|b| b.base <= p);
         if i == 0 {
@@ -646,22 +656,13 @@ pub fn for_each_chunk(ix: &Index, f: &mut dyn FnMut(Chunk) -> bool) -> usize {
             if stop || slot.load(Ordering::Relaxed) & !1 == 0 {
                 return;
             }
-            let k = unsafe {
-                let h = crate::tls::hot();
-                let saved = (*h).guard;
-                crate::interpose::guard_on(h, crate::interpose::GUARD_WORK);
+            let k = crate::interpose::guarded(crate::interpose::GUARD_WORK, || {
                 let g = lock_slot(slot, true).unwrap();
                 let recs = g.recs();
                 let k = recs.len().min(buf.len());
                 buf[..k].copy_from_slice(&recs[..k]);
-                drop(g);
-                if saved == 0 {
-                    crate::interpose::guard_off(h)
-                } else {
-                    (*h).guard = saved
-                }
                 k
-            };
+            });
             for &rec in buf[..k].iter().filter(|&&r| live(r)) {
                 n += 1;
                 if f(Chunk { base: (key << shift) + rec_off(rec), size: rec_size(rec), id: rec_id(rec) }) {
@@ -674,21 +675,7 @@ pub fn for_each_chunk(ix: &Index, f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     if !stop {
         let mut i = 0;
         loop {
-            let b = unsafe {
-                let h = crate::tls::hot();
-                let saved = (*h).guard;
-                crate::interpose::guard_on(h, crate::interpose::GUARD_WORK);
-                ix.big.lock.lock();
-                let b = ix.big.items().get(i).copied();
-                ix.big.lock.unlock();
-                if saved == 0 {
-                    crate::interpose::guard_off(h)
-                } else {
-                    (*h).guard = saved
-                }
-                b
-            };
-            let Some(b) = b else { break };
+            let Some(b) = ix.big.nth(i) else { break };
             n += 1;
             if f(Chunk { base: b.base, size: b.size, id: b.id as u32 }) {
                 break;

@@ -39,6 +39,24 @@ pub unsafe fn guard_off(h: *mut Hot) {
     core::ptr::write_volatile(&mut (*h).guard, 0);
 }
 
+/// Run `f` with this thread's guard at `v`, then put back whatever it was (callers may
+/// already be inside the runtime).
+#[inline]
+pub fn guarded<R>(v: u32, f: impl FnOnce() -> R) -> R {
+    let h = hot();
+    unsafe {
+        let saved = (*h).guard;
+        guard_on(h, v);
+        let r = f();
+        if saved == 0 {
+            guard_off(h)
+        } else {
+            guard_on(h, saved)
+        }
+        r
+    }
+}
+
 #[inline(always)]
 unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize) {
     let h = hot();

@@ -2,11 +2,10 @@
 //! Runs with the runtime guard set to "internal": its own (ordinary) allocations are
 //! neither indexed nor counted.
 use crate::arena::{CAP_HIT, META_BYTES, META_CAP};
-use crate::interpose::{guard_off, guard_on, GUARD_INTERNAL, INDEXING};
+use crate::interpose::{guarded, GUARD_INTERNAL, INDEXING};
 use crate::sites;
 use crate::stats;
 use crate::symbolize::{symbolize, Sym};
-use crate::tls::hot;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -233,10 +232,7 @@ pub fn render(reason: &str) -> String {
 
 /// Write a report to `path` (`%p` expanded) atomically (temporary file + rename).
 pub fn write(path: &[u8], reason: &str) -> std::io::Result<()> {
-    let h = hot();
-    let saved = unsafe { (*h).guard };
-    unsafe { guard_on(h, GUARD_INTERNAL) };
-    let r = (|| {
+    guarded(GUARD_INTERNAL, || {
         let mut buf = [0u8; 4096];
         let n = crate::expand_pid(path, &mut buf);
         if n == 0 {
@@ -249,13 +245,5 @@ pub fn write(path: &[u8], reason: &str) -> std::io::Result<()> {
         std::fs::rename(&tmp, p).inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })
-    })();
-    unsafe {
-        if saved == 0 {
-            guard_off(h)
-        } else {
-            (*h).guard = saved
-        }
-    };
-    r
+    })
 }
