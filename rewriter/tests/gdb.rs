@@ -9,6 +9,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use support::root;
@@ -30,6 +31,15 @@ fn scratch() -> &'static Path {
     })
 }
 
+/// A fresh name for every rewrite and script: tests run in parallel threads and
+/// several rewrite the same testbin; a shared output path let one test's rewrite
+/// replace the binary under another test's running gdb ("has changed; re-reading
+/// symbols").
+fn unique() -> usize {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
 /// `testbins/out/NAME` rewritten (classification by `allocsite` itself) into a
 /// directory of its own; returns (original, rewritten, rewrite stdout).
 fn rewritten(name: &str) -> (PathBuf, PathBuf, String) {
@@ -39,7 +49,7 @@ fn rewritten(name: &str) -> (PathBuf, PathBuf, String) {
 fn rewrite_file(input: &Path) -> (PathBuf, PathBuf, String) {
     let name = input.file_name().unwrap().to_string_lossy().to_string();
     let input = input.to_path_buf();
-    let dir = scratch().join(format!("rw-{name}"));
+    let dir = scratch().join(format!("rw-{name}-{}", unique()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(&name);
     let o = Command::new(env!("CARGO_BIN_EXE_allocsite")).arg("rewrite").arg(&input).arg("-o").arg(&out).arg("--runtime").arg(runtime()).output().unwrap();
@@ -50,7 +60,7 @@ fn rewrite_file(input: &Path) -> (PathBuf, PathBuf, String) {
 
 fn gdb(bin: &Path, script: &str, args: &[&str]) -> String {
     require("gdb");
-    let f = scratch().join(format!("{}.{:x}.gdb", bin.file_name().unwrap().to_string_lossy(), script.len() ^ (script.as_bytes().iter().map(|&b| b as usize).sum::<usize>() << 8)));
+    let f = scratch().join(format!("{}.{}.gdb", bin.file_name().unwrap().to_string_lossy(), unique()));
     let prelude = "set pagination off\nset debuginfod enabled off\nset width 0\nset confirm off\n";
     std::fs::write(&f, format!("{prelude}{script}")).unwrap();
     let o = Command::new("gdb").arg("-nx").arg("-batch").arg("-x").arg(&f).arg("--args").arg(bin).args(args).current_dir(bin.parent().unwrap()).output().unwrap();
