@@ -36,6 +36,14 @@ fn tidy(v: &mut Vec<u64>) {
     v.dedup();
 }
 
+/// Adds the sorted, unique `new` to the sorted, unique `into`; says whether it grew.
+fn merge(into: &mut Vec<u64>, new: &[u64]) -> bool {
+    let before = into.len();
+    into.extend(new.iter().filter(|f| into.binary_search(f).is_err()).copied().collect::<Vec<_>>());
+    tidy(into);
+    into.len() != before
+}
+
 impl Pointers {
     pub fn build(bin: &Binary, sums: &[Summary], types: &Types, params: &Params) -> Pointers {
         let mut p = Pointers {
@@ -112,8 +120,14 @@ impl Pointers {
             }
         }
         // Copies between globals carry the stored functions along, through the
-        // source slot itself or its type key (chains settle in a few rounds).
-        for _ in 0..3 {
+        // source slot itself or its type key, until nothing changes. Sets, not lists:
+        // copies that form a cycle (`a = b; … b = a;`, common in stripped programs
+        // that save and restore handlers) doubled a list on every pass.
+        p.at_slot.values_mut().for_each(tidy);
+        p.at_key.values_mut().for_each(tidy);
+        let mut changed = true;
+        while changed {
+            changed = false;
             for &(from, to) in &copies {
                 let mut funcs = p.at_slot.get(&from).cloned().unwrap_or_default();
                 if let Some(k) = key_of(from) {
@@ -122,9 +136,10 @@ impl Pointers {
                 if funcs.is_empty() {
                     continue;
                 }
-                p.at_slot.entry(to).or_default().extend(funcs.iter().copied());
+                tidy(&mut funcs);
+                changed |= merge(p.at_slot.entry(to).or_default(), &funcs);
                 if let Some(k) = key_of(to) {
-                    p.at_key.entry(k).or_default().extend(funcs.iter().copied());
+                    changed |= merge(p.at_key.entry(k).or_default(), &funcs);
                 }
             }
         }
