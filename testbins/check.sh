@@ -90,7 +90,7 @@ run() {  # binary args... → "stdout\n--stderr--\nstderr\n--status N--"
     e=$(cat /tmp/check-testbins-err.$$)
     printf '%s\n--stderr--\n%s\n--status %d--\n' "$o" "$e" "$s"
 }
-cases=(wrappers "wrappers oom" "wrappers abort" sizes nested "nested fatal" fnptr pool negatives
+cases=(wrappers "wrappers oom" "wrappers die" "wrappers abort" sizes nested "nested fatal" fnptr pool negatives
        cxxalloc stress "stress 2 1000" demo slabuser)
 for c in "${cases[@]}"; do
     set -- $c

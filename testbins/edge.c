@@ -89,3 +89,15 @@ void *maybe_alloc(size_t n)
         return NULL;
     return malloc(n);
 }
+
+/* bash's and readline's xmalloc: the failure path calls a variadic reporting
+ * function defined in another file (wrappers.c), so gcc cannot tell it never
+ * returns and jumps back to the return path after it. That jump is dead code:
+ * the analysis must not read the return value as unknown because of it. */
+void *die_alloc(size_t n)
+{
+    void *p = malloc(n);
+    if (p == NULL)
+        wrappers_fatal("die_alloc: cannot allocate %lu bytes", (unsigned long)n);
+    return p;
+}

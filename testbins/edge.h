@@ -13,4 +13,6 @@ const void *tracked_owner(const void *p);
 const char *tracked_func(const void *p);
 void tracked_free(void *p);               /* free ptr=0 */
 void *maybe_alloc(size_t n);              /* alloc size=0; -O2: test; je; jmp malloc; xor; ret */
+void wrappers_fatal(const char *fmt, ...); /* wrappers.c: prints, exit(3); not declared noreturn */
+void *die_alloc(size_t n);                /* alloc size=0; NULL → wrappers_fatal, then a dead jmp back */
 #endif

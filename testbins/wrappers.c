@@ -2,9 +2,12 @@
  *   ./wrappers          normal run: prints a checksum, exits 0
  *   ./wrappers oom      xmalloc's failure path: message on stderr, exit(2)
  *   ./wrappers abort    xcalloc's failure path: message on stderr, abort()
+ *   ./wrappers die      die_alloc's failure path: wrappers_fatal, exit(3)
  * Output never depends on addresses, so original and rewritten runs compare. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "xalloc.h"
 #include "tiny.h"
@@ -47,6 +50,10 @@ int main(int argc, char **argv)
         char *p = xmalloc(SIZE_MAX / 2);   /* malloc fails → fprintf + exit(2) */
         return p != NULL;
     }
+    if (argc > 1 && strcmp(argv[1], "die") == 0) {
+        char *p = die_alloc(SIZE_MAX / 2);  /* malloc fails → wrappers_fatal → exit(3) */
+        return p != NULL;
+    }
     if (argc > 1 && strcmp(argv[1], "abort") == 0) {
         char *p = xcalloc(SIZE_MAX / 8, 4); /* calloc fails → fprintf + abort() */
         return p != NULL;
@@ -79,11 +86,12 @@ int main(int argc, char **argv)
     mix(ta, 24); calls++;
     char *m0 = maybe_alloc(0);               calls++;
     char *m9 = maybe_alloc(9);               fill(m9, 9, 15); mix(m9, 9); calls++;
+    char *da = die_alloc(48);                fill(da, 48, 16); mix(da, 48); calls++;
     printf("wrappers: retry_alloc(huge) %s after %d reclaim(s), pad_count steps %lu\n",
            rb ? "succeeded" : "failed", reclaims, pad_steps);
     printf("wrappers: tracked block from %s, owner %s, maybe_alloc(0) %s\n", tracked_func(ta),
            tracked_owner(ta) == &sum ? "kept" : "LOST", m0 ? "allocated" : "NULL");
-    xfree(ra); xfree(pa); xfree(pc); xfree(m9); tracked_free(ta);
+    xfree(ra); xfree(pa); xfree(pc); xfree(m9); xfree(da); tracked_free(ta);
 
     /* A realloc chain: grow a buffer 16 times. */
     char *r = NULL;
@@ -100,4 +108,14 @@ int main(int argc, char **argv)
     printf("wrappers: %d allocation calls, try_malloc(huge) %s\n", calls, i ? "succeeded" : "failed");
     printf("wrappers: checksum %08x\n", sum);
     return 0;
+}
+
+void wrappers_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(3);
 }

@@ -217,7 +217,7 @@ fn dwarf4() {
         let srcs = ["wrappers.c", "xalloc.c", "tiny.c", "edge.c"].map(|f| tb.join(f));
         let st = Command::new("gcc").arg(format!("-{v}")).args(["-g", "-gdwarf-4", "-o"]).arg(&bin).args(&srcs).status().unwrap();
         assert!(st.success());
-        let script = "break wrappers.c:56\nrun\nstep\nbt 1\ndelete\nbreak malloc\ncontinue\nbt\ndelete\ncontinue\n";
+        let script = "break wrappers.c:63\nrun\nstep\nbt 1\ndelete\nbreak malloc\ncontinue\nbt\ndelete\ncontinue\n";
         let (_, b) = compare_file(&bin, script, &[]);
         assert!(b.contains("xmalloc.allocsite_entry") && b.contains("exited normally"), "{v}: {b}");
         assert!(b.lines().any(|l| l.starts_with("#1") && l.contains("xalloc.c:12") && l.contains("(n=100)")), "{v}: {b}");
@@ -248,7 +248,7 @@ fn break_finish_step() {
     let line = "break xalloc.c:13\nrun\nbt 1\nprint n\ndelete\ncontinue\n";
     // `next` from the entry of an -O2 function (where gdb stops: no frame setup to
     // skip) walks into the trampoline, which has no lines: known limit, so -O0 only.
-    let step = |v: &str| format!("break wrappers.c:56\nrun\nstep\nbt 1\n{}delete\ncontinue\n", if v == "O0" { "next\nbt 1\n" } else { "" });
+    let step = |v: &str| format!("break wrappers.c:63\nrun\nstep\nbt 1\n{}delete\ncontinue\n", if v == "O0" { "next\nbt 1\n" } else { "" });
     for v in VARIANTS {
         let name = format!("wrappers.{v}");
         // `finish` from xmalloc returns to the trampoline in the rewrite (its caller),

@@ -569,7 +569,7 @@ fn testbins() {
                 }
             }
             let args: Vec<&[&str]> = match prog.as_str() {
-                "wrappers" => vec![&[], &["oom"], &["abort"]],
+                "wrappers" => vec![&[], &["oom"], &["die"], &["abort"]],
                 "nested" => vec![&[], &["fatal"]],
                 _ => vec![&[]],
             };

@@ -79,6 +79,11 @@ pub(super) struct Interp<'a, E: Env> {
     /// Block being interpreted, and per block the parameters it stores to memory.
     cur_block: usize,
     keeps: Vec<u8>,
+    /// Instructions right after a call that never returns: gcc still emits the
+    /// code it would run if the callee returned (`fatal_error(...); return p;`
+    /// becomes a call and a `jmp` back to the return path) when it cannot see
+    /// the callee is noreturn. That code is dead, not a jump-table target.
+    after_noreturn: Vec<usize>,
     pub(super) info: InstructionInfoFactory,
 }
 
@@ -96,6 +101,7 @@ pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, size: u64) -> Summary
         ret_at: BTreeMap::new(),
         cur_block: 0,
         keeps: Vec::new(),
+        after_noreturn: Vec::new(),
         info: InstructionInfoFactory::new(),
     };
     if insns.len() >= MAX_INSNS {
@@ -217,6 +223,17 @@ impl<'a, E: Env> Interp<'a, E> {
                 !reached[b] && input[b].is_none() && !self.insns[lo..hi].iter().all(is_padding)
             });
             match next {
+                // Dead code after a noreturn call, and what only it branches to:
+                // analyzing it from an unknown state would make the returns it
+                // jumps back into unknown too.
+                Some(b) if self.after_noreturn.contains(&leaders[b]) => {
+                    reached[b] = true;
+                    for t in self.static_succs(leaders[b], leaders.get(b + 1).copied().unwrap_or(self.insns.len())) {
+                        if !self.after_noreturn.contains(&t) {
+                            self.after_noreturn.push(t);
+                        }
+                    }
+                }
                 Some(b) => {
                     let hi = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
                     if self.insns[leaders[b]..hi].iter().any(|i| i.flow_control() == FlowControl::Return) {
@@ -239,6 +256,23 @@ impl<'a, E: Env> Interp<'a, E> {
         for (c, bc) in calls {
             let mask = self.sum.calls[c].args.iter().fold(0u8, |m, a| m | a.params) & 0x3f;
             self.sum.calls[c].unavoidable = super::paths::unavoidable(&succ_of, &exits, &guard, &self.keeps, bc, mask);
+        }
+    }
+
+    /// Where the block of instructions `lo..hi` may go next, from its last
+    /// instruction alone (branch targets inside the function, fallthrough).
+    fn static_succs(&self, lo: usize, hi: usize) -> Vec<usize> {
+        let Some(ins) = self.insns[lo..hi].last() else { return Vec::new() };
+        let inside = |ins: &Instruction| {
+            let t = ins.near_branch_target();
+            (self.inside(t) && !self.relocated(ins)).then(|| self.index_of(t)).flatten()
+        };
+        let fall = (hi < self.insns.len()).then_some(hi);
+        match ins.flow_control() {
+            FlowControl::ConditionalBranch => fall.into_iter().chain(inside(ins)).collect(),
+            FlowControl::UnconditionalBranch => inside(ins).into_iter().collect(),
+            FlowControl::Return | FlowControl::IndirectBranch | FlowControl::Interrupt | FlowControl::Exception => Vec::new(),
+            _ => fall.into_iter().collect(),
         }
     }
 
@@ -271,6 +305,9 @@ impl<'a, E: Env> Interp<'a, E> {
                 let target = self.call_target(&ins, st);
                 let noret = self.env.noreturn(&target);
                 self.record_call(i, &ins, st, target, false);
+                if noret && !self.after_noreturn.contains(&next) {
+                    self.after_noreturn.push(next);
+                }
                 return Some(if noret { vec![] } else { fallthrough() });
             }
             FlowControl::UnconditionalBranch => {
