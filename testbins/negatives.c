@@ -1,5 +1,6 @@
 /* Drives notalloc.c: functions that must not be classified as allocators. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "notalloc.h"
 
@@ -37,6 +38,21 @@ int main(void)
         printf("negatives: handle %zu bytes, checksum %zu\n", h.len, checksum(h.buf, h.len));
         handle_close(&h);
     }
+
+    struct vec v = { NULL, 0, 0 };
+    for (int i = 0; i < 10; i++) {
+        char *e = malloc(4);
+        memcpy(e, "vec", 4);
+        if (vec_take(&v, e) != 0)
+            return 1;
+    }
+    size_t vsum = 0;
+    for (size_t i = 0; i < v.nr; i++) {
+        vsum += checksum(v.items[i], 4);
+        free(v.items[i]);
+    }
+    printf("negatives: vec %zu items in %zu slots, checksum %zu\n", v.nr, v.alloc, vsum);
+    free(v.items);
 
     for (int i = 0; i < 5; i++)
         memset(registry_add(8 * (size_t)(i + 1)), i, 8 * (size_t)(i + 1));

@@ -145,6 +145,33 @@ void handle_close(struct handle *h)
     h->len = 0;
 }
 
+/* A growable array whose block lives in the struct's FIRST member (git's
+ * `list->items`, perl's `my_perl->Istack_sp`): realloc's result is stored at
+ * offset 0 of the argument, which looks like `*out = block` until one sees the
+ * argument used at other offsets too. Returns a status, not storage. */
+int vec_grow(struct vec *v, size_t n)
+{
+    char **items = realloc(v->items, n * sizeof *items);
+    if (items == NULL)
+        return -1;
+    v->items = items;
+    v->alloc = n;
+    return 0;
+}
+
+/* Takes ownership of s: appends it, or frees it when the array cannot grow.
+ * On success the block is kept in an array element, a container, not a free
+ * list, so this is no free function either. */
+int vec_take(struct vec *v, char *s)
+{
+    if (v->nr == v->alloc && vec_grow(v, v->alloc * 2 + 4) != 0) {
+        free(s);
+        return -1;
+    }
+    v->items[v->nr++] = s;
+    return 0;
+}
+
 /* Mallocs, links the block into a global list AND returns it: the caller does
  * not own it (registry_clear frees it). Still fresh storage returned, so it is
  * an allocator; listed positively in negatives.expect to show where the line is. */

@@ -321,15 +321,28 @@ impl<'a> Classifier<'a> {
                 continue;
             }
             let returned = s.rets.iter().any(|r| r.calls & bit(c) & storage_calls != 0 || r.outcalls & bit(c) & out_calls != 0);
+            // An out-parameter is a `T **`: the block itself stored at `*k`, and k
+            // dereferenced nowhere else. A parameter also used at other offsets is
+            // a struct whose first member keeps the block (git's `list->items`,
+            // perl's `my_perl->Istack_sp`): not an out-parameter.
+            let pointer_param = |p: u8| s.struct_params & (1 << p) == 0;
             let mut out_param = None;
             if let Some(k) = spec.out {
-                out_param = arg(cs, k).as_param();
+                out_param = arg(cs, k).as_param().filter(|&p| pointer_param(p));
             }
             if out_param.is_none() {
+                use crate::flow::value::ARITH;
                 out_param = s
                     .stores
                     .iter()
-                    .find(|st| st.off == 0 && (st.val.calls & bit(c) != 0 || st.val.outcalls & bit(c) & out_calls != 0))
+                    .find(|st| {
+                        st.off == 0
+                            && st.via.is_none()
+                            && pointer_param(st.param)
+                            && !st.val.has(ARITH)
+                            && st.val.params == 0
+                            && (st.val.calls & bit(c) != 0 || st.val.outcalls & bit(c) & out_calls != 0)
+                    })
                     .map(|st| st.param);
             }
             let how = if returned && rets_ok {

@@ -9,6 +9,7 @@ use crate::load::{Binary, RelTarget};
 use iced_x86::{
     Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpKind, Register,
 };
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 
@@ -55,8 +56,9 @@ pub(super) enum Mem {
     Param(u8, i32),
     /// Member `off` of an object reached through the parameters in the mask
     /// (.1) or derived from the call results in the mask (.2); .3 is the base
-    /// when it was loaded from a parameter's member (`param->[load]`).
-    Member(i32, u8, u32, Option<Via>),
+    /// when it was loaded from a parameter's member (`param->[load]`); .4 says
+    /// the base was not computed by arithmetic (a fixed member, not an element).
+    Member(i32, u8, u32, Option<Via>, bool),
     Unknown,
 }
 
@@ -84,6 +86,9 @@ pub(super) struct Interp<'a, E: Env> {
     /// becomes a call and a `jmp` back to the return path) when it cannot see
     /// the callee is noreturn. That code is dead, not a jump-table target.
     after_noreturn: Vec<usize>,
+    /// Parameters whose memory is accessed at a non-zero offset (see
+    /// `Summary::struct_params`); a Cell because operands are resolved through `&self`.
+    struct_params: Cell<u8>,
     pub(super) info: InstructionInfoFactory,
 }
 
@@ -102,6 +107,7 @@ pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, size: u64) -> Summary
         cur_block: 0,
         keeps: Vec::new(),
         after_noreturn: Vec::new(),
+        struct_params: Cell::new(0),
         info: InstructionInfoFactory::new(),
     };
     if insns.len() >= MAX_INSNS {
@@ -454,7 +460,7 @@ impl<'a, E: Env> Interp<'a, E> {
                     None => Target::PtrGlobal(g),
                 },
                 Mem::Param(p, d) => Target::PtrMember(d, Some(Via { param: p, load: None })),
-                Mem::Member(d, _, _, ch) => Target::PtrMember(d, ch),
+                Mem::Member(d, _, _, ch, _) => Target::PtrMember(d, ch),
                 _ => Target::PtrUnknown,
             },
             OpKind::Register => {
@@ -495,7 +501,7 @@ impl<'a, E: Env> Interp<'a, E> {
             Mem::Stack(o) => Mem::Stack(o + extra),
             Mem::Global(g) => Mem::Global(g.wrapping_add(extra as u64)),
             Mem::Param(p, d) => Mem::Param(p, d + extra as i32),
-            Mem::Member(d, via, c, ch) => Mem::Member(d + extra as i32, via, c, ch),
+            Mem::Member(d, via, c, ch, fixed) => Mem::Member(d + extra as i32, via, c, ch, fixed),
             Mem::Unknown => Mem::Unknown,
         }
     }
@@ -513,7 +519,7 @@ impl<'a, E: Env> Interp<'a, E> {
             // An array element: not a member whose offset identifies anything,
             // but an element of a freshly allocated array is worth knowing.
             return match gpr(base).map(|r| st.regs[r]) {
-                Some(v) if v.calls != 0 => Mem::Member(0, 0, v.calls, None),
+                Some(v) if v.calls != 0 => Mem::Member(0, 0, v.calls, None, false),
                 _ => Mem::Unknown,
             };
         }
@@ -527,9 +533,16 @@ impl<'a, E: Env> Interp<'a, E> {
         } else if let Some(g) = v.as_global() {
             Mem::Global(g.wrapping_add(disp as u64))
         } else if let Some(p) = v.as_param() {
+            if disp != 0 {
+                self.struct_params.set(self.struct_params.get() | 1 << p);
+            }
             Mem::Param(p, disp as i32)
         } else {
-            Mem::Member(disp as i32, v.lparams | v.params, v.calls, chain_of(&v))
+            // `param + k` as a base: memory beside what the parameter points to.
+            if let Some(p) = v.as_param_arith() {
+                self.struct_params.set(self.struct_params.get() | 1 << p);
+            }
+            Mem::Member(disp as i32, v.lparams | v.params, v.calls, chain_of(&v), !v.has(super::value::ARITH))
         }
     }
 
@@ -546,7 +559,7 @@ impl<'a, E: Env> Interp<'a, E> {
             },
             Mem::Global(g) => Val::gload(g),
             Mem::Param(p, d) => Val::load(p, d),
-            Mem::Member(d, via, _, chain) => {
+            Mem::Member(d, via, _, chain, _) => {
                 let mut v = Val::load(OTHER_BASE, d);
                 v.lparams = via;
                 if let Some(Via { param, load: Some(l) }) = chain {
@@ -583,13 +596,16 @@ impl<'a, E: Env> Interp<'a, E> {
                 if self.sum.stores.len() < 4096 {
                     self.sum.stores.push(ParamStore { param: p, via: None, off: d, val: v });
                 }
-                self.note_param_member(&v, d);
+                self.note_param_member(&v, d, true);
                 if let Some(f) = self.fn_addr(&v) {
                     self.push_ref(FnRef::AtMember { off: d, func: f, via: Some(Via { param: p, load: None }) });
                 }
             }
-            Mem::Member(d, via, base, chain) => {
-                self.note_param_member(&v, d);
+            Mem::Member(d, via, base, chain, fixed) => {
+                // Kept where a cache or free list lives (a member of something a
+                // parameter reaches); an array element or a fresh node's member
+                // is a container taking the block, not a free.
+                self.note_param_member(&v, d, via != 0 && fixed);
                 // Memory reached through a parameter (`op->arena->used += n`): the
                 // sub-allocator rule wants these too.
                 if via != 0 && (v.lparams & via != 0 || v.as_const().is_some()) && self.sum.stores.len() < 4096 {
@@ -628,9 +644,9 @@ impl<'a, E: Env> Interp<'a, E> {
         }
     }
 
-    fn note_param_member(&mut self, v: &Val, off: i32) {
+    fn note_param_member(&mut self, v: &Val, off: i32, keep: bool) {
         if let Some(k) = v.as_param() {
-            if let Some(m) = self.keeps.get_mut(self.cur_block) {
+            if let Some(m) = self.keeps.get_mut(self.cur_block).filter(|_| keep) {
                 *m |= 1 << k;
             }
             if !self.sum.param_members.contains(&(k, off)) {
@@ -686,6 +702,7 @@ impl<'a, E: Env> Interp<'a, E> {
 
     fn finish(mut self) -> Summary {
         self.sum.rets = self.ret_at.values().copied().collect();
+        self.sum.struct_params = self.struct_params.get();
         self.sum
     }
 }

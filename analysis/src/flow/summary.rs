@@ -84,6 +84,10 @@ pub struct Summary {
     pub param_members: Vec<(u8, i32)>,
     /// Parameter k stored into a global slot.
     pub param_globals: Vec<(u8, u64)>,
+    /// Bit k: memory at a non-zero offset from parameter k is read or written, so
+    /// k points to a struct (or array), not to a single pointer: a block stored
+    /// at `*k` is kept in its first member, which makes no out-parameter.
+    pub struct_params: u8,
     /// Some blocks were only reachable through an indirect jump and were analyzed
     /// without knowing their entry state.
     pub imprecise: bool,
