@@ -25,10 +25,7 @@ pub fn analyze(
     match output {
         Some(path) => write_atomic(path, text.as_bytes(), None)
             .map_err(|e| format!("{}: cannot write: {e}", path.display())),
-        None => {
-            print!("{text}");
-            Ok(())
-        }
+        None => crate::stdout::write(&text),
     }
 }
 

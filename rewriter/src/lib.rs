@@ -4,3 +4,4 @@ pub mod atomic;
 pub mod cli;
 pub mod report;
 pub mod rewrite;
+pub mod stdout;

@@ -99,3 +99,20 @@ fn user_named_allocators_are_seeds() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--alloc-fns"));
 }
+
+/// A reader that goes away (`allocsite analyze BIN | head -1`) is not an error:
+/// no panic, exit 0, nothing on stderr; `rewrite` still writes its output.
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("rw");
+    for args in [vec!["analyze".into(), testbin("wrappers.O0").into_os_string()], vec!["rewrite".into(), testbin("wrappers.O2").into_os_string(), "-o".into(), dest.clone().into_os_string()]] {
+        let mut child = allocsite().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take()); // closed before the program writes anything
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.is_empty(), "{args:?}: {:?}: {err}", out.status);
+    }
+    assert!(dest.exists(), "rewrite wrote its output despite the closed log");
+}

@@ -10,11 +10,11 @@ pub mod table;
 
 pub fn run(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>) -> Result<(), String> {
     let report = model::read(path)?;
-    print!("{}", table::render(&report, top, by_outermost));
+    crate::stdout::write(&table::render(&report, top, by_outermost))?;
     if let Some(out) = flamegraph {
         let svg = flame::svg(&report).map_err(|e| format!("{}: {e}", path.display()))?;
         crate::atomic::write_atomic(out, &svg, Some(0o644)).map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
-        println!("flamegraph: {}", out.display());
+        crate::stdout::write(&format!("flamegraph: {}\n", out.display()))?;
     }
     Ok(())
 }

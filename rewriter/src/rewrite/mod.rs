@@ -85,13 +85,16 @@ pub fn run(args: &RewriteArgs, cls: &Classification, data: &[u8]) -> Result<(), 
     let runtime = runtime_lib::locate(args.runtime.as_deref())?;
     let out = rewrite_bytes(data, cls).map_err(|e| format!("{input}: {e}"))?;
     let mut refused = 0;
+    let mut log = String::new();
     for o in &out.outcomes {
-        println!("{}", o.line());
+        log += &format!("{}\n", o.line());
         refused += usize::from(matches!(o, Outcome::Refused { .. }));
     }
     for n in &out.notes {
-        println!("note: {n}");
+        log += &format!("note: {n}\n");
     }
+    // The log is for the user; a closed or full stdout must not stop the rewrite.
+    let _ = crate::stdout::write(&log);
     if args.strict && refused > 0 {
         return Err(format!("{input}: {refused} allocation function(s) refused (--strict); no output written"));
     }
