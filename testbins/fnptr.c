@@ -30,6 +30,18 @@ static void my_zfree(void *opaque, void *ptr)
     free(ptr);
 }
 
+static void *my_lzalloc(void *opaque, size_t nmemb, size_t size)
+{
+    ((struct zcount *)opaque)->allocs++;
+    return calloc(nmemb, size);
+}
+
+static void my_lzfree(void *opaque, void *ptr)
+{
+    ((struct zcount *)opaque)->frees++;
+    free(ptr);
+}
+
 static long sq_count;
 
 static void *cnt_malloc(int n)
@@ -153,5 +165,17 @@ int main(void)
     run_lua(L, "lua count_alloc");
     lua_close(L);
     printf("lua count_alloc: %ld live, checksum %08x\n", live, sum);
+
+    /* liblzma style: without an allocator, then with the counting one. */
+    struct zcount lzc = { 0, 0 };
+    lz_allocator lza = { my_lzalloc, my_lzfree, &lzc };
+    for (int i = 0; i < 2; i++) {
+        const lz_allocator *a = i ? &lza : NULL;
+        char *b = lz_alloc(40, a);
+        memset(b, 'l', 40);
+        mix(b, 40);
+        lz_free(b, a);
+    }
+    printf("lz: %ld allocs, %ld frees through the allocator, checksum %08x\n", lzc.allocs, lzc.frees, sum);
     return 0;
 }

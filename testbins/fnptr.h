@@ -53,4 +53,12 @@ void *luaM_malloc_(lua_State *L, size_t size, int tag);
 void *luaM_realloc_(lua_State *L, void *block, size_t osize, size_t nsize);
 void luaM_free_(lua_State *L, void *block, size_t osize);
 long lua_gcdebt(lua_State *L);
+/* ---- liblzma / pcre2: an optional allocator passed next to the block ---- */
+typedef struct {
+    void *(*alloc)(void *opaque, size_t nmemb, size_t size);
+    void (*free)(void *opaque, void *ptr);
+    void *opaque;
+} lz_allocator;
+void *lz_alloc(size_t size, const lz_allocator *a);  /* a && a->alloc ? a->alloc(opaque, 1, size) : malloc(size) */
+void lz_free(void *ptr, const lz_allocator *a);      /* a && a->free ? a->free(opaque, ptr) : free(ptr) */
 #endif

@@ -407,6 +407,15 @@ impl<'a, E: Env> Interp<'a, E> {
                 self.push_ref(r);
             }
         }
+        // A parameter handed to a function pointer (`allocator->free(opaque, ptr)`
+        // in lzma_free, zstd's customFree) may be released there: for the
+        // must-pass analysis that path keeps the block, like a cache would.
+        if matches!(target, Target::PtrGlobal(_) | Target::PtrMember(..) | Target::PtrParam(_) | Target::PtrUnknown) {
+            let handed = args.iter().filter_map(|a| a.as_param()).fold(0u8, |m, p| m | 1 << p);
+            if let Some(m) = self.keeps.get_mut(self.cur_block) {
+                *m |= handed;
+            }
+        }
         if c == self.sum.calls.len() {
             self.sum.calls.push(CallSite { addr: ins.ip(), ret_addr: ins.next_ip(), target, args, tail, unavoidable: 0 });
         } else {
