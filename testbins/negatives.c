@@ -10,6 +10,9 @@ int main(void)
     int st = cache_init(32);
     cache_put(3, 'x');
     printf("negatives: cache_init %d, cache[3] = %c\n", st, cache_get(3));
+    cache_swap(48);
+    cache_put(40, 'y');
+    printf("negatives: cache_swap, cache[40] = %c\n", cache_get(40));
     cache_drop();
 
     char *s = static_buf(16);

@@ -3,6 +3,7 @@
 #define NOTALLOC_H
 #include <stddef.h>
 int cache_init(size_t n);
+void cache_swap(size_t n);
 void cache_put(size_t i, char c);
 char cache_get(size_t i);
 void cache_drop(void);

@@ -31,6 +31,8 @@ pub struct Classifier<'a> {
     /// Functions classified by name, not by their code: Some(true) when named by
     /// the user (`--alloc-fns`/`--free-fns`), Some(false) for a C library seed.
     seeded: Vec<Option<bool>>,
+    /// Per function: some caller may read its result (see `results_read`).
+    result_read: Vec<bool>,
     /// `ALLOCSITE_DEBUG_PTRS` is set: print every pointer target's candidates.
     debug_ptrs: bool,
     pub found: BTreeMap<usize, Found>,
@@ -81,6 +83,7 @@ impl<'a> Classifier<'a> {
             user,
             cands,
             agreed: RefCell::new(HashMap::new()),
+            result_read: results_read(bin, sums),
             seeded: Vec::new(),
             debug_ptrs: std::env::var_os("ALLOCSITE_DEBUG_PTRS").is_some(),
             found: BTreeMap::new(),
@@ -230,7 +233,15 @@ impl<'a> Classifier<'a> {
 
     fn classify(&self, f: usize) -> Option<Found> {
         let found = self.classify_flow(f)?;
-        self.check_dwarf(f, found)
+        let found = self.check_dwarf(f, found)?;
+        // Without DWARF, a `void` function that ends by calling an allocator (or
+        // by bumping a pointer) looks like one: rax holds the callee's leftover.
+        // Its callers never read that register.
+        let returns_storage = found.spec.gives_storage() && found.spec.out.is_none();
+        if returns_storage && self.params.get(self.bin.funcs[f].addr).is_none() && !self.result_read[f] {
+            return None;
+        }
+        Some(found)
     }
 
     /// DWARF, when present, vetoes what the data flow cannot see: a `void`
@@ -604,6 +615,43 @@ fn same_roles(a: &Spec, b: &Spec) -> bool {
 
 /// A returned value that is fresh storage, NULL, or a pointer popped from a free
 /// list (loaded through a parameter) — not a parameter, local, or static object.
+/// Per function of an executable: whether any caller may read what it returns.
+/// Callers are the direct calls and tail calls in the file; a result a caller
+/// only returns in turn is read when that caller's result is. Functions whose
+/// address is taken or that nothing in the file calls have unknown callers
+/// (read). In shared objects and `.o` files every function may be called from
+/// outside, so all count as read.
+fn results_read(bin: &Binary, sums: &[Summary]) -> Vec<bool> {
+    let n = bin.funcs.len();
+    if bin.kind != crate::load::FileKind::Executable {
+        return vec![true; n];
+    }
+    // callee → (caller, result read there, result passed on as the caller's)
+    let mut callers: Vec<Vec<(usize, bool, bool)>> = vec![Vec::new(); n];
+    for (fi, s) in sums.iter().enumerate() {
+        for (c, cs) in s.calls.iter().enumerate() {
+            let Target::Local(a) = cs.target else { continue };
+            let Some(&g) = bin.by_addr.get(&a) else { continue };
+            let passed = cs.tail || s.rets.iter().any(|r| r.calls & bit(c) != 0);
+            callers[g].push((fi, cs.result_used, passed));
+        }
+    }
+    let taken: std::collections::HashSet<u64> = bin.address_taken.iter().copied().collect();
+    let mut read: Vec<bool> = (0..n).map(|g| callers[g].is_empty() || taken.contains(&bin.funcs[g].addr)).collect();
+    loop {
+        let mut changed = false;
+        for g in 0..n {
+            if !read[g] && callers[g].iter().any(|&(f, used, passed)| used || (passed && read[f])) {
+                read[g] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            return read;
+        }
+    }
+}
+
 fn ret_is_fresh(r: &Val, storage_calls: u32, out_calls: u32, realloc_ptrs: u8) -> bool {
     use crate::flow::value::{CONST, GLOAD, GLOBAL, STACK, TOP};
     if r.as_const() == Some(0) {

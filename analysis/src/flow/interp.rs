@@ -89,6 +89,8 @@ pub(super) struct Interp<'a, E: Env> {
     /// Parameters whose memory is accessed at a non-zero offset (see
     /// `Summary::struct_params`); a Cell because operands are resolved through `&self`.
     struct_params: Cell<u8>,
+    /// Calls whose result some instruction reads.
+    used_calls: std::collections::BTreeSet<u32>,
     pub(super) info: InstructionInfoFactory,
 }
 
@@ -108,6 +110,7 @@ pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, size: u64) -> Summary
         keeps: Vec::new(),
         after_noreturn: Vec::new(),
         struct_params: Cell::new(0),
+        used_calls: Default::default(),
         info: InstructionInfoFactory::new(),
     };
     if insns.len() >= MAX_INSNS {
@@ -193,6 +196,7 @@ impl<'a, E: Env> Interp<'a, E> {
                     if i > first && self.insns[i].flow_control() == FlowControl::ConditionalBranch {
                         guard[b] = guard[b].or(self.null_test(&self.insns[i - 1], &st));
                     }
+                    self.note_reads(i, &mut st);
                     if let Some(next) = self.step(i, &mut st) {
                         for t in next {
                             succs.push(t);
@@ -262,6 +266,31 @@ impl<'a, E: Env> Interp<'a, E> {
         for (c, bc) in calls {
             let mask = self.sum.calls[c].args.iter().fold(0u8, |m, a| m | a.params) & 0x3f;
             self.sum.calls[c].unavoidable = super::paths::unavoidable(&succ_of, &exits, &guard, &self.keeps, bc, mask);
+        }
+    }
+
+    /// Marks the calls whose results instruction `i` reads: those still in rax
+    /// when it reads rax (explicitly, as a memory base or index, or implicitly).
+    /// A write to rax ends their chance.
+    fn note_reads(&mut self, i: usize, st: &mut State) {
+        use iced_x86::OpAccess as A;
+        if st.rax_calls.is_empty() {
+            return;
+        }
+        let ins = &self.insns[i];
+        let info = self.info.info(ins);
+        let (mut read, mut written) = (false, false);
+        for u in info.used_registers() {
+            if gpr(u.register()) == Some(0) {
+                read |= matches!(u.access(), A::Read | A::ReadWrite | A::CondRead | A::ReadCondWrite);
+                written |= matches!(u.access(), A::Write | A::ReadWrite);
+            }
+        }
+        if read {
+            self.used_calls.extend(st.rax_calls.iter().copied());
+        }
+        if read || written {
+            st.rax_calls.clear();
         }
     }
 
@@ -417,7 +446,7 @@ impl<'a, E: Env> Interp<'a, E> {
             }
         }
         if c == self.sum.calls.len() {
-            self.sum.calls.push(CallSite { addr: ins.ip(), ret_addr: ins.next_ip(), target, args, tail, unavoidable: 0 });
+            self.sum.calls.push(CallSite { addr: ins.ip(), ret_addr: ins.next_ip(), target, args, tail, unavoidable: 0, result_used: false });
         } else {
             let cs = &mut self.sum.calls[c];
             for (a, b) in cs.args.iter_mut().zip(args.iter()) {
@@ -438,6 +467,8 @@ impl<'a, E: Env> Interp<'a, E> {
             st.regs[r] = Val::TOP;
         }
         st.regs[0] = if ret_is_first { first } else { Val::call(c) };
+        st.rax_calls.clear();
+        st.rax_calls.push(c as u32);
         c
     }
 
@@ -712,6 +743,9 @@ impl<'a, E: Env> Interp<'a, E> {
     fn finish(mut self) -> Summary {
         self.sum.rets = self.ret_at.values().copied().collect();
         self.sum.struct_params = self.struct_params.get();
+        for (c, cs) in self.sum.calls.iter_mut().enumerate() {
+            cs.result_used = self.used_calls.contains(&(c as u32));
+        }
         self.sum
     }
 }

@@ -110,6 +110,10 @@ pub(super) struct State {
     /// through them (`movq %rax,%xmm0; punpcklqdq; movups %xmm0,slot`).
     pub(super) xmm: Xmm,
     pub(super) slots: Slots,
+    /// Calls whose result is still in rax, not yet read by anything (sorted).
+    /// Every use of a result starts with reading rax, so this tells exactly
+    /// which results are used, whatever the number of calls.
+    pub(super) rax_calls: Vec<u32>,
 }
 
 impl State {
@@ -119,11 +123,11 @@ impl State {
             regs[r] = Val::param(i as u8);
         }
         regs[RSP] = Val::stack(0);
-        State { regs, xmm: Xmm::default(), slots: Slots::default() }
+        State { regs, xmm: Xmm::default(), slots: Slots::default(), rax_calls: Vec::new() }
     }
 
     pub(super) fn unknown() -> State {
-        State { regs: [Val::TOP; 16], xmm: Xmm::default(), slots: Slots::default() }
+        State { regs: [Val::TOP; 16], xmm: Xmm::default(), slots: Slots::default(), rax_calls: Vec::new() }
     }
 
     /// Join `o` into self; true when self changed.
@@ -137,6 +141,12 @@ impl State {
             }
         }
         changed |= self.xmm.join_from(&o.xmm);
+        for &c in &o.rax_calls {
+            if let Err(i) = self.rax_calls.binary_search(&c) {
+                self.rax_calls.insert(i, c);
+                changed = true;
+            }
+        }
         changed | self.slots.join_from(&o.slots)
     }
 }

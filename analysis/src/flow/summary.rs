@@ -45,6 +45,10 @@ pub struct CallSite {
     /// Bit p: every path from entry to a return passes this call, except paths
     /// that branch on parameter p being NULL (`if (p) free(p);`).
     pub unavoidable: u8,
+    /// Some instruction reads the call's result (rax after the call, or wherever
+    /// it was copied). A function whose results nobody reads returns nothing:
+    /// without DWARF, that is how a `void` function tells itself apart.
+    pub result_used: bool,
 }
 
 /// A store `*(base + off) = val` where base is a parameter.
