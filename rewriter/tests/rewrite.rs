@@ -302,8 +302,13 @@ fn own_fns() -> Vec<Fn<'static>> {
 #[test]
 fn own_program_all_variants() {
     let d = scratch("own");
-    let variants: [(&str, &[&str]); 3] =
-        [("O0", &["-O0", "-g"]), ("O2", &["-O2", "-g"]), ("O2nopie", &["-O2", "-g", "-fno-pie", "-no-pie"])];
+    // O2nohdr: linked without `.eh_frame_hdr`; the rewrite adds one (and names it).
+    let variants: [(&str, &[&str]); 4] = [
+        ("O0", &["-O0", "-g"]),
+        ("O2", &["-O2", "-g"]),
+        ("O2nopie", &["-O2", "-g", "-fno-pie", "-no-pie"]),
+        ("O2nohdr", &["-O2", "-g", "-Wl,--no-eh-frame-hdr"]),
+    ];
     for (v, flags) in variants {
         let src = compile(&d, &format!("prog.{v}"), flags, &["prog.c", "alloc.c"]);
         let mut inputs = vec![(src.clone(), src.clone(), false)];
@@ -319,6 +324,8 @@ fn own_program_all_variants() {
             let (json, names) = classification(&symbols, &own_fns(), stripped);
             let rw = rewrite(&input, &json, &out_dir, &[]);
             assert_eq!(before, std::fs::read(&input).unwrap(), "input modified");
+            require("eu-elflint");
+            assert_eq!(elflint(&input), elflint(&rw.out), "{}", input.display());
             for n in &names {
                 assert!(rw.stdout.contains(&format!("hooked {n} at ")), "{n} not hooked in {}:\n{}", input.display(), rw.stdout);
             }

@@ -378,7 +378,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
         file[64..64 + ph.len()].copy_from_slice(&ph);
     }
     let (text_addr, text_size) = (rx.addr, rx.data.len() as u64);
-    let sections = vec![
+    let mut sections = vec![
         emit::NewSection {
             name: ".allocsite.data",
             sh_type: E::SHT_PROGBITS,
@@ -407,6 +407,19 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
             align: 8,
         },
     ];
+    // An input without `.eh_frame_hdr` (a library of data, or code linked without
+    // --eh-frame-hdr) gets one with PT_GNU_EH_FRAME; name it, as linkers do.
+    if elf.section(".eh_frame_hdr").is_none() {
+        sections.push(emit::NewSection {
+            name: ".eh_frame_hdr",
+            sh_type: E::SHT_PROGBITS,
+            flags: E::SHF_ALLOC as u64,
+            addr: hdr_addr,
+            off: r.offset_of(hdr_addr),
+            size: hdr.len() as u64,
+            align: 4,
+        });
+    }
     let debug_frame = if elf.section(".debug_frame").is_none() && !fdes.is_empty() { Some(cfi::debug_frame(&fdes)?) } else { None };
     let lines = lines::rewrite(&elf, &pad_lines);
     let bytes = emit::finish(
