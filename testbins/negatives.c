@@ -57,6 +57,10 @@ int main(void)
     printf("negatives: vec %zu items in %zu slots, checksum %zu\n", v.nr, v.alloc, vsum);
     free(v.items);
 
+    struct tickets tk = { "tickets", 100 };
+    long t1 = ticket_take(&tk), t2 = ticket_take(&tk);
+    printf("negatives: %s %ld %ld\n", tk.name, t1, t2);
+
     for (int i = 0; i < 5; i++)
         memset(registry_add(8 * (size_t)(i + 1)), i, 8 * (size_t)(i + 1));
     printf("negatives: registry %zu entries\n", registry_count());

@@ -465,6 +465,7 @@ impl<'a> Classifier<'a> {
     /// A bump/pool allocator: returns memory reached through parameter `i` and
     /// advances a field of `*i` by a size derived from parameter `j`.
     fn suballoc(&self, s: &Summary, storage_calls: u32) -> Option<Found> {
+        use crate::flow::value::{CONST, GLOAD, GLOBAL, STACK};
         if s.rets.is_empty() || s.imprecise {
             return None;
         }
@@ -509,6 +510,10 @@ impl<'a> Classifier<'a> {
                 // the field is advanced from its own old value, which the result came from
                 && st.val.lfields & own != 0
                 && returned_fields & own != 0
+                // by a size, or a constant object size: a constant step of ±1 is a
+                // counter handing out indexes (`return fs->pc++`, a label allocator),
+                // never a pointer into a pool
+                && !(st.val.params & !(1 << pool) == 0 && st.val.kinds & (CONST | STACK | GLOBAL | GLOAD) == 0 && st.val.num.abs() == 1)
         })?;
         let (count, size) = count_size(Val { params: st.val.params & !(1 << pool), ..st.val });
         let mut spec = Spec { kind: Some(Kind::Suballoc), size, count, ..Spec::default() };

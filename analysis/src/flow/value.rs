@@ -27,6 +27,8 @@ pub struct Val {
     pub outcalls: u32,
     /// Payload of CONST (the constant), STACK (offset from entry rsp),
     /// GLOBAL (the address) and GLOAD (the address loaded from); one at a time.
+    /// Without those kinds, the constant last added by `arith` (`used + 16`):
+    /// the suballocator rule reads it as the step of a bump.
     pub num: i64,
     pub load_off: i32,
     pub kinds: u16,
