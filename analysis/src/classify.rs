@@ -193,11 +193,12 @@ impl<'a> Classifier<'a> {
         }
         let mut agreed: Option<(Spec, Vec<String>)> = None;
         let mut conflict = false;
+        let mut others = Vec::new();
         for &fa in cands.iter().filter(|&&a| a != caller_entry) {
             let Some(&f) = self.bin.by_addr.get(&fa) else { continue };
             let Some(found) = self.found.get(&f) else {
-                conflict = true;
-                break;
+                others.push(f);
+                continue;
             };
             let name = self.bin.funcs[f].name.clone();
             match &mut agreed {
@@ -209,6 +210,18 @@ impl<'a> Classifier<'a> {
                 }
             }
         }
+        // A candidate that is no allocator blocks the agreement, unless the offset
+        // is all that links it to this call (no type, not precise) and it reads
+        // none of the arguments from the allocators' highest role position on:
+        // then it belongs to another pointer type sharing the offset (stripped
+        // Lua: one-argument C functions in `TValue.value_.f` at offset 0, like
+        // the four-argument `g->frealloc`).
+        let precise = self.cands.get(&key).is_some_and(|c| c.1);
+        if let (Some((spec, _)), false) = (&agreed, precise) {
+            let top = [spec.size, spec.count, spec.ptr].iter().flatten().copied().max().unwrap_or(0);
+            others.retain(|&f| top == 0 || self.sums[f].params_read >> top != 0);
+        }
+        conflict |= !others.is_empty();
         let result = if conflict { None } else { agreed.map(|(s, n)| (s, n.join("|"))) };
         if self.debug_ptrs {
             let names: Vec<String> = self

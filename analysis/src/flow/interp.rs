@@ -274,16 +274,24 @@ impl<'a, E: Env> Interp<'a, E> {
     /// A write to rax ends their chance.
     fn note_reads(&mut self, i: usize, st: &mut State) {
         use iced_x86::OpAccess as A;
-        if st.rax_calls.is_empty() {
+        let unread = ARG_REGS.iter().enumerate().any(|(k, &r)| st.regs[r].params & !self.sum.params_read & (1 << k) != 0);
+        if st.rax_calls.is_empty() && !unread {
             return;
         }
         let ins = &self.insns[i];
+        let call = matches!(ins.flow_control(), FlowControl::Call | FlowControl::IndirectCall);
         let info = self.info.info(ins);
         let (mut read, mut written) = (false, false);
         for u in info.used_registers() {
-            if gpr(u.register()) == Some(0) {
-                read |= matches!(u.access(), A::Read | A::ReadWrite | A::CondRead | A::ReadCondWrite);
-                written |= matches!(u.access(), A::Write | A::ReadWrite);
+            let reads = matches!(u.access(), A::Read | A::ReadWrite | A::CondRead | A::ReadCondWrite);
+            match gpr(u.register()) {
+                Some(0) => {
+                    read |= reads;
+                    written |= matches!(u.access(), A::Write | A::ReadWrite);
+                }
+                // (a call's operand is its target; the arguments it passes on are not read here)
+                Some(g) if reads && !call => self.sum.params_read |= st.regs[g].params & 0x3f,
+                _ => {}
             }
         }
         if read {
