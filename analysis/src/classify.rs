@@ -5,6 +5,7 @@
 //! the call graph until nothing changes, so wrappers of wrappers are found.
 
 use crate::classification::Kind;
+use crate::flow::interp::{gpr, ARG_REGS};
 use crate::flow::{CallSite, Summary, Target, Val};
 use crate::indirect::Pointers;
 use crate::load::Binary;
@@ -31,6 +32,8 @@ pub struct Classifier<'a> {
     /// Functions classified by name, not by their code: Some(true) when named by
     /// the user (`--alloc-fns`/`--free-fns`), Some(false) for a C library seed.
     seeded: Vec<Option<bool>>,
+    /// Cache of `args_read`.
+    args_read: RefCell<HashMap<usize, u8>>,
     /// Per function: some caller may read its result (see `results_read`).
     result_read: Vec<bool>,
     /// `ALLOCSITE_DEBUG_PTRS` is set: print every pointer target's candidates.
@@ -84,6 +87,7 @@ impl<'a> Classifier<'a> {
             cands,
             agreed: RefCell::new(HashMap::new()),
             result_read: results_read(bin, sums),
+            args_read: RefCell::new(HashMap::new()),
             seeded: Vec::new(),
             debug_ptrs: std::env::var_os("ALLOCSITE_DEBUG_PTRS").is_some(),
             found: BTreeMap::new(),
@@ -191,13 +195,29 @@ impl<'a> Classifier<'a> {
                 return a.clone();
             }
         }
+        // A candidate that is no allocator blocks the agreement, unless the offset
+        // is all that links it to this call (no type, not precise) and it reads
+        // none of the arguments from the allocators' highest role position on:
+        // then it belongs to another pointer type sharing the offset (stripped
+        // fnptr: one-argument `xRoundup` functions at +32, like the three-argument
+        // `strm->zalloc`). `reach`: one past the highest argument any such
+        // candidate reads.
+        let precise = self.cands.get(&key).is_some_and(|c| c.1);
+        let mut reach: Option<u8> = None;
         let mut agreed: Option<(Spec, Vec<String>)> = None;
         let mut conflict = false;
-        let mut others = Vec::new();
         for &fa in cands.iter().filter(|&&a| a != caller_entry) {
             let Some(&f) = self.bin.by_addr.get(&fa) else { continue };
             let Some(found) = self.found.get(&f) else {
-                others.push(f);
+                let r = 8 - self.args_read(f).leading_zeros() as u8;
+                // No allocator role lies beyond argument 5: such a reader always
+                // blocks; so does any in a long list (an offset shared that widely
+                // is settled by its first blocker, as the scan is per call site).
+                if precise || r >= 6 || cands.len() > 64 {
+                    conflict = true;
+                    break;
+                }
+                reach = Some(reach.unwrap_or(0).max(r));
                 continue;
             };
             let name = self.bin.funcs[f].name.clone();
@@ -210,18 +230,10 @@ impl<'a> Classifier<'a> {
                 }
             }
         }
-        // A candidate that is no allocator blocks the agreement, unless the offset
-        // is all that links it to this call (no type, not precise) and it reads
-        // none of the arguments from the allocators' highest role position on:
-        // then it belongs to another pointer type sharing the offset (stripped
-        // Lua: one-argument C functions in `TValue.value_.f` at offset 0, like
-        // the four-argument `g->frealloc`).
-        let precise = self.cands.get(&key).is_some_and(|c| c.1);
-        if let (Some((spec, _)), false) = (&agreed, precise) {
+        if let (Some(r), Some((spec, _)), false) = (reach, &agreed, conflict) {
             let top = [spec.size, spec.count, spec.ptr].iter().flatten().copied().max().unwrap_or(0);
-            others.retain(|&f| top == 0 || self.sums[f].params_read >> top != 0);
+            conflict |= top == 0 || r > top;
         }
-        conflict |= !others.is_empty();
         let result = if conflict { None } else { agreed.map(|(s, n)| (s, n.join("|"))) };
         if self.debug_ptrs {
             let names: Vec<String> = self
@@ -242,6 +254,36 @@ impl<'a> Classifier<'a> {
             self.agreed.borrow_mut().insert(key, result.clone());
         }
         result
+    }
+
+    /// Bit k: function `f` reads integer argument k before writing it, scanning
+    /// its instructions in address order (a cheap stand-in for its data flow,
+    /// used only for candidates of untyped pointer calls; it errs towards "read").
+    fn args_read(&self, f: usize) -> u8 {
+        use iced_x86::OpAccess as A;
+        if let Some(&m) = self.args_read.borrow().get(&f) {
+            return m;
+        }
+        let func = &self.bin.funcs[f];
+        let mut info = iced_x86::InstructionInfoFactory::new();
+        let (mut read, mut killed) = (0u8, 0u8);
+        for ins in crate::flow::interp::decode(self.bin, func.addr, func.size) {
+            let used = info.info(&ins).used_registers().to_vec();
+            for u in &used {
+                let Some(k) = ARG_REGS.iter().position(|&r| Some(r) == gpr(u.register())) else { continue };
+                if killed & (1 << k) == 0 && matches!(u.access(), A::Read | A::ReadWrite | A::CondRead | A::ReadCondWrite) {
+                    read |= 1 << k;
+                }
+            }
+            for u in &used {
+                let Some(k) = ARG_REGS.iter().position(|&r| Some(r) == gpr(u.register())) else { continue };
+                if u.access() == A::Write && u.register().size() >= 4 {
+                    killed |= 1 << k;
+                }
+            }
+        }
+        self.args_read.borrow_mut().insert(f, read);
+        read
     }
 
     fn classify(&self, f: usize) -> Option<Found> {

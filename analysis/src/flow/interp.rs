@@ -26,7 +26,7 @@ pub const ARG_REGS: [usize; 6] = [7, 6, 2, 1, 8, 9];
 const CLOBBERED: [usize; 9] = [0, 1, 2, 6, 7, 8, 9, 10, 11];
 
 /// Index 0..16 of a general-purpose register (any width), in iced's RAX.. order.
-pub(super) fn gpr(r: Register) -> Option<usize> {
+pub fn gpr(r: Register) -> Option<usize> {
     let f = r.full_register();
     let (lo, hi) = (Register::RAX as u32, Register::R15 as u32);
     let v = f as u32;
@@ -274,24 +274,16 @@ impl<'a, E: Env> Interp<'a, E> {
     /// A write to rax ends their chance.
     fn note_reads(&mut self, i: usize, st: &mut State) {
         use iced_x86::OpAccess as A;
-        let unread = ARG_REGS.iter().enumerate().any(|(k, &r)| st.regs[r].params & !self.sum.params_read & (1 << k) != 0);
-        if st.rax_calls.is_empty() && !unread {
+        if st.rax_calls.is_empty() {
             return;
         }
         let ins = &self.insns[i];
-        let call = matches!(ins.flow_control(), FlowControl::Call | FlowControl::IndirectCall);
         let info = self.info.info(ins);
         let (mut read, mut written) = (false, false);
         for u in info.used_registers() {
-            let reads = matches!(u.access(), A::Read | A::ReadWrite | A::CondRead | A::ReadCondWrite);
-            match gpr(u.register()) {
-                Some(0) => {
-                    read |= reads;
-                    written |= matches!(u.access(), A::Write | A::ReadWrite);
-                }
-                // (a call's operand is its target; the arguments it passes on are not read here)
-                Some(g) if reads && !call => self.sum.params_read |= st.regs[g].params & 0x3f,
-                _ => {}
+            if gpr(u.register()) == Some(0) {
+                read |= matches!(u.access(), A::Read | A::ReadWrite | A::CondRead | A::ReadCondWrite);
+                written |= matches!(u.access(), A::Write | A::ReadWrite);
             }
         }
         if read {

@@ -92,10 +92,6 @@ pub struct Summary {
     /// k points to a struct (or array), not to a single pointer: a block stored
     /// at `*k` is kept in its first member, which makes no out-parameter.
     pub struct_params: u8,
-    /// Bit k: some instruction reads integer argument k while it still holds
-    /// the incoming value. A function of a pointer type with fewer parameters
-    /// never reads the higher ones.
-    pub params_read: u8,
     /// Some blocks were only reachable through an indirect jump and were analyzed
     /// without knowing their entry state.
     pub imprecise: bool,
