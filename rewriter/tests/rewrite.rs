@@ -326,6 +326,12 @@ fn own_program_all_variants() {
             assert_eq!(before, std::fs::read(&input).unwrap(), "input modified");
             require("eu-elflint");
             assert_eq!(elflint(&input), elflint(&rw.out), "{}", input.display());
+            if stripped {
+                // The stripped input's functions get the analysis's names in `.symtab`.
+                let nm = ok(Command::new("nm").arg(&rw.out));
+                let main = format!("{:016x} t sub_{:x}", functions(&symbols)["main"].0, functions(&symbols)["main"].0);
+                assert!(nm.lines().any(|l| l == main), "{main} missing from nm {}:\n{nm}", rw.out.display());
+            }
             for n in &names {
                 assert!(rw.stdout.contains(&format!("hooked {n} at ")), "{n} not hooked in {}:\n{}", input.display(), rw.stdout);
             }

@@ -420,6 +420,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
             align: 4,
         });
     }
+    symbols.extend(stripped_function_names(&elf, &eh));
     let debug_frame = if elf.section(".debug_frame").is_none() && !fdes.is_empty() { Some(cfi::debug_frame(&fdes)?) } else { None };
     let lines = lines::rewrite(&elf, &pad_lines);
     let bytes = emit::finish(
@@ -427,6 +428,30 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
         emit::Tail { moved, sections, debug_frame, debug: lines.sections, symbols, phoff: ph_off, phnum, cut, shift, elf: &elf },
     )?;
     Ok(Rewritten { bytes, outcomes, notes: lines.notes })
+}
+
+/// A stripped input (no `.symtab`): its functions in `.text`, as the unwind table
+/// delimits them, named as `allocsite analyze` names them (`sub_<addr>`), unless
+/// `.dynsym` already names them. Backtraces, profilers and the runtime's reports
+/// can then say which function a site is in (`sub_273120+0x24`, not `git+0x273144`).
+fn stripped_function_names(elf: &elf::InputElf, eh: &cfi::EhFrameIndex) -> Vec<emit::NewSymbol> {
+    if elf.section(".symtab").is_some() {
+        return Vec::new();
+    }
+    let Some((_, text)) = elf.section(".text") else { return Vec::new() };
+    let named: std::collections::HashSet<u64> = elf
+        .section(".dynsym")
+        .map(|(_, d)| elf.section_data(d))
+        .unwrap_or(&[])
+        .chunks_exact(24)
+        .filter(|e| e[4] & 0xf == E::STT_FUNC && u16::from_le_bytes([e[6], e[7]]) != 0)
+        .map(|e| u64::from_le_bytes(e[8..16].try_into().unwrap_or([0; 8])))
+        .collect();
+    eh.fdes
+        .iter()
+        .filter(|f| f.start >= text.sh_addr && f.start < text.sh_addr + text.sh_size && !named.contains(&f.start))
+        .map(|f| emit::NewSymbol { name: format!("sub_{:x}", f.start), addr: f.start, size: f.len, section: ".text" })
+        .collect()
 }
 
 /// What the line tables need to know about one launch pad: the relocation repeated at
