@@ -267,16 +267,16 @@ impl<'a> Classifier<'a> {
         let func = &self.bin.funcs[f];
         let mut info = iced_x86::InstructionInfoFactory::new();
         let (mut read, mut killed) = (0u8, 0u8);
+        let arg = |u: &iced_x86::UsedRegister| ARG_REGS.iter().position(|&r| Some(r) == gpr(u.register()));
         for ins in crate::flow::interp::decode(self.bin, func.addr, func.size) {
-            let used = info.info(&ins).used_registers().to_vec();
-            for u in &used {
-                let Some(k) = ARG_REGS.iter().position(|&r| Some(r) == gpr(u.register())) else { continue };
+            let used = info.info(&ins).used_registers();
+            // Reads first: `mov edi, [rdi+8]` reads the argument it then overwrites.
+            for (k, u) in used.iter().filter_map(|u| Some((arg(u)?, u))) {
                 if killed & (1 << k) == 0 && matches!(u.access(), A::Read | A::ReadWrite | A::CondRead | A::ReadCondWrite) {
                     read |= 1 << k;
                 }
             }
-            for u in &used {
-                let Some(k) = ARG_REGS.iter().position(|&r| Some(r) == gpr(u.register())) else { continue };
+            for (k, u) in used.iter().filter_map(|u| Some((arg(u)?, u))) {
                 if u.access() == A::Write && u.register().size() >= 4 {
                     killed |= 1 << k;
                 }
@@ -673,8 +673,6 @@ fn same_roles(a: &Spec, b: &Spec) -> bool {
     a.kind == b.kind && a.size == b.size && a.count == b.count && a.ptr == b.ptr && a.out == b.out
 }
 
-/// A returned value that is fresh storage, NULL, or a pointer popped from a free
-/// list (loaded through a parameter) — not a parameter, local, or static object.
 /// Per function of an executable: whether any caller may read what it returns.
 /// Callers are the direct calls and tail calls in the file; a result a caller
 /// only returns in turn is read when that caller's result is. Functions whose
@@ -712,6 +710,8 @@ fn results_read(bin: &Binary, sums: &[Summary]) -> Vec<bool> {
     }
 }
 
+/// A returned value that is fresh storage, NULL, or a pointer popped from a free
+/// list (loaded through a parameter) — not a parameter, local, or static object.
 fn ret_is_fresh(r: &Val, storage_calls: u32, out_calls: u32, realloc_ptrs: u8) -> bool {
     use crate::flow::value::{CONST, GLOAD, GLOBAL, STACK, TOP};
     if r.as_const() == Some(0) {

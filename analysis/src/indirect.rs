@@ -36,10 +36,10 @@ fn tidy(v: &mut Vec<u64>) {
     v.dedup();
 }
 
-/// Adds the sorted, unique `new` to the sorted, unique `into`; says whether it grew.
+/// Adds `new` to the sorted, unique `into`; says whether it grew.
 fn merge(into: &mut Vec<u64>, new: &[u64]) -> bool {
     let before = into.len();
-    into.extend(new.iter().filter(|f| into.binary_search(f).is_err()).copied().collect::<Vec<_>>());
+    into.extend_from_slice(new);
     tidy(into);
     into.len() != before
 }
@@ -136,7 +136,6 @@ impl Pointers {
                 if funcs.is_empty() {
                     continue;
                 }
-                tidy(&mut funcs);
                 changed |= merge(p.at_slot.entry(to).or_default(), &funcs);
                 if let Some(k) = key_of(to) {
                     changed |= merge(p.at_key.entry(k).or_default(), &funcs);

@@ -129,6 +129,12 @@ impl<'a, E: Env> Interp<'a, E> {
         self.insns.binary_search_by_key(&a, |i| i.ip()).ok()
     }
 
+    /// The instruction a direct branch goes to inside this function (in a `.o`,
+    /// only where no relocation sends it elsewhere).
+    fn local_target(&self, ins: &Instruction) -> Option<usize> {
+        self.index_of(ins.near_branch_target()).filter(|_| !self.relocated(ins))
+    }
+
     /// Block leaders: entry, in-function branch targets, and instructions after control transfers.
     fn leaders(&self) -> Vec<usize> {
         let mut lead = vec![false; self.insns.len()];
@@ -138,7 +144,7 @@ impl<'a, E: Env> Interp<'a, E> {
         for (i, ins) in self.insns.iter().enumerate() {
             match ins.flow_control() {
                 FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch => {
-                    if let Some(t) = self.index_of(ins.near_branch_target()).filter(|_| !self.relocated(ins)) {
+                    if let Some(t) = self.local_target(ins) {
                         lead[t] = true;
                     }
                     if i + 1 < lead.len() {
@@ -298,14 +304,10 @@ impl<'a, E: Env> Interp<'a, E> {
     /// instruction alone (branch targets inside the function, fallthrough).
     fn static_succs(&self, lo: usize, hi: usize) -> Vec<usize> {
         let Some(ins) = self.insns[lo..hi].last() else { return Vec::new() };
-        let inside = |ins: &Instruction| {
-            let t = ins.near_branch_target();
-            (self.inside(t) && !self.relocated(ins)).then(|| self.index_of(t)).flatten()
-        };
         let fall = (hi < self.insns.len()).then_some(hi);
         match ins.flow_control() {
-            FlowControl::ConditionalBranch => fall.into_iter().chain(inside(ins)).collect(),
-            FlowControl::UnconditionalBranch => inside(ins).into_iter().collect(),
+            FlowControl::ConditionalBranch => fall.into_iter().chain(self.local_target(ins)).collect(),
+            FlowControl::UnconditionalBranch => self.local_target(ins).into_iter().collect(),
             FlowControl::Return | FlowControl::IndirectBranch | FlowControl::Interrupt | FlowControl::Exception => Vec::new(),
             _ => fall.into_iter().collect(),
         }

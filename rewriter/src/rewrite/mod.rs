@@ -439,14 +439,8 @@ fn stripped_function_names(elf: &elf::InputElf, eh: &cfi::EhFrameIndex) -> Vec<e
         return Vec::new();
     }
     let Some((_, text)) = elf.section(".text") else { return Vec::new() };
-    let named: std::collections::HashSet<u64> = elf
-        .section(".dynsym")
-        .map(|(_, d)| elf.section_data(d))
-        .unwrap_or(&[])
-        .chunks_exact(24)
-        .filter(|e| e[4] & 0xf == E::STT_FUNC && u16::from_le_bytes([e[6], e[7]]) != 0)
-        .map(|e| u64::from_le_bytes(e[8..16].try_into().unwrap_or([0; 8])))
-        .collect();
+    // Without `.symtab`, the input's defined symbols are those of `.dynsym`.
+    let named: std::collections::HashSet<u64> = elf.symbols.iter().filter(|s| s.st_type == E::STT_FUNC).map(|s| s.value).collect();
     eh.fdes
         .iter()
         .filter(|f| f.start >= text.sh_addr && f.start < text.sh_addr + text.sh_size && !named.contains(&f.start))
