@@ -20,6 +20,11 @@ pub enum Kind {
     Free,
     /// Carves chunks out of a bigger allocation (pool, bump arena).
     Suballoc,
+    /// A constructor (DESIGN.md §1): returns fresh storage whose size is fixed inside
+    /// it (`luaH_new`), or hands storage back through an out-parameter without taking
+    /// its size (`sqlite3_open`). Not an allocation function: not hooked unless the
+    /// user asks (`rewrite --ctors`), and calls to it are never allocation sites.
+    Ctor,
 }
 
 impl Kind {
@@ -29,7 +34,13 @@ impl Kind {
             Kind::Realloc => "realloc",
             Kind::Free => "free",
             Kind::Suballoc => "suballoc",
+            Kind::Ctor => "ctor",
         }
+    }
+
+    /// An allocation function proper (has a role): everything but `Ctor`.
+    pub fn is_allocation(self) -> bool {
+        self != Kind::Ctor
     }
 }
 
@@ -139,16 +150,90 @@ impl AllocFn {
     }
 }
 
+/// How a call reaches its callee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallVia {
+    /// `call rel32` / `jmp rel32` to a function defined in the binary.
+    Direct,
+    /// Through a PLT stub (`call rel32` to `.plt`/`.plt.sec`) of an imported function.
+    Plt,
+    /// Through a GOT slot (`call *f@GOTPCREL(%rip)`, -fno-plt) of an imported function.
+    Got,
+    /// Through a function pointer the analysis resolved (every candidate agrees).
+    Indirect,
+}
+
+/// One call of an allocation function (DESIGN.md §1).
+///
+/// Listed for every call *made by* an allocation function or constructor to an
+/// allocation function, and for every call of an *imported* allocation function
+/// anywhere in the binary. A call is `pass_through` when it only forwards the
+/// calling allocation function's own role parameter (size, count, pointer; possibly
+/// scaled): such a call is never an allocation site. Every other call is classified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocCall {
+    /// Address of the call (or tail-call jump) instruction.
+    pub at: Addr,
+    /// Address after it: the allocation site (a tail call's site is its caller's).
+    pub ret: Addr,
+    /// Name of the function containing the call.
+    pub caller: String,
+    /// Name of the allocation function called; for an indirect call, every candidate
+    /// separated by `|`.
+    pub callee: String,
+    pub via: CallVia,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tail: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pass_through: bool,
+    /// Why it is (or is not) pass-through, e.g. `arg0 → malloc size`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub why: String,
+}
+
+/// Where a classification came from (`"analysis"`, or `"link-time"` when read from an
+/// embedded `.allocsite` section).
+fn default_source() -> String {
+    "analysis".to_string()
+}
+
 /// The whole classification of one binary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Classification {
     /// Path of the analysed file, as given.
     pub binary: String,
-    /// Allocation functions defined in the binary, sorted by address.
+    /// `"analysis"` or `"link-time"`.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// Allocation functions and constructors defined in the binary, sorted by address.
     pub functions: Vec<AllocFn>,
+    /// Imported allocation functions (and constructors) the binary calls: the C
+    /// library's allocating functions, C++ `operator new`/`delete`, and the exported
+    /// functions of dependencies whose summaries were given (`--with`). `external` is
+    /// true; `address` is the PLT stub called, or 0 when only GOT calls exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<AllocFn>,
+    /// The calls described at [`AllocCall`], sorted by `at`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<AllocCall>,
 }
 
 impl Classification {
+    /// Return addresses of the pass-through calls whose callee (or one of whose
+    /// candidates) is `callee`, sorted.
+    pub fn pass_through_returns(&self, callee: &str) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|c| c.pass_through && c.callee.split('|').any(|n| n == callee))
+            .map(|c| c.ret.0)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     pub fn to_json(&self) -> String {
         // Serializing plain data with string keys cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()

@@ -130,5 +130,5 @@ pub fn analyze_bytes(data: &[u8], opts: &Options) -> Result<Classification, Stri
         functions.push(af);
     }
     functions.sort_by_key(|f| (f.address.0, f.name.clone()));
-    Ok(Classification { binary: String::new(), functions })
+    Ok(Classification { binary: String::new(), source: "analysis".into(), functions, imports: Vec::new(), calls: Vec::new() })
 }

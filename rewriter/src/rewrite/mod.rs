@@ -127,6 +127,7 @@ fn descriptor(h: &plan::Hook, at: u64, name_at: u64, map: Option<(u64, u64, u64)
         Kind::Realloc => 1,
         Kind::Free => 2,
         Kind::Suballoc => 3,
+        Kind::Ctor => 4,
     });
     d.extend_from_slice(&[arg(Role::Size), arg(Role::Count), arg(Role::Ptr), arg(Role::Out)]);
     d.push(f.nargs.unwrap_or(0xff));

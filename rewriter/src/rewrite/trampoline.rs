@@ -157,6 +157,7 @@ fn kind_bit(h: &Hook) -> u32 {
         Kind::Realloc => 1,
         Kind::Free => 2,
         Kind::Suballoc => 3,
+        Kind::Ctor => 4,
     }
 }
 
