@@ -200,7 +200,8 @@ impl<'a, E: Env> Interp<'a, E> {
                 let mut succs = Vec::new();
                 for i in first..last {
                     if i > first && self.insns[i].flow_control() == FlowControl::ConditionalBranch {
-                        guard[b] = guard[b].or(self.null_test(&self.insns[i - 1], &st));
+                        let (cmp, jcc) = (&self.insns[i - 1], &self.insns[i]);
+                        guard[b] = guard[b].or(self.null_test(cmp, &st)).or(self.pool_test(cmp, jcc, &st));
                     }
                     self.note_reads(i, &mut st);
                     if let Some(next) = self.step(i, &mut st) {
@@ -323,6 +324,28 @@ impl<'a, E: Env> Interp<'a, E> {
             _ => return None,
         };
         v.as_param()
+    }
+
+    /// Parameter p when `cmp` + `jcc` test whether p lies below or above a bound
+    /// read through another parameter (`p < db->lookaside.pEnd`): the pointer is
+    /// checked for membership in a pool that context owns. Paths through that
+    /// test may hand the block back to the pool (or account for it there), so
+    /// for the must-pass analysis they are excused like a NULL test: SQLite's
+    /// `sqlite3DbFreeNN(db, p)` frees on every path that is not the pool's.
+    fn pool_test(&self, cmp: &Instruction, jcc: &Instruction, st: &State) -> Option<u8> {
+        let unsigned_order = matches!(jcc.mnemonic(), Mnemonic::Jae | Mnemonic::Jb | Mnemonic::Ja | Mnemonic::Jbe);
+        if !unsigned_order || cmp.mnemonic() != Mnemonic::Cmp || cmp.op_count() != 2 {
+            return None;
+        }
+        let (a, b) = (self.read(cmp, 0, st), self.read(cmp, 1, st));
+        // The bound is a member of the context itself (`db->lookaside.pEnd`), not
+        // of an object it leads to (`pMem->db->...`: inlined size queries).
+        let bound_of = |p: u8, v: &Val| v.as_load().is_some_and(|(b, _)| b < 8 && b != p);
+        match (a.as_param(), b.as_param()) {
+            (Some(p), _) if bound_of(p, &b) => Some(p),
+            (_, Some(p)) if bound_of(p, &a) => Some(p),
+            _ => None,
+        }
     }
 
     /// Interpret instruction `i`. Returns Some(successor instruction indices) when
@@ -667,6 +690,10 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
             }
             Mem::Global(g) => {
+                let linked = v.has(super::value::LOAD) && v.load_base == OTHER_BASE && v.lparams == 0 && v.params == 0 && v.calls == 0;
+                if linked && !self.sum.global_pops.contains(&g) && self.sum.global_pops.len() < 64 {
+                    self.sum.global_pops.push(g);
+                }
                 if let Some(k) = v.as_param() {
                     if let Some(m) = self.keeps.get_mut(self.cur_block) {
                         *m |= 1 << k;
