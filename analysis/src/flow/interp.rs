@@ -91,6 +91,9 @@ pub(super) struct Interp<'a, E: Env> {
     struct_params: Cell<u8>,
     /// Calls whose result some instruction reads.
     used_calls: std::collections::BTreeSet<u32>,
+    /// Join of the states at the function's switch jumps (`jmp *table(,%rax,8)`):
+    /// the entry state of the blocks only a jump table reaches.
+    switch_state: Option<State>,
     pub(super) info: InstructionInfoFactory,
 }
 
@@ -111,6 +114,7 @@ pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, size: u64) -> Summary
         after_noreturn: Vec::new(),
         struct_params: Cell::new(0),
         used_calls: Default::default(),
+        switch_state: None,
         info: InstructionInfoFactory::new(),
     };
     if insns.len() >= MAX_INSNS {
@@ -184,6 +188,9 @@ impl<'a, E: Env> Interp<'a, E> {
         let mut succ_of: Vec<Vec<usize>> = vec![Vec::new(); nblocks];
         let mut guard: Vec<Option<u8>> = vec![None; nblocks];
         self.keeps = vec![0; nblocks];
+        let mut switch_blocks: Vec<usize> = Vec::new();
+        let mut range_test: Vec<Option<u8>> = vec![None; nblocks];
+        let mut switch_jump = vec![false; nblocks];
         loop {
             while let Some(b) = work.pop() {
                 queued[b] = false;
@@ -202,9 +209,12 @@ impl<'a, E: Env> Interp<'a, E> {
                     if i > first && self.insns[i].flow_control() == FlowControl::ConditionalBranch {
                         let (cmp, jcc) = (&self.insns[i - 1], &self.insns[i]);
                         guard[b] = guard[b].or(self.null_test(cmp, &st)).or(self.pool_test(cmp, jcc, &st));
+                        range_test[b] = range_test[b].or(self.tag_range_test(cmp, jcc, &st));
                     }
                     self.note_reads(i, &mut st);
                     if let Some(next) = self.step(i, &mut st) {
+                        // An indirect jump that is no tail call: a switch.
+                        switch_jump[b] |= self.insns[i].flow_control() == FlowControl::IndirectBranch && !self.call_idx.contains_key(&i);
                         for t in next {
                             succs.push(t);
                         }
@@ -256,11 +266,31 @@ impl<'a, E: Env> Interp<'a, E> {
                     if self.insns[leaders[b]..hi].iter().any(|i| i.flow_control() == FlowControl::Return) {
                         self.sum.imprecise = true;
                     }
-                    input[b] = Some(State::unknown());
+                    // A case of a switch starts from the state at the switch jump
+                    // (Lua's `freeobj(L, o)` frees `o` in every case); without a
+                    // switch, from an unknown state.
+                    input[b] = Some(self.switch_state.clone().unwrap_or_else(State::unknown));
+                    if self.switch_state.is_some() {
+                        switch_blocks.push(b);
+                    }
                     queued[b] = true;
                     work.push(b);
                 }
-                None => break,
+                None => {
+                    // Switch jumps found since some cases were seeded widen their entry.
+                    let Some(sw) = self.switch_state.clone() else { break };
+                    let mut again = false;
+                    for &b in &switch_blocks {
+                        if input[b].as_mut().is_some_and(|st| st.join_from(&sw)) && !queued[b] {
+                            queued[b] = true;
+                            work.push(b);
+                            again = true;
+                        }
+                    }
+                    if !again {
+                        break;
+                    }
+                }
             }
         }
         let exits: Vec<bool> = (0..nblocks)
@@ -269,6 +299,14 @@ impl<'a, E: Env> Interp<'a, E> {
                 self.ret_at.range(leaders[b]..hi).next().is_some()
             })
             .collect();
+        // The range check in front of a switch on the pointee's type tag
+        // (`switch (o->tt)` in Lua's freeobj): a tag no case handles is no object
+        // the function is given, so its path is excused like a NULL test's.
+        for b in 0..nblocks {
+            if let Some(p) = range_test[b].filter(|_| guard[b].is_none() && succ_of[b].iter().any(|&n| switch_jump[n])) {
+                guard[b] = Some(p);
+            }
+        }
         let calls: Vec<(usize, usize)> = self.call_idx.iter().map(|(&i, &c)| (c, block_of(i))).collect();
         for (c, bc) in calls {
             let mask = self.sum.calls[c].args.iter().fold(0u8, |m, a| m | a.params) & 0x3f;
@@ -324,6 +362,21 @@ impl<'a, E: Env> Interp<'a, E> {
             _ => return None,
         };
         v.as_param()
+    }
+
+    /// Parameter p when `cmp` + `ja`/`jae` compare a value read from the object p
+    /// points to (a type tag, possibly rebased: `o->tt - 4`) with a constant: the
+    /// range check of a switch on that tag.
+    fn tag_range_test(&self, cmp: &Instruction, jcc: &Instruction, st: &State) -> Option<u8> {
+        if !matches!(jcc.mnemonic(), Mnemonic::Ja | Mnemonic::Jae) || cmp.mnemonic() != Mnemonic::Cmp || cmp.op_count() != 2 {
+            return None;
+        }
+        if !matches!(self.read(cmp, 1, st).as_const(), Some(_)) {
+            return None;
+        }
+        let v = self.read(cmp, 0, st);
+        let tag = v.calls == 0 && v.outcalls == 0 && v.params == 0 && v.lparams.count_ones() == 1 && !v.has(super::value::TOP);
+        tag.then(|| v.lparams.trailing_zeros() as u8)
     }
 
     /// Parameter p when `cmp` + `jcc` test whether p lies below or above a bound
@@ -402,6 +455,12 @@ impl<'a, E: Env> Interp<'a, E> {
                 let indexed = ins.op0_kind() == OpKind::Memory && ins.memory_index() != Register::None;
                 if indexed || matches!(t, Target::PtrUnknown) {
                     self.sum.imprecise = true;
+                    match &mut self.switch_state {
+                        Some(s) => {
+                            s.join_from(st);
+                        }
+                        None => self.switch_state = Some(st.clone()),
+                    }
                     return Some(vec![]);
                 }
                 self.record_tail_call(i, &ins, st, t);
