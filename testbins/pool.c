@@ -100,6 +100,16 @@ int main(void)
             page_free(pages[i]);
     }
     printf("pool: pages recycled\n");
+
+    char *hd[3];
+    for (int i = 0; i < 3; i++) {
+        hd[i] = hd_alloc(10 + 10 * (size_t)i, NULL);
+        memset(hd[i], 'h', 10 + 10 * (size_t)i);
+        mix(hd[i], 10 + 10 * (size_t)i);
+    }
+    for (int i = 0; i < 3; i++)
+        hd_free(hd[i]);
+    printf("pool: header blocks freed\n");
     pool_reset(p);
     printf("pool: after reset %zu bytes used, checksum %08x\n", pool_used(p), sum);
     pool_destroy(p);

@@ -138,3 +138,37 @@ void page_free(void *p)
     *(void **)p = page_free_list;
     page_free_list = p;
 }
+
+static void *hd_default_malloc(size_t n, void *data)
+{
+    (void)data;
+    return malloc(n);
+}
+
+static void hd_default_free(void *p, void *data)
+{
+    (void)data;
+    free(p);
+}
+
+/* The default allocator, copied into headers (writable: the program may replace it). */
+struct hd_memctl hd_default = { hd_default_malloc, hd_default_free, NULL };
+
+/* A block of `size` bytes after a copy of its allocator (pcre2's memctl). */
+void *hd_alloc(size_t size, const struct hd_memctl *m)
+{
+    struct hd_memctl *h = m == NULL ? malloc(sizeof *h + size) : m->malloc(sizeof *h + size, m->data);
+    if (h == NULL)
+        return NULL;
+    *h = m == NULL ? hd_default : *m;
+    return h + 1;
+}
+
+/* Frees through the header's own allocator: `h = p - 24; h->free(h, h->data)`. */
+void hd_free(void *p)
+{
+    if (p != NULL) {
+        struct hd_memctl *h = (struct hd_memctl *)p - 1;
+        h->free(h, h->data);
+    }
+}

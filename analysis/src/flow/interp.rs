@@ -561,6 +561,22 @@ impl<'a, E: Env> Interp<'a, E> {
         self.bin.by_addr.contains_key(&a).then_some(a)
     }
 
+    /// A function pointer read at a negative offset `off` from parameter p, in a
+    /// call that passes `p - k` (k >= -off) as an argument: the object is a header
+    /// in front of p's block (pcre2's `memctl = (pcre2_memctl *)(string - 24);
+    /// memctl->free(memctl, ...)`), so the pointer is its member `off + k`, the
+    /// same target as when the header's address is kept in a variable (-O0).
+    fn header_member(&self, p: u8, off: i32, st: &State) -> Option<Target> {
+        if off >= 0 {
+            return None;
+        }
+        ARG_REGS.iter().map(|&r| st.regs[r]).find_map(|a| {
+            let k = a.num;
+            (a.as_param_arith() == Some(p) && a.has(super::value::ARITH) && k < 0 && k <= off as i64 && off as i64 - k < 4096)
+                .then(|| Target::PtrMember((off as i64 - k) as i32, None))
+        })
+    }
+
     fn call_target(&self, ins: &Instruction, st: &State) -> Target {
         let field = ins.next_ip().wrapping_sub(4);
         if let Some(t) = self.bin.rel_targets.get(&field) {
@@ -583,7 +599,7 @@ impl<'a, E: Env> Interp<'a, E> {
                     Some(n) => Target::Import(n.clone()),
                     None => Target::PtrGlobal(g),
                 },
-                Mem::Param(p, d) => Target::PtrMember(d, Some(Via { param: p, load: None })),
+                Mem::Param(p, d) => self.header_member(p, d, st).unwrap_or(Target::PtrMember(d, Some(Via { param: p, load: None }))),
                 Mem::Member(d, _, _, ch, _) => Target::PtrMember(d, ch),
                 _ => Target::PtrUnknown,
             },
@@ -596,6 +612,9 @@ impl<'a, E: Env> Interp<'a, E> {
                     };
                 }
                 if let Some((b, off)) = v.as_load() {
+                    if let Some(t) = (b < 8).then(|| self.header_member(b, off, st)).flatten() {
+                        return t;
+                    }
                     let via = if b & super::value::LOAD2 != 0 && b != OTHER_BASE {
                         Some(Via { param: b & 0x7f, load: Some(v.num as i32) })
                     } else {
