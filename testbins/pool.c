@@ -110,6 +110,20 @@ int main(void)
     for (int i = 0; i < 3; i++)
         hd_free(hd[i]);
     printf("pool: header blocks freed\n");
+
+    struct downpool dp;
+    dp.bottom = pool_alloc(p, 256);
+    dp.top = dp.bottom + 256;
+    int carved = 0;
+    for (size_t n = 24; n <= 96; n += 24) {
+        char *c = down_alloc(&dp, n);
+        if (c != NULL) {
+            memset(c, 'd', n);
+            mix(c, n);
+            carved++;
+        }
+    }
+    printf("pool: %d carved from the top, %td bytes left\n", carved, dp.top - dp.bottom);
     pool_reset(p);
     printf("pool: after reset %zu bytes used, checksum %08x\n", pool_used(p), sum);
     pool_destroy(p);

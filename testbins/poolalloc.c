@@ -172,3 +172,13 @@ void hd_free(void *p)
         h->free(h, h->data);
     }
 }
+
+/* Carves n bytes off the top: `p = top - n; top = p` (NULL when below bottom). */
+void *down_alloc(struct downpool *d, size_t n)
+{
+    char *p = d->top - n;
+    if (p < d->bottom)
+        return NULL;
+    d->top = p;
+    return p;
+}

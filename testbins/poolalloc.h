@@ -50,4 +50,8 @@ struct hd_memctl {
 };
 void *hd_alloc(size_t size, const struct hd_memctl *m);   /* m NULL: malloc */
 void hd_free(void *p);                                    /* the header's free(header, data) */
+
+/* A workspace carved from its top down (zstd's cwksp buffers). */
+struct downpool { char *bottom, *top; };
+void *down_alloc(struct downpool *d, size_t n);          /* suballoc size=1: top -= n */
 #endif

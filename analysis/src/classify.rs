@@ -551,8 +551,9 @@ impl<'a> Classifier<'a> {
             if r.has(crate::flow::value::TOP) && r.lparams == 0 {
                 return None;
             }
-            // A bump hands out addresses: base + offset, never a scaled value.
-            if r.params != 0 || r.has(crate::flow::value::STACK | crate::flow::value::GLOBAL | crate::flow::value::SCALED) {
+            // A bump hands out addresses: base + offset, never a scaled value; a
+            // size in the address only when bumping down (see `bumped_down`).
+            if (r.params != 0 && !bumped_down(s, r)) || r.has(crate::flow::value::STACK | crate::flow::value::GLOBAL | crate::flow::value::SCALED) {
                 return None;
             }
             if r.calls & !storage_calls != 0 {
@@ -600,6 +601,26 @@ impl<'a> Classifier<'a> {
         Some(Found { spec, evidence })
     }
 
+}
+
+/// A returned `base - size` that is also stored back where the base came from
+/// (`alloc = ws->allocStart - bytes; ws->allocStart = alloc; return alloc;`):
+/// a bump-down sub-allocator (zstd's `ZSTD_cwksp_reserve_internal_buffer_space`).
+/// A NULL joined in by a shared epilogue (-O0) is still NULL-or-address.
+fn bumped_down(s: &Summary, r: &Val) -> bool {
+    use crate::flow::value::{ARITH, CONST, LOAD, SCALED};
+    r.has(ARITH)
+        && !r.has(SCALED)
+        && (!r.has(CONST) || r.num == 0)
+        && r.calls == 0
+        && r.lparams.count_ones() == 1
+        && s.stores.iter().any(|st| {
+            st.param == r.lparams.trailing_zeros() as u8
+                && st.val.params == r.params
+                && st.val.lparams == r.lparams
+                && st.val.lfields & r.lfields != 0
+                && st.val.has(LOAD | ARITH)
+        })
 }
 
 /// Arguments the roles prove exist; `analyze_bytes` raises it to DWARF's count.

@@ -134,7 +134,17 @@ impl<'a, E: Env> Interp<'a, E> {
                 };
                 self.write(ins, 0, st, v);
             }
-            M::Shr | M::Sar | M::Rol | M::Ror | M::Neg | M::Not | M::Inc | M::Dec | M::Bswap => {
+            // `p + -n` is `p - n`: a negated size still offsets an address (a
+            // bump-down allocator), it does not scale it.
+            M::Neg => {
+                let a = self.read(ins, 0, st);
+                let v = match a.as_const() {
+                    Some(k) => Val::konst(k.wrapping_neg()),
+                    None => a.arith(&Val::konst(0)),
+                };
+                self.write(ins, 0, st, v);
+            }
+            M::Shr | M::Sar | M::Rol | M::Ror | M::Not | M::Inc | M::Dec | M::Bswap => {
                 let v = self.read(ins, 0, st).transformed();
                 self.write(ins, 0, st, v);
             }
