@@ -49,6 +49,13 @@ int main(void)
         if (vec_take(&v, e) != 0)
             return 1;
     }
+    for (int i = 0; i < 3; i++) {
+        char **slot = vec_slot(&v);
+        if (slot == NULL)
+            return 1;
+        *slot = malloc(4);
+        memcpy(*slot, "sl", 3);
+    }
     size_t vsum = 0;
     for (size_t i = 0; i < v.nr; i++) {
         vsum += checksum(v.items[i], 4);

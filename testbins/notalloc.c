@@ -182,6 +182,23 @@ int vec_take(struct vec *v, char *s)
     return 0;
 }
 
+/* The address of the next element, growing the array first when it is full
+ * (Lua's allocupvalue): right after the realloc, the result plus a scaled
+ * index is an element of the fresh block, not the block. */
+char **vec_slot(struct vec *v)
+{
+    if (v->nr == v->alloc) {
+        size_t n = v->alloc * 2 + 4;
+        char **items = realloc(v->items, n * sizeof *items);
+        if (items == NULL)
+            return NULL;
+        v->items = items;
+        v->alloc = n;
+        return &items[v->nr++];
+    }
+    return &v->items[v->nr++];
+}
+
 /* Hands out numbers: a field reached through the argument, advanced by one
  * from its own old value, which is returned, the shape of a bump allocator
  * (`p = pool->used; pool->used += n; return p`). Without DWARF only the step

@@ -21,6 +21,7 @@ void handle_close(struct handle *h);
 struct vec { char **items; size_t nr, alloc; };
 int vec_grow(struct vec *v, size_t n);
 int vec_take(struct vec *v, char *s);
+char **vec_slot(struct vec *v);       /* the next element, after growing the array */
 struct tickets { const char *name; long next; };
 long ticket_take(struct tickets *t);
 void *registry_add(size_t n);

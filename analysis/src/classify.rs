@@ -379,6 +379,7 @@ impl<'a> Classifier<'a> {
             && s.rets.iter().all(|r| {
                 (ret_is_fresh(r, storage_calls | maybe_storage, out_calls, realloc_ptrs) || popped_global(r, s, storage_calls))
                     && (r.lparams == 0 || r.lfields & written != 0)
+                    && !element_address(r)
             });
         let mut best: Option<Found> = None;
         let mut freed: Option<(u8, String)> = None;
@@ -601,6 +602,12 @@ impl<'a> Classifier<'a> {
         Some(Found { spec, evidence })
     }
 
+}
+
+/// A block plus a scaled index (`&f->upvalues[fs->nups++]` right after growing
+/// the array, Lua's `allocupvalue`): an element of the block, not the block.
+fn element_address(r: &Val) -> bool {
+    r.has(crate::flow::value::SCALED) && (r.calls != 0 || r.outcalls != 0)
 }
 
 /// A returned `base - size` that is also stored back where the base came from
