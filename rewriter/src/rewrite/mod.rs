@@ -33,11 +33,11 @@ use object::elf as E;
 use plan::Outcome;
 use std::time::Instant;
 
-/// "ASF2": hook ABI version 2 (runtime/README.md).
-pub const DESCRIPTOR_MAGIC: u32 = 0x3246_5341;
-/// `struct allocsite_fn` as C lays it out: 12 bytes of header fields, 4 bytes of
-/// alignment padding, then five 8-byte fields (56 bytes).
-pub const DESCRIPTOR_SIZE: usize = 56;
+/// "ASF3": hook ABI version 3 (runtime/README.md).
+pub const DESCRIPTOR_MAGIC: u32 = 0x3346_5341;
+/// `struct allocsite_fn` as C lays it out: 16 bytes of header fields (the last one
+/// `pt_count`), then six 8-byte fields (64 bytes).
+pub const DESCRIPTOR_SIZE: usize = 64;
 
 /// What one rewrite produced.
 pub struct Rewritten<'c> {
@@ -132,13 +132,14 @@ fn descriptor(h: &plan::Hook, at: u64, name_at: u64, map: Option<(u64, u64, u64)
     d.extend_from_slice(&[arg(Role::Size), arg(Role::Count), arg(Role::Ptr), arg(Role::Out)]);
     d.push(f.nargs.unwrap_or(0xff));
     put_u16(&mut d, 0); // flags
-    put_u32(&mut d, 0); // C alignment padding before the int64 fields
+    put_u32(&mut d, 0); // pt_count: no pass-through table
     put_u64(&mut d, h.pad.entry.wrapping_sub(at));
     put_u64(&mut d, name_at.wrapping_sub(at));
     let (lo, hi, thunk) = map.map_or((0, 0, 0), |(lo, hi, t)| (lo.wrapping_sub(at), hi.wrapping_sub(at), t.wrapping_sub(at)));
     put_u64(&mut d, lo);
     put_u64(&mut d, hi);
     put_u64(&mut d, thunk);
+    put_u64(&mut d, 0); // pt_rel
     d
 }
 

@@ -108,7 +108,7 @@ pub struct Refs {
     pub descriptor: u64,
     pub enter_slot: u64,
     pub exit_slot: u64,
-    /// Slot holding the address of the runtime's `__allocsite_slow_v2` masks.
+    /// Slot holding the address of the runtime's `__allocsite_slow_v3` masks.
     pub masks_slot: u64,
     /// Slot holding the thread-pointer offset of the runtime's per-thread block.
     pub tpoff_slot: u64,
