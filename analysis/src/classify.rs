@@ -617,7 +617,7 @@ impl<'a> Classifier<'a> {
 
 /// Arguments the roles prove exist; `analyze_bytes` raises it to DWARF's count.
 fn role_arity(spec: &Spec) -> u8 {
-    [spec.size, spec.count, spec.ptr, spec.out].iter().flatten().map(|p| p + 1).max().unwrap_or(0)
+    [spec.size, spec.count, spec.ptr, spec.out, spec.src].iter().flatten().map(|p| p + 1).max().unwrap_or(0)
 }
 
 /// Bit c for every call site c (below 32) the predicate accepts.
