@@ -21,10 +21,12 @@ pub struct Found {
 }
 
 pub struct Classifier<'a> {
-    bin: &'a Binary,
-    params: &'a crate::dwarf::Params,
-    sums: &'a [Summary],
+    pub(crate) bin: &'a Binary,
+    pub(crate) params: &'a crate::dwarf::Params,
+    pub(crate) sums: &'a [Summary],
     user: &'a HashMap<String, Spec>,
+    /// Exported functions of dependencies (their summaries, `--with`), by name.
+    deps: HashMap<String, Spec>,
     /// Candidate lists per distinct (pointer target, caller), computed once.
     cands: HashMap<(Target, u64), (Vec<u64>, bool)>,
     /// Per round: the allocator all candidates of a target agree on.
@@ -42,9 +44,12 @@ pub struct Classifier<'a> {
 }
 
 /// The callee a call site reaches, when it is an allocation function.
-struct Callee {
-    spec: Spec,
-    name: String,
+pub(crate) struct Callee {
+    pub spec: Spec,
+    /// For evidence: the callee, and for a pointer call how it was reached.
+    pub name: String,
+    /// The callee's name; for a pointer call every candidate joined by `|`.
+    pub names: String,
 }
 
 fn bit(c: usize) -> u32 {
@@ -55,7 +60,7 @@ fn lowest(mask: u8) -> Option<u8> {
     (mask != 0).then(|| mask.trailing_zeros() as u8)
 }
 
-fn arg_name(p: u8) -> String {
+pub(crate) fn arg_name(p: u8) -> String {
     format!("arg{p}")
 }
 
@@ -84,6 +89,7 @@ impl<'a> Classifier<'a> {
             params,
             sums,
             user,
+            deps: HashMap::new(),
             cands,
             agreed: RefCell::new(HashMap::new()),
             result_read: results_read(bin, sums),
@@ -107,6 +113,21 @@ impl<'a> Classifier<'a> {
     /// (a static link) that the user did not name.
     pub fn is_libc_seed(&self, f: usize) -> bool {
         self.seeded.get(f).copied().flatten() == Some(false)
+    }
+
+    /// Specs of the dependencies' exported allocation functions and constructors.
+    pub(crate) fn set_deps(&mut self, deps: HashMap<String, Spec>) {
+        self.deps = deps;
+    }
+
+    /// True when `f` was classified by its name (a seed or `--alloc-fns`).
+    pub(crate) fn is_seeded(&self, f: usize) -> bool {
+        self.seeded.get(f).copied().flatten().is_some()
+    }
+
+    /// Forget the pointer-call agreements: classifications changed since.
+    pub(crate) fn new_round(&self) {
+        self.agreed.borrow_mut().clear();
     }
 
     pub fn run(&mut self) {
@@ -141,17 +162,21 @@ impl<'a> Classifier<'a> {
         }
     }
 
-    fn resolve(&self, cs: &CallSite, caller: usize) -> Option<Callee> {
+    pub(crate) fn resolve(&self, cs: &CallSite, caller: usize) -> Option<Callee> {
         match &cs.target {
             Target::Import(n) => {
                 let base = n.split('@').next().unwrap_or(n);
-                if let Some(spec) = self.user.get(base).copied().or_else(|| seeds::seed(base)) {
-                    return Some(Callee { spec, name: base.to_string() });
+                if let Some(spec) = self.user.get(base).copied().or_else(|| seeds::import(base)) {
+                    return Some(Callee { spec, name: base.to_string(), names: base.to_string() });
                 }
                 // A shared object calls its own exported functions through the PLT.
-                let f = *self.bin.by_name.get(base)?;
-                let spec = self.found.get(&f)?.spec;
-                Some(Callee { spec, name: base.to_string() })
+                if let Some(&f) = self.bin.by_name.get(base) {
+                    let spec = self.found.get(&f)?.spec;
+                    return Some(Callee { spec, name: base.to_string(), names: base.to_string() });
+                }
+                // A dependency's exported allocation function (`--with`).
+                let spec = *self.deps.get(base)?;
+                Some(Callee { spec, name: base.to_string(), names: base.to_string() })
             }
             Target::Local(a) => {
                 let f = *self.bin.by_addr.get(a)?;
@@ -159,7 +184,8 @@ impl<'a> Classifier<'a> {
                     return None;
                 }
                 let spec = self.found.get(&f)?.spec;
-                Some(Callee { spec, name: self.bin.funcs[f].name.clone() })
+                let name = self.bin.funcs[f].name.clone();
+                Some(Callee { spec, names: name.clone(), name })
             }
             t => {
                 let caller_addr = caller_key(t, self.bin.funcs[caller].addr);
@@ -177,7 +203,7 @@ impl<'a> Classifier<'a> {
                     Target::PtrParam(k) => format!("pointer {}", arg_name(*k)),
                     _ => "function pointer".to_string(),
                 };
-                Some(Callee { spec, name: format!("{names} via {how}") })
+                Some(Callee { spec, name: format!("{names} via {how}"), names })
             }
         }
     }
@@ -259,7 +285,7 @@ impl<'a> Classifier<'a> {
     /// Bit k: function `f` reads integer argument k before writing it, scanning
     /// its instructions in address order (a cheap stand-in for its data flow,
     /// used only for candidates of untyped pointer calls; it errs towards "read").
-    fn args_read(&self, f: usize) -> u8 {
+    pub(crate) fn args_read(&self, f: usize) -> u8 {
         use iced_x86::OpAccess as A;
         if let Some(&m) = self.args_read.borrow().get(&f) {
             return m;
@@ -383,7 +409,8 @@ impl<'a> Classifier<'a> {
                 }
                 continue;
             }
-            if !spec.gives_storage() {
+            // `realpath(p, buf)` fills buf: storage only with a NULL buffer.
+            if !spec.gives_storage() || spec.when_null.is_some_and(|k| arg(cs, k).as_const() != Some(0)) {
                 continue;
             }
             let returned = s.rets.iter().any(|r| r.calls & bit(c) & storage_calls != 0 || r.outcalls & bit(c) & out_calls != 0);
@@ -431,6 +458,11 @@ impl<'a> Classifier<'a> {
             }
             if let Some(p) = spec_out.size {
                 ev.push(format!("{} → {} size", arg_name(p), callee.name));
+            }
+            // strdup-like: the block is sized from a string the caller passes on.
+            if let Some(p) = spec.src.and_then(|k| arg(cs, k).as_param_arith()) {
+                spec_out.src = Some(p);
+                ev.push(format!("{} → {} string", arg_name(p), callee.name));
             }
             if spec.kind == Some(Kind::Realloc) {
                 if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {
@@ -599,7 +631,7 @@ fn call_mask(s: &Summary, callees: &[Option<Callee>], pred: impl Fn(&CallSite, O
 }
 
 /// Provenance of argument `k` at a call; stack-passed arguments are not tracked.
-fn arg(cs: &CallSite, k: u8) -> Val {
+pub(crate) fn arg(cs: &CallSite, k: u8) -> Val {
     cs.args.get(k as usize).copied().unwrap_or(Val::TOP)
 }
 
@@ -641,7 +673,7 @@ fn count_size(v: Val) -> (Option<u8>, Option<u8>) {
 
 /// A value with the results of pure helper calls (`round_class(n)`, whose return
 /// derives only from its own parameters) replaced by the arguments they came from.
-fn expand_helpers(bin: &Binary, sums: &[Summary], s: &Summary, mut v: Val) -> Val {
+pub(crate) fn expand_helpers(bin: &Binary, sums: &[Summary], s: &Summary, mut v: Val) -> Val {
     for (c, cs) in s.calls.iter().enumerate().take(31) {
         if v.calls & bit(c) == 0 {
             continue;

@@ -11,13 +11,28 @@ pub struct Spec {
     pub count: Option<u8>,
     pub ptr: Option<u8>,
     pub out: Option<u8>,
+    /// A string argument the block's size comes from (strdup's `s`). Internal: no
+    /// JSON role, but it keeps strdup-like functions from looking fixed-size, and
+    /// lets `xstrdup(s) → strdup(s)` count as forwarding.
+    pub src: Option<u8>,
+    /// Storage is made only when this argument is NULL (`realpath(p, NULL)`,
+    /// `getcwd(NULL, 0)`); with a buffer the call fills it instead.
+    pub when_null: Option<u8>,
     /// Integer arguments taken.
     pub nargs: u8,
 }
 
 impl Spec {
     const fn new(kind: Kind, nargs: u8) -> Spec {
-        Spec { kind: Some(kind), size: None, count: None, ptr: None, out: None, nargs }
+        Spec { kind: Some(kind), size: None, count: None, ptr: None, out: None, src: None, when_null: None, nargs }
+    }
+    const fn when_null(mut self, p: u8) -> Spec {
+        self.when_null = Some(p);
+        self
+    }
+    const fn src(mut self, p: u8) -> Spec {
+        self.src = Some(p);
+        self
     }
     const fn size(mut self, p: u8) -> Spec {
         self.size = Some(p);
@@ -37,7 +52,11 @@ impl Spec {
     }
     /// Returns fresh storage (through the return value or an out-parameter).
     pub fn gives_storage(&self) -> bool {
-        matches!(self.kind, Some(Kind::Alloc | Kind::Realloc | Kind::Suballoc))
+        matches!(self.kind, Some(Kind::Alloc | Kind::Realloc | Kind::Suballoc | Kind::Ctor))
+    }
+    /// A size, count or string argument sizes the block.
+    pub fn has_size_role(&self) -> bool {
+        self.size.is_some() || self.count.is_some() || self.src.is_some()
     }
 }
 
@@ -53,8 +72,8 @@ pub fn seed(name: &str) -> Option<Spec> {
         "free" | "__libc_free" | "cfree" => Spec::new(Free, 1).ptr(0),
         "posix_memalign" => Spec::new(Alloc, 3).out(0).size(2),
         "aligned_alloc" | "memalign" | "__libc_memalign" => Spec::new(Alloc, 2).size(1),
-        "strdup" | "__strdup" => Spec::new(Alloc, 1),
-        "strndup" | "__strndup" => Spec::new(Alloc, 2).size(1),
+        "strdup" | "__strdup" => Spec::new(Alloc, 1).src(0),
+        "strndup" | "__strndup" => Spec::new(Alloc, 2).size(1).src(0),
         // operator new / new[], plain, nothrow, aligned (and both).
         "_Znwm" | "_Znam" | "_ZnwmRKSt9nothrow_t" | "_ZnamRKSt9nothrow_t" | "_ZnwmSt11align_val_t"
         | "_ZnamSt11align_val_t" | "_ZnwmSt11align_val_tRKSt9nothrow_t" | "_ZnamSt11align_val_tRKSt9nothrow_t" => {
@@ -64,6 +83,41 @@ pub fn seed(name: &str) -> Option<Spec> {
         "_ZdlPv" | "_ZdaPv" | "_ZdlPvm" | "_ZdaPvm" | "_ZdlPvSt11align_val_t" | "_ZdaPvSt11align_val_t"
         | "_ZdlPvmSt11align_val_t" | "_ZdaPvmSt11align_val_t" | "_ZdlPvRKSt9nothrow_t" | "_ZdaPvRKSt9nothrow_t"
         | "_ZdlPvSt11align_val_tRKSt9nothrow_t" | "_ZdaPvSt11align_val_tRKSt9nothrow_t" => Spec::new(Free, 1).ptr(0),
+        _ => return None,
+    })
+}
+
+/// The imported allocating function called `name`: the seeds, plus the C library's
+/// functions that hand out storage the caller frees. Only for imports: a program
+/// may define its own `getline` or `tempnam`, which says nothing about storage.
+///
+/// Kinds and roles (analysis/README.md, "imported allocation functions"):
+/// asprintf/vasprintf store a fresh string at `*strp` (`alloc out=0`);
+/// getline/getdelim resize the block at `*lineptr` and store the new one back
+/// (`realloc out=0`: the out-parameter is both the old block's slot and the new
+/// one's; no size role, the size is the line's); realpath/getcwd allocate only
+/// when their buffer argument is NULL; scandir stores a fresh array at
+/// `*namelist`; open_memstream's buffer appears at `*ptr`.
+pub fn import(name: &str) -> Option<Spec> {
+    let name = name.split('@').next().unwrap_or(name);
+    if let Some(s) = seed(name) {
+        return Some(s);
+    }
+    use Kind::*;
+    Some(match name {
+        "wcsdup" => Spec::new(Alloc, 1).src(0),
+        "asprintf" | "__asprintf" | "__asprintf_chk" => Spec::new(Alloc, 2).out(0),
+        "vasprintf" | "__vasprintf_chk" => Spec::new(Alloc, 3).out(0),
+        "getline" => Spec::new(Realloc, 3).out(0),
+        "getdelim" | "__getdelim" => Spec::new(Realloc, 4).out(0),
+        "realpath" => Spec::new(Alloc, 2).src(0).when_null(1),
+        "canonicalize_file_name" => Spec::new(Alloc, 1).src(0),
+        "open_memstream" | "open_wmemstream" => Spec::new(Alloc, 2).out(0),
+        "get_current_dir_name" => Spec::new(Alloc, 0),
+        "getcwd" => Spec::new(Alloc, 2).when_null(0),
+        "scandir" => Spec::new(Alloc, 4).out(1),
+        "scandirat" => Spec::new(Alloc, 5).out(2),
+        "tempnam" => Spec::new(Alloc, 2),
         _ => return None,
     })
 }
@@ -92,6 +146,10 @@ mod tests {
         assert_eq!(seed("_ZdaPvmSt11align_val_t").unwrap().ptr, Some(0));
         assert_eq!(seed("calloc").unwrap().count, Some(0));
         assert!(seed("memcpy").is_none());
+        assert!(seed("getline").is_none());
+        assert_eq!(import("getline@GLIBC_2.2.5").unwrap().out, Some(0));
+        assert_eq!(import("strdup").unwrap().src, Some(0));
+        assert_eq!(import("realpath").unwrap().when_null, Some(1));
         assert!(noreturn("_ZSt17__throw_bad_allocv"));
         assert!(!noreturn("malloc"));
     }
