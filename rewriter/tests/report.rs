@@ -57,9 +57,9 @@ fn leaks_listed_per_site_with_line() {
     assert!(!leaks.contains("sites by bytes"), "--leaks prints only the leak list: {leaks}");
 
     // the full table ends with the same list; the metadata line relates the runtime's
-    // memory to the peak number of live chunks: the loop had one chunk live at a time,
-    // so the peak is the 6 leaked chunks
+    // memory to the peak number of live chunks: the 1000 chunks made and freed before
+    // the leaks
     let full = allocsite_report(&[rp]);
     assert!(full.contains("innermost sites by bytes") && full.contains(rows[0]), "{full}");
-    assert!(full.contains(" B per chunk at the peak of 6 live chunks"), "{full}");
+    assert!(full.contains(" B per chunk at the peak of 1000 live chunks"), "{full}");
 }
