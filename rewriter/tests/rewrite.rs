@@ -646,11 +646,12 @@ fn disassemble(bin: &Path) -> Vec<Disas> {
 /// with the pass-through ones that sites.c's comments name.
 fn sites_classification(bin: &Path) -> String {
     let syms = functions(bin);
-    let locals: [(&str, &str, &str); 5] = [
+    let locals: [(&str, &str, &str); 6] = [
         ("xmalloc", "alloc", "\"size\": 0"),
         ("xmalloc_hdr", "alloc", "\"size\": 0"),
         ("wrap_tail", "alloc", "\"size\": 0"),
         ("via_ptr", "alloc", "\"size\": 0"),
+        ("via_ptr_tail", "alloc", "\"size\": 0"),
         ("make_node", "ctor", ""),
     ];
     // getline is `__getdelim` once glibc's header inlines it (-O2)
@@ -662,7 +663,7 @@ fn sites_classification(bin: &Path) -> String {
         ("__getdelim", "alloc", "\"out\": 0"),
         ("asprintf", "alloc", "\"out\": 0"),
     ];
-    let pass_through = [("xmalloc", "malloc"), ("xmalloc_hdr", "xmalloc"), ("wrap_tail", "xmalloc"), ("via_ptr", "xmalloc")];
+    let pass_through = [("xmalloc", "malloc"), ("xmalloc_hdr", "xmalloc"), ("wrap_tail", "xmalloc"), ("via_ptr", "xmalloc"), ("via_ptr_tail", "xmalloc")];
     let is_local = |n: &str| locals.iter().any(|l| l.0 == n);
     let fns: Vec<String> = locals
         .iter()
@@ -680,7 +681,7 @@ fn sites_classification(bin: &Path) -> String {
         let caller = d.func.split('.').next().unwrap_or("").to_string(); // via_ptr.cold is via_ptr's
         let Some(t) = d.target() else {
             // `call *%rax` in via_ptr: g_alloc, i.e. xmalloc
-            if caller == "via_ptr" && d.operand.starts_with('*') {
+            if caller.starts_with("via_ptr") && d.operand.starts_with('*') {
                 calls.push((d.at, d.next, caller, "xmalloc".to_string(), "indirect", d.op == "jmp"));
             }
             continue;
@@ -732,7 +733,7 @@ fn call_sites_v3() {
         std::fs::create_dir_all(&out_dir).unwrap();
         let json = sites_classification(&bin);
         let rw = rewrite(&bin, &json, &out_dir, &[]);
-        for n in ["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr"] {
+        for n in ["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr", "via_ptr_tail"] {
             assert!(rw.stdout.contains(&format!("hooked {n} at ")), "{v}: {n} not hooked:\n{}", rw.stdout);
         }
         assert!(!rw.stdout.contains("hooked make_node"), "{v}: a ctor hooked without --ctors:\n{}", rw.stdout);
@@ -808,6 +809,7 @@ fn call_sites_v3() {
         assert_eq!(count("xmalloc"), 10, "{v}: {}", traces[0]);
         assert_eq!(count("xmalloc_hdr"), 10, "{v}");
         assert_eq!(count("via_ptr"), 10, "{v}");
+        assert_eq!(count("via_ptr_tail"), 10, "{v}");
         assert_eq!(count("wrap_tail"), 10, "{v}");
         assert_eq!(count("asprintf"), 1, "{v}: {}", traces[0]);
         assert_eq!(count(getline), 3, "{v}: {}", traces[0]);
@@ -853,7 +855,7 @@ fn check_sites_report(v: &str, out: &Path, getline: &str, ctors: bool) {
         rows.push((func, line.to_string(), s["allocator"].as_str().unwrap().to_string(), s["calls"].as_u64().unwrap(), outer));
     }
     let find = |alloc: &str| rows.iter().find(|r| r.2 == alloc).unwrap_or_else(|| panic!("{v}: no site for {alloc}: {rows:?}"));
-    for (alloc, calls) in [("malloc", 10), ("strdup", 10), ("xmalloc_hdr", 10), ("wrap_tail", 10), ("via_ptr", 10), ("asprintf", 2)] {
+    for (alloc, calls) in [("malloc", 10), ("strdup", 10), ("xmalloc_hdr", 10), ("wrap_tail", 10), ("via_ptr", 10), ("via_ptr_tail", 10), ("asprintf", 2)] {
         let r = find(alloc);
         assert_eq!((r.0.as_str(), r.3), ("main", calls), "{v}: {alloc}: {rows:?}");
     }
@@ -862,6 +864,6 @@ fn check_sites_report(v: &str, out: &Path, getline: &str, ctors: bool) {
     assert_eq!((node.0.as_str(), node.3), ("make_node", 10), "{v}: {rows:?}");
     assert_eq!(node.4, vec![if ctors { "main" } else { "make_node" }.to_string()], "{v}: node's outermost site: {rows:?}");
     for r in &rows {
-        assert!(!["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr"].contains(&r.0.as_str()), "{v}: a site inside a pass-through call: {rows:?}");
+        assert!(!["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr", "via_ptr_tail"].contains(&r.0.as_str()), "{v}: a site inside a pass-through call: {rows:?}");
     }
 }

@@ -31,6 +31,9 @@ __attribute__((noinline)) void *via_ptr(size_t n) {
     return p;
 }
 
+/* pass-through tail call through a function pointer at -O2 (`jmp [rip+g_alloc]`) */
+__attribute__((noinline)) void *via_ptr_tail(size_t n) { return g_alloc(n + 1); }
+
 /* classified: the size is fixed here */
 __attribute__((noinline)) void *make_node(void) {
     void *p = xmalloc(48);
@@ -47,10 +50,11 @@ int main(int argc, char **argv) {
         char *b = wrap_tail(20 + i);
         char *c = via_ptr(30 + i);
         char *d = make_node();
+        char *t = via_ptr_tail(40 + i);
         char *e = malloc(100 + i);               /* classified, marked */
         char *s = strdup(argc > 5 ? argv[1] : "a string to copy"); /* classified, marked */
         sum += (unsigned long)strlen(s) + (unsigned long)(a != b) + (unsigned long)(c != d) + (unsigned long)(e != 0);
-        free(a - 8); free(b); free(c); free(e);
+        free(a - 8); free(b); free(c); free(e); free(t);
         keep[k++] = d;
         keep[k++] = s;
     }
