@@ -646,7 +646,8 @@ fn disassemble(bin: &Path) -> Vec<Disas> {
 /// with the pass-through ones that sites.c's comments name.
 fn sites_classification(bin: &Path) -> String {
     let syms = functions(bin);
-    let locals: [(&str, &str, &str); 6] = [
+    let ptw: Vec<String> = (0..9).map(|k| format!("ptw{k}")).collect();
+    let mut locals: Vec<(&str, &str, &str)> = vec![
         ("xmalloc", "alloc", "\"size\": 0"),
         ("xmalloc_hdr", "alloc", "\"size\": 0"),
         ("wrap_tail", "alloc", "\"size\": 0"),
@@ -654,8 +655,9 @@ fn sites_classification(bin: &Path) -> String {
         ("via_ptr_tail", "alloc", "\"size\": 0"),
         ("make_node", "ctor", ""),
     ];
+    locals.extend(ptw.iter().map(|n| (n.as_str(), "alloc", "\"size\": 0")));
     // getline is `__getdelim` once glibc's header inlines it (-O2)
-    let imports: [(&str, &str, &str); 6] = [
+    let imports = [
         ("malloc", "alloc", "\"size\": 0"),
         ("strdup", "alloc", ""),
         ("free", "free", "\"ptr\": 0"),
@@ -663,7 +665,8 @@ fn sites_classification(bin: &Path) -> String {
         ("__getdelim", "alloc", "\"out\": 0"),
         ("asprintf", "alloc", "\"out\": 0"),
     ];
-    let pass_through = [("xmalloc", "malloc"), ("xmalloc_hdr", "xmalloc"), ("wrap_tail", "xmalloc"), ("via_ptr", "xmalloc"), ("via_ptr_tail", "xmalloc")];
+    let mut pass_through = vec![("xmalloc", "malloc"), ("xmalloc_hdr", "xmalloc"), ("wrap_tail", "xmalloc"), ("via_ptr", "xmalloc"), ("via_ptr_tail", "xmalloc")];
+    pass_through.extend(ptw.iter().map(|n| (n.as_str(), "xmalloc")));
     let is_local = |n: &str| locals.iter().any(|l| l.0 == n);
     let fns: Vec<String> = locals
         .iter()
@@ -681,7 +684,7 @@ fn sites_classification(bin: &Path) -> String {
         let caller = d.func.split('.').next().unwrap_or("").to_string(); // via_ptr.cold is via_ptr's
         let Some(t) = d.target() else {
             // `call *%rax` in via_ptr: g_alloc, i.e. xmalloc
-            if caller.starts_with("via_ptr") && d.operand.starts_with('*') {
+            if (caller.starts_with("via_ptr") || caller.starts_with("ptw")) && d.operand.starts_with('*') {
                 calls.push((d.at, d.next, caller, "xmalloc".to_string(), "indirect", d.op == "jmp"));
             }
             continue;
@@ -810,6 +813,7 @@ fn call_sites_v3() {
         assert_eq!(count("xmalloc_hdr"), 10, "{v}");
         assert_eq!(count("via_ptr"), 10, "{v}");
         assert_eq!(count("via_ptr_tail"), 10, "{v}");
+        assert_eq!((0..9).map(|k| count(&format!("ptw{k}"))).sum::<usize>(), 10, "{v}");
         assert_eq!(count("wrap_tail"), 10, "{v}");
         assert_eq!(count("asprintf"), 1, "{v}: {}", traces[0]);
         assert_eq!(count(getline), 3, "{v}: {}", traces[0]);
@@ -864,6 +868,38 @@ fn check_sites_report(v: &str, out: &Path, getline: &str, ctors: bool) {
     assert_eq!((node.0.as_str(), node.3), ("make_node", 10), "{v}: {rows:?}");
     assert_eq!(node.4, vec![if ctors { "main" } else { "make_node" }.to_string()], "{v}: node's outermost site: {rows:?}");
     for r in &rows {
-        assert!(!["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr", "via_ptr_tail"].contains(&r.0.as_str()), "{v}: a site inside a pass-through call: {rows:?}");
+        assert!(!["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr", "via_ptr_tail"].contains(&r.0.as_str()) && !r.0.starts_with("ptw"), "{v}: a site inside a pass-through call: {rows:?}");
+    }
+}
+
+/// Testbins rewritten with the analysis's own classification (its calls: pass-through
+/// bypasses, mark stubs for the classified calls of malloc, operator new …): same
+/// behaviour, traced and untraced, elflint unchanged; CET and -fno-plt included.
+#[test]
+fn testbins_analysed_call_sites() {
+    let tb = support::testbins_out();
+    let d = scratch("testbins-analysed");
+    for (file, args) in [
+        ("wrappers.O2", &[&[][..], &["oom"][..]][..]),
+        ("wrappers.O2noplt", &[&[][..], &["die"][..]][..]),
+        ("wrappers.O2cet", &[&[][..], &["abort"][..]][..]),
+        ("nested.O2", &[&[][..]][..]),
+        ("cxxalloc.O2", &[&[][..]][..]),
+        ("negatives.O0", &[&[][..]][..]),
+        ("fnptr.O2", &[&[][..]][..]),
+        ("sizes.O0", &[&[][..]][..]),
+    ] {
+        let input = tb.join(file);
+        let out_dir = d.join(file);
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let out = out_dir.join(file);
+        let stdout = ok(Command::new(allocsite()).arg("rewrite").arg(&input).arg("-o").arg(&out).arg("--runtime").arg(runtime()));
+        assert!(stdout.lines().any(|l| l.starts_with("call sites: ")), "{file}: {stdout}");
+        if matches!(file, "cxxalloc.O2" | "negatives.O0" | "sizes.O0") {
+            assert!(stdout.lines().any(|l| l.starts_with("marked ")), "{file}: no mark stub:\n{stdout}");
+        }
+        let rw = Rewrite { out, stdout };
+        let balanced = file != "cxxalloc.O2";
+        check_program(&input, &rw, args, balanced);
     }
 }
