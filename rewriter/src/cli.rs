@@ -58,6 +58,6 @@ pub fn rewrite(args: &RewriteArgs, with: &[PathBuf]) -> Result<(), String> {
     crate::rewrite::run(args, &cls, &data)
 }
 
-pub fn report(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>) -> Result<(), String> {
-    crate::report::run(path, top, by_outermost, flamegraph)
+pub fn report(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>, leaks: bool) -> Result<(), String> {
+    crate::report::run(path, top, by_outermost, flamegraph, leaks)
 }

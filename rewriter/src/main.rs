@@ -88,6 +88,10 @@ enum Cmd {
         /// Draw a flamegraph of bytes by outermost → innermost site.
         #[arg(long)]
         flamegraph: Option<PathBuf>,
+        /// List only the chunks live when the report was written (leaks, at exit), per
+        /// innermost site with its line.
+        #[arg(long)]
+        leaks: bool,
     },
 }
 
@@ -114,11 +118,12 @@ fn main() -> ExitCode {
                 ctors,
             }, &with)
         }
-        Cmd::Report { path, top, by, flamegraph } => allocsite_rewriter::cli::report(
+        Cmd::Report { path, top, by, flamegraph, leaks } => allocsite_rewriter::cli::report(
             &path,
             top,
             matches!(by, By::Outermost),
             flamegraph.as_deref(),
+            leaks,
         ),
     };
     match result {
