@@ -117,6 +117,11 @@ int main(void)
     printf("sizes: shapes freed, cache misses %ld\n", cc.misses);
     free(cc.slot);
 
+    char *nm = dup_name("sizes"), *dn = default_name();
+    printf("sizes: names %s %s\n", nm, dn);
+    free(nm);
+    free(dn);
+
     free(r); free(a); free(u); tagged_free(t); arena_free(z); arena_free(nz);
     free(i32); free(u32); free(buf); free(line); free(s); free(b); free(spa);
     printf("sizes: alloc_i32(-1) %s, checksum %08x\n", neg ? "allocated" : "refused", sum);
