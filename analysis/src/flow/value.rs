@@ -15,6 +15,7 @@ pub const ARITH: u16 = 1 << 5; // transformed by arithmetic
 pub const MUL: u16 = 1 << 6; // product of two non-constant values
 pub const TOP: u16 = 1 << 7; // may hold anything else
 pub const SCALED: u16 = 1 << 8; // multiplied, divided or shifted: no longer an address
+pub const ORNULL: u16 = 1 << 9; // GLOAD, or NULL on another path (`p = NULL; if (list) p = list;`)
 
 /// `load_base` when the loaded-from object is not a parameter.
 pub const OTHER_BASE: u8 = 0xff;
@@ -139,8 +140,14 @@ impl Val {
             ..*self
         };
         let (a, b) = (self.kinds & PAYLOAD, o.kinds & PAYLOAD);
+        let null = |k: u16, x: &Val| k == CONST && x.num == 0;
         if a == 0 {
             v.num = o.num;
+        } else if (a == GLOAD && null(b, o)) || (b == GLOAD && null(a, self)) {
+            // A global read or NULL (a free-list head popped or not): keep the
+            // global, not an unknown value.
+            v.kinds = (v.kinds & !CONST) | ORNULL;
+            v.num = if a == GLOAD { self.num } else { o.num };
         } else if b != 0 && (a != b || self.num != o.num) {
             v.kinds = (v.kinds & !PAYLOAD) | TOP;
         }
