@@ -29,4 +29,6 @@ void tagged_free(void *p);
 void arena_free(void *p);
 char *dup_name(const char *s);                   /* strdup(s): sized by the string */
 char *default_name(void);                        /* dup_name("default"): a constructor */
+struct wfile { int writing; int err; char *buf; };
+void wfile_close(int *err, struct wfile *w);     /* entry tests, then wfile_close.part.0 */
 #endif

@@ -115,6 +115,19 @@ int main(void)
     for (int k = 0; k < 6; k++)
         shape_free(&cc, shape_make(k, &cc));
     printf("sizes: shapes freed, cache misses %ld\n", cc.misses);
+    int werr[2];
+    for (int i = 0; i < 2; i++) {
+        struct wfile *w = malloc(sizeof *w);
+        w->writing = 1;
+        w->err = i ? -6 : 0;
+        w->buf = malloc(32);
+        wfile_close(&werr[i], w);
+        if (werr[i] != 0) {     /* a failed close keeps w */
+            free(w->buf);
+            free(w);
+        }
+    }
+    printf("sizes: wfile closes %d %d\n", werr[0], werr[1]);
     free(cc.slot);
 
     char *nm = dup_name("sizes"), *dn = default_name();

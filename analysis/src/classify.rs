@@ -508,6 +508,9 @@ impl<'a> Classifier<'a> {
             });
         }
 
+        if freed.is_none() {
+            freed = self.split_clone_free(f, s);
+        }
         if let Some(mut b) = best {
             if let (Some((p, why)), None) = (&freed, b.spec.ptr) {
                 if b.spec.kind == Some(Kind::Alloc) && b.spec.out.is_none() && Some(*p) != b.spec.size {
@@ -526,6 +529,34 @@ impl<'a> Classifier<'a> {
             return Some(Found { spec, evidence: vec![why] });
         }
         self.suballoc(s, storage_calls)
+    }
+
+    /// gcc's partial inlining leaves a function's entry tests in the function
+    /// (and in every caller it is inlined into) and moves the rest into a clone
+    /// `G.part.N` (bzip2's `BZ2_bzWriteClose64`: `if (bzf == NULL) return;` stays,
+    /// the body moves; `BZ2_bzWriteClose` inlines the tests and calls the clone).
+    /// Where F's call of such a clone passes parameter p on every path (NULL
+    /// tests aside), a free of that argument inside the clone frees p: the
+    /// clone's paths lie behind the entry tests, as in the unsplit function.
+    fn split_clone_free(&self, f: usize, s: &Summary) -> Option<(u8, String)> {
+        for cs in &s.calls {
+            let Target::Local(a) = cs.target else { continue };
+            let Some(&g) = self.bin.by_addr.get(&a) else { continue };
+            let clone = &self.bin.funcs[g].name;
+            if g == f || !clone.contains(".part.") {
+                continue;
+            }
+            for q in 0..6u8 {
+                let Some(p) = arg(cs, q).as_param().filter(|&p| cs.unavoidable & (1 << p) != 0) else { continue };
+                for c2 in &self.sums[g].calls {
+                    let Some(callee) = self.resolve(c2, g) else { continue };
+                    if callee.spec.kind == Some(Kind::Free) && callee.spec.ptr.is_some_and(|k| arg(c2, k).as_param_arith() == Some(q)) {
+                        return Some((p, format!("{} → {clone} (split off behind its entry tests) → {} ptr", arg_name(p), callee.name)));
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// For a returned call `r`: another storage call whose result is stored into
