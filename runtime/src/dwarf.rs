@@ -1,5 +1,5 @@
 //! `file:line` from DWARF line tables (gimli), built lazily per object at report time.
-use crate::symbolize::Elf;
+use crate::elf::Elf;
 use gimli::{EndianSlice, LittleEndian};
 
 pub struct Lines {
