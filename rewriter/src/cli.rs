@@ -2,7 +2,7 @@
 
 use crate::atomic::write_atomic;
 use allocsite_analysis as analysis;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn user_fns(alloc_fns: Option<&str>, free_fns: Option<&str>) -> Result<analysis::Options, String> {
     analysis::Options::from_descriptors(alloc_fns.unwrap_or(""), free_fns.unwrap_or(""))
@@ -29,16 +29,7 @@ pub fn analyze(
     }
 }
 
-pub struct RewriteArgs {
-    pub input: PathBuf,
-    pub output: PathBuf,
-    pub fns: Option<PathBuf>,
-    pub alloc_fns: Option<String>,
-    pub free_fns: Option<String>,
-    pub strict: bool,
-    pub runtime: Option<PathBuf>,
-    pub verbose: bool,
-}
+pub use crate::rewrite::RewriteArgs;
 
 pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
     let input = args.input.display();
@@ -62,6 +53,6 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
     crate::rewrite::run(args, &cls, &data)
 }
 
-pub fn report(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>) -> Result<(), String> {
-    crate::report::run(path, top, by_outermost, flamegraph)
+pub fn report(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>, leaks: bool) -> Result<(), String> {
+    crate::report::run(path, top, by_outermost, flamegraph, leaks)
 }

@@ -43,14 +43,18 @@ enum Cmd {
     },
     /// Write a copy of IN whose allocation functions are hooked.
     Rewrite {
+        /// The ELF executable or shared library to rewrite (never modified).
         input: PathBuf,
+        /// Where to write the rewritten file (atomically, with IN's permissions).
         #[arg(short, long)]
         output: PathBuf,
         /// Use this classification (JSON from `analyze --format json`) instead of analyzing.
         #[arg(long)]
         fns: Option<PathBuf>,
+        /// Extra allocators for the analysis, liballocs syntax, e.g. "my_alloc(Z)p".
         #[arg(long)]
         alloc_fns: Option<String>,
+        /// Extra free functions for the analysis, liballocs syntax, e.g. "my_free(P)".
         #[arg(long)]
         free_fns: Option<String>,
         /// Fail if any allocation function cannot be hooked.
@@ -59,6 +63,10 @@ enum Cmd {
         /// The runtime library to place next to OUT (default: next to this executable).
         #[arg(long)]
         runtime: Option<PathBuf>,
+        /// Also hook constructors: they then count for the outermost site.
+        #[arg(long)]
+        ctors: bool,
+        /// Print a summary (counts, sizes, time) to standard error.
         #[arg(short, long)]
         verbose: bool,
     },
@@ -72,6 +80,10 @@ enum Cmd {
         /// Draw a flamegraph of bytes by outermost → innermost site.
         #[arg(long)]
         flamegraph: Option<PathBuf>,
+        /// List only the chunks live when the report was written (leaks, at exit), per
+        /// innermost site with its line.
+        #[arg(long)]
+        leaks: bool,
     },
 }
 
@@ -85,8 +97,8 @@ fn main() -> ExitCode {
                 Format::Liballocs => "liballocs",
             }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref())
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, strict, runtime, verbose } => {
-            allocsite_rewriter::cli::rewrite(&allocsite_rewriter::cli::RewriteArgs {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, strict, runtime, ctors, verbose } => {
+            allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
                 fns,
@@ -95,13 +107,15 @@ fn main() -> ExitCode {
                 strict,
                 runtime,
                 verbose,
+                ctors,
             })
         }
-        Cmd::Report { path, top, by, flamegraph } => allocsite_rewriter::cli::report(
+        Cmd::Report { path, top, by, flamegraph, leaks } => allocsite_rewriter::cli::report(
             &path,
             top,
             matches!(by, By::Outermost),
             flamegraph.as_deref(),
+            leaks,
         ),
     };
     match result {
