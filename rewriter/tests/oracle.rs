@@ -535,10 +535,8 @@ fn leak_of_inlined_strdup_helper_matches_valgrind() {
     assert!(vg > 0, "valgrind finds the leak at leakdup.c:{line}: {leaks:#?}");
 
     ok(Command::new(o.wrapper("w-rp")).current_dir(&*o.dir));
-    let v: serde_json::Value = {
-        let p = std::fs::read_dir(o.dir.join("rep")).unwrap().next().unwrap().unwrap().path();
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-    };
+    let rep_path = std::fs::read_dir(o.dir.join("rep")).unwrap().next().unwrap().unwrap().path();
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&rep_path).unwrap()).unwrap();
     let want = format!("leakdup.c:{line}");
     let mut ours = 0;
     let mut all = Vec::new();
@@ -556,6 +554,14 @@ fn leak_of_inlined_strdup_helper_matches_valgrind() {
         }
     }
     assert_eq!(ours, vg, "leakdup: chunks live at exit from {want}: report {ours}, valgrind {vg}; report's leaks: {all:#?}");
+    // the leak list the user reads: `allocsite report --leaks`
+    let text = ok(Command::new(allocsite()).arg("report").arg(&rep_path).arg("--leaks"));
+    let listed: u64 = text
+        .lines()
+        .filter(|l| l.contains(&format!("{want})")))
+        .filter_map(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+        .sum();
+    assert_eq!(listed, vg, "leakdup: `allocsite report --leaks` lists {listed} chunks at {want}, valgrind {vg}:\n{text}");
 }
 
 // ------------------------------------------------------------------ the fold itself
