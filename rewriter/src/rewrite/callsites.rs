@@ -95,12 +95,12 @@ fn interposed(name: &str) -> bool {
 /// the caller's frame, so reading them is safe, and a callee reading fewer ignores them.
 const IMPORT_STACK_WORDS: u32 = 8;
 
-/// The call/jmp at `at`: `(instruction, rip-relative memory form)`.
+/// The call/jmp at `at` (`rel32`, `jmp rel8`, or `[rip+slot]`): `(instruction, memory form)`.
 fn branch_at(elf: &InputElf, at: u64) -> Option<(Instruction, bool)> {
     let bytes = (1..=15).rev().find_map(|n| elf.bytes_at(at, n))?;
     let i = Decoder::with_ip(64, bytes, at, DecoderOptions::NONE).decode();
     match i.code() {
-        Code::Call_rel32_64 | Code::Jmp_rel32_64 => Some((i, false)),
+        Code::Call_rel32_64 | Code::Jmp_rel32_64 | Code::Jmp_rel8_64 => Some((i, false)),
         Code::Call_rm64 | Code::Jmp_rm64 if i.op0_kind() == OpKind::Memory && i.is_ip_rel_memory_operand() && i.len() >= 5 => Some((i, true)),
         _ => None,
     }
@@ -153,7 +153,8 @@ pub fn plan<'c>(elf: &InputElf, cls: &'c Classification, hooks: &[&Hook<'c>], ct
                     continue; // call-site mode: left alone below, reaches the original
                 }
                 match branch_at(elf, c.at.0) {
-                    Some((i, false)) if i.near_branch_target() == hooks[k].pad.entry => {
+                    // A short `jmp rel8` moves with a launch pad, re-encoded there.
+                    Some((i, false)) if i.near_branch_target() == hooks[k].pad.entry && (i.len() >= 5 || in_pad(hooks, i.ip())) => {
                         out.sites.push(Site { at: i.ip(), end: i.next_ip(), mem: false, call: is_call(&i), to: To::Pad(k), in_pad: in_pad(hooks, i.ip()) });
                         bypassed += 1;
                     }
@@ -252,7 +253,7 @@ pub fn plan<'c>(elf: &InputElf, cls: &'c Classification, hooks: &[&Hook<'c>], ct
     let checked: usize = out.pass_through.iter().map(Vec::len).sum();
     let in_pads = out.sites.iter().filter(|s| s.in_pad).count();
     out.log.push(format!(
-        "call sites: {bypassed} pass-through bypassed to the pad, {checked} pass-through checked by the trampoline, {classified} classified to call-site trampolines, {marked} classified marked, {import_hooked} import-hooked ({in_pads} of these inside launch pads, retargeted with them), {} left as they are{}",
+        "call sites: {bypassed} pass-through bypassed to the pad, {checked} pass-through left to the trampoline's check, {classified} classified to call-site trampolines, {marked} classified marked, {import_hooked} import-hooked; {in_pads} of the retargeted inside launch pads (retargeted where the pad is relocated); {} left as they are{}",
         left.len(),
         if left.is_empty() { String::new() } else { format!(": {}", left.join(", ")) }
     ));
@@ -278,7 +279,7 @@ fn import_site<'c>(
     if f.kind == Kind::Free || (f.kind == Kind::Ctor && !ctors) {
         return Err(String::new());
     }
-    let Some((i, mem)) = branch_at(elf, c.at.0) else {
+    let Some((i, mem)) = branch_at(elf, c.at.0).filter(|(i, _)| i.len() >= 5) else {
         return Err("not a call/jmp rel32 or [rip+slot]".into());
     };
     let callee = if mem { Callee::Got(i.ip_rel_memory_address()) } else { Callee::Plt(i.near_branch_target()) };

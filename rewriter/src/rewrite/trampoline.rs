@@ -355,14 +355,20 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     a.hook(refs.descriptor, refs.exit_slot)?;
     a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
     debug_assert_eq!(a.row.cfa_off, entry_row.cfa_off - 8);
-    // a pass-through call: the registers back, then on into the pad as if never hooked
+    // a pass-through call: the registers back, then on into the pad as if never hooked.
+    // The relocated pad follows the trampoline, so this, its last part, falls through
+    // into it (a jmp there would shrink to rel8 once the pad's address is known, and
+    // the trampoline's length must not depend on it); call-site mode jumps to the
+    // original, far away in the input's code.
     if !bypass.is_empty() {
         a.row = saved4;
         a.bind(&bypass);
         for r in [R11, RDX, RCX, RAX] {
             a.pop(r)?;
         }
-        a.emit(Instruction::with_branch(Code::Jmp_rel32_64, pad_addr))?;
+        if !h.patches_entry() {
+            a.emit(Instruction::with_branch(Code::Jmp_rel32_64, pad_addr))?;
+        }
     }
     Ok((a, call_k))
 }
