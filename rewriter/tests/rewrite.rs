@@ -813,6 +813,15 @@ fn call_sites_v3() {
         assert_eq!(count(getline), 3, "{v}: {}", traces[0]);
         assert_eq!(count("make_node"), 0, "{v}");
 
+        check_sites_report(v, &rw.out, getline, false);
+        // The same with the analysis's own classification.
+        let an_dir = d.join(format!("analysis-{v}"));
+        std::fs::create_dir_all(&an_dir).unwrap();
+        let an = an_dir.join(bin.file_name().unwrap());
+        let log = ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&an).arg("--runtime").arg(runtime()));
+        assert!(log.contains("marked strdup") && log.contains("marked malloc") && log.contains("hooked import asprintf"), "{v}: analysis:\n{log}");
+        check_sites_report(v, &an, getline, false);
+
         // --ctors: make_node hooked too, kind ctor.
         let ctor_dir = d.join(format!("ctors-{v}"));
         std::fs::create_dir_all(&ctor_dir).unwrap();
@@ -820,5 +829,39 @@ fn call_sites_v3() {
         assert!(rw.stdout.contains("hooked make_node at "), "{v}: --ctors:\n{}", rw.stdout);
         let traces = check_program(&bin, &rw, &[&[]], true);
         assert_eq!(events(&traces[0]).iter().filter(|e| e.0 == "enter" && e.1 == "make_node").count(), 10, "{v}");
+        check_sites_report(v, &rw.out, getline, true);
+    }
+}
+
+/// The report of a rewritten sites.c names the classified calls, never a pass-through
+/// one: `(symbol's function, line, allocator)` per innermost site in sites.c, and the
+/// node's outermost site (main's call of make_node with `--ctors`, else make_node's
+/// call of xmalloc).
+fn check_sites_report(v: &str, out: &Path, getline: &str, ctors: bool) {
+    let report = out.with_extension("report.json");
+    let (_, _, st, _) = run_traced(out, &[], None, Some(&report));
+    assert_eq!(st, Some(0));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let mut rows = Vec::new();
+    for s in r["sites"].as_array().unwrap() {
+        let line = s["line"].as_str().unwrap_or("");
+        if !line.starts_with("sites.c:") && !line.starts_with("stdio.h:") {
+            continue;
+        }
+        let func = s["symbol"].as_str().unwrap().split('+').next().unwrap().to_string();
+        let outer: Vec<String> = s["outermost"].as_array().unwrap().iter().map(|o| o["symbol"].as_str().unwrap().split('+').next().unwrap().to_string()).collect();
+        rows.push((func, line.to_string(), s["allocator"].as_str().unwrap().to_string(), s["calls"].as_u64().unwrap(), outer));
+    }
+    let find = |alloc: &str| rows.iter().find(|r| r.2 == alloc).unwrap_or_else(|| panic!("{v}: no site for {alloc}: {rows:?}"));
+    for (alloc, calls) in [("malloc", 10), ("strdup", 10), ("xmalloc_hdr", 10), ("wrap_tail", 10), ("via_ptr", 10), ("asprintf", 2)] {
+        let r = find(alloc);
+        assert_eq!((r.0.as_str(), r.3), ("main", calls), "{v}: {alloc}: {rows:?}");
+    }
+    assert_eq!(find(getline).0, "main", "{v}: {rows:?}");
+    let node = find("xmalloc");
+    assert_eq!((node.0.as_str(), node.3), ("make_node", 10), "{v}: {rows:?}");
+    assert_eq!(node.4, vec![if ctors { "main" } else { "make_node" }.to_string()], "{v}: node's outermost site: {rows:?}");
+    for r in &rows {
+        assert!(!["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr"].contains(&r.0.as_str()), "{v}: a site inside a pass-through call: {rows:?}");
     }
 }

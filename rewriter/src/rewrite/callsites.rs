@@ -253,7 +253,7 @@ pub fn plan<'c>(elf: &InputElf, cls: &'c Classification, hooks: &[&Hook<'c>], ct
     let checked: usize = out.pass_through.iter().map(Vec::len).sum();
     let in_pads = out.sites.iter().filter(|s| s.in_pad).count();
     out.log.push(format!(
-        "call sites: {bypassed} pass-through bypassed to the pad, {checked} pass-through checked by the trampoline, {classified} classified to call-site trampolines, {marked} classified marked, {import_hooked} import-hooked ({in_pads} of these inside launch pads, retargeted with them), {} left as they are{}",
+        "call sites: {bypassed} pass-through bypassed to the pad, {checked} pass-through left to the trampoline's check, {classified} classified to call-site trampolines, {marked} classified marked, {import_hooked} import-hooked; {in_pads} of the retargeted inside launch pads (retargeted where the pad is relocated); {} left as they are{}",
         left.len(),
         if left.is_empty() { String::new() } else { format!(": {}", left.join(", ")) }
     ));
