@@ -602,9 +602,16 @@ fn leaks_per_site_and_metadata_per_peak_chunk() {
     assert_eq!(leak.len(), 1, "{line}: {rep}");
     assert_eq!((u(leak[0], "live_chunks"), u(leak[0], "live_bytes"), u(leak[0], "calls")), (7, 49, 7));
     assert_eq!(leak[0]["allocator"], "strdup");
+    // a chunk made by code inlined into peak(): the line of peak() that calls it
+    let (call, body) = (line_of("attrib.c", "/* INLINED-CALL */"), line_of("attrib.c", "/* INLINED-BODY */"));
+    let lines: Vec<&str> = rep["sites"].as_array().unwrap().iter().filter_map(|s| s["line"].as_str()).collect();
+    assert!(lines.contains(&call.as_str()) && !lines.contains(&body.as_str()), "{call} not {body}: {lines:?}");
+    let inl = rep["sites"].as_array().unwrap().iter().find(|s| s["line"].as_str() == Some(call.as_str())).unwrap();
+    assert!(inl["symbol"].as_str().unwrap().starts_with("peak+"), "{inl}");
+    assert_eq!((u(inl, "live_chunks"), inl["allocator"].as_str()), (1, Some("strdup")));
     // and the 10000 freed chunks are not leaks
     let peak_site = sites_matching(rep, "sites", "peak+");
-    assert!(peak_site.iter().all(|s| u(s, "live_chunks") == 0), "{peak_site:?}");
+    assert!(peak_site.iter().filter(|s| s["line"].as_str() != Some(call.as_str())).all(|s| u(s, "live_chunks") == 0), "{peak_site:?}");
 }
 
 /// runtime/src is layered (lib.rs lists the modules bottom-up): a module may use only
