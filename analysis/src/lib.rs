@@ -12,6 +12,7 @@ mod indirect;
 pub mod load;
 pub mod output;
 pub mod seeds;
+pub mod sites;
 
 pub use classification::{Addr, AllocFn, Classification, Kind, Role};
 

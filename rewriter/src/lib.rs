@@ -4,4 +4,5 @@ pub mod atomic;
 pub mod cli;
 pub mod report;
 pub mod rewrite;
+pub mod sites;
 pub mod stdout;

@@ -19,6 +19,12 @@ enum Format {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum SitesFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum By {
     Innermost,
     Outermost,
@@ -62,6 +68,15 @@ enum Cmd {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// List BIN's classified allocation sites: place, callee, size expression, allocated type.
+    Sites {
+        bin: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: SitesFormat,
+        /// Write to FILE (atomically) instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Print a per-site table from a runtime report.
     Report {
         path: PathBuf,
@@ -96,6 +111,9 @@ fn main() -> ExitCode {
                 runtime,
                 verbose,
             })
+        }
+        Cmd::Sites { bin, format, output } => {
+            allocsite_rewriter::sites::run(&bin, matches!(format, SitesFormat::Json), output.as_deref())
         }
         Cmd::Report { path, top, by, flamegraph } => allocsite_rewriter::cli::report(
             &path,
