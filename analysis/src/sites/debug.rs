@@ -234,10 +234,18 @@ impl<'a> Debug<'a> {
         Some(Pointee { name, size, trailing, record })
     }
 
-    /// The type of the member at byte offset `off` of a struct/union.
+    /// The type of the member at byte offset `off` of a struct/union, looking
+    /// into nested structs (`dyd->actvar.arr`).
     pub fn member_at(&self, record: (usize, UnitOffset), off: u64) -> Option<(usize, UnitOffset, String)> {
-        let unit = self.dw.units.get(record.0)?;
-        let mut tree = unit.entries_tree(Some(record.1)).ok()?;
+        self.member_in(record.0, record.1, off, 0)
+    }
+
+    fn member_in(&self, ui: usize, rec: UnitOffset, off: u64, depth: u32) -> Option<(usize, UnitOffset, String)> {
+        if depth > 8 {
+            return None;
+        }
+        let unit = self.dw.units.get(ui)?;
+        let mut tree = unit.entries_tree(Some(rec)).ok()?;
         let root = tree.root().ok()?;
         let mut kids = root.children();
         while let Ok(Some(k)) = kids.next() {
@@ -245,11 +253,20 @@ impl<'a> Debug<'a> {
             if e.tag() != gimli::DW_TAG_member {
                 continue;
             }
+            let Ok(Some(AttributeValue::UnitRef(t))) = e.attr_value(gimli::DW_AT_type) else { continue };
             let at = member_offset(e).unwrap_or(0);
-            if at == off {
-                if let Ok(Some(AttributeValue::UnitRef(t))) = e.attr_value(gimli::DW_AT_type) {
-                    let name = attr_string(&self.dw.dwarf, unit, e, gimli::DW_AT_name).unwrap_or_default();
-                    return Some((record.0, t, name));
+            let size = self.byte_size(unit, t, 0).unwrap_or(0);
+            if off < at || off >= at + size.max(1) {
+                continue;
+            }
+            let name = attr_string(&self.dw.dwarf, unit, e, gimli::DW_AT_name).unwrap_or_default();
+            let (base, tag) = self.strip(unit, t, true)?;
+            if off == at && tag == gimli::DW_TAG_pointer_type {
+                return Some((ui, t, name));
+            }
+            if matches!(tag, gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type) {
+                if let Some((u, t2, inner)) = self.member_in(ui, base, off - at, depth + 1) {
+                    return Some((u, t2, format!("{name}.{inner}")));
                 }
             }
         }

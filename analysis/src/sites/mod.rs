@@ -128,7 +128,15 @@ pub fn table(data: &[u8], cls: &Classification) -> Result<SiteTable, String> {
             }
         };
         let size_text = describe(size_e, count_e, &name_of(r.callee.size), &name_of(r.callee.count), r.callee.size.is_some());
-        let inf = infer::infer(&bin, &dbg, &params, insns, at, size_e, count_e);
+        // realloc(p, 0) frees: no allocation site.
+        if r.callee.kind == crate::Kind::Realloc && size_e.as_const() == Some(0) {
+            continue;
+        }
+        let direct = match r.call.target {
+            crate::flow::Target::Local(a) => Some(a),
+            _ => None,
+        };
+        let inf = infer::infer(&bin, &dbg, &params, insns, at, size_e, count_e, direct);
         let f = &bin.funcs[r.caller];
         let (file, line) = match dbg.line(r.call.addr) {
             Some((f, l)) => (Some(f), Some(l)),
