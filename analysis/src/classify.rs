@@ -21,9 +21,9 @@ pub struct Found {
 }
 
 pub struct Classifier<'a> {
-    bin: &'a Binary,
-    params: &'a crate::dwarf::Params,
-    sums: &'a [Summary],
+    pub(crate) bin: &'a Binary,
+    pub(crate) params: &'a crate::dwarf::Params,
+    pub(crate) sums: &'a [Summary],
     user: &'a HashMap<String, Spec>,
     /// Candidate lists per distinct (pointer target, caller), computed once.
     cands: HashMap<(Target, u64), (Vec<u64>, bool)>,
@@ -42,9 +42,12 @@ pub struct Classifier<'a> {
 }
 
 /// The callee a call site reaches, when it is an allocation function.
-struct Callee {
-    spec: Spec,
-    name: String,
+pub(crate) struct Callee {
+    pub spec: Spec,
+    /// For evidence: the callee, and for a pointer call how it was reached.
+    pub name: String,
+    /// The callee's name; for a pointer call every candidate joined by `|`.
+    pub names: String,
 }
 
 fn bit(c: usize) -> u32 {
@@ -55,7 +58,7 @@ fn lowest(mask: u8) -> Option<u8> {
     (mask != 0).then(|| mask.trailing_zeros() as u8)
 }
 
-fn arg_name(p: u8) -> String {
+pub(crate) fn arg_name(p: u8) -> String {
     format!("arg{p}")
 }
 
@@ -109,6 +112,16 @@ impl<'a> Classifier<'a> {
         self.seeded.get(f).copied().flatten() == Some(false)
     }
 
+    /// True when `f` was classified by its name (a seed or `--alloc-fns`).
+    pub(crate) fn is_seeded(&self, f: usize) -> bool {
+        self.seeded.get(f).copied().flatten().is_some()
+    }
+
+    /// Forget the pointer-call agreements: classifications changed since.
+    pub(crate) fn new_round(&self) {
+        self.agreed.borrow_mut().clear();
+    }
+
     pub fn run(&mut self) {
         self.seeded = vec![None; self.bin.funcs.len()];
         for f in 0..self.bin.funcs.len() {
@@ -141,17 +154,17 @@ impl<'a> Classifier<'a> {
         }
     }
 
-    fn resolve(&self, cs: &CallSite, caller: usize) -> Option<Callee> {
+    pub(crate) fn resolve(&self, cs: &CallSite, caller: usize) -> Option<Callee> {
         match &cs.target {
             Target::Import(n) => {
                 let base = n.split('@').next().unwrap_or(n);
                 if let Some(spec) = self.user.get(base).copied().or_else(|| seeds::seed(base)) {
-                    return Some(Callee { spec, name: base.to_string() });
+                    return Some(Callee { spec, name: base.to_string(), names: base.to_string() });
                 }
                 // A shared object calls its own exported functions through the PLT.
                 let f = *self.bin.by_name.get(base)?;
                 let spec = self.found.get(&f)?.spec;
-                Some(Callee { spec, name: base.to_string() })
+                Some(Callee { spec, name: base.to_string(), names: base.to_string() })
             }
             Target::Local(a) => {
                 let f = *self.bin.by_addr.get(a)?;
@@ -159,7 +172,8 @@ impl<'a> Classifier<'a> {
                     return None;
                 }
                 let spec = self.found.get(&f)?.spec;
-                Some(Callee { spec, name: self.bin.funcs[f].name.clone() })
+                let name = self.bin.funcs[f].name.clone();
+                Some(Callee { spec, names: name.clone(), name })
             }
             t => {
                 let caller_addr = caller_key(t, self.bin.funcs[caller].addr);
@@ -177,7 +191,7 @@ impl<'a> Classifier<'a> {
                     Target::PtrParam(k) => format!("pointer {}", arg_name(*k)),
                     _ => "function pointer".to_string(),
                 };
-                Some(Callee { spec, name: format!("{names} via {how}") })
+                Some(Callee { spec, name: format!("{names} via {how}"), names })
             }
         }
     }
@@ -259,7 +273,7 @@ impl<'a> Classifier<'a> {
     /// Bit k: function `f` reads integer argument k before writing it, scanning
     /// its instructions in address order (a cheap stand-in for its data flow,
     /// used only for candidates of untyped pointer calls; it errs towards "read").
-    fn args_read(&self, f: usize) -> u8 {
+    pub(crate) fn args_read(&self, f: usize) -> u8 {
         use iced_x86::OpAccess as A;
         if let Some(&m) = self.args_read.borrow().get(&f) {
             return m;
@@ -432,6 +446,11 @@ impl<'a> Classifier<'a> {
             if let Some(p) = spec_out.size {
                 ev.push(format!("{} → {} size", arg_name(p), callee.name));
             }
+            // strdup-like: the block is sized from a string the caller passes on.
+            if let Some(p) = spec.src.and_then(|k| arg(cs, k).as_param_arith()) {
+                spec_out.src = Some(p);
+                ev.push(format!("{} → {} string", arg_name(p), callee.name));
+            }
             if spec.kind == Some(Kind::Realloc) {
                 if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {
                     spec_out.kind = Some(Kind::Realloc);
@@ -599,7 +618,7 @@ fn call_mask(s: &Summary, callees: &[Option<Callee>], pred: impl Fn(&CallSite, O
 }
 
 /// Provenance of argument `k` at a call; stack-passed arguments are not tracked.
-fn arg(cs: &CallSite, k: u8) -> Val {
+pub(crate) fn arg(cs: &CallSite, k: u8) -> Val {
     cs.args.get(k as usize).copied().unwrap_or(Val::TOP)
 }
 
@@ -641,7 +660,7 @@ fn count_size(v: Val) -> (Option<u8>, Option<u8>) {
 
 /// A value with the results of pure helper calls (`round_class(n)`, whose return
 /// derives only from its own parameters) replaced by the arguments they came from.
-fn expand_helpers(bin: &Binary, sums: &[Summary], s: &Summary, mut v: Val) -> Val {
+pub(crate) fn expand_helpers(bin: &Binary, sums: &[Summary], s: &Summary, mut v: Val) -> Val {
     for (c, cs) in s.calls.iter().enumerate().take(31) {
         if v.calls & bit(c) == 0 {
             continue;

@@ -5,6 +5,7 @@
 
 pub mod classification;
 mod classify;
+mod ctor;
 pub mod descriptor;
 mod dwarf;
 pub mod flow;
@@ -78,6 +79,7 @@ pub fn analyze_bytes(data: &[u8], opts: &Options) -> Result<Classification, Stri
     let params = dwarf::Params::read(&dw);
     let mut c = classify::Classifier::new(&bin, &sums, &user, &slot_types, &params);
     c.run();
+    ctor::mark(&mut c);
     // Developer aid: ALLOCSITE_DEBUG_FN=name prints that function's data-flow summary.
     if let Ok(name) = std::env::var("ALLOCSITE_DEBUG_FN") {
         for (i, f) in bin.funcs.iter().enumerate() {

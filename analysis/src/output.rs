@@ -1,28 +1,40 @@
 //! Text and liballocs renderings of a classification (JSON is serde's).
 
-use crate::classification::{Classification, Kind};
+use crate::classification::{AllocFn, Classification, Kind};
 use std::fmt::Write;
 
-/// One line per function, then its evidence chain indented.
+/// One line per function, then its evidence chain indented: the allocation
+/// functions, then the constructors in their own section.
 pub fn text(c: &Classification) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{}: {} allocation function(s)", c.binary, c.functions.len());
-    for f in &c.functions {
-        let roles: Vec<String> = f.args.iter().map(|(r, p)| format!("{}={p}", r.as_str())).collect();
-        let _ = writeln!(
-            s,
-            "  {:<28} {:>10}  {:<8} {:<20} {}",
-            f.name,
-            f.address.to_string(),
-            f.kind.as_str(),
-            roles.join(" "),
-            f.descriptor
-        );
-        if !f.evidence.is_empty() {
-            let _ = writeln!(s, "      {}", f.evidence.join("; "));
+    let (ctors, allocs): (Vec<&AllocFn>, Vec<&AllocFn>) = c.functions.iter().partition(|f| f.kind == Kind::Ctor);
+    let _ = writeln!(s, "{}: {} allocation function(s)", c.binary, allocs.len());
+    for f in allocs {
+        line(&mut s, f);
+    }
+    if !ctors.is_empty() {
+        let _ = writeln!(s, "{} constructor(s) (fixed-size storage; not allocation functions)", ctors.len());
+        for f in ctors {
+            line(&mut s, f);
         }
     }
     s
+}
+
+fn line(s: &mut String, f: &AllocFn) {
+    let roles: Vec<String> = f.args.iter().map(|(r, p)| format!("{}={p}", r.as_str())).collect();
+    let _ = writeln!(
+        s,
+        "  {:<28} {:>10}  {:<8} {:<20} {}",
+        f.name,
+        f.address.to_string(),
+        f.kind.as_str(),
+        roles.join(" "),
+        f.descriptor
+    );
+    if !f.evidence.is_empty() {
+        let _ = writeln!(s, "      {}", f.evidence.join("; "));
+    }
 }
 
 /// `LIBALLOCS_*_FNS=...` lines liballocs accepts.
@@ -35,10 +47,13 @@ pub fn liballocs(c: &Classification) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    // Constructors are not liballocs allocation functions; their own line keeps
+    // them apart (liballocs ignores variables it does not know).
     format!(
-        "LIBALLOCS_ALLOC_FNS=\"{}\"\nLIBALLOCS_FREE_FNS=\"{}\"\nLIBALLOCS_SUBALLOC_FNS=\"{}\"\n",
+        "LIBALLOCS_ALLOC_FNS=\"{}\"\nLIBALLOCS_FREE_FNS=\"{}\"\nLIBALLOCS_SUBALLOC_FNS=\"{}\"\nLIBALLOCS_CTOR_FNS=\"{}\"\n",
         list(&|k| matches!(k, Kind::Alloc | Kind::Realloc)),
         list(&|k| k == Kind::Free),
         list(&|k| k == Kind::Suballoc),
+        list(&|k| k == Kind::Ctor),
     )
 }

@@ -11,13 +11,21 @@ pub struct Spec {
     pub count: Option<u8>,
     pub ptr: Option<u8>,
     pub out: Option<u8>,
+    /// A string argument the block's size comes from (strdup's `s`). Internal: no
+    /// JSON role, but it keeps strdup-like functions from looking fixed-size, and
+    /// lets `xstrdup(s) → strdup(s)` count as forwarding.
+    pub src: Option<u8>,
     /// Integer arguments taken.
     pub nargs: u8,
 }
 
 impl Spec {
     const fn new(kind: Kind, nargs: u8) -> Spec {
-        Spec { kind: Some(kind), size: None, count: None, ptr: None, out: None, nargs }
+        Spec { kind: Some(kind), size: None, count: None, ptr: None, out: None, src: None, nargs }
+    }
+    const fn src(mut self, p: u8) -> Spec {
+        self.src = Some(p);
+        self
     }
     const fn size(mut self, p: u8) -> Spec {
         self.size = Some(p);
@@ -37,7 +45,11 @@ impl Spec {
     }
     /// Returns fresh storage (through the return value or an out-parameter).
     pub fn gives_storage(&self) -> bool {
-        matches!(self.kind, Some(Kind::Alloc | Kind::Realloc | Kind::Suballoc))
+        matches!(self.kind, Some(Kind::Alloc | Kind::Realloc | Kind::Suballoc | Kind::Ctor))
+    }
+    /// A size, count or string argument sizes the block.
+    pub fn has_size_role(&self) -> bool {
+        self.size.is_some() || self.count.is_some() || self.src.is_some()
     }
 }
 
@@ -53,8 +65,8 @@ pub fn seed(name: &str) -> Option<Spec> {
         "free" | "__libc_free" | "cfree" => Spec::new(Free, 1).ptr(0),
         "posix_memalign" => Spec::new(Alloc, 3).out(0).size(2),
         "aligned_alloc" | "memalign" | "__libc_memalign" => Spec::new(Alloc, 2).size(1),
-        "strdup" | "__strdup" => Spec::new(Alloc, 1),
-        "strndup" | "__strndup" => Spec::new(Alloc, 2).size(1),
+        "strdup" | "__strdup" => Spec::new(Alloc, 1).src(0),
+        "strndup" | "__strndup" => Spec::new(Alloc, 2).size(1).src(0),
         // operator new / new[], plain, nothrow, aligned (and both).
         "_Znwm" | "_Znam" | "_ZnwmRKSt9nothrow_t" | "_ZnamRKSt9nothrow_t" | "_ZnwmSt11align_val_t"
         | "_ZnamSt11align_val_t" | "_ZnwmSt11align_val_tRKSt9nothrow_t" | "_ZnamSt11align_val_tRKSt9nothrow_t" => {

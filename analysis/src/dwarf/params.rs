@@ -28,6 +28,8 @@ pub struct FnParams {
     pub returns_scalar: bool,
     /// Index of the unit holding the DIEs (into `Loaded::units`).
     pub unit: usize,
+    /// A pointer return: the pointed-to type's name and byte size (when complete).
+    pub returns_to: Option<(String, Option<u64>)>,
 }
 
 impl FnParams {
@@ -72,6 +74,7 @@ fn read_unit(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, ui: usize, out: &mu
         if let Some(t) = return_type(unit, e) {
             let (name, letter) = describe(dwarf, unit, t, 0);
             params.returns_scalar = letter != 'p' && !name.starts_with("struct") && !name.starts_with("union");
+            params.returns_to = pointee(dwarf, unit, t);
         }
         let mut kids = node.children();
         while let Some(k) = kids.next()? {
@@ -125,6 +128,30 @@ fn returns_void(unit: &gimli::Unit<R>, e: &gimli::DebuggingInformationEntry<R>) 
         }
     }
     false
+}
+
+/// For a pointer type: the pointee's name and byte size (through typedefs and
+/// qualifiers; `void` and incomplete types have no size).
+fn pointee(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, off: UnitOffset) -> Option<(String, Option<u64>)> {
+    let e = unit.entry(off).ok()?;
+    if e.tag() != gimli::DW_TAG_pointer_type {
+        return None;
+    }
+    let Ok(Some(AttributeValue::UnitRef(mut t))) = e.attr_value(gimli::DW_AT_type) else {
+        return Some(("void".into(), None));
+    };
+    let name = describe(dwarf, unit, t, 0).0;
+    for _ in 0..16 {
+        let d = unit.entry(t).ok()?;
+        if let Ok(Some(v)) = d.attr_value(gimli::DW_AT_byte_size) {
+            return Some((name, v.udata_value()));
+        }
+        match d.attr_value(gimli::DW_AT_type) {
+            Ok(Some(AttributeValue::UnitRef(n))) => t = n,
+            _ => break,
+        }
+    }
+    Some((name, None))
 }
 
 /// Name and type of a parameter, following DW_AT_abstract_origin (clones, inlines).
