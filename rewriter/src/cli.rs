@@ -14,12 +14,20 @@ pub fn analyze(
     output: Option<&Path>,
     alloc_fns: Option<&str>,
     free_fns: Option<&str>,
+    reanalyze: bool,
 ) -> Result<(), String> {
     let opts = user_fns(alloc_fns, free_fns)?;
-    let cls = analysis::analyze_path(bin, &opts).map_err(|e| e.to_string())?;
+    let embedded = if reanalyze { None } else { crate::cc::embedded_of(bin)? };
+    let cls = match embedded {
+        Some(c) => c,
+        None => analysis::analyze_path(bin, &opts).map_err(|e| e.to_string())?,
+    };
     let text = match format {
         "json" => cls.to_json() + "\n",
         "liballocs" => analysis::output::liballocs(&cls),
+        _ if cls.source == "link-time" => {
+            format!("{}(classified at link time: read from the .allocsite section; --reanalyze to analyze the binary)\n", analysis::output::text(&cls))
+        }
         _ => analysis::output::text(&cls),
     };
     match output {
@@ -38,6 +46,8 @@ pub struct RewriteArgs {
     pub strict: bool,
     pub runtime: Option<PathBuf>,
     pub verbose: bool,
+    /// Ignore an embedded `.allocsite` classification.
+    pub reanalyze: bool,
 }
 
 pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
@@ -51,6 +61,15 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
                 .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
             analysis::Classification::from_json(&text)
                 .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None if !args.reanalyze && crate::cc::embed::read(&data).is_some() => {
+            let mut cls = crate::cc::embed::read(&data)
+                .into_iter()
+                .flatten()
+                .next()
+                .ok_or_else(|| format!("{input}: unreadable .allocsite section"))?;
+            cls.binary = input.to_string();
+            cls
         }
         None => {
             let opts = user_fns(args.alloc_fns.as_deref(), args.free_fns.as_deref())?;

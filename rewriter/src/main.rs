@@ -46,6 +46,9 @@ enum Cmd {
         /// Extra free functions in liballocs syntax, e.g. "my_free(P)".
         #[arg(long)]
         free_fns: Option<String>,
+        /// Analyze BIN even when it carries a link-time classification (.allocsite).
+        #[arg(long)]
+        reanalyze: bool,
     },
     /// Write a copy of IN whose allocation functions are hooked.
     Rewrite {
@@ -67,6 +70,9 @@ enum Cmd {
         runtime: Option<PathBuf>,
         #[arg(short, long)]
         verbose: bool,
+        /// Analyze IN even when it carries a link-time classification (.allocsite).
+        #[arg(long)]
+        reanalyze: bool,
     },
     /// List BIN's classified allocation sites: place, callee, size expression, allocated type.
     Sites {
@@ -76,6 +82,20 @@ enum Cmd {
         /// Write to FILE (atomically) instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Analyze BIN even when it carries a link-time site table (.allocsite).
+        #[arg(long)]
+        reanalyze: bool,
+    },
+    /// Compiler-driver wrapper (CC="allocsite cc"): runs $ALLOCSITE_CC (default cc) with ARGS; a link also embeds .allocsite (ALLOCSITE_INSTRUMENT=1: and rewrites the output).
+    Cc {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// The same for C++: runs $ALLOCSITE_CXX (default c++).
+    #[command(name = "c++")]
+    Cxx {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Print a per-site table from a runtime report.
     Report {
@@ -91,16 +111,23 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // `allocsite cc ARGS…` hands ARGS to the compiler driver untouched: no parsing here.
+    let mut argv = std::env::args_os().skip(1);
+    match argv.next().as_ref().and_then(|a| a.to_str()) {
+        Some("cc") => return allocsite_rewriter::cc::run(false, argv.collect()),
+        Some("c++") => return allocsite_rewriter::cc::run(true, argv.collect()),
+        _ => {}
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Analyze { bin, format, output, alloc_fns, free_fns } => {
+        Cmd::Analyze { bin, format, output, alloc_fns, free_fns, reanalyze } => {
             allocsite_rewriter::cli::analyze(&bin, match format {
                 Format::Text => "text",
                 Format::Json => "json",
                 Format::Liballocs => "liballocs",
-            }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref())
+            }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), reanalyze)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, strict, runtime, verbose } => {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, strict, runtime, verbose, reanalyze } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::cli::RewriteArgs {
                 input,
                 output,
@@ -110,10 +137,13 @@ fn main() -> ExitCode {
                 strict,
                 runtime,
                 verbose,
+                reanalyze,
             })
         }
-        Cmd::Sites { bin, format, output } => {
-            allocsite_rewriter::sites::run(&bin, matches!(format, SitesFormat::Json), output.as_deref())
+        Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),
+        Cmd::Cxx { args } => return allocsite_rewriter::cc::run(true, args),
+        Cmd::Sites { bin, format, output, reanalyze } => {
+            allocsite_rewriter::sites::run(&bin, matches!(format, SitesFormat::Json), output.as_deref(), reanalyze)
         }
         Cmd::Report { path, top, by, flamegraph } => allocsite_rewriter::cli::report(
             &path,
