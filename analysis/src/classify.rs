@@ -25,6 +25,8 @@ pub struct Classifier<'a> {
     pub(crate) params: &'a crate::dwarf::Params,
     pub(crate) sums: &'a [Summary],
     user: &'a HashMap<String, Spec>,
+    /// Exported functions of dependencies (their summaries, `--with`), by name.
+    deps: HashMap<String, Spec>,
     /// Candidate lists per distinct (pointer target, caller), computed once.
     cands: HashMap<(Target, u64), (Vec<u64>, bool)>,
     /// Per round: the allocator all candidates of a target agree on.
@@ -87,6 +89,7 @@ impl<'a> Classifier<'a> {
             params,
             sums,
             user,
+            deps: HashMap::new(),
             cands,
             agreed: RefCell::new(HashMap::new()),
             result_read: results_read(bin, sums),
@@ -110,6 +113,11 @@ impl<'a> Classifier<'a> {
     /// (a static link) that the user did not name.
     pub fn is_libc_seed(&self, f: usize) -> bool {
         self.seeded.get(f).copied().flatten() == Some(false)
+    }
+
+    /// Specs of the dependencies' exported allocation functions and constructors.
+    pub(crate) fn set_deps(&mut self, deps: HashMap<String, Spec>) {
+        self.deps = deps;
     }
 
     /// True when `f` was classified by its name (a seed or `--alloc-fns`).
@@ -158,12 +166,16 @@ impl<'a> Classifier<'a> {
         match &cs.target {
             Target::Import(n) => {
                 let base = n.split('@').next().unwrap_or(n);
-                if let Some(spec) = self.user.get(base).copied().or_else(|| seeds::seed(base)) {
+                if let Some(spec) = self.user.get(base).copied().or_else(|| seeds::import(base)) {
                     return Some(Callee { spec, name: base.to_string(), names: base.to_string() });
                 }
                 // A shared object calls its own exported functions through the PLT.
-                let f = *self.bin.by_name.get(base)?;
-                let spec = self.found.get(&f)?.spec;
+                if let Some(&f) = self.bin.by_name.get(base) {
+                    let spec = self.found.get(&f)?.spec;
+                    return Some(Callee { spec, name: base.to_string(), names: base.to_string() });
+                }
+                // A dependency's exported allocation function (`--with`).
+                let spec = *self.deps.get(base)?;
                 Some(Callee { spec, name: base.to_string(), names: base.to_string() })
             }
             Target::Local(a) => {
@@ -397,7 +409,8 @@ impl<'a> Classifier<'a> {
                 }
                 continue;
             }
-            if !spec.gives_storage() {
+            // `realpath(p, buf)` fills buf: storage only with a NULL buffer.
+            if !spec.gives_storage() || spec.when_null.is_some_and(|k| arg(cs, k).as_const() != Some(0)) {
                 continue;
             }
             let returned = s.rets.iter().any(|r| r.calls & bit(c) & storage_calls != 0 || r.outcalls & bit(c) & out_calls != 0);

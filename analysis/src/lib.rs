@@ -4,8 +4,10 @@
 //! data that the rewriter consumes (or that a user edits by hand).
 
 pub mod classification;
+mod calls;
 mod classify;
 mod ctor;
+pub mod deps;
 pub mod descriptor;
 mod dwarf;
 pub mod flow;
@@ -36,17 +38,33 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// User-supplied allocators and free functions (liballocs syntax).
+/// What the user adds to the analysis.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// Allocators and free functions named in liballocs syntax.
     pub extra: Vec<descriptor::Descriptor>,
+    /// Summaries of dependencies (`--with`): their allocation functions and
+    /// constructors are imports of those names here.
+    pub with: Vec<deps::Summary>,
+    /// The analysed file's path when analyzing bytes (`$ORIGIN` of its search path).
+    pub path: Option<std::path::PathBuf>,
+    /// Do not analyze `DT_RUNPATH` dependencies on the fly when no `--with` is given.
+    pub no_deps: bool,
 }
 
 impl Options {
     pub fn from_descriptors(alloc_fns: &str, free_fns: &str) -> Result<Self, String> {
         let mut extra = descriptor::parse_list(alloc_fns, Kind::Alloc).map_err(|e| format!("--alloc-fns: {e}"))?;
         extra.extend(descriptor::parse_list(free_fns, Kind::Free).map_err(|e| format!("--free-fns: {e}"))?);
-        Ok(Options { extra })
+        Ok(Options { extra, ..Options::default() })
+    }
+
+    /// Add the summaries read from `paths` (`--with`); errors name the file.
+    pub fn with_summaries(mut self, paths: &[std::path::PathBuf]) -> Result<Self, String> {
+        for p in paths {
+            self.with.push(deps::Summary::read(p)?);
+        }
+        Ok(self)
     }
 }
 
@@ -64,13 +82,17 @@ pub fn analyze_path(path: &Path, opts: &Options) -> Result<Classification, Error
     // SAFETY: the map is read-only and private; a concurrent truncation of the
     // input could fault, the same risk every mmap-based reader (objdump, gdb) takes.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| err(format!("cannot map: {e}")))?;
-    let mut cls = analyze_bytes(&map, opts).map_err(err)?;
+    let mut cls = analyze_at(&map, opts, Some(path)).map_err(err)?;
     cls.binary = path.display().to_string();
     Ok(cls)
 }
 
 /// Analyze an ELF image held in memory.
 pub fn analyze_bytes(data: &[u8], opts: &Options) -> Result<Classification, String> {
+    analyze_at(data, opts, opts.path.as_deref())
+}
+
+fn analyze_at(data: &[u8], opts: &Options, path: Option<&Path>) -> Result<Classification, String> {
     let bin = load::Binary::parse(data)?;
     let user: HashMap<String, seeds::Spec> = opts.extra.iter().map(|d| (d.name.clone(), d.spec())).collect();
     let sums = flow::summarize_all(&bin);
@@ -78,6 +100,21 @@ pub fn analyze_bytes(data: &[u8], opts: &Options) -> Result<Classification, Stri
     let slot_types = dwarf::Types::read(&dw);
     let params = dwarf::Params::read(&dw);
     let mut c = classify::Classifier::new(&bin, &sums, &user, &slot_types, &params);
+    // Dependencies: the summaries given, else those of the libraries found through
+    // the file's own search path (analyzed now, one level deep).
+    let mut found_deps = Vec::new();
+    if opts.with.is_empty() && !opts.no_deps {
+        let quiet = Options { no_deps: true, ..Options::default() };
+        for lib in deps::runpath_libraries(data, path) {
+            if let Ok(cls) = analyze_path(&lib, &quiet) {
+                // The file name: the directory is wherever the search path led.
+                let origin = lib.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                found_deps.push(deps::Summary { origin, cls });
+            }
+        }
+    }
+    let dep_specs = deps::specs(if opts.with.is_empty() { &found_deps } else { &opts.with });
+    c.set_deps(dep_specs.iter().map(|(n, (s, _))| (n.clone(), *s)).collect());
     c.run();
     ctor::mark(&mut c);
     // Developer aid: ALLOCSITE_DEBUG_FN=name prints that function's data-flow summary.
@@ -133,5 +170,17 @@ pub fn analyze_bytes(data: &[u8], opts: &Options) -> Result<Classification, Stri
         functions.push(af);
     }
     functions.sort_by_key(|f| (f.address.0, f.name.clone()));
-    Ok(Classification { binary: String::new(), source: "analysis".into(), functions, imports: Vec::new(), calls: Vec::new() })
+    let origin = |name: &str| -> String {
+        if user.contains_key(name) {
+            "named by --alloc-fns/--free-fns".to_string()
+        } else if seeds::import(name).is_some() {
+            "C library / C++ runtime allocating function".to_string()
+        } else if let Some((_, from)) = dep_specs.get(name) {
+            format!("exported by a dependency: {from}")
+        } else {
+            String::new()
+        }
+    };
+    let (calls, imports) = calls::collect(&c, &origin);
+    Ok(Classification { binary: String::new(), source: "analysis".into(), functions, imports, calls })
 }

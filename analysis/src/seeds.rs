@@ -15,13 +15,20 @@ pub struct Spec {
     /// JSON role, but it keeps strdup-like functions from looking fixed-size, and
     /// lets `xstrdup(s) → strdup(s)` count as forwarding.
     pub src: Option<u8>,
+    /// Storage is made only when this argument is NULL (`realpath(p, NULL)`,
+    /// `getcwd(NULL, 0)`); with a buffer the call fills it instead.
+    pub when_null: Option<u8>,
     /// Integer arguments taken.
     pub nargs: u8,
 }
 
 impl Spec {
     const fn new(kind: Kind, nargs: u8) -> Spec {
-        Spec { kind: Some(kind), size: None, count: None, ptr: None, out: None, src: None, nargs }
+        Spec { kind: Some(kind), size: None, count: None, ptr: None, out: None, src: None, when_null: None, nargs }
+    }
+    const fn when_null(mut self, p: u8) -> Spec {
+        self.when_null = Some(p);
+        self
     }
     const fn src(mut self, p: u8) -> Spec {
         self.src = Some(p);
@@ -80,6 +87,41 @@ pub fn seed(name: &str) -> Option<Spec> {
     })
 }
 
+/// The imported allocating function called `name`: the seeds, plus the C library's
+/// functions that hand out storage the caller frees. Only for imports: a program
+/// may define its own `getline` or `tempnam`, which says nothing about storage.
+///
+/// Kinds and roles (analysis/README.md, "imported allocation functions"):
+/// asprintf/vasprintf store a fresh string at `*strp` (`alloc out=0`);
+/// getline/getdelim resize the block at `*lineptr` and store the new one back
+/// (`realloc out=0`: the out-parameter is both the old block's slot and the new
+/// one's; no size role, the size is the line's); realpath/getcwd allocate only
+/// when their buffer argument is NULL; scandir stores a fresh array at
+/// `*namelist`; open_memstream's buffer appears at `*ptr`.
+pub fn import(name: &str) -> Option<Spec> {
+    let name = name.split('@').next().unwrap_or(name);
+    if let Some(s) = seed(name) {
+        return Some(s);
+    }
+    use Kind::*;
+    Some(match name {
+        "wcsdup" => Spec::new(Alloc, 1).src(0),
+        "asprintf" | "__asprintf" | "__asprintf_chk" => Spec::new(Alloc, 2).out(0),
+        "vasprintf" | "__vasprintf_chk" => Spec::new(Alloc, 3).out(0),
+        "getline" => Spec::new(Realloc, 3).out(0),
+        "getdelim" | "__getdelim" => Spec::new(Realloc, 4).out(0),
+        "realpath" => Spec::new(Alloc, 2).src(0).when_null(1),
+        "canonicalize_file_name" => Spec::new(Alloc, 1).src(0),
+        "open_memstream" | "open_wmemstream" => Spec::new(Alloc, 2).out(0),
+        "get_current_dir_name" => Spec::new(Alloc, 0),
+        "getcwd" => Spec::new(Alloc, 2).when_null(0),
+        "scandir" => Spec::new(Alloc, 4).out(1),
+        "scandirat" => Spec::new(Alloc, 5).out(2),
+        "tempnam" => Spec::new(Alloc, 2),
+        _ => return None,
+    })
+}
+
 /// True for external functions that never return to their caller.
 pub fn noreturn(name: &str) -> bool {
     let name = name.split('@').next().unwrap_or(name);
@@ -104,6 +146,10 @@ mod tests {
         assert_eq!(seed("_ZdaPvmSt11align_val_t").unwrap().ptr, Some(0));
         assert_eq!(seed("calloc").unwrap().count, Some(0));
         assert!(seed("memcpy").is_none());
+        assert!(seed("getline").is_none());
+        assert_eq!(import("getline@GLIBC_2.2.5").unwrap().out, Some(0));
+        assert_eq!(import("strdup").unwrap().src, Some(0));
+        assert_eq!(import("realpath").unwrap().when_null, Some(1));
         assert!(noreturn("_ZSt17__throw_bad_allocv"));
         assert!(!noreturn("malloc"));
     }

@@ -2,7 +2,7 @@
 
 use crate::atomic::write_atomic;
 use allocsite_analysis as analysis;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn user_fns(alloc_fns: Option<&str>, free_fns: Option<&str>) -> Result<analysis::Options, String> {
     analysis::Options::from_descriptors(alloc_fns.unwrap_or(""), free_fns.unwrap_or(""))
@@ -37,20 +37,10 @@ pub fn analyze(
     }
 }
 
-pub struct RewriteArgs {
-    pub input: PathBuf,
-    pub output: PathBuf,
-    pub fns: Option<PathBuf>,
-    pub alloc_fns: Option<String>,
-    pub free_fns: Option<String>,
-    pub strict: bool,
-    pub runtime: Option<PathBuf>,
-    pub verbose: bool,
-    /// Ignore an embedded `.allocsite` classification.
-    pub reanalyze: bool,
-}
+pub use crate::rewrite::RewriteArgs;
 
-pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
+/// `reanalyze`: ignore an embedded `.allocsite` classification.
+pub fn rewrite(args: &RewriteArgs, reanalyze: bool) -> Result<(), String> {
     let input = args.input.display();
     // Read once: the analysis (when no classification is given) and the rewrite
     // work on the same bytes.
@@ -62,7 +52,7 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
             analysis::Classification::from_json(&text)
                 .map_err(|e| format!("{}: {e}", path.display()))?
         }
-        None if !args.reanalyze && crate::cc::embed::read(&data).is_some() => {
+        None if !reanalyze && crate::cc::embed::read(&data).is_some() => {
             let mut cls = crate::cc::embed::read(&data)
                 .into_iter()
                 .flatten()

@@ -52,14 +52,18 @@ enum Cmd {
     },
     /// Write a copy of IN whose allocation functions are hooked.
     Rewrite {
+        /// The ELF executable or shared library to rewrite (never modified).
         input: PathBuf,
+        /// Where to write the rewritten file (atomically, with IN's permissions).
         #[arg(short, long)]
         output: PathBuf,
         /// Use this classification (JSON from `analyze --format json`) instead of analyzing.
         #[arg(long)]
         fns: Option<PathBuf>,
+        /// Extra allocators for the analysis, liballocs syntax, e.g. "my_alloc(Z)p".
         #[arg(long)]
         alloc_fns: Option<String>,
+        /// Extra free functions for the analysis, liballocs syntax, e.g. "my_free(P)".
         #[arg(long)]
         free_fns: Option<String>,
         /// Fail if any allocation function cannot be hooked.
@@ -68,6 +72,10 @@ enum Cmd {
         /// The runtime library to place next to OUT (default: next to this executable).
         #[arg(long)]
         runtime: Option<PathBuf>,
+        /// Also hook constructors: they then count for the outermost site.
+        #[arg(long)]
+        ctors: bool,
+        /// Print a summary (counts, sizes, time) to standard error.
         #[arg(short, long)]
         verbose: bool,
         /// Analyze IN even when it carries a link-time classification (.allocsite).
@@ -127,8 +135,8 @@ fn main() -> ExitCode {
                 Format::Liballocs => "liballocs",
             }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), reanalyze)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, strict, runtime, verbose, reanalyze } => {
-            allocsite_rewriter::cli::rewrite(&allocsite_rewriter::cli::RewriteArgs {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, strict, runtime, ctors, verbose, reanalyze } => {
+            allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
                 fns,
@@ -137,8 +145,8 @@ fn main() -> ExitCode {
                 strict,
                 runtime,
                 verbose,
-                reanalyze,
-            })
+                ctors,
+            }, reanalyze)
         }
         Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),
         Cmd::Cxx { args } => return allocsite_rewriter::cc::run(true, args),

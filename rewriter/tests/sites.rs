@@ -45,8 +45,10 @@ const MAKERS: &[(&str, &str, &str)] = &[
     ("luaH_new+", "Table", "constant {sizeof(Table)}"),
     ("luaF_newproto+", "Proto", "constant {sizeof(Proto)}"),
     ("newupval+", "UpVal", "constant {sizeof(UpVal)}"),
-    ("luaF_newCclosure+", "CClosure", "sizeof {sizeof(TValue)} × arg1 + {(long)&((CClosure *)0)->upvalue}"),
-    ("luaF_newLclosure+", "LClosure", "sizeof {sizeof(UpVal *)} × arg1 + {(long)&((LClosure *)0)->upvals}"),
+    // The closures' sizes come from their upvalue counts inside luaF_new*closure
+    // (pass-through calls): the classified sites are their callers'.
+    ("lua_pushcclosure+", "CClosure", ""),
+    ("luaY_parser+", "LClosure", ""),
     ("lua_newthread+", "lua_State", "constant {sizeof(LX)}"),
     ("lua_newstate+", "LG", "constant {sizeof(LG)}"),
     ("internshrstr+", "TString", ""),

@@ -1,7 +1,7 @@
 /* allocsite.h — the C interface of liballocsite_rt.so.
  *
  * Two parts:
- *  1. The hook ABI (version 2) used by the trampolines that `allocsite rewrite` emits
+ *  1. The hook ABI (version 3) used by the trampolines that `allocsite rewrite` emits
  *     (see runtime/README.md). Programs never call these themselves.
  *  2. The query API: ask the heap index what a pointer is, walk live chunks, write a
  *     report now. Link with -lallocsite_rt (a rewritten program already loads it).
@@ -21,12 +21,16 @@
 extern "C" {
 #endif
 
-/* ---------------------------------------------------------------- hook ABI v2 -- */
+/* ---------------------------------------------------------------- hook ABI v3 -- */
 
-#define ALLOCSITE_FN_MAGIC 0x32465341u /* "ASF2" */
-enum allocsite_fn_kind { ALLOCSITE_ALLOC = 0, ALLOCSITE_REALLOC = 1, ALLOCSITE_FREE = 2, ALLOCSITE_SUBALLOC = 3 };
+#define ALLOCSITE_FN_MAGIC 0x33465341u /* "ASF3" */
+enum allocsite_fn_kind {
+    ALLOCSITE_ALLOC = 0, ALLOCSITE_REALLOC = 1, ALLOCSITE_FREE = 2, ALLOCSITE_SUBALLOC = 3,
+    ALLOCSITE_CTOR = 4 /* constructor, hooked only with `rewrite --ctors` */
+};
+#define ALLOCSITE_FN_IMPORT 1u /* flags: an imported function hooked at its call sites */
 
-struct allocsite_fn {          /* 56 bytes, one per hooked function, 8-byte aligned */
+struct allocsite_fn {          /* 64 bytes, one per hooked function, 8-byte aligned */
     uint32_t magic;            /* ALLOCSITE_FN_MAGIC */
     uint8_t  kind;             /* enum allocsite_fn_kind */
     int8_t   size_arg;         /* 0-based argument positions, -1 = none */
@@ -34,14 +38,22 @@ struct allocsite_fn {          /* 56 bytes, one per hooked function, 8-byte alig
     int8_t   ptr_arg;
     int8_t   out_arg;
     uint8_t  nargs;            /* integer arguments, 0xff = unknown */
-    uint16_t flags;            /* 0 */
-    uint32_t reserved;         /* 0 */
-    int64_t  entry_rel;        /* function entry - (uintptr_t)&descriptor */
+    uint16_t flags;            /* ALLOCSITE_FN_IMPORT */
+    uint32_t pt_count;         /* entries in the pass-through table at pt_rel */
+    int64_t  entry_rel;        /* function entry (IMPORT: its PLT stub, or 0) - (uintptr_t)&descriptor */
     int64_t  name_rel;         /* NUL-terminated name - (uintptr_t)&descriptor */
     int64_t  map_lo_rel;       /* [map_lo, map_hi): the object's new code, where a site */
     int64_t  map_hi_rel;       /*   is translated by the routine at map_thunk; all three */
     int64_t  map_thunk_rel;    /*   relative to the descriptor, 0 = none */
+    int64_t  pt_rel;           /* sorted int64_t[pt_count]: pass-through return addresses
+                                  (calls that forward a caller's own role argument to this
+                                  function), each minus (uintptr_t)&descriptor */
 };
+
+/* Offset of the `mark` byte in the per-thread block at __outermost_allocsite: set to 1
+ * just before a classified call of an allocator the runtime interposes; that allocator
+ * reads and clears it (the chunk's innermost site is then that call). */
+#define ALLOCSITE_MARK_OFFSET 50
 
 /* C-ABI hooks, for hand-written trampolines (the rewriter's trampolines do the
  * bookkeeping inline and call the register-preserving __allocsite_hook_enter/exit;

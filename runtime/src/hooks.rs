@@ -1,8 +1,8 @@
-//! The hook ABI (runtime/README.md, version 2).
+//! The hook ABI (runtime/README.md, version 3).
 //!
 //! The trampolines do the per-thread stack bookkeeping themselves, inline, on the hot
 //! block's documented layout (below). They call into the runtime only when the
-//! `__allocsite_slow_v2` masks say a kind needs more (tracing, recording the result,
+//! `__allocsite_slow_v3` masks say a kind needs more (tracing, recording the result,
 //! sub-frees), or on anything unusual: nesting deeper than recorded, stale entries to
 //! drop, a site inside the new code. Those calls go to the register-preserving
 //! `__allocsite_hook_enter` / `__allocsite_hook_exit`, which save every caller-saved
@@ -14,18 +14,18 @@ use crate::{trace, FnDesc};
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-// `__allocsite_slow_v2`: two bytes the trampolines read through a GLOB_DAT slot — byte
+// `__allocsite_slow_v3`: two bytes the trampolines read through a GLOB_DAT slot — byte
 // 0: bit k set = entries of functions of kind k go to the runtime; byte 1: the same for
 // exits. Defined here (exported by exports.map) so the name carries the ABI version: a
 // program rewritten for another layout fails to load instead of corrupting state.
 core::arch::global_asm!(
     ".pushsection .data.allocsite_slow,\"aw\",@progbits",
-    ".globl __allocsite_slow_v2",
-    ".type __allocsite_slow_v2,@object",
-    ".size __allocsite_slow_v2,2",
+    ".globl __allocsite_slow_v3",
+    ".type __allocsite_slow_v3,@object",
+    ".size __allocsite_slow_v3,2",
     ".globl allocsite_slow_masks",
     ".hidden allocsite_slow_masks",
-    "__allocsite_slow_v2:",
+    "__allocsite_slow_v3:",
     "allocsite_slow_masks:",
     ".byte 0, 0",
     ".popsection",
@@ -38,7 +38,7 @@ extern "C" {
 /// Recompute the slow-path masks from the runtime's state (after any change to
 /// tracing, `RECORD_KINDS` or `SUB_USED`).
 pub fn update_masks() {
-    let all = if trace::on() { 0x0f } else { 0 };
+    let all = if trace::on() { 0x1f } else { 0 };
     let record = RECORD_KINDS.load(Ordering::Relaxed);
     // kinds whose results the exit records also need the size argument at entry
     let sub = if crate::index::SUB_USED.load(Ordering::Relaxed) { (1 << KIND_FREE) | (1 << KIND_REALLOC) } else { 0 };
@@ -48,11 +48,13 @@ pub fn update_masks() {
     }
 }
 
-// The hot block layout the trampolines rely on (ABI v2, runtime/README.md; the
+// The hot block layout the trampolines and mark stubs rely on (ABI v3, runtime/README.md; the
 // rewriter's trampoline.rs has the same numbers).
 const _: () = {
     assert!(offset_of!(Hot, outermost) == 0);
     assert!(offset_of!(Hot, depth) == 8);
+    assert!(offset_of!(Hot, flags) == 48);
+    assert!(offset_of!(Hot, mark) == 50);
     assert!(offset_of!(Hot, entries) == 64);
     assert!(core::mem::size_of::<crate::tls::Entry>() == 32);
     assert!(offset_of!(crate::tls::Entry, fn_) == 0);
@@ -187,9 +189,18 @@ pub unsafe extern "C" fn __allocsite_enter(f: *const FnDesc, site: *mut u8, args
         size = size.wrapping_mul(*args.add(c as usize));
     }
     if (d as usize) < DEPTH {
+        // A pass-through call (the enclosing allocation function forwards its own role
+        // argument, e.g. through a function pointer) is no site of its own: the entry
+        // repeats the enclosing one's site and function, so the exit still pairs.
+        let (ef, es) = if d != 0 && FnDesc::is_pass_through(f, site as usize) {
+            let below = &(*h).entries[d as usize - 1];
+            (below.fn_, below.site)
+        } else {
+            (f, site as usize)
+        };
         let e = &mut (*h).entries[d as usize];
-        e.fn_ = f;
-        e.site = site as usize;
+        e.fn_ = ef;
+        e.site = es;
         e.sp = sp;
         e.size = size;
     } else {
@@ -303,6 +314,8 @@ pub const KIND_ALLOC: u8 = 0;
 pub const KIND_REALLOC: u8 = 1;
 pub const KIND_FREE: u8 = 2;
 pub const KIND_SUBALLOC: u8 = 3;
+/// A constructor (hooked only with `rewrite --ctors`): counts for the outermost site.
+pub const KIND_CTOR: u8 = 4;
 
 /// Index a piece returned by a hooked suballocator (the SUB index: pieces may lie
 /// inside a glibc chunk, e.g. a pool's block).

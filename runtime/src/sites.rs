@@ -326,9 +326,9 @@ fn flush(p: &mut Pend) {
 /// Hot-block flags (`Hot::flags`): bit 0 = the thread-exit destructor is armed (see
 /// `new_slot`); bit 1 = the block is in the registry; bit 2 = never register it (the
 /// thread is exiting and was deregistered, or the registry refused it).
-const F_DTOR: u32 = 1;
-const F_REG: u32 = 2;
-const F_EXITING: u32 = 4;
+const F_DTOR: u16 = 1;
+const F_REG: u16 = 2;
+const F_EXITING: u16 = 4;
 
 /// Registry capacity (threads that own a batch at the same time); more are counted in
 /// `UNREGISTERED` and their unflushed batches are missing from reports written while

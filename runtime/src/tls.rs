@@ -33,8 +33,12 @@ pub struct Hot {
     pub c_inner: usize,
     pub c_outer: usize,
     pub c_key: usize,
-    /// Bit 0: the thread-exit destructor that flushes `pend` is registered.
-    pub flags: u32,
+    /// Bit 0: the thread-exit destructor that flushes `pend` is registered (sites.rs).
+    pub flags: u16,
+    /// ABI v3 `mark` (offset 50): set to 1 by the rewriter's mark stub just before a
+    /// classified call of an interposed allocator; read and cleared by that allocator.
+    pub mark: u8,
+    pub _pad: u8,
     /// Round-robin victim for `pend`.
     pub pend_next: u32,
     /// This thread's site cache (sites.rs `SiteCache`, arena memory), null until used.

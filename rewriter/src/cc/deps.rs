@@ -3,8 +3,8 @@
 //! under `$XDG_CACHE_HOME/allocsite` (or `~/.cache/allocsite`). The C library
 //! itself is not analyzed: its allocating functions are built into the analysis.
 
-use allocsite_analysis::{self as analysis, Classification, Kind};
-use object::{Object, ObjectSymbol};
+use allocsite_analysis::{self as analysis, Classification};
+use object::Object;
 use std::path::{Path, PathBuf};
 
 fn cache_dir() -> Option<PathBuf> {
@@ -15,10 +15,16 @@ fn cache_dir() -> Option<PathBuf> {
     Some(base.join("allocsite"))
 }
 
-/// The C library and the dynamic loader: covered by the built-in table.
+/// The C library, the C++ runtime and their companions: the analysis's built-in
+/// table covers them (the same list `analysis::deps` skips).
 fn builtin(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    ["libc.so", "ld-linux", "libc_nonshared"].iter().any(|p| name.starts_with(p))
+    [
+        "libc.so", "libm.so", "libstdc++.so", "libgcc_s.so", "ld-linux", "libpthread.so", "libdl.so", "librt.so", "libresolv.so",
+        "libutil.so", "libmvec.so", "libc++.so",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 /// The summary of one shared library, or None for files that are not ELF (linker
@@ -53,38 +59,3 @@ pub fn summary(path: &Path) -> Result<Option<Classification>, String> {
     Ok(Some(cls))
 }
 
-/// Names the ELF image imports (undefined dynamic symbols).
-pub fn imported_names(data: &[u8]) -> Vec<String> {
-    let Ok(file) = object::File::parse(data) else { return Vec::new() };
-    let mut v: Vec<String> = file
-        .dynamic_symbols()
-        .filter(|s| s.is_undefined())
-        .filter_map(|s| s.name().ok().map(|n| n.split('@').next().unwrap_or(n).to_string()))
-        .collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
-/// The allocation functions of `deps` that the output imports, as descriptors the
-/// analysis takes like user-named allocators, with the library each comes from.
-pub fn descriptors(deps: &[(PathBuf, Classification)], imported: &[String]) -> Vec<(analysis::descriptor::Descriptor, analysis::AllocFn, PathBuf)> {
-    let mut out = Vec::new();
-    for (path, cls) in deps {
-        for f in &cls.functions {
-            if f.kind == Kind::Ctor || f.external || imported.binary_search(&f.name).is_err() {
-                continue;
-            }
-            if out.iter().any(|(d, _, _): &(analysis::descriptor::Descriptor, _, _)| d.name == f.name) {
-                continue;
-            }
-            let list_kind = if f.kind == Kind::Free { Kind::Free } else { Kind::Alloc };
-            if let Ok(mut d) = analysis::descriptor::parse_list(&f.descriptor, list_kind) {
-                if let Some(d) = d.pop() {
-                    out.push((d, f.clone(), path.clone()));
-                }
-            }
-        }
-    }
-    out
-}

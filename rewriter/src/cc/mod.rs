@@ -11,9 +11,9 @@ pub mod deps;
 pub mod embed;
 pub mod linkmap;
 
-use allocsite_analysis::{self as analysis, Addr};
+use allocsite_analysis as analysis;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 /// Runs the wrapper; `cxx` selects the C++ driver.
@@ -72,13 +72,13 @@ fn after_link(output: &Path, _shared: bool, map: &str) -> Result<(), String> {
             deps.push((lib.clone(), c));
         }
     }
-    let imported = deps::imported_names(&data);
-    let from_deps = deps::descriptors(&deps, &imported);
-    let opts = analysis::Options { extra: from_deps.iter().map(|d| d.0.clone()).collect(), ..Default::default() };
+    // The libraries' summaries turn calls of their exported allocation functions
+    // into calls of imported allocation functions (and classify wrappers of them).
+    let with = deps.into_iter().map(|(p, cls)| analysis::deps::Summary { origin: p.display().to_string(), cls }).collect();
+    let opts = analysis::Options { with, path: Some(output.to_path_buf()), no_deps: true, ..Default::default() };
     let mut cls = analysis::analyze_bytes(&data, &opts).map_err(|e| format!("{}: {e}", output.display()))?;
     cls.binary = output.display().to_string();
     cls.source = "link-time".into();
-    add_imports(&mut cls, &data, &from_deps);
     let sites = analysis::sites::table(&data, &cls).map_err(|e| format!("{}: {e}", output.display()))?;
     let text = embed::content(&cls, &sites, &inputs)?;
     embed::write(output, &text)?;
@@ -88,30 +88,11 @@ fn after_link(output: &Path, _shared: bool, map: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The dependencies' allocation functions the output calls, listed as imports
-/// (external, at their PLT stub) when the analysis did not list them itself.
-fn add_imports(cls: &mut analysis::Classification, data: &[u8], from_deps: &[(analysis::descriptor::Descriptor, analysis::AllocFn, PathBuf)]) {
-    let stubs = analysis::load::Binary::parse(data).map(|b| b.stubs).unwrap_or_default();
-    for (_, f, lib) in from_deps {
-        if cls.imports.iter().any(|i| i.name == f.name) {
-            continue;
-        }
-        let stub = stubs.iter().find(|(_, n)| n.split('@').next() == Some(f.name.as_str())).map(|(a, _)| *a).unwrap_or(0);
-        let mut imp = f.clone();
-        imp.external = true;
-        imp.address = Addr(stub);
-        imp.code_size = None;
-        imp.evidence.push(format!("exported by {} (its summary at link time)", lib.display()));
-        cls.imports.push(imp);
-    }
-    cls.imports.sort_by(|a, b| a.name.cmp(&b.name));
-}
-
 /// Rewrite the output in place (through a temporary file), the runtime beside it.
 fn instrument(output: &Path, cls: &analysis::Classification) -> Result<(), String> {
     let data = std::fs::read(output).map_err(|e| format!("{}: cannot read: {e}", output.display()))?;
     let runtime = crate::rewrite::runtime_lib::locate(None)?;
-    let out = crate::rewrite::rewrite_bytes(&data, cls).map_err(|e| format!("{}: {e}", output.display()))?;
+    let out = crate::rewrite::rewrite_bytes(&data, cls, false).map_err(|e| format!("{}: {e}", output.display()))?;
     let mode = {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(output).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o755)

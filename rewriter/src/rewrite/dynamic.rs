@@ -10,13 +10,13 @@ use super::elf::InputElf;
 use object::elf;
 
 pub const RUNTIME_SONAME: &str = "liballocsite_rt.so";
-/// The runtime's symbols the trampolines use (runtime/README.md, hook ABI v2), with
+/// The runtime's symbols the trampolines use (runtime/README.md, hook ABI v3), with
 /// their symbol type and the relocation that fills their slot: the two hooks' and the
 /// slow-path masks' addresses, and the thread-pointer offset of the per-thread block.
 pub const IMPORTS: [(&str, u8, u32); 4] = [
     ("__allocsite_hook_enter", elf::STT_FUNC, elf::R_X86_64_GLOB_DAT),
     ("__allocsite_hook_exit", elf::STT_FUNC, elf::R_X86_64_GLOB_DAT),
-    ("__allocsite_slow_v2", elf::STT_OBJECT, elf::R_X86_64_GLOB_DAT),
+    ("__allocsite_slow_v3", elf::STT_OBJECT, elf::R_X86_64_GLOB_DAT),
     ("__outermost_allocsite", elf::STT_TLS, elf::R_X86_64_TPOFF64),
 ];
 const SPARE_DYNAMIC: usize = 6;

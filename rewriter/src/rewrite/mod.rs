@@ -14,6 +14,7 @@
 //!   `.debug_abbrev`, `.debug_line`, `.debug_rnglists`/`.debug_ranges` when the line
 //!   tables change (`lines`), `.symtab`, `.strtab`, `.shstrtab`, section headers.
 
+pub mod callsites;
 pub mod cfi;
 pub mod dynamic;
 pub mod elf;
@@ -26,23 +27,48 @@ pub mod plan;
 pub mod runtime_lib;
 pub mod trampoline;
 
-use crate::cli::RewriteArgs;
 use allocsite_analysis::{Classification, Kind, Role};
 use elf::bytes::{put_u16, put_u32, put_u64};
 use object::elf as E;
 use plan::Outcome;
+use std::path::PathBuf;
 use std::time::Instant;
 
-/// "ASF2": hook ABI version 2 (runtime/README.md).
-pub const DESCRIPTOR_MAGIC: u32 = 0x3246_5341;
-/// `struct allocsite_fn` as C lays it out: 12 bytes of header fields, 4 bytes of
-/// alignment padding, then five 8-byte fields (56 bytes).
-pub const DESCRIPTOR_SIZE: usize = 56;
+/// "ASF3": hook ABI version 3 (runtime/README.md).
+pub const DESCRIPTOR_MAGIC: u32 = 0x3346_5341;
+/// `struct allocsite_fn` v3 as C lays it out: 16 bytes of header fields, then six
+/// 8-byte fields (64 bytes).
+pub const DESCRIPTOR_SIZE: usize = 64;
+/// Offsets in the descriptor the trampolines read: `pt_count` (u32) and `pt_rel` (i64).
+pub const DESC_PT_COUNT: i64 = 12;
+pub const DESC_PT_REL: i64 = 56;
+/// Descriptor flag: an imported function hooked at its call sites.
+pub const FLAG_IMPORT: u16 = 1;
+
+/// What `allocsite rewrite` was asked to do (the CLI builds it).
+pub struct RewriteArgs {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    /// A classification (JSON) to use instead of analysing the input.
+    pub fns: Option<PathBuf>,
+    /// Extra allocation/free functions for the analysis, liballocs syntax.
+    pub alloc_fns: Option<String>,
+    pub free_fns: Option<String>,
+    /// Any refusal is an error, no output.
+    pub strict: bool,
+    /// Where `liballocsite_rt.so` is (default: `$ALLOCSITE_RT`, next to the executable).
+    pub runtime: Option<PathBuf>,
+    pub verbose: bool,
+    /// Hook constructors too (`Kind::Ctor`, pad mode): they count for the outermost site.
+    pub ctors: bool,
+}
 
 /// What one rewrite produced.
 pub struct Rewritten<'c> {
     pub bytes: Vec<u8>,
     pub outcomes: Vec<Outcome<'c>>,
+    /// Lines about import trampolines, mark stubs and retargeted call sites.
+    pub site_log: Vec<String>,
     /// Things left undone that do not affect running the output (debug info).
     pub notes: Vec<String>,
 }
@@ -53,7 +79,7 @@ impl Outcome<'_> {
             Outcome::Hook(h) if !h.patches_entry() => {
                 let calls = h.call_sites.len();
                 format!(
-                    "hooked {} at {:#x} (call sites: {calls} direct call/jmp retargeted to the trampoline, entry untouched; no launch pad because {})",
+                    "hooked {} at {:#x} (call sites: {calls} direct call/jmp, the classified ones retargeted to the trampoline, entry untouched; no launch pad because {})",
                     h.name,
                     h.pad.entry,
                     h.why_not_pad.as_deref().unwrap_or("")
@@ -83,12 +109,15 @@ pub fn run(args: &RewriteArgs, cls: &Classification, data: &[u8]) -> Result<(), 
         std::fs::metadata(&args.input).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o755)
     };
     let runtime = runtime_lib::locate(args.runtime.as_deref())?;
-    let out = rewrite_bytes(data, cls).map_err(|e| format!("{input}: {e}"))?;
+    let out = rewrite_bytes(data, cls, args.ctors).map_err(|e| format!("{input}: {e}"))?;
     let mut refused = 0;
     let mut log = String::new();
     for o in &out.outcomes {
         log += &format!("{}\n", o.line());
         refused += usize::from(matches!(o, Outcome::Refused { .. }));
+    }
+    for l in &out.site_log {
+        log += &format!("{l}\n");
     }
     for n in &out.notes {
         log += &format!("note: {n}\n");
@@ -116,8 +145,9 @@ pub fn run(args: &RewriteArgs, cls: &Classification, data: &[u8]) -> Result<(), 
     Ok(())
 }
 
-/// The descriptor of `h` at `at`; `map` = (new code start, end, site-map routine).
-fn descriptor(h: &plan::Hook, at: u64, name_at: u64, map: Option<(u64, u64, u64)>) -> Vec<u8> {
+/// The descriptor of `h` at `at`; `map` = (new code start, end, site-map routine);
+/// `pt` = (table address, pass-through return addresses).
+fn descriptor(h: &plan::Hook, at: u64, name_at: u64, map: Option<(u64, u64, u64)>, pt: (u64, &[u64])) -> Vec<u8> {
     let f = h.f;
     let arg = |r: Role| f.arg(r).map_or(-1i8, |v| v as i8) as u8;
     let mut d = Vec::with_capacity(DESCRIPTOR_SIZE);
@@ -131,33 +161,37 @@ fn descriptor(h: &plan::Hook, at: u64, name_at: u64, map: Option<(u64, u64, u64)
     });
     d.extend_from_slice(&[arg(Role::Size), arg(Role::Count), arg(Role::Ptr), arg(Role::Out)]);
     d.push(f.nargs.unwrap_or(0xff));
-    put_u16(&mut d, 0); // flags
-    put_u32(&mut d, 0); // C alignment padding before the int64 fields
-    put_u64(&mut d, h.pad.entry.wrapping_sub(at));
+    put_u16(&mut d, if h.import { FLAG_IMPORT } else { 0 });
+    put_u32(&mut d, pt.1.len() as u32);
+    // An import reached only through its GOT slot has no entry address.
+    put_u64(&mut d, if h.import && h.pad.entry == 0 { 0 } else { h.pad.entry.wrapping_sub(at) });
     put_u64(&mut d, name_at.wrapping_sub(at));
     let (lo, hi, thunk) = map.map_or((0, 0, 0), |(lo, hi, t)| (lo.wrapping_sub(at), hi.wrapping_sub(at), t.wrapping_sub(at)));
     put_u64(&mut d, lo);
     put_u64(&mut d, hi);
     put_u64(&mut d, thunk);
+    put_u64(&mut d, if pt.1.is_empty() { 0 } else { pt.0.wrapping_sub(at) });
     d
 }
 
 /// Rewrite an ELF image in memory.
-pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritten<'c>, String> {
+pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> Result<Rewritten<'c>, String> {
     let elf = elf::InputElf::parse(data)?;
     dynamic::check(&elf)?;
     if elf.section(".allocsite.text").is_some() {
         return Err("already rewritten by allocsite".into());
     }
     let eh = cfi::EhFrameIndex::read(&elf)?;
-    let outcomes = plan::plan(&elf, &eh, cls);
-    let hooks: Vec<&plan::Hook> = outcomes
+    let outcomes = plan::plan(&elf, &eh, cls, ctors);
+    let local: Vec<&plan::Hook> = outcomes
         .iter()
         .filter_map(|o| match o {
             Outcome::Hook(h) => Some(h),
             _ => None,
         })
         .collect();
+    let sites = callsites::plan(&elf, cls, &local, ctors);
+    let hooks: Vec<&plan::Hook> = local.iter().copied().chain(sites.imports.iter()).collect();
 
     // RW: .dynamic, then .allocsite.data (slots, descriptors, names).
     let mut rw = layout::first_region(&elf, 0)?;
@@ -174,6 +208,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
             rw.place(&n, 1)
         })
         .collect();
+    let pt_tables: Vec<u64> = sites.pass_through.iter().map(|t| if t.is_empty() { 0 } else { rw.reserve(8 * t.len(), 8) }).collect();
     let data_size = rw.here() - data_start;
 
     // R+X: trampolines. Built twice: the first pass learns where calls inside relocated
@@ -190,10 +225,23 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
     let (mut lo, mut hi) = (rx.addr, rx.addr + 1);
     let mut calls: Vec<(u64, u64)> = Vec::new();
     let mut returns: Vec<(u64, i64)> = Vec::new();
-    let mut redirect: Vec<(u64, u64)> = hooks.iter().filter(|h| !h.patches_entry()).map(|h| (h.pad.entry, h.pad.entry)).collect();
-    for pass in 0..4 {
+    // Per-site targets of the calls that move with a pad: first their original targets
+    // (same encoding size class), then each pass's addresses until they settle.
+    let mut redirect: Vec<(u64, u64)> = Vec::new();
+    let mut marks: Vec<u64> = Vec::new();
+    let mut mark_fdes = Vec::new();
+    for pass in 0..5 {
         rx.data.clear();
         built.clear();
+        marks.clear();
+        mark_fdes.clear();
+        for m in &sites.marks {
+            let at = rx.align(16);
+            let (code, fde) = trampoline::mark_stub(at, slots[3], m.callee)?;
+            rx.place(&code, 1);
+            marks.push(at);
+            mark_fdes.push(fde);
+        }
         map = if needs_map {
             let at = rx.align(16);
             let (code, fde) = trampoline::site_thunk(at, lo, hi, &calls, &returns)?;
@@ -203,7 +251,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
         } else {
             None
         };
-        for (h, &d) in hooks.iter().zip(&descs) {
+        for ((h, &d), pt) in hooks.iter().zip(&descs).zip(&sites.pass_through) {
             let at = rx.align(16);
             let refs = trampoline::Refs {
                 descriptor: d,
@@ -213,6 +261,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
                 tpoff_slot: slots[3],
                 new_code: (lo, hi),
                 redirect: redirect.clone(),
+                pass_through: pt.clone(),
             };
             let b = trampoline::build(h, &refs, at).map_err(|e| format!("{}: {e}", h.name))?;
             rx.place(&b.code, 1);
@@ -226,26 +275,59 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
             built.iter().map(|(_, b)| b.pad_return).collect(),
         );
         let (lo2, hi2) = (rx.addr, rx.here());
-        let d2: Vec<(u64, u64)> = hooks.iter().zip(&built).filter(|(h, _)| !h.patches_entry()).map(|(h, (at, _))| (h.pad.entry, *at)).collect();
+        let d2: Vec<(u64, u64)> = sites
+            .sites
+            .iter()
+            .filter(|s| s.in_pad)
+            .map(|s| (s.at, target_of(s.to, &built, &marks)))
+            .collect();
         if c2 == calls && r2 == returns && (lo2, hi2) == (lo, hi) && d2 == redirect {
             break;
         }
         redirect = d2;
-        if pass == 3 {
+        if pass == 4 {
             return Err("internal error: trampoline addresses do not settle".into());
         }
         (calls, returns, lo, hi) = (c2, r2, lo2, hi2);
     }
-    for ((h, &d), &name_at) in hooks.iter().zip(&descs).zip(&names) {
-        rw.write_at(d, &descriptor(h, d, name_at, map));
+    for (((h, &d), &name_at), (pt, &pt_at)) in hooks.iter().zip(&descs).zip(&names).zip(sites.pass_through.iter().zip(&pt_tables)) {
+        rw.write_at(d, &descriptor(h, d, name_at, map, (pt_at, pt)));
+        if !pt.is_empty() {
+            let mut t = Vec::with_capacity(8 * pt.len());
+            pt.iter().for_each(|&r| put_u64(&mut t, r.wrapping_sub(d)));
+            rw.write_at(pt_at, &t);
+        }
     }
     let mut fdes = Vec::new();
     let mut symbols = Vec::new();
     let mut patches = Vec::new();
     let mut pad_lines = Vec::new();
+    for (k, (m, fde)) in sites.marks.iter().zip(mark_fdes).enumerate() {
+        // Two stubs for one import (PLT and GOT callers) keep distinct names.
+        let dup = sites.marks[..k].iter().any(|o| o.name == m.name);
+        let name = format!("{}.allocsite_mark{}", m.name, if dup { ".got" } else { "" });
+        symbols.push(emit::NewSymbol { name, addr: marks[k], size: fde.len as u64, section: ".allocsite.text" });
+        fdes.push(fde);
+    }
     if let Some((at, fde)) = thunk {
         symbols.push(emit::NewSymbol { name: "allocsite.site_map".into(), addr: at, size: fde.len as u64, section: ".allocsite.text" });
         fdes.push(fde);
+    }
+    // Call sites inside a launch pad were retargeted when that pad was relocated; the
+    // bytes there are overwritten.
+    for s in sites.sites.iter().filter(|s| !s.in_pad) {
+        let to = target_of(s.to, &built, &marks);
+        let rel = i32::try_from(to.wrapping_sub(s.end) as i64).map_err(|_| format!("call site {:#x}: {to:#x} out of rel32 range", s.at))?;
+        let bytes = if s.mem {
+            // `call/jmp [rip+slot]` → `nop…; call/jmp rel32`, same return address
+            let mut b = vec![0x90; (s.end - s.at - 5) as usize];
+            b.push(if s.call { 0xe8 } else { 0xe9 });
+            b.extend_from_slice(&rel.to_le_bytes());
+            b
+        } else {
+            rel.to_le_bytes().to_vec()
+        };
+        patches.push((s.end - bytes.len() as u64, bytes));
     }
     for (h, (at, b)) in hooks.iter().zip(built) {
         symbols.push(emit::NewSymbol { name: format!("{}.allocsite_entry", h.name), addr: at, size: b.entry_len as u64, section: ".allocsite.text" });
@@ -253,16 +335,6 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
             symbols.push(emit::NewSymbol { name: format!("{}.allocsite_pad", h.name), addr: b.pad_addr, size: b.pad_len as u64, section: ".allocsite.text" });
             patches.push((h.pad.start, pad::patch_bytes(&h.pad, at)?));
             pad_lines.push(pad_lines_of(&elf, h, b.pad_addr, b.pad_len, &redirect));
-        } else {
-            // Call sites inside another function's launch pad were redirected when that
-            // pad was relocated; the bytes there are overwritten.
-            for &(field, end) in &h.call_sites {
-                if hooks.iter().any(|g| g.pad.len > 0 && field + 4 > g.pad.start && field < g.pad.start + g.pad.len) {
-                    continue;
-                }
-                let rel = i32::try_from(at.wrapping_sub(end) as i64).map_err(|_| format!("{}: trampoline out of rel32 range", h.name))?;
-                patches.push((field, rel.to_le_bytes().to_vec()));
-            }
         }
         fdes.extend(b.fdes.into_iter().filter(|f| f.len > 0));
     }
@@ -428,7 +500,16 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification) -> Result<Rewritt
         file,
         emit::Tail { moved, sections, debug_frame, debug: lines.sections, symbols, phoff: ph_off, phnum, cut, shift, elf: &elf },
     )?;
-    Ok(Rewritten { bytes, outcomes, notes: lines.notes })
+    Ok(Rewritten { bytes, outcomes, site_log: sites.log, notes: lines.notes })
+}
+
+/// The address a retargeted call goes to, from the trampolines built in this pass.
+fn target_of(to: callsites::To, built: &[(u64, trampoline::Built)], marks: &[u64]) -> u64 {
+    match to {
+        callsites::To::Entry(k) => built[k].0,
+        callsites::To::Pad(k) => built[k].1.pad_addr,
+        callsites::To::Mark(k) => marks[k],
+    }
 }
 
 /// A stripped input (no `.symtab`): its functions in `.text`, as the unwind table

@@ -142,13 +142,21 @@ pub struct Relocated {
     pub origins: Vec<u64>,
 }
 
+/// `redirect`: `(address of a displaced call/jmp, new target)`: the per-site decisions
+/// (`callsites`) for calls that move with the pad; a `call/jmp [rip+slot]` among them
+/// becomes a `call/jmp rel32`.
 pub fn relocate(pad: &Pad, at: u64, redirect: &[(u64, u64)]) -> Result<Relocated, String> {
     let mut instrs = pad.instrs.clone();
     for i in instrs.iter_mut() {
+        let Some(&(_, to)) = redirect.iter().find(|r| r.0 == i.ip()) else { continue };
         if i.op0_kind() == iced_x86::OpKind::NearBranch64 {
-            if let Some(&(_, to)) = redirect.iter().find(|r| r.0 == i.near_branch_target()) {
-                i.set_near_branch64(to);
-            }
+            i.set_near_branch64(to);
+        } else if matches!(i.code(), Code::Call_rm64 | Code::Jmp_rm64) {
+            let code = if i.code() == Code::Call_rm64 { Code::Call_rel32_64 } else { Code::Jmp_rel32_64 };
+            let mut b = Instruction::with_branch(code, to).map_err(|e| e.to_string())?;
+            b.set_ip(i.ip());
+            b.set_len(i.len());
+            *i = b;
         }
     }
     let mut origins: Vec<u64> = instrs.iter().map(|i| i.ip()).collect();

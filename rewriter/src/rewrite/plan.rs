@@ -17,12 +17,17 @@ pub struct Hook<'c> {
     pub stack_words: u32,
     /// The function's original unwind rows `(start, end, row)`; empty without an FDE.
     pub rows: Vec<(u64, u64, Option<Row>)>,
-    /// Call-site mode (the entry cannot hold a launch pad): `(address of the rel32
-    /// field, end of the instruction)` of every direct `call`/`jmp` to the function;
-    /// they are retargeted to the trampoline, which calls the untouched original.
+    /// Call-site mode (the entry cannot hold a launch pad): `(address, end)` of every
+    /// direct `call`/`jmp rel32` to the function; the classified ones are retargeted to
+    /// the trampoline (`callsites`), which calls the untouched original.
     pub call_sites: Vec<(u64, u64)>,
     /// Why the entry could not hold a launch pad (call-site mode only).
     pub why_not_pad: Option<String>,
+    /// An import trampoline (hook ABI v3 flag IMPORT) whose callee is reached through
+    /// this GOT slot (`call [rip+slot]`) instead of `pad.entry` (its PLT stub).
+    pub got: Option<u64>,
+    /// An imported function hooked at its call sites (`pad.entry` is its PLT stub or 0).
+    pub import: bool,
 }
 
 impl Hook<'_> {
@@ -39,7 +44,9 @@ pub enum Outcome<'c> {
 /// Most 8-byte words of stack arguments a trampoline copies.
 const MAX_STACK_WORDS: u32 = 32;
 
-pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification) -> Vec<Outcome<'c>> {
+/// Plan every function of `cls` defined in the binary; constructors only with `ctors`
+/// (`rewrite --ctors`: they count for the outermost site).
+pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification, ctors: bool) -> Vec<Outcome<'c>> {
     // Every place where other code may start: symbols and FDEs in executable code.
     let mut starts: Vec<u64> = elf
         .symbols
@@ -54,7 +61,7 @@ pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification) -> V
 
     let mut out = Vec::new();
     let mut seen: Vec<(u64, String)> = Vec::new();
-    for f in cls.functions.iter().filter(|f| !f.external) {
+    for f in cls.functions.iter().filter(|f| !f.external && (ctors || f.kind.is_allocation())) {
         let entry = f.address.0;
         let name = if f.name.is_empty() { format!("sub_{entry:x}") } else { f.name.clone() };
         if let Some((_, other)) = seen.iter().find(|(a, _)| *a == entry) {
@@ -64,7 +71,7 @@ pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification) -> V
         seen.push((entry, name.clone()));
         match plan_one(elf, eh, &starts, f, entry) {
             Ok((pad, stack_words, rows, fn_end)) => {
-                let hook = Hook { f, name, pad: Pad::none(entry), stack_words, rows, call_sites: Vec::new(), why_not_pad: None };
+                let hook = Hook { f, name, pad: Pad::none(entry), stack_words, rows, call_sites: Vec::new(), why_not_pad: None, got: None, import: false };
                 out.push(match pad {
                     Ok(pad) => Outcome::Hook(Hook { pad, ..hook }),
                     Err(why) => call_site_mode(elf, hook, fn_end, why),
@@ -147,7 +154,7 @@ fn call_sites(elf: &InputElf, entry: u64, fn_end: u64) -> Result<Vec<(u64, u64)>
             let branch = matches!(i.op0_kind(), OpKind::NearBranch64) && i.near_branch_target() == entry;
             if branch && !inside {
                 match i.code() {
-                    iced_x86::Code::Call_rel32_64 | iced_x86::Code::Jmp_rel32_64 => sites.push((i.next_ip() - 4, i.next_ip())),
+                    iced_x86::Code::Call_rel32_64 | iced_x86::Code::Jmp_rel32_64 => sites.push((i.ip(), i.next_ip())),
                     _ => return Err(format!("`{}` at {:#x} reaches it with a branch that cannot be retargeted", pad::fmt(&i), i.ip())),
                 }
             }

@@ -13,7 +13,7 @@
 //! ```
 //! - The bookkeeping is inline because calls cost: a call/ret pair into the runtime
 //!   costs as much as all of the bookkeeping. It works on the runtime's per-thread
-//!   block (hook ABI v2: its thread-pointer offset comes from an `R_X86_64_TPOFF64`
+//!   block (hook ABI v3: its thread-pointer offset comes from an `R_X86_64_TPOFF64`
 //!   slot, its layout is fixed by the ABI) and saves the few registers it uses: callers
 //!   compiled with -fipa-ra may keep values in registers they know the function leaves
 //!   alone. Anything else goes to the runtime's hooks, which preserve every register
@@ -108,15 +108,19 @@ pub struct Refs {
     pub descriptor: u64,
     pub enter_slot: u64,
     pub exit_slot: u64,
-    /// Slot holding the address of the runtime's `__allocsite_slow_v2` masks.
+    /// Slot holding the address of the runtime's `__allocsite_slow_v3` masks.
     pub masks_slot: u64,
     /// Slot holding the thread-pointer offset of the runtime's per-thread block.
     pub tpoff_slot: u64,
     /// `[lo, hi)`: the new code; a site there goes to the runtime for translation.
     pub new_code: (u64, u64),
-    /// `(function entry, its trampoline)` of call-site-mode functions: branches to them
-    /// among displaced instructions go to the trampoline instead.
+    /// `(address of a displaced call/jmp, new target)`: the per-site decisions for the
+    /// calls that move with this function's pad (`callsites`).
     pub redirect: Vec<(u64, u64)>,
+    /// Sorted return addresses of the pass-through calls that reach this trampoline
+    /// (indirect ones, direct ones that could not be retargeted to the pad): such a call
+    /// skips all bookkeeping and goes straight to the pad.
+    pub pass_through: Vec<u64>,
 }
 
 /// The label IP the next emitted instruction will get.
@@ -124,7 +128,7 @@ fn next_ip(a: &Asm) -> u64 {
     a.ins.len() as u64 + 1
 }
 
-// The runtime's per-thread block (hook ABI v2, runtime/README.md; asserted in
+// The runtime's per-thread block (hook ABI v3, runtime/README.md; asserted in
 // runtime/src/hooks.rs): `outermost` at 0, `depth` (u32) at 8, `entries` at 64, each
 // entry 32 bytes {fn, site, sp, size}; `DEPTH` entries are recorded.
 const HOT_DEPTH: i64 = 8;
@@ -135,6 +139,12 @@ const E_FN: i64 = 0;
 const E_SITE: i64 = 8;
 const E_SP: i64 = 16;
 const DEPTH: u32 = 10;
+/// `mark` (u8) in the per-thread block: set by a mark stub right before an interposed
+/// allocator runs, read and cleared by it (hook ABI v3).
+pub const HOT_MARK: i64 = 50;
+/// Up to this many pass-through return addresses are compared inline (unrolled); more
+/// are looked up in the descriptor's table.
+const PT_UNROLL: usize = 8;
 /// `cs add rsp, imm32` (2E 48 81 C4) as a little-endian dword: the instruction after a
 /// trampoline's call into its pad. Compilers do not emit the redundant prefix there,
 /// so it identifies a trampoline's return address among addresses in the new code.
@@ -179,7 +189,9 @@ impl Asm {
     }
 }
 
-fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
+/// The trampoline's code; also the index of its call of the function (`pad_addr`, or
+/// `[rip+got]` for an import reached through its GOT slot).
+fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), String> {
     use Register::*;
     let mut a = Asm::new();
     let bit = kind_bit(h);
@@ -192,6 +204,33 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     let saved4 = a.row.clone();
     let sp_at = 32; // entry_sp = rsp + 32
     let mut slow = Vec::new();
+    // A pass-through call (its site is one of the descriptor's pass-through return
+    // addresses) is no allocation site: straight to the pad, before anything else. Sites
+    // in the new code go to the runtime below, which repeats the check after mapping.
+    let mut bypass = Vec::new();
+    if !refs.pass_through.is_empty() {
+        a.emit(Instruction::with2(Code::Mov_r64_rm64, RDX, mem(RSP, Register::None, sp_at)))?;
+        if refs.pass_through.len() <= PT_UNROLL {
+            for &r in &refs.pass_through {
+                a.rip(Code::Lea_r64_m, RCX, r)?;
+                a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
+                bypass.push(a.jump(Code::Je_rel32_64)?);
+            }
+        } else {
+            // The table holds (return address - &desc): compare site - &desc.
+            a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
+            a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, mem(R11, Register::None, super::DESC_PT_COUNT)))?;
+            a.emit(Instruction::with2(Code::Mov_r64_rm64, RAX, mem(R11, Register::None, super::DESC_PT_REL)))?;
+            a.emit(Instruction::with2(Code::Add_r64_rm64, RAX, R11))?;
+            a.emit(Instruction::with2(Code::Sub_r64_rm64, RDX, R11))?;
+            let top = next_ip(&a);
+            a.emit(Instruction::with2(Code::Cmp_rm64_r64, mem(RAX, Register::None, 0), RDX))?;
+            bypass.push(a.jump(Code::Je_rel32_64)?);
+            a.emit(Instruction::with2(Code::Add_rm64_imm8, RAX, 8i32))?;
+            a.emit(Instruction::with2(Code::Sub_rm32_imm8, ECX, 1i32))?;
+            a.emit(Instruction::with_branch(Code::Jne_rel32_64, top))?;
+        }
+    }
     a.rip(Code::Mov_r64_rm64, RAX, refs.masks_slot)?;
     a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RAX, Register::None, 0), bit))?;
     slow.push(a.jump(Code::Jne_rel32_64)?);
@@ -250,7 +289,11 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     for _ in 0..m {
         a.op(Instruction::with1(Code::Push_rm64, MemoryOperand::with_base_displ(RSP, f)), 8)?;
     }
-    a.emit(Instruction::with_branch(Code::Call_rel32_64, pad_addr))?;
+    let call_k = a.ins.len();
+    match h.got {
+        Some(slot) => a.emit(Instruction::with1(Code::Call_rm64, MemoryOperand::with_base_displ(RIP, slot as i64)))?,
+        _ => a.emit(Instruction::with_branch(Code::Call_rel32_64, pad_addr))?,
+    };
     // `cs add rsp, F`: the redundant prefix marks this return address as a trampoline's
     // (see RETURN_MARK), and F says where the trampoline's own return address is.
     let mut add = RETURN_MARK.to_le_bytes().to_vec();
@@ -295,7 +338,7 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     let j = a.jump(Code::Jmp_rel32_64)?;
     a.ins[j].set_near_branch64(store);
     // the runtime's entry hook
-    a.row = saved4;
+    a.row = saved4.clone();
     a.bind(&slow);
     for r in [R11, RDX, RCX, RAX] {
         a.pop(r)?;
@@ -312,7 +355,16 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<Asm, String> {
     a.hook(refs.descriptor, refs.exit_slot)?;
     a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
     debug_assert_eq!(a.row.cfa_off, entry_row.cfa_off - 8);
-    Ok(a)
+    // a pass-through call: the registers back, then on into the pad as if never hooked
+    if !bypass.is_empty() {
+        a.row = saved4;
+        a.bind(&bypass);
+        for r in [R11, RDX, RCX, RAX] {
+            a.pop(r)?;
+        }
+        a.emit(Instruction::with_branch(Code::Jmp_rel32_64, pad_addr))?;
+    }
+    Ok((a, call_k))
 }
 
 /// Bytes between the trampoline's entry sp and the pad's return address slot: F ≡ 8 (mod 16).
@@ -396,10 +448,10 @@ pub fn build(h: &Hook, refs: &Refs, at: u64) -> Result<Built, String> {
     // operands), so encode once to learn it and again with the real pad address.
     // Call-site mode: no pad, the trampoline calls the untouched function itself.
     let direct = !h.patches_entry();
-    let probe = encode(&entry_code(h, refs, if direct { h.pad.entry } else { at })?, at)?.0.len() as u64;
+    let probe = encode(&entry_code(h, refs, if direct { h.pad.entry } else { at })?.0, at)?.0.len() as u64;
     let pad_addr = at + probe;
     let target = if direct { h.pad.entry } else { pad_addr };
-    let a = entry_code(h, refs, target)?;
+    let (a, call_k) = entry_code(h, refs, target)?;
     let (mut code, offs) = encode(&a, at)?;
     if code.len() as u64 != probe {
         return Err("internal error: trampoline length changed between passes".into());
@@ -412,8 +464,7 @@ pub fn build(h: &Hook, refs: &Refs, at: u64) -> Result<Built, String> {
         }
     }
     let entry_len = code.len() as u32;
-    let call_k = a.ins.iter().position(|i| i.code() == Code::Call_rel32_64 && i.near_branch_target() == target);
-    let ret_off = call_k.and_then(|k| offs.get(k + 1).copied()).filter(|&o| o != u32::MAX).ok_or("internal error: no pad call")?;
+    let ret_off = offs.get(call_k + 1).copied().filter(|&o| o != u32::MAX).ok_or("internal error: no pad call")?;
     let pad_return = (at + ret_off as u64, stack_frame(h) + 8);
 
     if direct {
@@ -482,4 +533,32 @@ fn pad_rows(h: &Hook, rel: &pad::Relocated) -> Vec<(u32, Row)> {
         }
     }
     rows
+}
+
+/// How a mark stub or an import trampoline reaches an imported function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Callee {
+    /// Its PLT stub (`.plt`/`.plt.sec`).
+    Plt(u64),
+    /// Its GOT slot (`-fno-plt`: `call [rip+slot]`).
+    Got(u64),
+}
+
+/// A mark stub for a classified call of an allocator the runtime interposes (hook ABI
+/// v3): `mov r11,[rip+tpoff]; mov byte fs:[r11+50],1; jmp F@plt | jmp [rip+GOT]`.
+/// The allocator sees its own return address, the classified site, and the mark that
+/// says so. r11 is neither an argument nor preserved across calls (PLT stubs and the
+/// lazy binder clobber it too); no stack change, so the entry row holds throughout and
+/// unwinders see the site's frame directly.
+pub fn mark_stub(at: u64, tpoff_slot: u64, callee: Callee) -> Result<(Vec<u8>, NewFde), String> {
+    let mut a = Asm::new();
+    a.hot(Register::R11, tpoff_slot)?;
+    a.emit(Instruction::with2(Code::Mov_rm8_imm8, hot_mem(Register::R11, Register::None, HOT_MARK), 1u32))?;
+    match callee {
+        Callee::Plt(plt) => a.emit(Instruction::with_branch(Code::Jmp_rel32_64, plt))?,
+        Callee::Got(slot) => a.emit(Instruction::with1(Code::Jmp_rm64, MemoryOperand::with_base_displ(Register::RIP, slot as i64)))?,
+    }
+    let (code, _) = encode(&a, at)?;
+    let len = code.len() as u32;
+    Ok((code, NewFde { start: at, len, rows: Vec::new() }))
 }

@@ -9,7 +9,7 @@ void *allocsite_enter_slot = (void *)__allocsite_enter;
 void *allocsite_exit_slot = (void *)__allocsite_exit;
 
 #define DESC(var, fname, kind_, size_, count_, ptr_, nargs_)                             \
-    struct allocsite_fn var = {ALLOCSITE_FN_MAGIC, kind_, size_, count_, ptr_, -1, nargs_, 0, 0, 0, 0, 0, 0, 0}; \
+    struct allocsite_fn var = {ALLOCSITE_FN_MAGIC, kind_, size_, count_, ptr_, -1, nargs_, 0, 0, 0, 0, 0, 0, 0, 0}; \
     static const char var##_name[] = fname;
 #define DESC_INIT(var) (var.name_rel = (int64_t)((uintptr_t)var##_name - (uintptr_t)&var))
 
