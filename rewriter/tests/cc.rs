@@ -119,6 +119,30 @@ fn three_link_units() {
     assert!(sites.lines().any(|l| l.contains("main+") && l.contains("wrap_alloc") && l.contains("constant 24") && l.ends_with("point")), "{sites}");
     assert!(sites.lines().any(|l| l.contains("main+") && l.contains("wrap2_array") && l.contains("constant 384") && l.ends_with("point")), "{sites}");
     assert!(sites.lines().any(|l| l.contains("main+") && l.contains("wrap_strdup")), "{sites}");
+    // Instrumented by the build: every chunk the program asks for sits on its own call.
+    let o = allocsite()
+        .args(["cc", "-g", "-O2", "-o", "prog.inst", "main.o", "-L.", "-lwrap", "libwrap2.a"])
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("ALLOCSITE_INSTRUMENT", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep = dir.join("report.json");
+    let o = Command::new(dir.join("prog.inst")).env("LD_LIBRARY_PATH", dir).env("ALLOCSITE_REPORT", &rep).output().unwrap();
+    assert_eq!(o.stdout, b"linkunits 1 2\n");
+    let rep: Value = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
+    let rows: Vec<(String, String, u64)> = rep["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["object"] == "prog.inst")
+        .map(|r| (r["line"].as_str().unwrap_or("").to_string(), r["allocator"].as_str().unwrap().to_string(), r["bytes"].as_u64().unwrap()))
+        .collect();
+    for want in [("main.c:16", "wrap_alloc", 24), ("main.c:17", "wrap_strdup", 10), ("main.c:18", "wrap2_array", 384)] {
+        assert!(rows.iter().any(|r| (r.0.as_str(), r.1.as_str(), r.2) == want), "{want:?} not in {rows:?}");
+    }
+    assert!(!rep["sites"].as_array().unwrap().iter().any(|r| r["object"] == "libwrap.so"), "a chunk attributed inside libwrap.so: {rep}");
 }
 
 #[test]
