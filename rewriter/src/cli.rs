@@ -39,8 +39,9 @@ pub fn analyze(
 
 pub use crate::rewrite::RewriteArgs;
 
-/// `reanalyze`: ignore an embedded `.allocsite` classification.
-pub fn rewrite(args: &RewriteArgs, reanalyze: bool) -> Result<(), String> {
+/// `reanalyze`: ignore an embedded `.allocsite` classification; `types`: embed the
+/// site → type table in OUT.
+pub fn rewrite(args: &RewriteArgs, reanalyze: bool, types: bool) -> Result<(), String> {
     let input = args.input.display();
     // Read once: the analysis (when no classification is given) and the rewrite
     // work on the same bytes.
@@ -68,7 +69,12 @@ pub fn rewrite(args: &RewriteArgs, reanalyze: bool) -> Result<(), String> {
             cls
         }
     };
-    crate::rewrite::run(args, &cls, &data)
+    crate::rewrite::run(args, &cls, &data)?;
+    if types {
+        let table = analysis::sites::table(&data, &cls).map_err(|e| format!("{input}: {e}"))?;
+        crate::cc::embed::write(&args.output, &[(crate::cc::embed::TYPES, crate::cc::embed::types_table(&table))])?;
+    }
+    Ok(())
 }
 
 pub fn report(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>) -> Result<(), String> {

@@ -81,6 +81,9 @@ enum Cmd {
         /// Analyze IN even when it carries a link-time classification (.allocsite).
         #[arg(long)]
         reanalyze: bool,
+        /// Also embed the site → type table (.allocsite.types): reports and allocsite_get_type() name allocated types.
+        #[arg(long)]
+        types: bool,
     },
     /// List BIN's classified allocation sites: place, callee, size expression, allocated type.
     Sites {
@@ -135,7 +138,7 @@ fn main() -> ExitCode {
                 Format::Liballocs => "liballocs",
             }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), reanalyze)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, strict, runtime, ctors, verbose, reanalyze } => {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, strict, runtime, ctors, verbose, reanalyze, types } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
@@ -146,7 +149,7 @@ fn main() -> ExitCode {
                 runtime,
                 verbose,
                 ctors,
-            }, reanalyze)
+            }, reanalyze, types)
         }
         Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),
         Cmd::Cxx { args } => return allocsite_rewriter::cc::run(true, args),

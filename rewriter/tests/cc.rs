@@ -233,3 +233,40 @@ fn lua_built_through_the_wrapper() {
     assert_eq!(run(&dir.join("src/lua")), run(&plain_lua));
     assert!(std::fs::read_dir(t.path()).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("report-")), "the instrumented interpreter wrote no report");
 }
+
+#[test]
+fn types_at_run_time() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let rt = support::root().join("target/release");
+    let o = allocsite()
+        .args(["cc", "-g", "-O2", "-o", "typed", &src("typed.c")])
+        .arg(format!("-L{}", rt.display()))
+        .arg("-lallocsite_rt")
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("ALLOCSITE_INSTRUMENT", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep = dir.join("report.json");
+    let o = Command::new(dir.join("typed")).env("ALLOCSITE_REPORT", &rep).output().unwrap();
+    assert!(o.status.success());
+    // allocsite_get_type: a struct, an interior pointer into an array of them, a
+    // struct with a flexible array member made inside a helper; a stack address has none.
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "p: point\nrow: point\nw: vec\nlocal: (none)\n");
+    // The report names the type of each of the program's sites.
+    let rep: Value = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
+    let typed: Vec<(String, String)> = rep["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["object"] == "typed")
+        .map(|r| (r["line"].as_str().unwrap_or("").to_string(), r["type"].as_str().unwrap_or("?").to_string()))
+        .collect();
+    for want in [("typed.c:31", "point"), ("typed.c:32", "point"), ("typed.c:18", "vec")] {
+        assert!(typed.iter().any(|r| (r.0.as_str(), r.1.as_str()) == want), "{want:?} not in {typed:?}");
+    }
+    let text = String::from_utf8(ok(allocsite().arg("report").arg(dir.join("report.json")).output().unwrap()).stdout).unwrap();
+    assert!(text.contains("(typed.c:31) [point]"), "{text}");
+}

@@ -18,6 +18,7 @@ pub mod symbolize;
 pub mod sys;
 pub mod tls;
 pub mod trace;
+pub mod types;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -10,6 +10,15 @@ use std::path::Path;
 use std::process::Command;
 
 pub const SECTION: &str = ".allocsite";
+/// The site → type table the runtime reads for reports and `allocsite_get_type`:
+/// one line per typed site, `VADDR_HEX TYPE`, sorted by address.
+pub const TYPES: &str = ".allocsite.types";
+
+pub fn types_table(sites: &SiteTable) -> String {
+    let mut rows: Vec<(u64, &str)> = sites.sites.iter().filter_map(|s| Some((s.site.0, s.ty.as_deref()?))).collect();
+    rows.sort_unstable();
+    rows.iter().map(|(a, t)| format!("{a:x} {t}\n")).collect()
+}
 
 /// The JSON text stored in the section.
 pub fn content(cls: &Classification, sites: &SiteTable, inputs: &super::linkmap::Inputs) -> Result<String, String> {
@@ -20,26 +29,30 @@ pub fn content(cls: &Classification, sites: &SiteTable, inputs: &super::linkmap:
     serde_json::to_string(&v).map_err(|e| e.to_string())
 }
 
-/// Adds (or replaces) the section in `path`, through a temporary file beside it.
-pub fn write(path: &Path, text: &str) -> Result<(), String> {
+/// Adds (or replaces) the `(name, text)` sections in `path`, through a temporary
+/// file beside it.
+pub fn write(path: &Path, sections: &[(&str, String)]) -> Result<(), String> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let payload = tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: cannot create a temporary file: {e}", dir.display()))?;
-    std::fs::write(payload.path(), text).map_err(|e| format!("{}: cannot write: {e}", payload.path().display()))?;
-    let out = tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: cannot create a temporary file: {e}", dir.display()))?;
+    let tmp = |what: &str| tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: cannot create a temporary {what}: {e}", dir.display()));
+    let data = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let present: Vec<String> = object::File::parse(&*data)
+        .map(|f| f.sections().filter_map(|s| s.name().ok().map(str::to_string)).collect())
+        .unwrap_or_default();
     let objcopy = std::env::var("ALLOCSITE_OBJCOPY").unwrap_or_else(|_| "objcopy".into());
     let mut cmd = Command::new(&objcopy);
-    let data = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    if read_raw(&data).is_some() {
-        cmd.args(["--remove-section", SECTION]);
+    let mut payloads = Vec::new();
+    for (name, text) in sections {
+        let payload = tmp("file")?;
+        std::fs::write(payload.path(), text).map_err(|e| format!("{}: cannot write: {e}", payload.path().display()))?;
+        if present.iter().any(|p| p == name) {
+            cmd.args(["--remove-section", name]);
+        }
+        cmd.arg("--add-section").arg(format!("{name}={}", payload.path().display()));
+        cmd.args(["--set-section-flags", &format!("{name}=contents,readonly")]);
+        payloads.push(payload);
     }
-    let st = cmd
-        .arg("--add-section")
-        .arg(format!("{SECTION}={}", payload.path().display()))
-        .args(["--set-section-flags", &format!("{SECTION}=contents,readonly")])
-        .arg(path)
-        .arg(out.path())
-        .output()
-        .map_err(|e| format!("cannot run {objcopy}: {e}"))?;
+    let out = tmp("output")?;
+    let st = cmd.arg(path).arg(out.path()).output().map_err(|e| format!("cannot run {objcopy}: {e}"))?;
     if !st.status.success() {
         let msg = String::from_utf8_lossy(&st.stderr);
         return Err(format!("{objcopy} failed on {}: {}", path.display(), msg.lines().next().unwrap_or("")));

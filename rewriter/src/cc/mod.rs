@@ -81,7 +81,7 @@ fn after_link(output: &Path, _shared: bool, map: &str) -> Result<(), String> {
     cls.source = "link-time".into();
     let sites = analysis::sites::table(&data, &cls).map_err(|e| format!("{}: {e}", output.display()))?;
     let text = embed::content(&cls, &sites, &inputs)?;
-    embed::write(output, &text)?;
+    embed::write(output, &[(embed::SECTION, text), (embed::TYPES, embed::types_table(&sites))])?;
     if std::env::var("ALLOCSITE_INSTRUMENT").is_ok_and(|v| v == "1") {
         instrument(output, &cls)?;
     }
