@@ -2,10 +2,11 @@
 
 use crate::atomic::write_atomic;
 use allocsite_analysis as analysis;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn user_fns(alloc_fns: Option<&str>, free_fns: Option<&str>) -> Result<analysis::Options, String> {
-    analysis::Options::from_descriptors(alloc_fns.unwrap_or(""), free_fns.unwrap_or(""))
+/// The analysis options: user-named functions and dependency summaries (`--with`).
+fn user_fns(alloc_fns: Option<&str>, free_fns: Option<&str>, with: &[PathBuf]) -> Result<analysis::Options, String> {
+    analysis::Options::from_descriptors(alloc_fns.unwrap_or(""), free_fns.unwrap_or(""))?.with_summaries(with)
 }
 
 pub fn analyze(
@@ -14,9 +15,10 @@ pub fn analyze(
     output: Option<&Path>,
     alloc_fns: Option<&str>,
     free_fns: Option<&str>,
+    with: &[PathBuf],
     reanalyze: bool,
 ) -> Result<(), String> {
-    let opts = user_fns(alloc_fns, free_fns)?;
+    let opts = user_fns(alloc_fns, free_fns, with)?;
     let embedded = if reanalyze { None } else { crate::cc::embedded_of(bin)? };
     let cls = match embedded {
         Some(c) => c,
@@ -39,9 +41,10 @@ pub fn analyze(
 
 pub use crate::rewrite::RewriteArgs;
 
+/// `with`: dependency summaries for the analysis (`--with`; unused with `--fns`);
 /// `reanalyze`: ignore an embedded `.allocsite` classification; `types`: embed the
 /// site → type table in OUT.
-pub fn rewrite(args: &RewriteArgs, reanalyze: bool, types: bool) -> Result<(), String> {
+pub fn rewrite(args: &RewriteArgs, with: &[PathBuf], reanalyze: bool, types: bool) -> Result<(), String> {
     let input = args.input.display();
     // Read once: the analysis (when no classification is given) and the rewrite
     // work on the same bytes.
@@ -63,7 +66,9 @@ pub fn rewrite(args: &RewriteArgs, reanalyze: bool, types: bool) -> Result<(), S
             cls
         }
         None => {
-            let opts = user_fns(args.alloc_fns.as_deref(), args.free_fns.as_deref())?;
+            let mut opts = user_fns(args.alloc_fns.as_deref(), args.free_fns.as_deref(), with)?;
+            // `$ORIGIN` of the input's library search path.
+            opts.path = Some(args.input.clone());
             let mut cls = analysis::analyze_bytes(&data, &opts).map_err(|e| format!("{input}: {e}"))?;
             cls.binary = input.to_string();
             cls
@@ -77,6 +82,6 @@ pub fn rewrite(args: &RewriteArgs, reanalyze: bool, types: bool) -> Result<(), S
     Ok(())
 }
 
-pub fn report(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>) -> Result<(), String> {
-    crate::report::run(path, top, by_outermost, flamegraph)
+pub fn report(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>, leaks: bool) -> Result<(), String> {
+    crate::report::run(path, top, by_outermost, flamegraph, leaks)
 }

@@ -46,6 +46,11 @@ enum Cmd {
         /// Extra free functions in liballocs syntax, e.g. "my_free(P)".
         #[arg(long)]
         free_fns: Option<String>,
+        /// A dependency's summary (its `analyze --format json` output), repeatable:
+        /// calls of its allocation functions become calls of imported allocation
+        /// functions. Without it, libraries found through DT_RUNPATH are analyzed.
+        #[arg(long = "with", value_name = "SUMMARY.json")]
+        with: Vec<PathBuf>,
         /// Analyze BIN even when it carries a link-time classification (.allocsite).
         #[arg(long)]
         reanalyze: bool,
@@ -66,6 +71,9 @@ enum Cmd {
         /// Extra free functions for the analysis, liballocs syntax, e.g. "my_free(P)".
         #[arg(long)]
         free_fns: Option<String>,
+        /// A dependency's summary for the analysis (as for `analyze --with`), repeatable; unused with --fns.
+        #[arg(long = "with", value_name = "SUMMARY.json")]
+        with: Vec<PathBuf>,
         /// Fail if any allocation function cannot be hooked.
         #[arg(long)]
         strict: bool,
@@ -118,6 +126,10 @@ enum Cmd {
         /// Draw a flamegraph of bytes by outermost → innermost site.
         #[arg(long)]
         flamegraph: Option<PathBuf>,
+        /// List only the chunks live when the report was written (leaks, at exit), per
+        /// innermost site with its line.
+        #[arg(long)]
+        leaks: bool,
     },
 }
 
@@ -131,14 +143,14 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Analyze { bin, format, output, alloc_fns, free_fns, reanalyze } => {
+        Cmd::Analyze { bin, format, output, alloc_fns, free_fns, with, reanalyze } => {
             allocsite_rewriter::cli::analyze(&bin, match format {
                 Format::Text => "text",
                 Format::Json => "json",
                 Format::Liballocs => "liballocs",
-            }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), reanalyze)
+            }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), &with, reanalyze)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, strict, runtime, ctors, verbose, reanalyze, types } => {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, verbose, reanalyze, types } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
@@ -149,18 +161,19 @@ fn main() -> ExitCode {
                 runtime,
                 verbose,
                 ctors,
-            }, reanalyze, types)
+            }, &with, reanalyze, types)
         }
         Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),
         Cmd::Cxx { args } => return allocsite_rewriter::cc::run(true, args),
         Cmd::Sites { bin, format, output, reanalyze } => {
             allocsite_rewriter::sites::run(&bin, matches!(format, SitesFormat::Json), output.as_deref(), reanalyze)
         }
-        Cmd::Report { path, top, by, flamegraph } => allocsite_rewriter::cli::report(
+        Cmd::Report { path, top, by, flamegraph, leaks } => allocsite_rewriter::cli::report(
             &path,
             top,
             matches!(by, By::Outermost),
             flamegraph.as_deref(),
+            leaks,
         ),
     };
     match result {

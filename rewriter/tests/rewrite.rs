@@ -592,3 +592,314 @@ fn testbins() {
     }
     eprintln!("{}", summary.join("\n"));
 }
+
+/// One call/jmp in `objdump -d` of a binary.
+struct Disas {
+    at: u64,
+    next: u64,
+    func: String,
+    /// `call`/`jmp`, without prefixes (`bnd`, `notrack`).
+    op: String,
+    /// The operand as objdump prints it (`1440 <xmalloc>`, `*0x2ef3(%rip)  # 3fb0 <malloc@GLIBC_2.2.5>`).
+    operand: String,
+}
+
+impl Disas {
+    /// The named target: `xmalloc`, `malloc@plt`, `malloc@GLIBC_2.2.5`, `g_alloc` …
+    fn target(&self) -> Option<&str> {
+        let t = self.operand.rsplit_once('<')?.1.strip_suffix('>')?;
+        Some(t)
+    }
+    fn branch_target(&self) -> Option<u64> {
+        u64::from_str_radix(self.operand.split_whitespace().next()?, 16).ok()
+    }
+}
+
+fn disassemble(bin: &Path) -> Vec<Disas> {
+    let out = ok(Command::new("objdump").args(["-d", "--no-show-raw-insn", "-w"]).arg(bin));
+    let mut v: Vec<Disas> = Vec::new();
+    let mut func = String::new();
+    let mut pending: Option<usize> = None;
+    for l in out.lines() {
+        if let Some(name) = l.strip_suffix(">:").and_then(|l| l.split_once(" <")).map(|x| x.1) {
+            func = name.to_string();
+            continue;
+        }
+        let Some((addr, rest)) = l.trim_start().split_once(":\t") else { continue };
+        let Ok(at) = u64::from_str_radix(addr, 16) else { continue };
+        if let Some(k) = pending.take() {
+            v[k].next = at;
+        }
+        let words: Vec<&str> = rest.split_whitespace().filter(|w| !matches!(*w, "bnd" | "notrack")).collect();
+        if let Some(op) = words.first().filter(|w| matches!(**w, "call" | "jmp")) {
+            let operand = rest.split_once(op).map(|x| x.1.trim().to_string()).unwrap_or_default();
+            v.push(Disas { at, next: 0, func: func.clone(), op: op.to_string(), operand });
+            pending = Some(v.len() - 1);
+        }
+    }
+    v
+}
+
+/// The classification of `sites.c` a hand would write: its allocation functions
+/// (`make_node` is a constructor: the size is fixed inside it), the imports it calls,
+/// and every call of an allocation function by an allocation function or of an import,
+/// with the pass-through ones that sites.c's comments name.
+fn sites_classification(bin: &Path) -> String {
+    let syms = functions(bin);
+    let ptw: Vec<String> = (0..9).map(|k| format!("ptw{k}")).collect();
+    let mut locals: Vec<(&str, &str, &str)> = vec![
+        ("xmalloc", "alloc", "\"size\": 0"),
+        ("xmalloc_hdr", "alloc", "\"size\": 0"),
+        ("wrap_tail", "alloc", "\"size\": 0"),
+        ("via_ptr", "alloc", "\"size\": 0"),
+        ("via_ptr_tail", "alloc", "\"size\": 0"),
+        ("make_node", "ctor", ""),
+    ];
+    locals.extend(ptw.iter().map(|n| (n.as_str(), "alloc", "\"size\": 0")));
+    // getline is `__getdelim` once glibc's header inlines it (-O2)
+    let imports = [
+        ("malloc", "alloc", "\"size\": 0"),
+        ("strdup", "alloc", ""),
+        ("free", "free", "\"ptr\": 0"),
+        ("getline", "alloc", "\"out\": 0"),
+        ("__getdelim", "alloc", "\"out\": 0"),
+        ("asprintf", "alloc", "\"out\": 0"),
+    ];
+    let mut pass_through = vec![("xmalloc", "malloc"), ("xmalloc_hdr", "xmalloc"), ("wrap_tail", "xmalloc"), ("via_ptr", "xmalloc"), ("via_ptr_tail", "xmalloc")];
+    pass_through.extend(ptw.iter().map(|n| (n.as_str(), "xmalloc")));
+    let is_local = |n: &str| locals.iter().any(|l| l.0 == n);
+    let fns: Vec<String> = locals
+        .iter()
+        .map(|(n, k, a)| {
+            let (addr, size) = syms[*n];
+            format!("{{\"name\": \"{n}\", \"address\": \"{addr:#x}\", \"code_size\": {size}, \"kind\": \"{k}\", \"args\": {{{a}}}, \"nargs\": {}, \"descriptor\": \"\"}}", if *n == "make_node" { 0 } else { 1 })
+        })
+        .collect();
+    let imps: Vec<String> = imports
+        .iter()
+        .map(|(n, k, a)| format!("{{\"name\": \"{n}\", \"address\": \"0x0\", \"kind\": \"{k}\", \"args\": {{{a}}}, \"descriptor\": \"\", \"external\": true}}"))
+        .collect();
+    let mut calls = Vec::new();
+    for d in disassemble(bin).into_iter().filter(|d| syms.contains_key(d.func.as_str()) || d.func.ends_with(".cold")) {
+        let caller = d.func.split('.').next().unwrap_or("").to_string(); // via_ptr.cold is via_ptr's
+        let Some(t) = d.target() else {
+            // `call *%rax` in via_ptr: g_alloc, i.e. xmalloc
+            if (caller.starts_with("via_ptr") || caller.starts_with("ptw")) && d.operand.starts_with('*') {
+                calls.push((d.at, d.next, caller, "xmalloc".to_string(), "indirect", d.op == "jmp"));
+            }
+            continue;
+        };
+        let base = t.split('@').next().unwrap().split('+').next().unwrap().to_string();
+        let via = if d.operand.starts_with('*') {
+            if t == "g_alloc" {
+                calls.push((d.at, d.next, caller, "xmalloc".to_string(), "indirect", d.op == "jmp"));
+                continue;
+            }
+            "got"
+        } else if t.ends_with("@plt") {
+            "plt"
+        } else {
+            "direct"
+        };
+        let listed = if via == "direct" { is_local(&base) && is_local(&caller) && !t.contains('+') } else { imports.iter().any(|i| i.0 == base) };
+        if listed {
+            calls.push((d.at, d.next, caller, base, via, d.op == "jmp"));
+        }
+    }
+    let calls: Vec<String> = calls
+        .into_iter()
+        .map(|(at, ret, caller, callee, via, tail)| {
+            let pt = pass_through.contains(&(caller.as_str(), callee.as_str()));
+            format!("{{\"at\": \"{at:#x}\", \"ret\": \"{ret:#x}\", \"caller\": \"{caller}\", \"callee\": \"{callee}\", \"via\": \"{via}\", \"tail\": {tail}, \"pass_through\": {pt}}}")
+        })
+        .collect();
+    format!("{{\"binary\": \"sites\", \"functions\": [{}], \"imports\": [{}], \"calls\": [{}]}}", fns.join(",\n"), imps.join(",\n"), calls.join(",\n"))
+}
+
+/// Hook ABI v3 call sites, checked in OUT's own code: pass-through direct calls go to
+/// the callee's pad, classified calls of interposed imports to mark stubs (PLT and
+/// `-fno-plt` GOT sites), classified calls of other imports to import trampolines;
+/// pass-through calls (also the indirect one) make no hooked call at all.
+#[test]
+fn call_sites_v3() {
+    let d = scratch("sites");
+    let variants: [(&str, &[&str]); 5] = [
+        ("O0", &["-O0", "-g"]),
+        ("O2", &["-O2", "-g"]),
+        ("O2noplt", &["-O2", "-g", "-fno-plt"]),
+        ("O2cet", &["-O2", "-g", "-fcf-protection=full"]),
+        ("O2nopie", &["-O2", "-g", "-fno-pie", "-no-pie"]),
+    ];
+    for (v, flags) in variants {
+        let bin = compile(&d, &format!("sites.{v}"), flags, &["sites.c"]);
+        let out_dir = d.join(format!("out-{v}"));
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let json = sites_classification(&bin);
+        let rw = rewrite(&bin, &json, &out_dir, &[]);
+        for n in ["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr", "via_ptr_tail"] {
+            assert!(rw.stdout.contains(&format!("hooked {n} at ")), "{v}: {n} not hooked:\n{}", rw.stdout);
+        }
+        assert!(!rw.stdout.contains("hooked make_node"), "{v}: a ctor hooked without --ctors:\n{}", rw.stdout);
+        for imp in ["malloc", "strdup"] {
+            assert!(rw.stdout.lines().any(|l| l.starts_with(&format!("marked {imp} (mark stub {imp}.allocsite_mark"))), "{v}: {imp} not marked:\n{}", rw.stdout);
+        }
+        let getline = if v == "O0" { "getline" } else { "__getdelim" };
+        for imp in [getline, "asprintf"] {
+            assert!(rw.stdout.lines().any(|l| l.starts_with(&format!("hooked import {imp} at "))), "{v}: no import trampoline for {imp}:\n{}", rw.stdout);
+        }
+        assert!(rw.stdout.lines().any(|l| l.starts_with("call sites: ")), "{}", rw.stdout);
+
+        // OUT's code: where each call site of the original now goes.
+        let orig: Vec<Disas> = disassemble(&bin);
+        let new: BTreeMap<u64, Disas> = disassemble(&rw.out).into_iter().map(|x| (x.at, x)).collect();
+        let new_syms = functions(&rw.out);
+        let name_at = |a: u64| new_syms.iter().find(|(_, &(s, _))| s == a).map(|(n, _)| n.clone()).unwrap_or_else(|| format!("{a:#x}"));
+        let goes_to = |at: u64| -> String {
+            // a GOT site becomes `nop; call rel32`: the call is at the end
+            let x = new.range(at..at + 8).map(|(_, x)| x).find(|x| x.op == "call" || x.op == "jmp").unwrap_or_else(|| panic!("{v}: no call at {at:#x} in OUT"));
+            x.branch_target().map(name_at).unwrap_or_else(|| x.operand.clone())
+        };
+        let mut seen = BTreeMap::<String, usize>::new();
+        for o in &orig {
+            let Some(t) = o.target() else { continue };
+            let base = t.split('@').next().unwrap().to_string();
+            let caller = o.func.split('.').next().unwrap();
+            let in_own_pad = |f: &str| {
+                let (a, _) = functions(&bin)[f];
+                o.at < a + 16
+            };
+            match (caller, base.as_str()) {
+                ("xmalloc_hdr", "xmalloc") => {
+                    assert_eq!(goes_to(o.at), "xmalloc.allocsite_pad", "{v}: pass-through call at {:#x}", o.at);
+                    *seen.entry("pt".into()).or_default() += 1;
+                }
+                ("wrap_tail", "xmalloc") if !in_own_pad("wrap_tail") => {
+                    assert_eq!(goes_to(o.at), "xmalloc.allocsite_pad", "{v}: pass-through call at {:#x}", o.at);
+                    *seen.entry("pt".into()).or_default() += 1;
+                }
+                ("main", "malloc" | "strdup") => {
+                    assert_eq!(goes_to(o.at), format!("{base}.allocsite_mark"), "{v}: classified call at {:#x}", o.at);
+                    *seen.entry("mark".into()).or_default() += 1;
+                }
+                ("main", "getline" | "__getdelim" | "asprintf") => {
+                    assert_eq!(goes_to(o.at), format!("{base}.allocsite_entry"), "{v}: classified call at {:#x}", o.at);
+                    *seen.entry("import".into()).or_default() += 1;
+                }
+                ("make_node", "xmalloc") => assert_eq!(goes_to(o.at), "xmalloc", "{v}: classified call at {:#x}", o.at),
+                // (a call among a launch pad's displaced instructions is overwritten)
+                ("xmalloc", "malloc") | ("main", "free") if new.contains_key(&o.at) => {
+                    assert_eq!(new[&o.at].operand, o.operand, "{v}: {:#x} retargeted", o.at)
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(seen.get("mark"), Some(&2), "{v}: {seen:?}");
+        assert_eq!(seen.get("import"), Some(&2), "{v}: {seen:?}");
+        // wrap_tail's whole body is its launch pad at -O2: its jmp moved with the pad,
+        // retargeted there.
+        let wt_pad = new_syms.get("wrap_tail.allocsite_pad").expect("wrap_tail.allocsite_pad");
+        let pad_jmps: Vec<String> = new.range(wt_pad.0..wt_pad.0 + wt_pad.1).filter_map(|(_, x)| x.branch_target()).map(name_at).collect();
+        if v != "O0" {
+            assert!(pad_jmps.iter().any(|t| t == "xmalloc.allocsite_pad"), "{v}: wrap_tail's pad goes to {pad_jmps:?}");
+        }
+
+        // Behaviour; the hooked calls the runtime sees: the pass-through ones none at
+        // all (direct: retargeted; indirect: the trampoline's check), the classified
+        // call of xmalloc in make_node once per node, the import trampolines per call.
+        let traces = check_program(&bin, &rw, &[&[]], true);
+        let ev = events(&traces[0]);
+        let count = |f: &str| ev.iter().filter(|e| e.0 == "enter" && e.1 == f).count();
+        assert_eq!(count("xmalloc"), 10, "{v}: {}", traces[0]);
+        assert_eq!(count("xmalloc_hdr"), 10, "{v}");
+        assert_eq!(count("via_ptr"), 10, "{v}");
+        assert_eq!(count("via_ptr_tail"), 10, "{v}");
+        assert_eq!((0..9).map(|k| count(&format!("ptw{k}"))).sum::<usize>(), 10, "{v}");
+        assert_eq!(count("wrap_tail"), 10, "{v}");
+        assert_eq!(count("asprintf"), 1, "{v}: {}", traces[0]);
+        assert_eq!(count(getline), 3, "{v}: {}", traces[0]);
+        assert_eq!(count("make_node"), 0, "{v}");
+
+        check_sites_report(v, &rw.out, getline, false);
+        // The same with the analysis's own classification.
+        let an_dir = d.join(format!("analysis-{v}"));
+        std::fs::create_dir_all(&an_dir).unwrap();
+        let an = an_dir.join(bin.file_name().unwrap());
+        let log = ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&an).arg("--runtime").arg(runtime()));
+        assert!(log.contains("marked strdup") && log.contains("marked malloc") && log.contains("hooked import asprintf"), "{v}: analysis:\n{log}");
+        check_sites_report(v, &an, getline, false);
+
+        // --ctors: make_node hooked too, kind ctor.
+        let ctor_dir = d.join(format!("ctors-{v}"));
+        std::fs::create_dir_all(&ctor_dir).unwrap();
+        let rw = rewrite(&bin, &json, &ctor_dir, &["--ctors"]);
+        assert!(rw.stdout.contains("hooked make_node at "), "{v}: --ctors:\n{}", rw.stdout);
+        let traces = check_program(&bin, &rw, &[&[]], true);
+        assert_eq!(events(&traces[0]).iter().filter(|e| e.0 == "enter" && e.1 == "make_node").count(), 10, "{v}");
+        check_sites_report(v, &rw.out, getline, true);
+    }
+}
+
+/// The report of a rewritten sites.c names the classified calls, never a pass-through
+/// one: `(symbol's function, line, allocator)` per innermost site in sites.c, and the
+/// node's outermost site (main's call of make_node with `--ctors`, else make_node's
+/// call of xmalloc).
+fn check_sites_report(v: &str, out: &Path, getline: &str, ctors: bool) {
+    let report = out.with_extension("report.json");
+    let (_, _, st, _) = run_traced(out, &[], None, Some(&report));
+    assert_eq!(st, Some(0));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let mut rows = Vec::new();
+    for s in r["sites"].as_array().unwrap() {
+        let line = s["line"].as_str().unwrap_or("");
+        if !line.starts_with("sites.c:") && !line.starts_with("stdio.h:") {
+            continue;
+        }
+        let func = s["symbol"].as_str().unwrap().split('+').next().unwrap().to_string();
+        let outer: Vec<String> = s["outermost"].as_array().unwrap().iter().map(|o| o["symbol"].as_str().unwrap().split('+').next().unwrap().to_string()).collect();
+        rows.push((func, line.to_string(), s["allocator"].as_str().unwrap().to_string(), s["calls"].as_u64().unwrap(), outer));
+    }
+    let find = |alloc: &str| rows.iter().find(|r| r.2 == alloc).unwrap_or_else(|| panic!("{v}: no site for {alloc}: {rows:?}"));
+    for (alloc, calls) in [("malloc", 10), ("strdup", 10), ("xmalloc_hdr", 10), ("wrap_tail", 10), ("via_ptr", 10), ("via_ptr_tail", 10), ("asprintf", 2)] {
+        let r = find(alloc);
+        assert_eq!((r.0.as_str(), r.3), ("main", calls), "{v}: {alloc}: {rows:?}");
+    }
+    assert_eq!(find(getline).0, "main", "{v}: {rows:?}");
+    let node = find("xmalloc");
+    assert_eq!((node.0.as_str(), node.3), ("make_node", 10), "{v}: {rows:?}");
+    assert_eq!(node.4, vec![if ctors { "main" } else { "make_node" }.to_string()], "{v}: node's outermost site: {rows:?}");
+    for r in &rows {
+        assert!(!["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr", "via_ptr_tail"].contains(&r.0.as_str()) && !r.0.starts_with("ptw"), "{v}: a site inside a pass-through call: {rows:?}");
+    }
+}
+
+/// Testbins rewritten with the analysis's own classification (its calls: pass-through
+/// bypasses, mark stubs for the classified calls of malloc, operator new …): same
+/// behaviour, traced and untraced, elflint unchanged; CET and -fno-plt included.
+#[test]
+fn testbins_analysed_call_sites() {
+    let tb = support::testbins_out();
+    let d = scratch("testbins-analysed");
+    for (file, args) in [
+        ("wrappers.O2", &[&[][..], &["oom"][..]][..]),
+        ("wrappers.O2noplt", &[&[][..], &["die"][..]][..]),
+        ("wrappers.O2cet", &[&[][..], &["abort"][..]][..]),
+        ("nested.O2", &[&[][..]][..]),
+        ("cxxalloc.O2", &[&[][..]][..]),
+        ("negatives.O0", &[&[][..]][..]),
+        ("fnptr.O2", &[&[][..]][..]),
+        ("sizes.O0", &[&[][..]][..]),
+    ] {
+        let input = tb.join(file);
+        let out_dir = d.join(file);
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let out = out_dir.join(file);
+        let stdout = ok(Command::new(allocsite()).arg("rewrite").arg(&input).arg("-o").arg(&out).arg("--runtime").arg(runtime()));
+        assert!(stdout.lines().any(|l| l.starts_with("call sites: ")), "{file}: {stdout}");
+        if matches!(file, "cxxalloc.O2" | "negatives.O0" | "sizes.O0") {
+            assert!(stdout.lines().any(|l| l.starts_with("marked ")), "{file}: no mark stub:\n{stdout}");
+        }
+        let rw = Rewrite { out, stdout };
+        let balanced = file != "cxxalloc.O2";
+        check_program(&input, &rw, args, balanced);
+    }
+}

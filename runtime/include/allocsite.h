@@ -73,14 +73,17 @@ extern __thread void *__outermost_allocsite;
 typedef struct allocsite_chunk {
     void       *base;       /* start of the chunk (what the allocator returned) */
     size_t      size;       /* requested size in bytes */
-    void       *site;       /* innermost site: return address of the innermost hooked
-                               call active when the chunk was made, else the direct
-                               call site of the allocator */
-    void       *outermost;  /* outermost site (__outermost_allocsite), else the direct
-                               call site */
-    const char *allocator;  /* static string: the innermost hooked function's name
-                               (e.g. "xmalloc") when one was active, else the C/C++
-                               allocator ("malloc", "calloc", "operator new", ...) */
+    void       *site;       /* innermost site: the innermost classified call of an
+                               allocation function active when the chunk was made
+                               (runtime/README.md, "Attribution") */
+    void       *outermost;  /* outermost site: the outermost call of an allocation
+                               function on the stack (__outermost_allocsite), else the
+                               direct call site */
+    const char *allocator;  /* static string: the function called at the innermost
+                               site: the innermost hooked function's name (e.g.
+                               "xmalloc"), else the C/C++ allocator ("malloc",
+                               "calloc", "operator new", ...) */
+    const char *outermost_allocator; /* the function called at the outermost site */
 } allocsite_chunk_t;
 
 /* Look up any pointer into a live indexed chunk (interior pointers too).

@@ -12,6 +12,7 @@ pub struct AllocsiteChunk {
     pub site: *mut c_void,
     pub outermost: *mut c_void,
     pub allocator: *const c_char,
+    pub outermost_allocator: *const c_char,
 }
 
 #[repr(C)]
@@ -31,6 +32,7 @@ fn fill(c: &index::Chunk, out: &mut AllocsiteChunk) {
     out.site = k.inner as *mut c_void;
     out.outermost = k.outer as *mut c_void;
     out.allocator = sites::allocator_cname(k.key);
+    out.outermost_allocator = sites::outer_allocator_cname(k.key, k.okey);
 }
 
 #[no_mangle]
@@ -85,6 +87,7 @@ pub unsafe extern "C" fn allocsite_for_each_chunk(f: Option<VisitFn>, arg: *mut 
             site: core::ptr::null_mut(),
             outermost: core::ptr::null_mut(),
             allocator: core::ptr::null(),
+            outermost_allocator: core::ptr::null(),
         };
         fill(&c, &mut out);
         stop.set(f(&out, arg) != 0);

@@ -7,6 +7,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes of metadata memory mapped so far.
 pub static META_BYTES: AtomicU64 = AtomicU64::new(crate::index::STATIC_BYTES + crate::chunkmap::STATIC_BYTES);
+/// Highest META_BYTES reached.
+pub static META_PEAK: AtomicU64 = AtomicU64::new(0);
 /// Cap on META_BYTES (u64::MAX = none).
 pub static META_CAP: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Set once a request was refused because of the cap.
@@ -56,6 +58,9 @@ pub fn charge(bytes: u64) -> bool {
         META_BYTES.fetch_sub(bytes, Ordering::Relaxed);
         CAP_HIT.store(1, Ordering::Relaxed);
         return false;
+    }
+    if old + bytes > META_PEAK.load(Ordering::Relaxed) {
+        META_PEAK.fetch_max(old + bytes, Ordering::Relaxed);
     }
     true
 }

@@ -18,7 +18,7 @@
 //! and with atomic read-modify-writes after.
 use crate::index::{child, Big, BigTab, Chunk};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
 
 /// Bytes the interposed allocators add to each request.
 pub const TRAILER: usize = 8;
@@ -143,6 +143,51 @@ unsafe fn charge_trailers(d: i32) {
     }
 }
 
+/// Indexed chunks (bitmap and `BIG`), as flushed from the threads' counters: each
+/// thread keeps its change since its last flush in the hot block (`live`, plain
+/// stores) and moves it here every `LIVE_STEP` chunks of change.
+pub static LIVE_CHUNKS: AtomicI64 = AtomicI64::new(0);
+/// Highest number of indexed chunks seen: `LIVE_CHUNKS` before a flush plus the
+/// flushing thread's highest point since its previous one. Exact while one thread
+/// allocates; with n threads, each other thread's unflushed change (below `LIVE_STEP`)
+/// is missing from it.
+pub static PEAK_LIVE_CHUNKS: AtomicI64 = AtomicI64::new(0);
+const LIVE_STEP: i32 = 256;
+
+#[inline(always)]
+unsafe fn count_live(d: i32) {
+    let h = crate::tls::hot();
+    let t = (*h).live + d;
+    (*h).live = t;
+    if t > (*h).live_max {
+        (*h).live_max = t;
+    }
+    if t >= LIVE_STEP || t <= -LIVE_STEP {
+        flush_live(h);
+    }
+}
+
+/// Move this thread's live-chunk change into `LIVE_CHUNKS` (and its peak into
+/// `PEAK_LIVE_CHUNKS`). Only by the owning thread, under its guard.
+#[cold]
+#[inline(never)]
+pub unsafe fn flush_live(h: *mut crate::tls::Hot) {
+    let (t, m) = ((*h).live, (*h).live_max);
+    (*h).live = 0;
+    (*h).live_max = 0;
+    let before = LIVE_CHUNKS.fetch_add(t as i64, Ordering::Relaxed);
+    if m > 0 {
+        PEAK_LIVE_CHUNKS.fetch_max(before + m as i64, Ordering::Relaxed);
+    }
+}
+
+/// The peak number of indexed chunks (see `PEAK_LIVE_CHUNKS`), after flushing this
+/// thread's change; never below `now` (the chunks the index holds at the moment).
+pub fn peak_live_chunks(now: u64) -> u64 {
+    crate::interpose::guarded(crate::interpose::GUARD_INTERNAL, || unsafe { flush_live(crate::tls::hot()) });
+    (PEAK_LIVE_CHUNKS.load(Ordering::Relaxed).max(0) as u64).max(now)
+}
+
 /// Index a chunk glibc just returned for a request of `n + TRAILER` bytes. Err when the
 /// metadata cap refused a bitmap page.
 pub unsafe fn insert(p: usize, n: usize, id: u32) -> Result<(), ()> {
@@ -166,6 +211,7 @@ pub unsafe fn insert(p: usize, n: usize, id: u32) -> Result<(), ()> {
         STALE.fetch_add(1, Ordering::Relaxed);
     } else {
         charge_trailers(1);
+        count_live(1);
     }
     Ok(())
 }
@@ -174,8 +220,12 @@ fn insert_big(p: usize, n: usize, id: u32) -> Result<(), ()> {
     BIG.lock.lock();
     let r = BIG.insert(Big { base: p, size: n, id: id as u64 });
     BIG.lock.unlock();
-    if let Ok(Some(_)) = r {
-        STALE.fetch_add(1, Ordering::Relaxed);
+    match r {
+        Ok(Some(_)) => {
+            STALE.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(None) => unsafe { count_live(1) },
+        Err(()) => {}
     }
     r.map(|_| ())
 }
@@ -214,6 +264,7 @@ pub unsafe fn remove(p: usize, quiet: bool) -> Option<Chunk> {
                     return None;
                 }
                 charge_trailers(-1);
+                count_live(-1);
                 let t = *((p + usable - TRAILER) as *const u64);
                 return match decode(p, usable, t) {
                     Some((size, id)) => Some(Chunk { base: p, size, id }),
@@ -232,6 +283,9 @@ pub unsafe fn remove(p: usize, quiet: bool) -> Option<Chunk> {
     BIG.lock.lock();
     let r = BIG.remove(p);
     BIG.lock.unlock();
+    if r.is_some() {
+        count_live(-1);
+    }
     r.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 })
 }
 

@@ -328,7 +328,11 @@ unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, 
         return;
     }
     guard_on(h, GUARD_WORK);
-    let id = sites::intern(h, site, outer, sites::make_key(f, code));
+    // the function called at the outermost site: the bottom entry's (still in place
+    // when this call was the outermost one and has just been popped)
+    let bottom = (*h).entries[0].fn_ as usize;
+    let okey = if bottom & 1 != 0 { 0 } else { bottom };
+    let id = sites::intern(h, site, outer, sites::make_key(f, code), okey);
     if id != 0 {
         if !index::SUB_USED.swap(true, Ordering::Relaxed) {
             update_masks();

@@ -1,13 +1,14 @@
 //! The C and C++ allocators, interposed (the runtime precedes libc in the lookup scope).
 //! Each exported entry point is a naked shim that passes the caller's return address
-//! (rcx) and its entry stack pointer (r8) to the Rust implementation, which forwards to
+//! (rcx), its entry stack pointer (r8) and the hot block's mark byte, cleared (r9), to
+//! the Rust implementation, which forwards to
 //! glibc's `__libc_*` functions, asking for `chunkmap::TRAILER` bytes more, and records
 //! the chunk in the index.
 use crate::chunkmap::{self, TRAILER};
 use crate::index;
 use crate::sites::{self, *};
 use crate::stats;
-use crate::tls::{active_sites, hot, Hot};
+use crate::tls::{attribute, hot, Hot};
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, Ordering};
@@ -57,8 +58,10 @@ pub fn guarded<R>(v: u32, f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Index a chunk the allocator entered from return address `ra` (entry stack pointer
+/// `sp`) just made; `mark`: the hot block's mark byte as the entry shim found it.
 #[inline(always)]
-unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize) {
+unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize, mark: usize) {
     let h = hot();
     if (*h).guard != 0 {
         if (*h).guard == GUARD_WORK {
@@ -67,11 +70,8 @@ unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize) {
         return;
     }
     guard_on(h, GUARD_WORK);
-    let (inner, outer, f) = match active_sites(sp) {
-        Some(s) => s,
-        None => (ra, ra, core::ptr::null()),
-    };
-    let id = sites::intern(h, inner, outer, make_key(f, code));
+    let a = attribute(ra, sp, mark != 0);
+    let id = sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize);
     if id == 0 {
         stats::NO_SITE.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -114,7 +114,17 @@ macro_rules! shim {
         #[unsafe(naked)]
         #[no_mangle]
         pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
-            core::arch::naked_asm!("mov rcx, [rsp]", "mov r8, rsp", "jmp {imp}", imp = sym $imp)
+            core::arch::naked_asm!(
+                "mov rcx, [rsp]",
+                "mov r8, rsp",
+                // read and clear the mark (hook ABI v3): the rewriter's mark stub set it
+                // if this is a classified call of the allocator
+                "mov rax, qword ptr [rip + allocsite_tls_hot@GOTTPOFF]",
+                "movzx r9d, byte ptr fs:[rax + 50]",
+                "mov byte ptr fs:[rax + 50], 0",
+                "jmp {imp}",
+                imp = sym $imp
+            )
         }
     };
 }
@@ -128,29 +138,29 @@ fn req(n: usize) -> usize {
     n.saturating_add(TRAILER)
 }
 
-unsafe extern "C" fn malloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn malloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let p = __libc_malloc(req(n));
     if !p.is_null() {
-        record(p, n, A_MALLOC, ra, sp);
+        record(p, n, A_MALLOC, ra, sp, mark);
     }
     p
 }
-unsafe extern "C" fn calloc_impl(n: usize, s: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn calloc_impl(n: usize, s: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let Some(t) = n.checked_mul(s) else {
         *libc::__errno_location() = libc::ENOMEM;
         return null_mut();
     };
     let p = __libc_calloc(req(t), 1);
     if !p.is_null() {
-        record(p, t, A_CALLOC, ra, sp);
+        record(p, t, A_CALLOC, ra, sp, mark);
     }
     p
 }
-unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize) -> P {
+unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
     if p.is_null() {
         let q = __libc_realloc(p, req(n));
         if !q.is_null() {
-            record(q, n, code, ra, sp);
+            record(q, n, code, ra, sp, mark);
         }
         return q;
     }
@@ -171,28 +181,28 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize) -> P {
     }
     let _ = old;
     if !q.is_null() {
-        record(q, n, code, ra, sp);
+        record(q, n, code, ra, sp, mark);
     }
     q
 }
-unsafe extern "C" fn realloc_impl(p: P, n: usize, _: usize, ra: usize, sp: usize) -> P {
-    realloc_common(p, n, A_REALLOC, ra, sp)
+unsafe extern "C" fn realloc_impl(p: P, n: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
+    realloc_common(p, n, A_REALLOC, ra, sp, mark)
 }
-unsafe extern "C" fn reallocarray_impl(p: P, n: usize, s: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn reallocarray_impl(p: P, n: usize, s: usize, ra: usize, sp: usize, mark: usize) -> P {
     let Some(t) = n.checked_mul(s) else {
         *libc::__errno_location() = libc::ENOMEM;
         return null_mut();
     };
-    realloc_common(p, t, A_REALLOCARRAY, ra, sp)
+    realloc_common(p, t, A_REALLOCARRAY, ra, sp, mark)
 }
-unsafe extern "C" fn free_impl(p: P, _: usize, _: usize, _ra: usize, _sp: usize) {
+unsafe extern "C" fn free_impl(p: P, _: usize, _: usize, _ra: usize, _sp: usize, _mark: usize) {
     if p.is_null() {
         return;
     }
     unrecord(p);
     __libc_free(p);
 }
-unsafe extern "C" fn posix_memalign_impl(pp: *mut P, a: usize, n: usize, ra: usize, sp: usize) -> i32 {
+unsafe extern "C" fn posix_memalign_impl(pp: *mut P, a: usize, n: usize, ra: usize, sp: usize, mark: usize) -> i32 {
     if a % core::mem::size_of::<usize>() != 0 || !a.is_power_of_two() {
         return libc::EINVAL;
     }
@@ -201,54 +211,54 @@ unsafe extern "C" fn posix_memalign_impl(pp: *mut P, a: usize, n: usize, ra: usi
         return libc::ENOMEM;
     }
     *pp = p;
-    record(p, n, A_POSIX_MEMALIGN, ra, sp);
+    record(p, n, A_POSIX_MEMALIGN, ra, sp, mark);
     0
 }
-unsafe extern "C" fn aligned_alloc_impl(a: usize, n: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn aligned_alloc_impl(a: usize, n: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let p = __libc_memalign(a, req(n));
     if !p.is_null() {
-        record(p, n, A_ALIGNED_ALLOC, ra, sp);
+        record(p, n, A_ALIGNED_ALLOC, ra, sp, mark);
     }
     p
 }
-unsafe extern "C" fn memalign_impl(a: usize, n: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn memalign_impl(a: usize, n: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let p = __libc_memalign(a, req(n));
     if !p.is_null() {
-        record(p, n, A_MEMALIGN, ra, sp);
+        record(p, n, A_MEMALIGN, ra, sp, mark);
     }
     p
 }
-unsafe extern "C" fn valloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn valloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let p = __libc_valloc(req(n));
     if !p.is_null() {
-        record(p, n, A_VALLOC, ra, sp);
+        record(p, n, A_VALLOC, ra, sp, mark);
     }
     p
 }
-unsafe extern "C" fn pvalloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn pvalloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let p = __libc_pvalloc(req(n));
     if !p.is_null() {
         let pg = libc::sysconf(libc::_SC_PAGESIZE) as usize;
-        record(p, (n + pg - 1) & !(pg - 1), A_PVALLOC, ra, sp);
+        record(p, (n + pg - 1) & !(pg - 1), A_PVALLOC, ra, sp, mark);
     }
     p
 }
-unsafe extern "C" fn strdup_impl(s: *const i8, _: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn strdup_impl(s: *const i8, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let n = libc::strlen(s) + 1;
     let p = __libc_malloc(req(n));
     if !p.is_null() {
         core::ptr::copy_nonoverlapping(s as *const u8, p as *mut u8, n);
-        record(p, n, A_STRDUP, ra, sp);
+        record(p, n, A_STRDUP, ra, sp, mark);
     }
     p
 }
-unsafe extern "C" fn strndup_impl(s: *const i8, m: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn strndup_impl(s: *const i8, m: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let n = libc::strnlen(s, m);
     let p = __libc_malloc(req(n + 1));
     if !p.is_null() {
         core::ptr::copy_nonoverlapping(s as *const u8, p as *mut u8, n);
         *(p as *mut u8).add(n) = 0;
-        record(p, n + 1, A_STRNDUP, ra, sp);
+        record(p, n + 1, A_STRNDUP, ra, sp, mark);
     }
     p
 }
@@ -285,31 +295,31 @@ pub unsafe extern "C" fn malloc_usable_size(p: P) -> usize {
 
 // ---------------------------------------------------------------- C++
 
-unsafe extern "C" fn new_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn new_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let p = __libc_malloc(req(n.max(1)));
     if !p.is_null() {
-        record(p, n, A_NEW, ra, sp);
+        record(p, n, A_NEW, ra, sp, mark);
     }
     p
 }
-unsafe extern "C" fn new_arr_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn new_arr_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let p = __libc_malloc(req(n.max(1)));
     if !p.is_null() {
-        record(p, n, A_NEW_ARR, ra, sp);
+        record(p, n, A_NEW_ARR, ra, sp, mark);
     }
     p
 }
-unsafe extern "C" fn new_al_impl(n: usize, a: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn new_al_impl(n: usize, a: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let p = __libc_memalign(a, req(n.max(1)));
     if !p.is_null() {
-        record(p, n, A_NEW, ra, sp);
+        record(p, n, A_NEW, ra, sp, mark);
     }
     p
 }
-unsafe extern "C" fn new_arr_al_impl(n: usize, a: usize, _: usize, ra: usize, sp: usize) -> P {
+unsafe extern "C" fn new_arr_al_impl(n: usize, a: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let p = __libc_memalign(a, req(n.max(1)));
     if !p.is_null() {
-        record(p, n, A_NEW_ARR, ra, sp);
+        record(p, n, A_NEW_ARR, ra, sp, mark);
     }
     p
 }
@@ -336,6 +346,9 @@ macro_rules! cxx_new {
                 "push rdx",
                 "mov rcx, [rsp+24]",
                 "lea r8, [rsp+24]",
+                "mov rax, qword ptr [rip + allocsite_tls_hot@GOTTPOFF]",
+                "movzx r9d, byte ptr fs:[rax + 50]",
+                "mov byte ptr fs:[rax + 50], 0",
                 "call {imp}",
                 "pop rdx",
                 "pop rsi",

@@ -1,7 +1,7 @@
 //! JSON reports: at exit (`ALLOCSITE_REPORT=PATH`, `%p` = pid) and on request.
 //! Runs with the runtime guard set to "internal": its own (ordinary) allocations are
 //! neither indexed nor counted.
-use crate::arena::{CAP_HIT, META_BYTES, META_CAP};
+use crate::arena::{CAP_HIT, META_BYTES, META_CAP, META_PEAK};
 use crate::interpose::{guarded, GUARD_INTERNAL, INDEXING};
 use crate::sites;
 use crate::stats;
@@ -34,7 +34,22 @@ pub struct SiteRow {
     pub inner: usize,
     pub outer: usize,
     pub key: usize,
+    pub okey: usize,
     pub agg: Agg,
+}
+
+impl SiteRow {
+    /// The function called at the innermost (`inner`) or outermost site, as a key for
+    /// `sites::allocator_name`.
+    fn callee(&self, inner: bool) -> usize {
+        if inner {
+            self.key
+        } else if self.okey != 0 {
+            self.okey << 8
+        } else {
+            self.key & 0xff
+        }
+    }
 }
 
 /// Snapshot of every interned site with its counters, including the batches other
@@ -59,6 +74,7 @@ pub fn snapshot() -> Vec<SiteRow> {
             inner: k.inner,
             outer: k.outer,
             key: k.key,
+            okey: k.okey,
             agg: Agg { calls: s.calls, bytes: s.bytes, live_chunks, live_bytes, peak: s.peak, dropped: s.dropped },
         });
     }
@@ -134,10 +150,15 @@ fn agg_fields(out: &mut String, a: &Agg) {
     );
 }
 
-fn allocator_of(rows: &[&SiteRow]) -> String {
-    // the allocator of the group's largest contributor
+fn callee_name(callee: usize) -> String {
+    crate::symbolize::demangle(&String::from_utf8_lossy(sites::allocator_name(callee)))
+}
+
+/// The function called at a group's site (`inner`: the groups are innermost sites):
+/// the one of its largest contributor (a site calling through a pointer may call more).
+fn allocator_of(rows: &[&SiteRow], inner: bool) -> String {
     let r = rows.iter().max_by_key(|r| (r.agg.bytes, r.agg.calls)).unwrap();
-    crate::symbolize::demangle(&String::from_utf8_lossy(sites::allocator_name(r.key)))
+    callee_name(r.callee(inner))
 }
 
 /// The report as JSON text.
@@ -152,13 +173,17 @@ pub fn render(reason: &str) -> String {
     out.push_str(",\"reason\":");
     esc(&mut out, reason);
     let cap = META_CAP.load(Ordering::Relaxed);
+    // (the peak counts the chunks the interposed allocators index; at least the heap
+    // chunks live now)
+    let peak_chunks = crate::chunkmap::peak_live_chunks(t.agg.live_chunks);
+    let meta_peak = META_PEAK.load(Ordering::Relaxed).max(t.meta_bytes);
     let mut sub = Agg::default();
     for r in rows.iter().filter(|r| is_sub(r.key)) {
         sub.add(&r.agg);
     }
     let _ = write!(
         out,
-        ",\"totals\":{{\"calls\":{},\"bytes\":{},\"live_chunks\":{},\"live_bytes\":{},\"dropped\":{},\"dropped_reentrant\":{},\"dropped_no_site\":{},\"meta_bytes\":{},\"meta_cap\":{},\"indexing_stopped\":{},\"meta_bytes_per_live_chunk\":{:.2},\"sites\":{},\"bitmap_pages\":{},\"overwritten_trailers\":{},\"stale_chunks\":{},\"depth_overflows\":{},\"suballoc_calls\":{},\"suballoc_bytes\":{},\"suballoc_live_chunks\":{}}}",
+        ",\"totals\":{{\"calls\":{},\"bytes\":{},\"live_chunks\":{},\"live_bytes\":{},\"dropped\":{},\"dropped_reentrant\":{},\"dropped_no_site\":{},\"meta_bytes\":{},\"meta_cap\":{},\"indexing_stopped\":{},\"meta_bytes_per_live_chunk\":{:.2},\"peak_live_chunks\":{},\"meta_bytes_peak\":{},\"meta_bytes_per_peak_live_chunk\":{:.2},\"sites\":{},\"bitmap_pages\":{},\"overwritten_trailers\":{},\"stale_chunks\":{},\"depth_overflows\":{},\"suballoc_calls\":{},\"suballoc_bytes\":{},\"suballoc_live_chunks\":{}}}",
         t.agg.calls,
         t.agg.bytes,
         t.agg.live_chunks,
@@ -170,6 +195,9 @@ pub fn render(reason: &str) -> String {
         if cap == u64::MAX { "null".to_string() } else { cap.to_string() },
         !INDEXING.load(Ordering::Relaxed) || CAP_HIT.load(Ordering::Relaxed) != 0,
         if t.agg.live_chunks == 0 { 0.0 } else { t.meta_bytes as f64 / t.agg.live_chunks as f64 },
+        peak_chunks,
+        meta_peak,
+        if peak_chunks == 0 { 0.0 } else { meta_peak as f64 / peak_chunks as f64 },
         rows.len(),
         crate::chunkmap::PAGES.load(Ordering::Relaxed),
         crate::chunkmap::OVERWRITTEN.load(Ordering::Relaxed),
@@ -199,7 +227,7 @@ pub fn render(reason: &str) -> String {
             out.push('{');
             syms.site_fields(&mut out, addr);
             out.push_str(",\"allocator\":");
-            esc(&mut out, &allocator_of(&rs));
+            esc(&mut out, &allocator_of(&rs, by_inner));
             if rs.iter().all(|r| is_sub(r.key)) {
                 out.push_str(",\"suballoc\":true");
             }
@@ -208,10 +236,10 @@ pub fn render(reason: &str) -> String {
                 a.add(&r.agg);
             }
             agg_fields(&mut out, &a);
-            // sub-groups: by the other site, then allocator
+            // sub-groups: by the other site and the function called there
             let mut sub: BTreeMap<(usize, usize), Agg> = BTreeMap::new();
             for r in &rs {
-                sub.entry((if by_inner { r.outer } else { r.inner }, r.key)).or_default().add(&r.agg);
+                sub.entry((if by_inner { r.outer } else { r.inner }, r.callee(!by_inner))).or_default().add(&r.agg);
             }
             let mut sub: Vec<_> = sub.into_iter().collect();
             sub.sort_by_key(|(k, a)| (std::cmp::Reverse(a.bytes), *k));
@@ -223,7 +251,7 @@ pub fn render(reason: &str) -> String {
                 out.push('{');
                 syms.site_fields(&mut out, *a2);
                 out.push_str(",\"allocator\":");
-                esc(&mut out, &crate::symbolize::demangle(&String::from_utf8_lossy(sites::allocator_name(*key))));
+                esc(&mut out, &callee_name(*key));
                 agg_fields(&mut out, ag);
                 out.push('}');
             }

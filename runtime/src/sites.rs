@@ -51,9 +51,12 @@ pub const A_HOOKED: u32 = 15;
 pub struct Key {
     pub inner: usize,
     pub outer: usize,
-    /// `(fn descriptor address << 8) | allocator code`
+    /// `(fn descriptor address << 8) | allocator code`: the function called at the
+    /// innermost site (the hooked function, else the C/C++ entry point of the code).
     pub key: usize,
-    pub _pad: usize,
+    /// The function called at the outermost site: the bottom active entry's descriptor,
+    /// 0 = the C/C++ entry point of `key`'s code (no hooked call was active).
+    pub okey: usize,
 }
 
 #[repr(C, align(64))]
@@ -105,10 +108,11 @@ fn init() -> bool {
 }
 
 #[inline]
-fn hash(inner: usize, outer: usize, key: usize) -> usize {
+fn hash(inner: usize, outer: usize, key: usize, okey: usize) -> usize {
     let mut h = inner.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     h ^= outer.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(17);
     h ^= key.wrapping_mul(0x1656_67B1_9E37_79F9).rotate_left(31);
+    h ^= okey.wrapping_mul(0x27D4_EB2F_1656_67C5).rotate_left(47);
     (h ^ (h >> 29)) & (HASH_SLOTS - 1)
 }
 
@@ -135,6 +139,7 @@ struct CacheEnt {
     inner: usize,
     outer: usize,
     key: usize,
+    okey: usize,
     id: usize,
 }
 const CACHE_ENTS: usize = 64;
@@ -142,40 +147,42 @@ const CACHE_BYTES: usize = CACHE_ENTS * core::mem::size_of::<CacheEnt>();
 
 /// The id of a site (0 when the table is full or over the metadata cap).
 #[inline]
-pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32 {
-    if (*h).c_inner == inner && (*h).c_outer == outer && (*h).c_key == key && (*h).c_id != 0 {
+pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
+    if (*h).c_inner == inner && (*h).c_outer == outer && (*h).c_key == key && (*h).c_okey == okey && (*h).c_id != 0 {
         return (*h).c_id;
     }
     // two-entry MRU cache: swap on a hit in the second entry
-    let id = if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_id != 0 {
+    let id = if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_okey == okey && (*h).c2_id != 0 {
         (*h).c2_id
     } else {
-        intern_cached(h, inner, outer, key)
+        intern_cached(h, inner, outer, key, okey)
     };
     if id != 0 {
         (*h).c2_inner = (*h).c_inner;
         (*h).c2_outer = (*h).c_outer;
         (*h).c2_key = (*h).c_key;
+        (*h).c2_okey = (*h).c_okey;
         (*h).c2_id = (*h).c_id;
         (*h).c_inner = inner;
         (*h).c_outer = outer;
         (*h).c_key = key;
+        (*h).c_okey = okey;
         (*h).c_id = id;
     }
     id
 }
 
 #[inline]
-unsafe fn intern_cached(h: *mut Hot, inner: usize, outer: usize, key: usize) -> u32 {
+unsafe fn intern_cached(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
     let mut cache = (*h).site_cache as *mut CacheEnt;
-    let slot = hash(inner, outer, key) & (CACHE_ENTS - 1);
+    let slot = hash(inner, outer, key, okey) & (CACHE_ENTS - 1);
     if !cache.is_null() {
         let e = &*cache.add(slot);
-        if e.inner == inner && e.outer == outer && e.key == key && e.id != 0 {
+        if e.inner == inner && e.outer == outer && e.key == key && e.okey == okey && e.id != 0 {
             return e.id as u32;
         }
     }
-    let id = intern_slow(inner, outer, key);
+    let id = intern_slow(inner, outer, key, okey);
     if id == 0 {
         return 0;
     }
@@ -200,18 +207,19 @@ unsafe fn intern_cached(h: *mut Hot, inner: usize, outer: usize, key: usize) -> 
     e.inner = inner;
     e.outer = outer;
     e.key = key;
+    e.okey = okey;
     core::sync::atomic::compiler_fence(Ordering::SeqCst);
     e.id = id as usize;
     id
 }
 
 #[cold]
-unsafe fn intern_slow(inner: usize, outer: usize, k: usize) -> u32 {
+unsafe fn intern_slow(inner: usize, outer: usize, k: usize, okey: usize) -> u32 {
     if INIT.load(Ordering::Acquire) != 2 && !init() {
         return 0;
     }
     let tab = HASH.load(Ordering::Relaxed);
-    let h0 = hash(inner, outer, k);
+    let h0 = hash(inner, outer, k, okey);
     let find = |locked: bool| -> Result<u32, usize> {
         let mut i = h0;
         loop {
@@ -220,7 +228,7 @@ unsafe fn intern_slow(inner: usize, outer: usize, k: usize) -> u32 {
                 return Err(i);
             }
             let e = key(id);
-            if e.inner == inner && e.outer == outer && e.key == k {
+            if e.inner == inner && e.outer == outer && e.key == k && e.okey == okey {
                 return Ok(id);
             }
             i = (i + 1) & (HASH_SLOTS - 1);
@@ -255,6 +263,7 @@ unsafe fn intern_slow(inner: usize, outer: usize, k: usize) -> u32 {
                 e.inner = inner;
                 e.outer = outer;
                 e.key = k;
+                e.okey = okey;
                 NEXT.store(id + 1, Ordering::Release);
                 (*tab.add(slot)).store(id, Ordering::Release);
                 id
@@ -551,6 +560,7 @@ extern "C" fn thread_exit(_: *mut core::ffi::c_void) {
         if (*h).flags & F_REG != 0 {
             deregister(h);
         }
+        crate::chunkmap::flush_live(h);
         // Later allocations in other destructors take a new slot, which arms this
         // destructor again (glibc re-runs destructors whose value was set again).
         for p in (*h).pend.iter_mut() {
@@ -604,8 +614,8 @@ unsafe fn pend_slot(h: *mut Hot, id: u32) -> &'static mut Pend {
     new_slot(h, id)
 }
 
-#[cold]
-unsafe fn new_slot(h: *mut Hot, id: u32) -> &'static mut Pend {
+/// Arm this thread's exit destructor (flushes its batches and live-chunk count).
+unsafe fn arm_dtor(h: *mut Hot) {
     if (*h).flags & F_DTOR == 0 {
         let k = KEY.load(Ordering::Acquire);
         if k != u32::MAX {
@@ -613,6 +623,11 @@ unsafe fn new_slot(h: *mut Hot, id: u32) -> &'static mut Pend {
             libc::pthread_setspecific(k, 1 as *const core::ffi::c_void);
         }
     }
+}
+
+#[cold]
+unsafe fn new_slot(h: *mut Hot, id: u32) -> &'static mut Pend {
+    arm_dtor(h);
     if (*h).flags & (F_REG | F_EXITING) == 0 {
         // once per thread: when the registry refuses (counted in UNREGISTERED), the
         // thread's unflushed batches are missing from other threads' reports
@@ -676,15 +691,29 @@ pub unsafe fn on_free(h: *mut Hot, id: u32, n: u64) {
         }
     }
     stats(id).live_bytes.fetch_sub(n, Ordering::Relaxed);
+    // (a thread that only frees still has a live-chunk count to flush at exit)
+    if (*h).flags & F_DTOR == 0 {
+        arm_dtor(h);
+    }
 }
 
-/// Name of a site's allocator: the hooked function's name, else the C/C++ entry point.
+/// Name of the function called at a site's innermost site: the hooked function's
+/// name, else the C/C++ entry point.
 pub fn allocator_name(key: usize) -> &'static [u8] {
     let f = (key >> 8) as *const FnDesc;
     if !f.is_null() {
         return unsafe { crate::trace::fn_name(f) };
     }
     ALLOCATORS.get(key & 0xff).copied().unwrap_or("unknown").as_bytes()
+}
+
+/// Name of the function called at a site's outermost site (`Key::okey`, else the C/C++
+/// entry point of `key`'s code).
+pub fn outer_allocator_name(key: usize, okey: usize) -> &'static [u8] {
+    if okey != 0 {
+        return unsafe { crate::trace::fn_name(okey as *const FnDesc) };
+    }
+    allocator_name(key & 0xff)
 }
 pub fn libc_allocator_name(key: usize) -> &'static str {
     ALLOCATORS.get(key & 0xff).copied().unwrap_or("unknown")
@@ -708,11 +737,18 @@ const ALLOCATORS_C: [&core::ffi::CStr; 16] = [
     c"suballoc",
     c"hooked",
 ];
-/// NUL-terminated static allocator name (for the C API).
+/// NUL-terminated static allocator name (for the C API): `allocator_name`.
 pub fn allocator_cname(key: usize) -> *const core::ffi::c_char {
     let f = (key >> 8) as *const FnDesc;
     if !f.is_null() {
         return (f as usize as i64 + unsafe { (*f).name_rel }) as *const core::ffi::c_char;
     }
     ALLOCATORS_C.get(key & 0xff).copied().unwrap_or(c"unknown").as_ptr()
+}
+/// NUL-terminated `outer_allocator_name`.
+pub fn outer_allocator_cname(key: usize, okey: usize) -> *const core::ffi::c_char {
+    if okey != 0 {
+        return allocator_cname(okey << 8);
+    }
+    allocator_cname(key & 0xff)
 }

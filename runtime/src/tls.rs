@@ -1,5 +1,5 @@
 //! Hot per-thread state: one initial-exec TLS block whose first word is the exported
-//! `__outermost_allocsite`. Compact (576 bytes), no heap, reached with one `fs:`-relative
+//! `__outermost_allocsite`. Compact (600 bytes), no heap, reached with one `fs:`-relative
 //! address computation.
 use crate::FnDesc;
 
@@ -57,6 +57,13 @@ pub struct Hot {
     /// Trailers made minus trailers dropped on this thread since their bytes were last
     /// charged to the metadata count (in steps of `interpose::TRAIL_STEP`).
     pub trail: i32,
+    /// `Key::okey` of the two site-cache entries.
+    pub c_okey: usize,
+    pub c2_okey: usize,
+    /// Indexed chunks made minus removed on this thread since the last flush into
+    /// `chunkmap::LIVE_CHUNKS`, and its running maximum (for the peak).
+    pub live: i32,
+    pub live_max: i32,
 }
 
 pub const NPEND: usize = 4;
@@ -71,7 +78,9 @@ pub struct Pend {
     pub max_live: i64,
 }
 
-const _: () = assert!(core::mem::size_of::<Hot>() == 576);
+const _: () = assert!(core::mem::size_of::<Hot>() == HOT_SIZE);
+/// (also in the `.tbss` definition below)
+const HOT_SIZE: usize = 600;
 
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
@@ -82,10 +91,10 @@ core::arch::global_asm!(
     ".globl allocsite_tls_hot",
     ".hidden allocsite_tls_hot",
     ".type allocsite_tls_hot,@object",
-    ".size allocsite_tls_hot,576",
+    ".size allocsite_tls_hot,600",
     "__outermost_allocsite:",
     "allocsite_tls_hot:",
-    ".zero 576",
+    ".zero 600",
     ".popsection",
 );
 
@@ -122,6 +131,37 @@ pub unsafe fn drop_stale(h: *mut Hot, mut d: u32, sp: usize, inclusive: bool) ->
         (*h).outermost = 0;
     }
     d
+}
+
+/// What an allocation is attributed to: its innermost and outermost site and the
+/// function called at each (null: the C/C++ entry point that made the chunk).
+pub struct Sites {
+    pub inner: usize,
+    pub outer: usize,
+    pub inner_fn: *const FnDesc,
+    pub outer_fn: *const FnDesc,
+}
+
+/// The sites of a chunk made by an interposed allocator called from return address
+/// `ra` with entry stack pointer `sp`; `mark`: the call was a classified call of that
+/// allocator (the rewriter's mark stub set the hot block's mark byte).
+/// - mark set: innermost = `ra` (that call); outermost = the active outermost, else `ra`.
+/// - no active hooked call: both `ra`.
+/// - else innermost = the top entry's site and function, unless that function is a
+///   constructor (`rewrite --ctors`: ctors count only for the outermost site), then `ra`;
+///   outermost = the bottom entry's site and function.
+#[inline(always)]
+pub unsafe fn attribute(ra: usize, sp: usize, mark: bool) -> Sites {
+    let none = Sites { inner: ra, outer: ra, inner_fn: core::ptr::null(), outer_fn: core::ptr::null() };
+    let Some((site, outer, f)) = active_sites(sp) else { return none };
+    let h = hot();
+    let bottom = (*h).entries[0].fn_;
+    // (an entry's fn_ with bit 0 set marks "result indexed by an inner call")
+    let outer_fn = if bottom as usize & 1 != 0 { core::ptr::null() } else { bottom };
+    if mark || (!f.is_null() && (*f).kind == crate::hooks::KIND_CTOR) {
+        return Sites { inner: ra, outer, inner_fn: core::ptr::null(), outer_fn };
+    }
+    Sites { inner: site, outer, inner_fn: f, outer_fn }
 }
 
 /// Innermost and outermost site of the active hooked calls whose frames enclose `sp`

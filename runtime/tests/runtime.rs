@@ -193,6 +193,8 @@ fn index_wrappers_innermost_outermost() {
         let outs = s["outermost"].as_array().unwrap();
         assert_eq!(outs.len(), 1);
         assert!(outs[0]["symbol"].as_str().unwrap().starts_with("sphinx_caller"), "{s}");
+        // the function called at that outermost site
+        assert_eq!(outs[0]["allocator"], "__ckd_calloc_2d__", "{s}");
     }
     assert!(inner.iter().any(|s| s["allocator"] == "__ckd_calloc__" && u(s, "bytes") == 160));
     assert!(inner.iter().any(|s| s["allocator"] == "xmalloc" && u(s, "bytes") == 32));
@@ -210,6 +212,11 @@ fn index_wrappers_innermost_outermost() {
     assert_eq!(u(o[0], "calls"), 2);
     assert_eq!(u(o[0], "bytes"), 192);
     assert_eq!(o[0]["innermost"].as_array().unwrap().len(), 2);
+    // each view's allocator is the function called at the site it shows
+    assert_eq!(o[0]["allocator"], "__ckd_calloc_2d__");
+    let mut inner_fns: Vec<&str> = o[0]["innermost"].as_array().unwrap().iter().map(|x| x["allocator"].as_str().unwrap()).collect();
+    inner_fns.sort();
+    assert_eq!(inner_fns, ["__ckd_calloc__", "xmalloc"]);
 }
 
 #[test]
@@ -473,4 +480,129 @@ fn calls_and_bytes_match_valgrind() {
     // trailer on top
     assert_eq!((u(t, "calls"), u(t, "bytes") + 3 * 8), (vg_allocs, vg_bytes), "report vs valgrind: {line}");
     assert_eq!(u(t, "dropped"), 0);
+}
+
+/// The line of tests/c/<src> holding `marker`, as the report names it (`src:N`).
+fn line_of(src: &str, marker: &str) -> String {
+    let text = std::fs::read_to_string(root().join("runtime/tests/c").join(src)).unwrap();
+    let n = text.lines().position(|l| l.contains(marker)).unwrap_or_else(|| panic!("no {marker} in {src}")) + 1;
+    format!("{src}:{n}")
+}
+
+/// Per-site rows of a report view as (symbol prefix, allocator, [(sub-row symbol prefix,
+/// sub-row allocator)]) for the sites whose symbol starts with `prefix`.
+fn view<'a>(r: &'a Value, key: &str, prefix: &str) -> Vec<(&'a str, &'a str, Vec<(&'a str, &'a str)>)> {
+    let sub = if key == "sites" { "outermost" } else { "innermost" };
+    sites_matching(r, key, prefix)
+        .into_iter()
+        .map(|s| {
+            let subs = s[sub].as_array().unwrap().iter().map(|x| (x["symbol"].as_str().unwrap(), x["allocator"].as_str().unwrap())).collect();
+            (s["symbol"].as_str().unwrap(), s["allocator"].as_str().unwrap(), subs)
+        })
+        .collect()
+}
+
+#[test]
+fn mark_makes_the_allocators_call_the_innermost_site() {
+    let dir = out_dir("attrib-mark");
+    let exe = build("attrib.c", &dir, &[]);
+    let r = run(&exe, &dir, &["mark"], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    assert!(r.stdout.contains("mark ok"));
+    let r = &reports(&dir)[0];
+    // innermost view: the marked malloc is make_obj_body's own site, allocator malloc;
+    // its outermost site is mark_caller's call of make_obj
+    let v = view(r, "sites", "make_obj_body+");
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].1, "malloc");
+    assert_eq!(v[0].2.len(), 1);
+    assert!(v[0].2[0].0.starts_with("mark_caller+") && v[0].2[0].1 == "make_obj", "{v:?}");
+    // the unmarked malloc and the marked strdup: mark_caller's sites
+    let v = view(r, "sites", "mark_caller+");
+    let mut allocs: Vec<&str> = v.iter().map(|s| s.1).collect();
+    allocs.sort();
+    assert_eq!(allocs, ["make_obj", "strdup"], "{v:?}");
+    // outermost view: mark_caller's call of make_obj names make_obj, its innermost
+    // sites name what was called there
+    let o = view(r, "outermost", "mark_caller+");
+    let mo = o.iter().find(|s| s.1 == "make_obj").expect("make_obj outermost row");
+    let mut subs: Vec<(bool, &str)> = mo.2.iter().map(|(s, a)| (s.starts_with("make_obj_body+"), *a)).collect();
+    subs.sort();
+    assert_eq!(subs, [(false, "make_obj"), (true, "malloc")], "{o:?}");
+    // the failed marked call and the free counted nothing
+    assert_eq!(u(&r["totals"], "dropped"), 0);
+}
+
+#[test]
+fn pass_through_call_repeats_the_enclosing_entry() {
+    let dir = out_dir("attrib-pt");
+    let exe = build("attrib.c", &dir, &[]);
+    let r = run(&exe, &dir, &["pt"], &[("ALLOCSITE_REPORT", "report-%p.json"), ("ALLOCSITE_TRACE", "trace.txt")]);
+    assert!(r.stdout.contains("pt ok"));
+    let rep = &reports(&dir)[0];
+    // no site at wrap_alloc_body (the pass-through call), one per call in pt_caller
+    assert!(view(rep, "sites", "wrap_alloc_body").is_empty(), "{rep}");
+    let v = view(rep, "sites", "pt_caller+");
+    let mut allocs: Vec<&str> = v.iter().map(|s| s.1).collect();
+    allocs.sort();
+    assert_eq!(allocs, ["inner_alloc", "wrap_alloc"], "{v:?}");
+    // the pass-through entry pairs with its exit: enter/exit balanced, depth 2 inside
+    let trace = std::fs::read_to_string(dir.join("trace.txt")).unwrap();
+    let enters = trace.lines().filter(|l| l.starts_with("enter ")).count();
+    let exits = trace.lines().filter(|l| l.starts_with("exit  ")).count();
+    assert_eq!((enters, exits), (3, 3), "{trace}");
+    let inner = trace.lines().find(|l| l.starts_with("enter") && l.contains("fn=inner_alloc") && l.contains(" depth=2")).expect("nested enter");
+    assert!(inner.contains(" size=48"), "{inner}");
+}
+
+#[test]
+fn ctor_counts_only_for_the_outermost_site() {
+    let dir = out_dir("attrib-ctor");
+    let exe = build("attrib.c", &dir, &[]);
+    let r = run(&exe, &dir, &["ctor"], &[("ALLOCSITE_REPORT", "report-%p.json"), ("ALLOCSITE_TRACE", "trace.txt")]);
+    assert!(r.stdout.contains("ctor ok"));
+    let rep = &reports(&dir)[0];
+    let v = view(rep, "sites", "new_table_body+");
+    let mut allocs: Vec<&str> = v.iter().map(|s| s.1).collect();
+    allocs.sort();
+    assert_eq!(allocs, ["malloc", "xmalloc"], "{v:?}");
+    for s in &v {
+        assert_eq!(s.2.len(), 1);
+        assert!(s.2[0].0.starts_with("ctor_caller+") && s.2[0].1 == "new_table", "{v:?}");
+    }
+    let o = view(rep, "outermost", "ctor_caller+");
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!(o[0].1, "new_table");
+    assert_eq!(o[0].2.len(), 2);
+    // kind 4 is traced like the others
+    let trace = std::fs::read_to_string(dir.join("trace.txt")).unwrap();
+    assert!(trace.lines().any(|l| l.starts_with("enter") && l.contains("fn=new_table ") && l.contains(" depth=1")), "{trace}");
+}
+
+#[test]
+fn leaks_per_site_and_metadata_per_peak_chunk() {
+    let dir = out_dir("attrib-peak");
+    let exe = build("attrib.c", &dir, &[]);
+    let r = run(&exe, &dir, &["peak"], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    assert!(r.stdout.contains("peak ok"));
+    let rep = &reports(&dir)[0];
+    let t = &rep["totals"];
+    // 10000 chunks of 32 bytes and their array were live at once (single thread: exact,
+    // plus whatever libc had live then)
+    let peak = u(t, "peak_live_chunks");
+    assert!((10_001..10_001 + 4).contains(&peak), "{t}");
+    let meta_peak = u(t, "meta_bytes_peak");
+    assert!(meta_peak >= u(t, "meta_bytes"), "{t}");
+    let per = t["meta_bytes_per_peak_live_chunk"].as_f64().unwrap();
+    assert!((per - meta_peak as f64 / peak as f64).abs() < 0.01, "{t}");
+    // the trailers (8 B), start bits and fixed tables: well under a trailer per byte
+    assert!(per > 8.0 && per < 64.0, "{t}");
+    // leaks at exit: the strdup line holds exactly the 7 chunks left
+    let line = line_of("attrib.c", "/* LEAK */");
+    let leak: Vec<&Value> = rep["sites"].as_array().unwrap().iter().filter(|s| s["line"].as_str() == Some(line.as_str())).collect();
+    assert_eq!(leak.len(), 1, "{line}: {rep}");
+    assert_eq!((u(leak[0], "live_chunks"), u(leak[0], "live_bytes"), u(leak[0], "calls")), (7, 49, 7));
+    assert_eq!(leak[0]["allocator"], "strdup");
+    // and the 10000 freed chunks are not leaks
+    let peak_site = sites_matching(rep, "sites", "peak+");
+    assert!(peak_site.iter().all(|s| u(s, "live_chunks") == 0), "{peak_site:?}");
 }

@@ -33,6 +33,12 @@ pub struct Totals {
     pub meta_cap: Option<u64>,
     #[serde(default)]
     pub indexing_stopped: bool,
+    /// Highest number of live chunks during the run (absent from older reports).
+    #[serde(default)]
+    pub peak_live_chunks: Option<u64>,
+    /// Highest runtime metadata memory (absent from older reports).
+    #[serde(default)]
+    pub meta_bytes_peak: Option<u64>,
 }
 
 /// One site (innermost, or outermost in the `outermost` grouping) with its breakdown
@@ -58,6 +64,9 @@ pub struct Site {
     pub live_bytes: u64,
     #[serde(default)]
     pub dropped: u64,
+    /// Pieces of a hooked suballocator (kept out of the heap totals).
+    #[serde(default)]
+    pub suballoc: bool,
     #[serde(default)]
     pub outermost: Vec<Site>,
     #[serde(default)]
