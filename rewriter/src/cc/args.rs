@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Nothing is linked (`-c`, `-S`, `-E`, `-M`, `-MM`, queries like `--version`).
+    /// Nothing is linked into a program or library (`-c`, `-S`, `-E`, `-M`, `-MM`,
+    /// a partial link `-r`, queries like `--version`).
     PassThrough,
     Link { output: PathBuf, shared: bool },
 }
@@ -27,7 +28,7 @@ pub fn mode(args: &[OsString]) -> Mode {
     while i < args.len() {
         let a = args[i].to_string_lossy();
         match a.as_ref() {
-            "-c" | "-S" | "-E" | "-M" | "-MM" | "-fsyntax-only" | "--version" | "-v" | "-###" | "--help" | "-dumpversion" | "-dumpmachine" | "-dumpspecs" => {
+            "-c" | "-S" | "-E" | "-M" | "-MM" | "-r" | "-Wl,-r" | "-fsyntax-only" | "--version" | "-v" | "-###" | "--help" | "-dumpversion" | "-dumpmachine" | "-dumpspecs" => {
                 // `-v` with inputs still links; alone it only prints the version.
                 if a != "-v" {
                     return Mode::PassThrough;
@@ -75,6 +76,7 @@ mod tests {
         assert_eq!(m("-E x.c"), Mode::PassThrough);
         assert_eq!(m("--version"), Mode::PassThrough);
         assert_eq!(m("-v"), Mode::PassThrough);
+        assert_eq!(m("-r a.o b.o -o ab.o"), Mode::PassThrough);
         assert_eq!(m("-MMD -MF x.d x.c -o prog"), Mode::Link { output: "prog".into(), shared: false });
         assert_eq!(m("x.o y.o -lm"), Mode::Link { output: "a.out".into(), shared: false });
         assert_eq!(m("-shared -fPIC -olibw.so w.o"), Mode::Link { output: "libw.so".into(), shared: true });
