@@ -16,6 +16,7 @@ pub mod load;
 pub mod output;
 pub mod seeds;
 pub mod sites;
+mod strlen;
 
 pub use classification::{Addr, AllocFn, Classification, Kind, Role};
 
