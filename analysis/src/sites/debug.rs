@@ -4,6 +4,7 @@
 //! trailing array, members). Malformed or missing DWARF yields no facts.
 
 use crate::dwarf::{attr_string, Loaded, R};
+use super::size::Expr;
 use gimli::{AttributeValue, UnitOffset};
 
 /// Where a variable lives over an address range.
@@ -52,6 +53,9 @@ struct Sub {
 
 pub struct Debug<'a> {
     dw: &'a Loaded<'a>,
+    /// Return pc of a call → (argument register, the value DWARF says it holds):
+    /// `DW_TAG_call_site_parameter`'s `DW_AT_call_value` (or the GNU forms).
+    call_values: std::collections::HashMap<u64, Vec<(usize, Expr)>>,
     subs: Vec<Sub>,
     /// (address, file, line, end of sequence), sorted by address.
     rows: Vec<(u64, u32, u32, bool)>,
@@ -62,7 +66,7 @@ const MAX_DEPTH: u32 = 24;
 
 impl<'a> Debug<'a> {
     pub fn read(dw: &'a Loaded<'a>) -> Debug<'a> {
-        let mut d = Debug { dw, subs: Vec::new(), rows: Vec::new(), files: Vec::new() };
+        let mut d = Debug { dw, call_values: std::collections::HashMap::new(), subs: Vec::new(), rows: Vec::new(), files: Vec::new() };
         for (ui, unit) in dw.units.iter().enumerate() {
             let _ = d.read_subs(ui, unit);
             let _ = d.read_lines(unit);
@@ -74,9 +78,38 @@ impl<'a> Debug<'a> {
 
     fn read_subs(&mut self, ui: usize, unit: &gimli::Unit<R<'a>>) -> gimli::Result<()> {
         let mut cursor = unit.entries();
+        let mut call: Option<u64> = None;
         while let Some((_, e)) = cursor.next_dfs()? {
-            if e.tag() != gimli::DW_TAG_subprogram {
-                continue;
+            match e.tag() {
+                gimli::DW_TAG_call_site | gimli::DW_TAG_GNU_call_site => {
+                    call = [gimli::DW_AT_call_return_pc, gimli::DW_AT_low_pc].iter().find_map(|&a| match e.attr_value(a).ok()? {
+                        Some(AttributeValue::Addr(x)) => Some(x),
+                        Some(AttributeValue::DebugAddrIndex(i)) => self.dw.dwarf.address(unit, i).ok(),
+                        _ => None,
+                    });
+                    continue;
+                }
+                gimli::DW_TAG_call_site_parameter | gimli::DW_TAG_GNU_call_site_parameter => {
+                    if let Some(pc) = call {
+                        let reg = match e.attr_value(gimli::DW_AT_location)? {
+                            Some(AttributeValue::Exprloc(x)) => simple_loc(x.0, unit.encoding()),
+                            _ => None,
+                        };
+                        let value = [gimli::DW_AT_call_value, gimli::DW_AT_GNU_call_site_value].iter().find_map(|&a| match e.attr_value(a).ok()? {
+                            Some(AttributeValue::Exprloc(x)) => value_expr(x.0, unit.encoding()),
+                            _ => None,
+                        });
+                        if let (Some(Loc::Reg(r)), Some(v)) = (reg, value) {
+                            self.call_values.entry(pc).or_default().push((r, v));
+                        }
+                    }
+                    continue;
+                }
+                gimli::DW_TAG_subprogram => call = None,
+                _ => {
+                    call = None;
+                    continue;
+                }
             }
             let mut ranges = self.dw.dwarf.die_ranges(unit, e)?;
             while let Some(r) = ranges.next()? {
@@ -112,6 +145,12 @@ impl<'a> Debug<'a> {
             self.rows.push((row.address(), fid, line, row.end_sequence()));
         }
         Ok(())
+    }
+
+    /// The value DWARF records for argument register `reg` (iced index) at the call
+    /// returning to `ret`.
+    pub fn call_value(&self, ret: u64, reg: usize) -> Option<Expr> {
+        self.call_values.get(&ret)?.iter().find(|v| v.0 == reg).map(|v| v.1)
     }
 
     /// `file:line` of the instruction at `pc`.
@@ -382,4 +421,42 @@ fn dwarf_reg(r: u16) -> Option<usize> {
         8..=15 => r as usize,
         _ => return None,
     })
+}
+
+/// A `DW_AT_call_value` expression as a linear expression: constants, registers
+/// (and entry values) as the unknown term, `+ - ×` and shifts by constants.
+fn value_expr(expr: R, enc: gimli::Encoding) -> Option<Expr> {
+    let term = |t: u32, off: i64| Expr::Lin { scale: 1, term: Some(t), off };
+    let mut stack: Vec<Expr> = Vec::new();
+    let mut ops = gimli::Expression(expr).operations(enc);
+    while let Some(op) = ops.next().ok()? {
+        use gimli::Operation as O;
+        let v = match op {
+            O::UnsignedConstant { value } => Expr::konst(value as i64),
+            O::SignedConstant { value } => Expr::konst(value),
+            O::Register { register } => term(1000 + register.0 as u32, 0),
+            O::RegisterOffset { register, offset, .. } => term(1000 + register.0 as u32, offset),
+            O::EntryValue { .. } => term(2000, 0),
+            O::PlusConstant { value } => stack.pop()?.add(Expr::konst(value as i64)),
+            O::Plus | O::Minus | O::Mul | O::Shl => {
+                let b = stack.pop()?;
+                let a = stack.pop()?;
+                match op {
+                    O::Plus => a.add(b),
+                    O::Minus => a.add(b.mul(-1)),
+                    O::Mul => a.times(b),
+                    _ => match b.as_const() {
+                        Some(k) if (0..63).contains(&k) => a.mul(1i64 << k),
+                        _ => return None,
+                    },
+                }
+            }
+            _ => return None,
+        };
+        stack.push(v);
+    }
+    match stack.as_slice() {
+        [v] if *v != Expr::Unknown => Some(*v),
+        _ => None,
+    }
 }

@@ -139,8 +139,12 @@ fn fits(k: &Keeper, bytes: Expr) -> Option<(u8, String)> {
             if scale == sz && off == 0 {
                 return Some((0, format!("element size {scale} = sizeof")));
             }
-            if scale == sz && off % sz == 0 {
-                return Some((2, format!("element size {scale} = sizeof")));
+            // The whole struct, then bytes for what follows it (`sizeof *p + n`).
+            if p.record.is_some() && scale > 0 && off >= sz {
+                return Some((1, format!("sizeof {sz} + {scale} × n trailing bytes")));
+            }
+            if sz > 0 && scale % sz == 0 && off % sz == 0 {
+                return Some((2, format!("a multiple of sizeof {sz}")));
             }
             None
         }

@@ -106,11 +106,14 @@ pub fn table(data: &[u8], cls: &Classification) -> Result<SiteTable, String> {
         let Some((_, insns, targets)) = decoded.as_ref() else { continue };
         let Some(at) = insns.iter().position(|i| i.ip() == r.call.addr) else { continue };
         let start = size::block_start(insns, targets, at);
+        // The call's basic block first; else what DWARF says the argument holds.
         let arg_expr = |k: u8| -> size::Expr {
-            match crate::flow::interp::ARG_REGS.get(k as usize) {
-                Some(&reg) => size::eval(insns, start, at, reg),
-                None => size::Expr::Unknown,
+            let Some(&reg) = crate::flow::interp::ARG_REGS.get(k as usize) else { return size::Expr::Unknown };
+            let e = size::eval(insns, start, at, reg);
+            if e.informative() {
+                return e;
             }
+            dbg.call_value(r.call.ret_addr, reg).filter(|v| v.informative()).unwrap_or(e)
         };
         let size_e = r.callee.size.map(arg_expr).unwrap_or(size::Expr::Unknown);
         let count_e = r.callee.count.map(arg_expr);

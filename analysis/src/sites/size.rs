@@ -16,8 +16,13 @@ pub enum Expr {
 }
 
 impl Expr {
-    fn konst(k: i64) -> Expr {
+    pub(super) fn konst(k: i64) -> Expr {
         Expr::Lin { scale: 0, term: None, off: k }
+    }
+
+    /// Says more than "some value": a constant, a scale or an offset.
+    pub fn informative(self) -> bool {
+        matches!(self, Expr::Lin { scale, off, term } if term.is_none() || scale != 1 || off != 0)
     }
 
     pub fn as_const(self) -> Option<i64> {
@@ -27,7 +32,7 @@ impl Expr {
         }
     }
 
-    fn add(self, o: Expr) -> Expr {
+    pub(super) fn add(self, o: Expr) -> Expr {
         match (self, o) {
             (Expr::Lin { scale: a, term: ta, off: x }, Expr::Lin { scale: b, term: tb, off: y }) => {
                 let term = match (ta, tb) {
@@ -42,14 +47,14 @@ impl Expr {
         }
     }
 
-    fn mul(self, k: i64) -> Expr {
+    pub(super) fn mul(self, k: i64) -> Expr {
         match self {
             Expr::Lin { scale, term, off } => Expr::Lin { scale: scale.wrapping_mul(k), term, off: off.wrapping_mul(k) },
             Expr::Unknown => Expr::Unknown,
         }
     }
 
-    fn times(self, o: Expr) -> Expr {
+    pub(super) fn times(self, o: Expr) -> Expr {
         match (self.as_const(), o.as_const()) {
             (_, Some(k)) => self.mul(k),
             (Some(k), _) => o.mul(k),
