@@ -270,3 +270,30 @@ fn types_at_run_time() {
     let text = String::from_utf8(ok(allocsite().arg("report").arg(dir.join("report.json")).output().unwrap()).stdout).unwrap();
     assert!(text.contains("(typed.c:31) [point]"), "{text}");
 }
+
+#[test]
+fn library_summaries_cached_by_build_id() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    // A library built without the wrapper: its summary is computed and cached.
+    plain(dir, &["-shared", "-fPIC", "-g", "-O2", "-Wl,--build-id", "-o", "libwrap.so", &src("wrap.c")]);
+    plain(dir, &["-c", "-g", "-O2", "-o", "wrap2.o", &src("wrap2.c")]);
+    assert!(Command::new("ar").args(["rcs", "libwrap2.a", "wrap2.o"]).current_dir(dir).status().unwrap().success());
+    plain(dir, &["-c", "-g", "-O2", "-o", "main.o", &src("main.c")]);
+    let link = ["-o", "prog", "main.o", "-L.", "-lwrap", "libwrap2.a"];
+    ok(cc(dir, &link));
+    let cached: Vec<PathBuf> = std::fs::read_dir(dir.join("cache/allocsite")).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let name = cached[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.len() > 40 && name.ends_with(".json"), "{name}");
+    let emb = analyze(&dir.join("prog"), &[]);
+    assert!(names(&emb, "imports").contains(&"wrap_alloc".to_string()), "{emb}");
+    // The next link reads the cache, not the library: a summary edited there shows.
+    let mut sum: Value = serde_json::from_slice(&std::fs::read(&cached[0]).unwrap()).unwrap();
+    sum["functions"].as_array_mut().unwrap().retain(|f| f["name"] != "wrap_alloc");
+    std::fs::write(&cached[0], serde_json::to_string(&sum).unwrap()).unwrap();
+    ok(cc(dir, &link));
+    let emb = analyze(&dir.join("prog"), &[]);
+    assert!(!names(&emb, "imports").contains(&"wrap_alloc".to_string()), "{emb}");
+    assert!(names(&emb, "imports").contains(&"wrap_free".to_string()), "{emb}");
+}
