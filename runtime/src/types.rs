@@ -18,7 +18,7 @@ static TABLES: Mutex<Option<Tables>> = Mutex::new(None);
 
 fn load(path: &str, names: &mut HashMap<String, &'static CStr>) -> Vec<(u64, &'static CStr)> {
     let Ok(data) = std::fs::read(path) else { return Vec::new() };
-    let Some(elf) = crate::symbolize::Elf::parse(&data) else { return Vec::new() };
+    let Some(elf) = crate::elf::Elf::parse(&data) else { return Vec::new() };
     let Some(text) = elf.data(&data, ".allocsite.types") else { return Vec::new() };
     let mut rows = Vec::new();
     for line in String::from_utf8_lossy(text).lines() {
@@ -63,7 +63,7 @@ pub unsafe extern "C" fn allocsite_get_type(p: *const c_void) -> *const c_char {
     if crate::api::allocsite_lookup(p, &mut c) == 0 || c.site.is_null() {
         return core::ptr::null();
     }
-    crate::interpose::guarded(crate::interpose::GUARD_INTERNAL, || {
+    crate::tls::guarded(crate::tls::GUARD_INTERNAL, || {
         let s = crate::symbolize::symbolize(c.site as usize);
         type_at(&s.path, s.vaddr).map(|n| n.as_ptr()).unwrap_or(core::ptr::null())
     })
