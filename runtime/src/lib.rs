@@ -24,12 +24,12 @@ pub mod trace;
 pub mod hooks;
 pub mod interpose;
 pub mod protect;
-// - elf, dwarf, symbolize, report, types, api: reports and the query API (may allocate)
+// - elf, dwarf, symbolize, types, report, api: reports and the query API (may allocate)
 pub mod elf;
 pub mod dwarf;
 pub mod symbolize;
-pub mod report;
 pub mod types;
+pub mod report;
 pub mod api;
 
 use core::sync::atomic::Ordering;

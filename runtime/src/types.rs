@@ -1,8 +1,9 @@
 //! Allocated types per site, for reports and `allocsite_get_type`: the
 //! `.allocsite.types` section (`VADDR_HEX TYPE` lines, written by `allocsite cc`
 //! and `allocsite rewrite --types`) of the object holding the site, read once per
-//! object on first use. Uses ordinary allocation; callers hold the runtime guard.
-use core::ffi::{c_char, c_void, CStr};
+//! object on first use (`allocsite_get_type` itself is in api.rs). Uses ordinary
+//! allocation; callers hold the runtime guard.
+use core::ffi::CStr;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::Mutex;
@@ -53,18 +54,4 @@ pub fn type_at(path: &str, vaddr: u64) -> Option<&'static CStr> {
     let rows = t.objects.get(path)?;
     let i = rows.binary_search_by_key(&vaddr, |r| r.0).ok()?;
     Some(rows[i].1)
-}
-
-/// `const char *allocsite_get_type(const void *ptr)`: the type name of the chunk
-/// holding `ptr` (its innermost site's), or NULL.
-#[no_mangle]
-pub unsafe extern "C" fn allocsite_get_type(p: *const c_void) -> *const c_char {
-    let mut c: crate::api::AllocsiteChunk = core::mem::zeroed();
-    if crate::api::allocsite_lookup(p, &mut c) == 0 || c.site.is_null() {
-        return core::ptr::null();
-    }
-    crate::tls::guarded(crate::tls::GUARD_INTERNAL, || {
-        let s = crate::symbolize::symbolize(c.site as usize);
-        type_at(&s.path, s.vaddr).map(|n| n.as_ptr()).unwrap_or(core::ptr::null())
-    })
 }
