@@ -16,12 +16,20 @@ pub fn analyze(
     alloc_fns: Option<&str>,
     free_fns: Option<&str>,
     with: &[PathBuf],
+    reanalyze: bool,
 ) -> Result<(), String> {
     let opts = user_fns(alloc_fns, free_fns, with)?;
-    let cls = analysis::analyze_path(bin, &opts).map_err(|e| e.to_string())?;
+    let embedded = if reanalyze { None } else { crate::cc::embedded_of(bin)? };
+    let cls = match embedded {
+        Some(c) => c,
+        None => analysis::analyze_path(bin, &opts).map_err(|e| e.to_string())?,
+    };
     let text = match format {
         "json" => cls.to_json() + "\n",
         "liballocs" => analysis::output::liballocs(&cls),
+        _ if cls.source == "link-time" => {
+            format!("{}(classified at link time: read from the .allocsite section; --reanalyze to analyze the binary)\n", analysis::output::text(&cls))
+        }
         _ => analysis::output::text(&cls),
     };
     match output {
@@ -33,8 +41,10 @@ pub fn analyze(
 
 pub use crate::rewrite::RewriteArgs;
 
-/// `with`: dependency summaries for the analysis (`--with`; unused with `--fns`).
-pub fn rewrite(args: &RewriteArgs, with: &[PathBuf]) -> Result<(), String> {
+/// `with`: dependency summaries for the analysis (`--with`; unused with `--fns`);
+/// `reanalyze`: ignore an embedded `.allocsite` classification; `types`: embed the
+/// site → type table in OUT.
+pub fn rewrite(args: &RewriteArgs, with: &[PathBuf], reanalyze: bool, types: bool) -> Result<(), String> {
     let input = args.input.display();
     // Read once: the analysis (when no classification is given) and the rewrite
     // work on the same bytes.
@@ -46,6 +56,15 @@ pub fn rewrite(args: &RewriteArgs, with: &[PathBuf]) -> Result<(), String> {
             analysis::Classification::from_json(&text)
                 .map_err(|e| format!("{}: {e}", path.display()))?
         }
+        None if !reanalyze && crate::cc::embed::read(&data).is_some() => {
+            let mut cls = crate::cc::embed::read(&data)
+                .into_iter()
+                .flatten()
+                .next()
+                .ok_or_else(|| format!("{input}: unreadable .allocsite section"))?;
+            cls.binary = input.to_string();
+            cls
+        }
         None => {
             let mut opts = user_fns(args.alloc_fns.as_deref(), args.free_fns.as_deref(), with)?;
             // `$ORIGIN` of the input's library search path.
@@ -55,7 +74,12 @@ pub fn rewrite(args: &RewriteArgs, with: &[PathBuf]) -> Result<(), String> {
             cls
         }
     };
-    crate::rewrite::run(args, &cls, &data)
+    crate::rewrite::run(args, &cls, &data)?;
+    if types {
+        let table = analysis::sites::table(&data, &cls).map_err(|e| format!("{input}: {e}"))?;
+        crate::cc::embed::write(&args.output, &[(crate::cc::embed::TYPES, crate::cc::embed::types_table(&table))])?;
+    }
+    Ok(())
 }
 
 pub fn report(path: &Path, top: usize, by_outermost: bool, flamegraph: Option<&Path>, leaks: bool) -> Result<(), String> {

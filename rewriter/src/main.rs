@@ -19,6 +19,12 @@ enum Format {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum SitesFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum By {
     Innermost,
     Outermost,
@@ -45,6 +51,9 @@ enum Cmd {
         /// functions. Without it, libraries found through DT_RUNPATH are analyzed.
         #[arg(long = "with", value_name = "SUMMARY.json")]
         with: Vec<PathBuf>,
+        /// Analyze BIN even when it carries a link-time classification (.allocsite).
+        #[arg(long)]
+        reanalyze: bool,
     },
     /// Write a copy of IN whose allocation functions are hooked.
     Rewrite {
@@ -77,6 +86,35 @@ enum Cmd {
         /// Print a summary (counts, sizes, time) to standard error.
         #[arg(short, long)]
         verbose: bool,
+        /// Analyze IN even when it carries a link-time classification (.allocsite).
+        #[arg(long)]
+        reanalyze: bool,
+        /// Also embed the site → type table (.allocsite.types): reports and allocsite_get_type() name allocated types.
+        #[arg(long)]
+        types: bool,
+    },
+    /// List BIN's classified allocation sites: place, callee, size expression, allocated type.
+    Sites {
+        bin: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: SitesFormat,
+        /// Write to FILE (atomically) instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Analyze BIN even when it carries a link-time site table (.allocsite).
+        #[arg(long)]
+        reanalyze: bool,
+    },
+    /// Compiler-driver wrapper (CC="allocsite cc"): runs $ALLOCSITE_CC (default cc) with ARGS; a link also embeds .allocsite (ALLOCSITE_INSTRUMENT=1: and rewrites the output).
+    Cc {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// The same for C++: runs $ALLOCSITE_CXX (default c++).
+    #[command(name = "c++")]
+    Cxx {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Print a per-site table from a runtime report.
     Report {
@@ -96,16 +134,23 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // `allocsite cc ARGS…` hands ARGS to the compiler driver untouched: no parsing here.
+    let mut argv = std::env::args_os().skip(1);
+    match argv.next().as_ref().and_then(|a| a.to_str()) {
+        Some("cc") => return allocsite_rewriter::cc::run(false, argv.collect()),
+        Some("c++") => return allocsite_rewriter::cc::run(true, argv.collect()),
+        _ => {}
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Analyze { bin, format, output, alloc_fns, free_fns, with } => {
+        Cmd::Analyze { bin, format, output, alloc_fns, free_fns, with, reanalyze } => {
             allocsite_rewriter::cli::analyze(&bin, match format {
                 Format::Text => "text",
                 Format::Json => "json",
                 Format::Liballocs => "liballocs",
-            }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), &with)
+            }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), &with, reanalyze)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, verbose } => {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, verbose, reanalyze, types } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
@@ -116,7 +161,12 @@ fn main() -> ExitCode {
                 runtime,
                 verbose,
                 ctors,
-            }, &with)
+            }, &with, reanalyze, types)
+        }
+        Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),
+        Cmd::Cxx { args } => return allocsite_rewriter::cc::run(true, args),
+        Cmd::Sites { bin, format, output, reanalyze } => {
+            allocsite_rewriter::sites::run(&bin, matches!(format, SitesFormat::Json), output.as_deref(), reanalyze)
         }
         Cmd::Report { path, top, by, flamegraph, leaks } => allocsite_rewriter::cli::report(
             &path,

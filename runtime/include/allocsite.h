@@ -100,6 +100,12 @@ int allocsite_lookup(const void *ptr, allocsite_chunk_t *out);
  * of the full string (like snprintf). Not async-signal-safe (reads ELF files). */
 int allocsite_symbolize(const void *addr, char *buf, size_t len);
 
+/* The type allocated at the innermost site of the chunk holding ptr ("Table",
+ * "struct point"…), from the site → type table `allocsite cc` embeds in the object
+ * (section .allocsite.types); NULL when ptr is in no indexed chunk or the site has no
+ * type. The string stays valid for the life of the process. Not async-signal-safe. */
+const char *allocsite_get_type(const void *ptr);
+
 /* Call fn for every live indexed chunk (in address order per region, no global order);
  * stop early when fn returns non-zero. fn may allocate and free. Returns the number of
  * chunks visited. Chunks allocated or freed during the walk may or may not be seen. */

@@ -138,3 +138,17 @@ pub unsafe extern "C" fn allocsite_get_totals(out: *mut AllocsiteTotals) {
         meta_bytes: t.meta_bytes,
     };
 }
+
+/// `const char *allocsite_get_type(const void *ptr)`: the type name of the chunk
+/// holding `ptr` (its innermost site's, from the object's `.allocsite.types`), or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn allocsite_get_type(p: *const c_void) -> *const c_char {
+    let mut c: AllocsiteChunk = core::mem::zeroed();
+    if allocsite_lookup(p, &mut c) == 0 || c.site.is_null() {
+        return core::ptr::null();
+    }
+    guarded(GUARD_INTERNAL, || {
+        let s = crate::symbolize::symbolize(c.site as usize);
+        crate::types::type_at(&s.path, s.vaddr).map(|n| n.as_ptr()).unwrap_or(core::ptr::null())
+    })
+}

@@ -24,10 +24,11 @@ pub mod trace;
 pub mod hooks;
 pub mod interpose;
 pub mod protect;
-// - elf, dwarf, symbolize, report, api: reports and the query API (may allocate)
+// - elf, dwarf, symbolize, types, report, api: reports and the query API (may allocate)
 pub mod elf;
 pub mod dwarf;
 pub mod symbolize;
+pub mod types;
 pub mod report;
 pub mod api;
 

@@ -135,6 +135,11 @@ impl Syms {
             Some(l) => esc(out, l),
             None => out.push_str("null"),
         }
+        // The allocated type, when the object carries a site → type table.
+        if let Some(t) = crate::types::type_at(&s.path, s.vaddr) {
+            out.push_str(",\"type\":");
+            esc(out, &t.to_string_lossy());
+        }
     }
 }
 

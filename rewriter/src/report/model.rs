@@ -51,6 +51,9 @@ pub struct Site {
     pub symbol: String,
     #[serde(default)]
     pub line: Option<String>,
+    /// The allocated type, when the program carries a site → type table.
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
     #[serde(default)]
     pub allocator: String,
     pub calls: u64,
@@ -71,11 +74,15 @@ pub struct Site {
 }
 
 impl Site {
-    /// `symbol (file:line)`.
+    /// `symbol (file:line)`, then `[type]` when known.
     pub fn label(&self) -> String {
-        match &self.line {
+        let base = match &self.line {
             Some(l) => format!("{} ({l})", self.symbol),
             None => self.symbol.clone(),
+        };
+        match &self.ty {
+            Some(t) => format!("{base} [{t}]"),
+            None => base,
         }
     }
 }
