@@ -5,3 +5,4 @@ pub mod cli;
 pub mod report;
 pub mod rewrite;
 pub mod stdout;
+pub mod trace;
