@@ -128,7 +128,7 @@ impl Tracer {
         }
         let emul = emulation(tid, addr);
         let Ok(orig) = sys::poke_byte(tid, addr, INT3) else { return false };
-        if std::env::var_os("ALLOCSITE_TRACE_DEBUG").is_some() {
+        if super::debug() {
             eprintln!("trace: {tid}: add {addr:#x} in space {sid}");
         }
         let mut bp = Bp { orig, inserted: true, emul, alloc: None, func: None, loader: false, rets: 0 };
@@ -144,7 +144,7 @@ impl Tracer {
         let Some(space) = self.st.spaces.get_mut(&sid) else { return };
         let Some(bp) = space.bps.get_mut(&addr) else { return };
         role(bp);
-        if std::env::var_os("ALLOCSITE_TRACE_DEBUG").is_some() && !bp.wanted() {
+        if super::debug() && !bp.wanted() {
             eprintln!("trace: {tid}: drop {addr:#x} in space {sid}");
         }
         if !bp.wanted() {
@@ -186,7 +186,7 @@ impl Tracer {
             }
         }
         if code != SI_KERNEL {
-            if std::env::var_os("ALLOCSITE_TRACE_DEBUG").is_some() {
+            if super::debug() {
                 eprintln!("trace: {tid}: SIGTRAP code {code} at {:#x}", regs.rip);
             }
             return false;
@@ -202,7 +202,7 @@ impl Tracer {
                 resume(tid, 0);
                 return true;
             }
-            if std::env::var_os("ALLOCSITE_TRACE_DEBUG").is_some() {
+            if super::debug() {
                 eprintln!("trace: {tid}: unknown int3 at {addr:#x}");
             }
             return false;

@@ -106,7 +106,7 @@ impl Tracer {
         let sig = libc::WSTOPSIG(status);
         let event = status >> 16;
         self.ensure(tid, None);
-        if std::env::var_os("ALLOCSITE_TRACE_DEBUG").is_some() && (event != 0 || sig != libc::SIGTRAP) {
+        if super::debug() && (event != 0 || sig != libc::SIGTRAP) {
             eprintln!("trace: {tid}: stop sig {sig} event {event} space {:?}", self.st.space_of(tid));
         }
         match event {

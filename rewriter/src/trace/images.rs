@@ -40,8 +40,9 @@ impl ImageFile {
             .filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0)
             .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
             .collect();
+        // Aliases (malloc and __libc_malloc) share an address: keep every name.
         syms.sort();
-        syms.dedup_by_key(|s| s.0);
+        syms.dedup();
         let build_id = obj.build_id().ok().flatten().map(|b| b.iter().map(|x| format!("{x:02x}")).collect()).unwrap_or_default();
         let (eh_frame, eh_frame_addr) = obj
             .section_by_name(".eh_frame")
@@ -59,9 +60,12 @@ impl ImageFile {
 
     /// Name for a function entry: its symbol, else `sub_<addr>` as the analysis names it.
     pub fn name_at(&self, addr: u64) -> String {
-        match self.syms.binary_search_by_key(&addr, |s| s.0) {
-            Ok(i) => self.syms[i].2.clone(),
-            Err(_) => format!("sub_{addr:x}"),
+        // The first name at the address that is not a reserved (`_`-led) alias.
+        let i = self.syms.partition_point(|s| s.0 < addr);
+        let at: Vec<&String> = self.syms[i..].iter().take_while(|s| s.0 == addr).map(|s| &s.2).collect();
+        match at.iter().find(|n| !n.starts_with('_')).or(at.first()) {
+            Some(n) => n.to_string(),
+            None => format!("sub_{addr:x}"),
         }
     }
 

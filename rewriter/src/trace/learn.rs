@@ -76,7 +76,8 @@ const SLACK: u64 = 64;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Ev {
-    Fresh { ptr: u64, size: u64, old: Option<u64> },
+    /// `realloc` says whether a realloc-kind allocator made it (`old` None: from NULL).
+    Fresh { ptr: u64, size: u64, old: Option<u64>, realloc: bool },
     Freed(u64),
 }
 
@@ -102,6 +103,7 @@ pub struct Learned {
     pub calls: u64,
     pub n_alloc: u64,
     pub n_realloc: u64,
+    pub n_realloc_null: u64,
     pub n_free: u64,
     pub n_carve: u64,
     pub n_fixed: u64,
@@ -116,7 +118,7 @@ pub struct Learned {
     owned_carves: u64,
     fixed: Option<u64>,
     varying: bool,
-    last_carve: Option<(u64, [u64; 6])>,
+    last_carve: Option<(u64, [u64; 6], u64)>,
     pub verdict: Option<Verdict>,
     streak: u32,
     pub settled: bool,
@@ -137,7 +139,7 @@ impl Learned {
     fn new(file: Rc<ImageFile>, addr: u64, statik: Option<AllocFn>) -> Self {
         let name = statik.as_ref().map_or_else(|| file.name_at(addr), |s| s.name.clone());
         Learned {
-            file, addr, name, statik, calls: 0, n_alloc: 0, n_realloc: 0, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0,
+            file, addr, name, statik, calls: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0,
             size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
             fixed: None, varying: false, last_carve: None, verdict: None, streak: 0, settled: false, evidence: Vec::new(),
         }
@@ -161,11 +163,15 @@ impl Learned {
                 args.insert(Role::Size, s);
             }
             Kind::Realloc
+        } else if self.n_realloc_null > 0 && self.n_alloc == 0 && self.rsize != 0 {
+            // Only ever realloc(NULL, n): malloc-like, as far as anything showed.
+            args.insert(Role::Size, lowest(self.rsize)?);
+            Kind::Alloc
         } else if self.n_alloc > 0 && self.size != 0 {
             let s = lowest(self.size)?;
             args.insert(Role::Size, s);
-            if let Some(c) = lowest(self.count & !(1 << s)) {
-                if self.count != 0x3f {
+            if self.count != 0x3f {
+                if let Some(c) = lowest(self.count & !(1 << s)) {
                     args.insert(Role::Count, c);
                 }
             }
@@ -191,27 +197,36 @@ pub struct Learn {
     pub by_file: HashMap<usize, Vec<FnId>>,
 }
 
-/// Arguments whose value is the allocator's size `s` (exactly, or with a small header).
-fn size_mask(s: u64, args: &[u64; 6]) -> u8 {
-    let mut m = 0;
-    for (i, &a) in args.iter().enumerate() {
-        if a != 0 && (a == s || (a >= 32 && s > a && s - a <= SLACK)) {
-            m |= 1 << i;
+/// How the allocator's size `s` derives from the arguments, trying the most specific
+/// relation first: an argument equal to it; two (count, size) whose product it is; an
+/// argument a small header short of it; an argument scaled by 2, 4, 8 or 16 (`n<<3`).
+/// Returns (size mask, count mask).
+fn size_relation(s: u64, args: &[u64; 6], valid: u8) -> (u8, u8) {
+    let mask = |f: &dyn Fn(u64) -> bool| -> u8 {
+        let mut m = 0;
+        for (i, &a) in args.iter().enumerate() {
+            if valid & (1 << i) != 0 && a != 0 && f(a) {
+                m |= 1 << i;
+            }
         }
+        m
+    };
+    let m = mask(&|a| a == s);
+    if m != 0 {
+        return (m, 0);
     }
-    m
-}
-
-/// (count, size) pairs whose product is `s`.
-fn product_mask(s: u64, args: &[u64; 6]) -> (u8, u8) {
     for i in 0..6 {
         for j in i + 1..6 {
-            if args[i] > 1 && args[j] > 1 && args[i].checked_mul(args[j]) == Some(s) {
-                return (1 << i, 1 << j);
+            if valid & (1 << i) != 0 && valid & (1 << j) != 0 && args[i] > 1 && args[j] > 1 && args[i].checked_mul(args[j]) == Some(s) {
+                return (1 << j, 1 << i);
             }
         }
     }
-    (0, 0)
+    let m = mask(&|a| a >= 16 && s > a && s - a <= SLACK);
+    if m != 0 {
+        return (m, 0);
+    }
+    (mask(&|a| a >= 2 && [2, 4, 8, 16].iter().any(|&k| a.checked_mul(k) == Some(s))), 0)
 }
 
 /// Arguments that point at `p` or a header's length before it.
@@ -293,17 +308,6 @@ impl Tracer {
         let al = &ALLOCATORS[a as usize];
         let args = regs_args(regs);
         let arg = |p: Option<u8>| p.map(|i| args[i as usize]);
-        if al.kind == Kind::Free {
-            if let Some(p) = arg(al.ptr).filter(|&p| p != 0) {
-                if let Some(s) = self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)) {
-                    if s.blocks.remove(&p).is_some() {
-                        self.mem.release(memory::BLOCK);
-                    }
-                }
-                self.events_to_calls(tid, Ev::Freed(p));
-            }
-            return;
-        }
         let mut learning = self.st.threads.get(&tid).is_some_and(|t| t.calls.iter().any(|c| matches!(c.what, What::Fn { .. })));
         let mut getters = Vec::new();
         if !self.mem.over {
@@ -327,6 +331,20 @@ impl Tracer {
                     break;
                 }
             }
+        }
+        if al.kind == Kind::Free {
+            if let Some(p) = arg(al.ptr).filter(|&p| p != 0) {
+                if let Some(s) = self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)) {
+                    if s.blocks.remove(&p).is_some() {
+                        self.mem.release(memory::BLOCK);
+                    }
+                }
+                self.events_to_calls(tid, Ev::Freed(p));
+            }
+            if !learning {
+                self.idle_hit(tid);
+            }
+            return;
         }
         if !learning || self.mem.over {
             self.idle_hit(tid);
@@ -356,16 +374,25 @@ impl Tracer {
         self.push_call(tid, ActiveCall { ret, sp: regs.rsp, what: What::Fn { id, args: regs_args(regs) }, events: Vec::new() });
     }
 
+    /// A return breakpoint fired. Every watched call returning here from this stack
+    /// depth completes, innermost first: after a tail call (`jmp malloc`) the
+    /// allocator and its caller return together.
     fn on_return(&mut self, tid: Pid, addr: u64, regs: &sys::Regs) {
-        let Some(t) = self.st.threads.get_mut(&tid) else { return };
-        let Some(i) = t.calls.iter().rposition(|c| c.ret == addr && c.sp.wrapping_add(8) == regs.rsp) else { return };
-        let mut popped: Vec<ActiveCall> = t.calls.drain(i..).collect();
-        // Calls above it never returned normally (longjmp, exceptions).
-        for stale in popped.drain(1..) {
-            self.bp_drop(tid, stale.ret, |b| b.rets = b.rets.saturating_sub(1));
+        loop {
+            let Some(t) = self.st.threads.get_mut(&tid) else { return };
+            let Some(i) = t.calls.iter().rposition(|c| c.ret == addr && c.sp.wrapping_add(8) == regs.rsp) else { return };
+            let mut popped: Vec<ActiveCall> = t.calls.drain(i..).collect();
+            // Calls above it never returned normally (longjmp, exceptions).
+            for stale in popped.drain(1..) {
+                self.bp_drop(tid, stale.ret, |b| b.rets = b.rets.saturating_sub(1));
+            }
+            self.bp_drop(tid, addr, |b| b.rets = b.rets.saturating_sub(1));
+            let call = popped.pop().expect("drained from i");
+            self.returned(tid, call, regs);
         }
-        self.bp_drop(tid, addr, |b| b.rets = b.rets.saturating_sub(1));
-        let call = popped.pop().expect("drained from i");
+    }
+
+    fn returned(&mut self, tid: Pid, call: ActiveCall, regs: &sys::Regs) {
         match call.what {
             What::Alloc { a, size, old, out, getters } => {
                 let fresh = match out {
@@ -373,7 +400,6 @@ impl Tracer {
                     Some(_) => None,
                     None => Some(regs.rax),
                 };
-                let _ = a;
                 let Some(ptr) = fresh.filter(|&p| p != 0) else { return };
                 if let Some(s) = self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)) {
                     if let Some(o) = old {
@@ -385,7 +411,8 @@ impl Tracer {
                         s.blocks.insert(ptr, Block { size: size.max(1), getters });
                     }
                 }
-                self.events_to_calls(tid, Ev::Fresh { ptr, size, old });
+                let realloc = ALLOCATORS[a as usize].kind == Kind::Realloc;
+                self.events_to_calls(tid, Ev::Fresh { ptr, size, old, realloc });
             }
             What::Fn { id, args } => self.judge(tid, id, &args, &call.events, regs.rax),
         }
@@ -394,49 +421,50 @@ impl Tracer {
     fn judge(&mut self, tid: Pid, id: FnId, args: &[u64; 6], events: &[Ev], rax: u64) {
         let block = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).and_then(|s| s.block_of(rax).map(|(lo, b)| (lo, b.getters.contains(&id))));
         let l = &mut self.learn.fns[id];
+        // Only the arguments the function takes, when the analysis knows how many.
+        let valid: u8 = l.statik.as_ref().and_then(|f| f.nargs).map_or(0x3f, |n| ((1u16 << n.min(6)) - 1) as u8);
         let fresh = events.iter().rev().find_map(|e| match *e {
-            Ev::Fresh { ptr, size, old } if rax >= ptr && rax - ptr <= SLACK => Some((ptr, size, old)),
+            Ev::Fresh { ptr, size, old, realloc } if rax >= ptr && rax - ptr <= SLACK => Some((ptr, size, old, realloc)),
             _ => None,
         });
-        if let Some((_, size, old)) = fresh {
-            let pm = old.map_or(0, |o| ptr_mask(o, args));
+        if let Some((_, size, old, realloc)) = fresh {
+            let pm = old.map_or(0, |o| ptr_mask(o, args)) & valid;
+            let (m, c) = size_relation(size, args, valid);
             if pm != 0 {
                 l.n_realloc += 1;
                 l.ptr &= pm;
-                l.rsize &= size_mask(size, args);
+                l.rsize &= m;
                 l.note(format!("returned realloc's result ({size} bytes) of argument {}", pm.trailing_zeros()));
+            } else if realloc && old.is_none() && m != 0 {
+                // realloc(NULL, n): a realloc-like function given no block yet.
+                l.n_realloc_null += 1;
+                l.rsize &= m;
+                l.note(format!("returned realloc(NULL, {size}); argument {} = {}", m.trailing_zeros(), args[m.trailing_zeros() as usize]));
+            } else if m != 0 {
+                l.n_alloc += 1;
+                l.size &= m;
+                if c != 0 {
+                    l.count &= c;
+                }
+                l.note(format!("returned a fresh {size}-byte block; argument {} = {}", m.trailing_zeros(), args[m.trailing_zeros() as usize]));
             } else {
-                let mut m = size_mask(size, args);
-                let mut c = 0x3f;
-                if m == 0 {
-                    (c, m) = product_mask(size, args);
+                l.n_fixed += 1;
+                if l.fixed.is_some_and(|f| f != size) {
+                    l.varying = true;
                 }
-                if m != 0 {
-                    l.n_alloc += 1;
-                    l.size &= m;
-                    if c != 0x3f {
-                        l.count &= c;
-                    }
-                    l.note(format!("returned a fresh {size}-byte block; argument {} = {}", m.trailing_zeros(), args[m.trailing_zeros() as usize]));
-                } else {
-                    l.n_fixed += 1;
-                    if l.fixed.is_some_and(|f| f != size) {
-                        l.varying = true;
-                    }
-                    l.fixed = Some(size);
-                    l.note(format!("returned a fresh {size}-byte block, size from no argument"));
-                }
+                l.fixed = Some(size);
+                l.note(format!("returned a fresh {size}-byte block, size from no argument"));
             }
         } else if let Some((lo, owned)) = block.filter(|_| rax != 0) {
             l.n_carve += 1;
             if owned {
                 l.owned_carves += 1;
             }
-            if let Some((prev, pargs)) = l.last_carve {
+            if let Some((prev, pargs, _)) = l.last_carve.filter(|c| c.2 == lo) {
                 let (gap, a) = if rax > prev { (rax - prev, pargs) } else { (prev - rax, *args) };
                 let mut m = 0u8;
                 for (i, &v) in a.iter().enumerate() {
-                    if v != 0 && v <= gap && gap - v <= SLACK {
+                    if valid & (1 << i) != 0 && v != 0 && v <= gap && gap - v <= SLACK {
                         m |= 1 << i;
                     }
                 }
@@ -445,14 +473,14 @@ impl Tracer {
                     l.carve_size &= m;
                 }
             }
-            l.last_carve = Some((rax, *args));
+            l.last_carve = Some((rax, *args, lo));
             l.note(format!("returned {:#x}, a piece of the block at {lo:#x} it got earlier", rax));
         } else if let Some(pm) = events.iter().find_map(|e| match *e {
             Ev::Freed(p) => Some(ptr_mask(p, args)).filter(|&m| m != 0),
             _ => None,
         }) {
             l.n_free += 1;
-            l.fptr &= pm;
+            l.fptr &= pm & valid;
             l.note(format!("freed argument {}", pm.trailing_zeros()));
         } else {
             l.n_none += 1;

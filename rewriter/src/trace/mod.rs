@@ -53,6 +53,12 @@ pub struct Tracer {
     detach_soon: Vec<sys::Pid>,
 }
 
+/// Developer aid: ALLOCSITE_TRACE_DEBUG=1 prints stops and breakpoint changes.
+fn debug() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("ALLOCSITE_TRACE_DEBUG").is_some())
+}
+
 impl Tracer {
     pub fn watch_exec(&mut self, tid: sys::Pid) {
         self.refresh_images(tid);

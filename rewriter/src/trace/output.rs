@@ -9,7 +9,7 @@
 use super::learn::{Learned, Verdict};
 use super::tree::{Exit, Node};
 use super::Tracer;
-use allocsite_analysis::{descriptor, Addr, AllocFn, Classification};
+use allocsite_analysis::{descriptor, Addr, AllocFn, Classification, Kind};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Default, Clone)]
@@ -31,7 +31,7 @@ pub struct TracedFn {
     /// "agrees", "new" or "contradicts".
     #[serde(rename = "static")]
     pub opinion: String,
-    /// The static analysis's descriptor when it contradicts.
+    /// The static analysis's kind and descriptor when it contradicts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub static_descriptor: Option<String>,
     #[serde(default)]
@@ -74,6 +74,13 @@ struct Out<'a> {
     memory: Memory,
 }
 
+/// An `alloc` without any role is what the analysis called a constructor before it
+/// had the `ctor` kind: the same opinion.
+fn same_kind(s: &AllocFn, kind: Kind, nroles: usize) -> bool {
+    let roleless_alloc = |k: Kind, n: usize| k == Kind::Alloc && n == 0;
+    s.kind == kind || (roleless_alloc(s.kind, s.args.len()) && kind == Kind::Ctor) || (roleless_alloc(kind, nroles) && s.kind == Kind::Ctor)
+}
+
 fn traced(l: &Learned, v: &Verdict) -> TracedFn {
     let mut f = AllocFn {
         name: l.name.clone(),
@@ -90,12 +97,12 @@ fn traced(l: &Learned, v: &Verdict) -> TracedFn {
     f.descriptor = descriptor::render(&f, None);
     let (opinion, static_descriptor) = match &l.statik {
         None => ("new", None),
-        Some(s) if s.kind == v.kind && v.args.iter().all(|(r, p)| s.arg(*r).is_none_or(|q| q == *p)) => ("agrees", None),
-        Some(s) => ("contradicts", Some(s.descriptor.clone())),
+        Some(s) if same_kind(s, v.kind, v.args.len()) && v.args.iter().all(|(r, p)| s.arg(*r).is_none_or(|q| q == *p)) => ("agrees", None),
+        Some(s) => ("contradicts", Some(format!("{} {}", s.kind.as_str(), s.descriptor))),
     };
     TracedFn {
         f,
-        hits: Hits { calls: l.calls, alloc: l.n_alloc, realloc: l.n_realloc, free: l.n_free, carved: l.n_carve, fixed_size: l.n_fixed, nothing: l.n_none },
+        hits: Hits { calls: l.calls, alloc: l.n_alloc, realloc: l.n_realloc + l.n_realloc_null, free: l.n_free, carved: l.n_carve, fixed_size: l.n_fixed, nothing: l.n_none },
         opinion: opinion.into(),
         static_descriptor,
         settled: l.settled,
@@ -127,16 +134,18 @@ impl Tracer {
         out
     }
 
-    /// Print contradictions, then write the JSON (atomically) or a short summary.
+    /// Write the JSON (atomically); without `-o`, print a summary and the
+    /// contradictions on standard error instead.
     pub fn finish_output(&mut self) {
         let bins = self.binaries();
-        for b in &bins {
+        for b in bins.iter().filter(|_| self.opts.output.is_none()) {
             for f in b.functions.iter().filter(|f| f.opinion == "contradicts") {
                 eprintln!(
-                    "allocsite trace: {}: {} — static analysis says {}, the trace says {} ({})",
+                    "allocsite trace: {}: {} — static analysis says {}, the trace says {} {} ({})",
                     b.binary,
                     f.f.name,
                     f.static_descriptor.as_deref().unwrap_or("?"),
+                    f.f.kind.as_str(),
                     f.f.descriptor,
                     f.f.evidence.join("; ")
                 );
@@ -197,7 +206,7 @@ pub fn merge(cls: &mut Classification, traced: &Classification) -> Vec<String> {
     for t in &traced.functions {
         match cls.functions.iter().find(|f| f.address == t.address) {
             None => cls.functions.push(AllocFn { evidence: t.evidence.clone(), ..t.clone() }),
-            Some(s) if s.kind != t.kind || t.args.iter().any(|(r, p)| s.arg(*r).is_some_and(|q| q != *p)) => notes.push(format!(
+            Some(s) if !same_kind(s, t.kind, t.args.len()) || t.args.iter().any(|(r, p)| s.arg(*r).is_some_and(|q| q != *p)) => notes.push(format!(
                 "{}: static analysis says {} ({}); the trace says {} ({})",
                 s.name,
                 s.descriptor,
