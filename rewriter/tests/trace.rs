@@ -53,7 +53,15 @@ fn cc(dir: &Path, name: &str, out: &str, extra: &[&str]) -> PathBuf {
 }
 
 fn plain(cmd: &[&str]) -> Output {
-    Command::new(cmd[0]).args(&cmd[1..]).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    // A program gcc just wrote may still be open for writing in a child another test
+    // thread forked at that moment (ETXTBSY): try again shortly.
+    for _ in 0..50 {
+        match Command::new(cmd[0]).args(&cmd[1..]).output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::sleep(Duration::from_millis(20)),
+            r => return r.unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}")),
+        }
+    }
+    panic!("cannot run {cmd:?}: text file busy")
 }
 
 /// Run CMD under the tracer (with a private cache directory) and read its JSON.

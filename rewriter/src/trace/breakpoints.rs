@@ -24,6 +24,10 @@ enum Emul {
     Step,
     Skip(u8),
     Push(u8, u8),
+    /// `mov src, dst` between registers: (length, 64-bit, dst, src).
+    Mov(u8, bool, u8, u8),
+    /// `test a, b` between registers: (length, 64-bit, a, b).
+    Test(u8, bool, u8, u8),
 }
 
 #[derive(Clone)]
@@ -63,6 +67,10 @@ pub struct Space {
     /// Mappings (by start address) whose breakpoints are placed.
     pub seen: Vec<u64>,
     pub blocks: BTreeMap<u64, Block>,
+    /// Consecutive allocator hits that taught nothing; allocators unwatched when set.
+    pub idle: u64,
+    pub news_seen: u64,
+    pub disarmed: bool,
 }
 
 impl Space {
@@ -78,10 +86,22 @@ fn emulation(pid: Pid, addr: u64) -> Emul {
     if !sys::read(pid, addr, &mut b) {
         return Emul::Step;
     }
+    // Register-to-register mov/test, with or without a REX prefix: the commonest
+    // first instruction of a function body and after a call (`test %rax,%rax`).
+    let (rex, op, modrm, len) = match b {
+        [r @ 0x40..=0x4f, op, m, _] => (r, op, m, 3),
+        [op, m, _, _] => (0, op, m, 2),
+    };
+    let regs_form = modrm >> 6 == 3;
+    let reg = ((modrm >> 3) & 7) | if rex & 4 != 0 { 8 } else { 0 };
+    let rm = (modrm & 7) | if rex & 1 != 0 { 8 } else { 0 };
+    let w = rex & 8 != 0;
     match b {
         [0xf3, 0x0f, 0x1e, 0xfa] => Emul::Skip(4),
         [x @ 0x50..=0x57, ..] => Emul::Push(1, x - 0x50),
         [0x41, x @ 0x50..=0x57, ..] => Emul::Push(2, x - 0x50 + 8),
+        _ if regs_form && op == 0x89 => Emul::Mov(len, w, rm, reg),
+        _ if regs_form && op == 0x85 => Emul::Test(len, w, rm, reg),
         _ => Emul::Step,
     }
 }
@@ -237,6 +257,31 @@ impl Tracer {
                     return self.step_over(tid, addr, regs);
                 }
             }
+            Emul::Mov(n, w, dst, src) => {
+                let v = *reg(&mut regs, src);
+                *reg(&mut regs, dst) = if w { v } else { v & 0xffff_ffff };
+                regs.rip += n as u64;
+            }
+            Emul::Test(n, w, a, b) => {
+                let mut v = *reg(&mut regs, a) & *reg(&mut regs, b);
+                if !w {
+                    v &= 0xffff_ffff;
+                }
+                let sign = if w { v >> 63 } else { v >> 31 } & 1;
+                // CF = OF = 0; AF undefined (cleared); PF = even parity of the low byte.
+                let mut f = regs.eflags & !(1 | 1 << 2 | 1 << 4 | 1 << 6 | 1 << 7 | 1 << 11);
+                if (v as u8).count_ones() % 2 == 0 {
+                    f |= 1 << 2;
+                }
+                if v == 0 {
+                    f |= 1 << 6;
+                }
+                if sign == 1 {
+                    f |= 1 << 7;
+                }
+                regs.eflags = f;
+                regs.rip += n as u64;
+            }
             Emul::Step => {
                 if bp.inserted && sys::poke_byte(tid, addr, bp.orig).is_ok() {
                     bp.inserted = false;
@@ -245,6 +290,7 @@ impl Tracer {
                 if let Some(t) = self.st.threads.get_mut(&tid) {
                     t.step = Some(addr);
                 }
+                self.stats.single_steps += 1;
                 if sys::step(tid).is_err() {
                     resume(tid, 0);
                 }

@@ -94,7 +94,7 @@ impl Tracer {
                 None => self.st.new_space(Default::default()),
             };
             self.mem.charge(super::memory::PROC);
-            self.st.procs.insert(tgid, Proc { node, space, idle_hits: 0 });
+            self.st.procs.insert(tgid, Proc { node, space, idle_hits: 0, news_seen: 0 });
         } else if tid != tgid {
             let node = self.st.procs[&tgid].node;
             self.tree.nodes[node].threads += 1;

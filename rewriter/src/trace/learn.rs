@@ -65,6 +65,10 @@ pub const ALLOCATORS: &[Allocator] = &[
     al("_ZdaPvm", Kind::Free, None, None, Some(0), None),
 ];
 
+/// Consecutive allocator hits in one address space that taught nothing, after which
+/// its allocators are no longer watched (until the loader maps new code).
+const IDLE_DISARM: u64 = 2048;
+
 /// Frames walked at an allocator hit, and how many callers become candidates.
 const DEPTH: usize = 8;
 const CANDIDATES: usize = 3;
@@ -82,7 +86,9 @@ pub enum Ev {
 }
 
 pub enum What {
-    Alloc { a: u8, size: u64, old: Option<u64>, out: Option<u64>, getters: Vec<FnId> },
+    /// `near`: watched calls whose entry stack pointer is below it are the callers
+    /// unwound at the hit — the only ones its result is an event of.
+    Alloc { a: u8, size: u64, old: Option<u64>, out: Option<u64>, getters: Vec<FnId>, near: u64 },
     Fn { id: FnId, args: [u64; 6] },
 }
 
@@ -195,6 +201,9 @@ pub struct Learn {
     pub fns: Vec<Learned>,
     pub by_key: HashMap<(usize, u64), FnId>,
     pub by_file: HashMap<usize, Vec<FnId>>,
+    /// Bumped whenever something is learned: a new candidate, a verdict that changed,
+    /// a function settled.
+    pub news: u64,
 }
 
 /// How the allocator's size `s` derives from the arguments, trying the most specific
@@ -249,6 +258,11 @@ impl Tracer {
     pub fn hit(&mut self, tid: Pid, addr: u64, regs: &sys::Regs) {
         let Some(bp) = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).and_then(|s| s.bps.get(&addr)) else { return };
         let (loader, rets, alloc, func) = (bp.loader, bp.rets, bp.alloc, bp.func);
+        self.stats.breakpoint_hits += 1;
+        self.stats.loader_events += loader as u64;
+        self.stats.returns += (rets > 0) as u64;
+        self.stats.allocator_hits += alloc.is_some() as u64;
+        self.stats.function_entries += func.is_some() as u64;
         if loader {
             self.refresh_images(tid);
         }
@@ -277,6 +291,7 @@ impl Tracer {
         self.learn.fns.push(Learned::new(file.clone(), addr, statik));
         self.learn.by_key.insert((file.id, addr), id);
         self.learn.by_file.entry(file.id).or_default().push(id);
+        self.learn.news += 1;
         self.mem.charge(memory::FUNCTION);
         id
     }
@@ -294,10 +309,10 @@ impl Tracer {
         }
     }
 
-    fn events_to_calls(&mut self, tid: Pid, ev: Ev) {
+    fn events_to_calls(&mut self, tid: Pid, ev: Ev, near: u64) {
         if let Some(t) = self.st.threads.get_mut(&tid) {
             for c in t.calls.iter_mut() {
-                if matches!(c.what, What::Fn { .. }) && c.events.len() < MAX_EVENTS {
+                if matches!(c.what, What::Fn { .. }) && c.sp < near && c.events.len() < MAX_EVENTS {
                     c.events.push(ev);
                 }
             }
@@ -308,12 +323,15 @@ impl Tracer {
         let al = &ALLOCATORS[a as usize];
         let args = regs_args(regs);
         let arg = |p: Option<u8>| p.map(|i| args[i as usize]);
-        let mut learning = self.st.threads.get(&tid).is_some_and(|t| t.calls.iter().any(|c| matches!(c.what, What::Fn { .. })));
+        let mut learning = false;
         let mut getters = Vec::new();
+        // Without CFI for the callers, only calls made straight from the caller count.
+        let mut near = regs.rsp + 8;
         if !self.mem.over {
             let maps = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).map(|s| s.maps.clone()).unwrap_or_default();
             let frames = unwind::frames(tid, &maps, regs, DEPTH);
             for f in frames.iter() {
+                near = f.cfa;
                 let Some((entry, file_id)) = f.entry else { continue };
                 let Some(m) = maps.iter().find(|m| m.file.id == file_id) else { continue };
                 if m.file.system {
@@ -322,16 +340,22 @@ impl Tracer {
                 let file = m.file.clone();
                 let id = self.function(&file, entry);
                 getters.push(id);
-                if !self.learn.fns[id].settled {
+                let l = &self.learn.fns[id];
+                // Only an allocation function's callers can be wrappers of it: going up
+                // stops at the first caller not (yet) seen to be one.
+                let wraps = l.verdict.as_ref().is_some_and(|v| !v.args.is_empty() || v.kind == Kind::Free);
+                if !l.settled {
                     learning = true;
                     let at = entry.wrapping_add(m.bias);
                     self.bp_add(tid, at, |b| b.func = Some(id));
                 }
-                if getters.len() >= CANDIDATES {
+                if getters.len() >= CANDIDATES || !wraps {
                     break;
                 }
             }
         }
+        // Watched calls deeper in the stack than the callers unwound learn nothing here.
+        learning |= self.st.threads.get(&tid).is_some_and(|t| t.calls.iter().any(|c| matches!(c.what, What::Fn { .. }) && c.sp < near));
         if al.kind == Kind::Free {
             if let Some(p) = arg(al.ptr).filter(|&p| p != 0) {
                 if let Some(s) = self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)) {
@@ -339,19 +363,14 @@ impl Tracer {
                         self.mem.release(memory::BLOCK);
                     }
                 }
-                self.events_to_calls(tid, Ev::Freed(p));
+                self.events_to_calls(tid, Ev::Freed(p), near);
             }
-            if !learning {
-                self.idle_hit(tid);
-            }
+            self.count_hit(tid, learning);
             return;
         }
+        self.count_hit(tid, learning);
         if !learning || self.mem.over {
-            self.idle_hit(tid);
             return;
-        }
-        if let Some(p) = self.st.threads.get(&tid).map(|t| t.tgid).and_then(|g| self.st.procs.get_mut(&g)) {
-            p.idle_hits = 0;
         }
         let size = match (arg(al.size), arg(al.count)) {
             (Some(s), Some(c)) => s.saturating_mul(c),
@@ -361,7 +380,7 @@ impl Tracer {
         let old = arg(al.ptr).filter(|&p| p != 0);
         let out = arg(al.out);
         let Some(ret) = sys::read_u64(tid, regs.rsp) else { return };
-        self.push_call(tid, ActiveCall { ret, sp: regs.rsp, what: What::Alloc { a, size, old, out, getters }, events: Vec::new() });
+        self.push_call(tid, ActiveCall { ret, sp: regs.rsp, what: What::Alloc { a, size, old, out, getters, near }, events: Vec::new() });
     }
 
     fn on_fn_entry(&mut self, tid: Pid, addr: u64, id: FnId, regs: &sys::Regs) {
@@ -394,7 +413,7 @@ impl Tracer {
 
     fn returned(&mut self, tid: Pid, call: ActiveCall, regs: &sys::Regs) {
         match call.what {
-            What::Alloc { a, size, old, out, getters } => {
+            What::Alloc { a, size, old, out, getters, near } => {
                 let fresh = match out {
                     Some(slot) if regs.rax == 0 => sys::read_u64(tid, slot),
                     Some(_) => None,
@@ -412,7 +431,7 @@ impl Tracer {
                     }
                 }
                 let realloc = ALLOCATORS[a as usize].kind == Kind::Realloc;
-                self.events_to_calls(tid, Ev::Fresh { ptr, size, old, realloc });
+                self.events_to_calls(tid, Ev::Fresh { ptr, size, old, realloc }, near);
             }
             What::Fn { id, args } => self.judge(tid, id, &args, &call.events, regs.rax),
         }
@@ -491,9 +510,11 @@ impl Tracer {
         } else {
             l.verdict = v;
             l.streak = 1;
+            self.learn.news += 1;
         }
-        if l.streak >= self.opts.learn_limit {
+        if !l.settled && l.streak >= self.opts.learn_limit {
             l.settled = true;
+            self.learn.news += 1;
             let at = l.addr;
             let fid = l.file.id;
             // Stop watching it here; other spaces drop it at their next hit.
@@ -513,6 +534,9 @@ impl Tracer {
         let maps = self.images.maps(tgid, &mut fresh);
         self.mem.charge(fresh);
         let Some(sid) = self.st.space_of(tid) else { return };
+        if self.st.spaces.get(&sid).is_some_and(|s| s.disarmed) {
+            self.arm_allocators(tid, true);
+        }
         let new: Vec<_> = match self.st.spaces.get_mut(&sid) {
             Some(s) => {
                 s.maps = maps.clone();
@@ -552,13 +576,64 @@ impl Tracer {
         }
     }
 
-    fn idle_hit(&mut self, tid: Pid) {
+    /// Watch (or stop watching) the allocators of every system image mapped in `tid`'s space.
+    fn arm_allocators(&mut self, tid: Pid, on: bool) {
+        let Some(sid) = self.st.space_of(tid) else { return };
+        let maps = match self.st.spaces.get_mut(&sid) {
+            Some(s) => {
+                s.disarmed = !on;
+                s.idle = 0;
+                s.maps.clone()
+            }
+            None => return,
+        };
+        for m in maps.iter().filter(|m| m.file.system) {
+            for (i, al) in ALLOCATORS.iter().enumerate() {
+                let Some(a) = m.file.symbol(al.name).map(|a| a.wrapping_add(m.bias)).filter(|&a| a >= m.lo && a < m.hi) else { continue };
+                if on {
+                    self.bp_add(tid, a, |b| b.alloc = Some(i as u8));
+                } else {
+                    self.bp_drop(tid, a, |b| b.alloc = None);
+                }
+            }
+        }
+    }
+
+    /// Count an allocator hit towards "taught nothing new": since the last new
+    /// candidate, verdict change or settled function (`Learn::news`). Past
+    /// IDLE_DISARM such hits the space's allocators are unwatched; past
+    /// `--detach-after` the process is let go.
+    fn count_hit(&mut self, tid: Pid, learning: bool) {
+        if !learning {
+            self.stats.idle_allocator_hits += 1;
+        }
+        let news = self.learn.news;
+        let disarm = match self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)) {
+            Some(s) if s.news_seen != news => {
+                s.news_seen = news;
+                s.idle = 0;
+                false
+            }
+            Some(s) => {
+                s.idle += 1;
+                s.idle >= IDLE_DISARM
+            }
+            None => false,
+        };
+        if disarm {
+            self.arm_allocators(tid, false);
+        }
         let Some(limit) = self.opts.detach_after else { return };
         let Some(tgid) = self.st.threads.get(&tid).map(|t| t.tgid) else { return };
         let Some(p) = self.st.procs.get_mut(&tgid) else { return };
-        p.idle_hits += 1;
-        if p.idle_hits >= limit {
-            self.detach_soon.push(tgid);
+        if p.news_seen != news {
+            p.news_seen = news;
+            p.idle_hits = 0;
+        } else {
+            p.idle_hits += 1;
+            if p.idle_hits == limit {
+                self.detach_soon.push(tgid);
+            }
         }
     }
 }

@@ -51,6 +51,7 @@ pub struct Tracer {
     statics: HashMap<usize, Option<Rc<allocsite_analysis::Classification>>>,
     over_noted: bool,
     detach_soon: Vec<sys::Pid>,
+    stats: output::Stats,
 }
 
 /// Developer aid: ALLOCSITE_TRACE_DEBUG=1 prints stops and breakpoint changes.
@@ -83,6 +84,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         statics: HashMap::new(),
         over_noted: false,
         detach_soon: Vec::new(),
+        stats: Default::default(),
     };
     t.ensure(root, None);
     let res = t.run_loop();

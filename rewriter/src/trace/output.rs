@@ -57,6 +57,18 @@ pub struct Unconfirmed {
     pub calls: u64,
 }
 
+/// What the tracer did: its cost is these stops.
+#[derive(Serialize, Default)]
+pub struct Stats {
+    pub breakpoint_hits: u64,
+    pub allocator_hits: u64,
+    pub idle_allocator_hits: u64,
+    pub function_entries: u64,
+    pub returns: u64,
+    pub single_steps: u64,
+    pub loader_events: u64,
+}
+
 #[derive(Serialize)]
 struct Memory {
     max: u64,
@@ -72,6 +84,7 @@ struct Out<'a> {
     processes: &'a [Node],
     binaries: Vec<Binary>,
     memory: Memory,
+    stats: &'a Stats,
 }
 
 /// An `alloc` without any role is what the analysis called a constructor before it
@@ -157,6 +170,7 @@ impl Tracer {
             processes: &self.tree.nodes,
             binaries: bins,
             memory: Memory { max: self.mem.max, peak_accounted: self.mem.peak, bound_reached: self.mem.over },
+            stats: &self.stats,
         };
         let text = serde_json::to_string_pretty(&out).unwrap_or_default() + "\n";
         match &self.opts.output {

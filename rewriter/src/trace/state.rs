@@ -27,6 +27,7 @@ pub struct Proc {
     pub space: SpaceId,
     /// Consecutive allocator hits that taught nothing (for `--detach-after`).
     pub idle_hits: u64,
+    pub news_seen: u64,
 }
 
 #[derive(Default)]

@@ -9,6 +9,9 @@ use gimli::{BaseAddresses, CfaRule, EhFrame, LittleEndian, RegisterRule, UnwindC
 
 /// One frame: a caller, by its function's entry.
 pub struct Frame {
+    /// The stack pointer once this frame's function returns (its CFA); u64::MAX
+    /// when its CFI is unknown.
+    pub cfa: u64,
     /// Link-time entry of the function containing `pc` (from its FDE), and its image.
     pub entry: Option<(u64, usize)>,
 }
@@ -61,10 +64,15 @@ pub fn frames(pid: Pid, maps: &[Mapped], r: &sys::Regs, depth: usize) -> Vec<Fra
         let link = pc.wrapping_sub(m.bias);
         // A return address may sit just past a noreturn call's function: look up pc-1.
         let fde = fde_for(&m.file, link - 1);
-        out.push(Frame { entry: fde.map(|(start, _)| (start, m.file.id)) });
+        out.push(Frame { cfa: u64::MAX, entry: fde.map(|(start, _)| (start, m.file.id)) });
         let Some((_, off)) = fde else { break };
         match step(pid, &m.file, m.bias, off, link - 1, &mut regs, &mut ctx) {
-            Some(ra) => pc = ra,
+            Some(ra) => {
+                pc = ra;
+                if let (Some(f), Some(sp)) = (out.last_mut(), regs.0[7]) {
+                    f.cfa = sp;
+                }
+            }
             None => break,
         }
     }
