@@ -326,6 +326,10 @@ fn plugin_allocator_wrapping_malloc() {
     let r = find(&fns, "w_resize");
     assert_eq!(r["kind"], "realloc");
     assert_eq!(r["args"], serde_json::json!({"ptr": 1, "size": 2}));
+    // It tail-calls free through a pointer: found by probing the host's indirect call.
+    let f = find(&fns, "w_release");
+    assert_eq!(f["kind"], "free");
+    assert_eq!(f["args"], serde_json::json!({"ptr": 1}));
     // The output merges into the plugin's static classification.
     let text = std::fs::read_to_string(d.join("trace.json")).unwrap();
     let s = plain(&[allocsite(), "analyze", so.to_str().unwrap(), "--format", "json"]);

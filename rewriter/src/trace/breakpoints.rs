@@ -43,11 +43,18 @@ pub struct Bp {
     pub loader: bool,
     /// Watched calls that return here.
     pub rets: u32,
+    /// A one-shot probe on an indirect call (see `probe.rs`).
+    pub probe: bool,
 }
 
 impl Bp {
+    /// The byte the int3 replaced.
+    pub fn original(&self) -> u8 {
+        self.orig
+    }
+
     fn wanted(&self) -> bool {
-        self.alloc.is_some() || self.func.is_some() || self.loader || self.rets > 0
+        self.alloc.is_some() || self.func.is_some() || self.loader || self.rets > 0 || self.probe
     }
 }
 
@@ -67,6 +74,8 @@ pub struct Space {
     /// Mappings (by start address) whose breakpoints are placed.
     pub seen: Vec<u64>,
     pub blocks: BTreeMap<u64, Block>,
+    /// Return addresses looked at for a tail caller, and call sites probed (once each).
+    pub probed: std::collections::HashSet<u64>,
     /// Consecutive allocator hits that taught nothing; allocators unwatched when set.
     pub idle: u64,
     pub news_seen: u64,
@@ -151,7 +160,7 @@ impl Tracer {
         if super::debug() {
             eprintln!("trace: {tid}: add {addr:#x} in space {sid}");
         }
-        let mut bp = Bp { orig, inserted: true, emul, alloc: None, func: None, loader: false, rets: 0 };
+        let mut bp = Bp { orig, inserted: true, emul, alloc: None, func: None, loader: false, rets: 0, probe: false };
         role(&mut bp);
         space.bps.insert(addr, bp);
         self.mem.charge(memory::BREAKPOINT);
@@ -201,6 +210,9 @@ impl Tracer {
                 }
             }
             if code == TRAP_TRACE {
+                if self.st.threads.get_mut(&tid).is_some_and(|t| std::mem::take(&mut t.probing)) {
+                    self.probe_landed(tid);
+                }
                 resume(tid, 0);
                 return true;
             }
@@ -235,8 +247,19 @@ impl Tracer {
 
     fn step_over(&mut self, tid: Pid, addr: u64, mut regs: sys::Regs) {
         let bp = self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)).and_then(|s| s.bps.get_mut(&addr));
+        let probing = self.st.threads.get(&tid).is_some_and(|t| t.probing);
         let Some(bp) = bp else {
             let _ = sys::set_regs(tid, &regs);
+            if probing {
+                // The probe is gone and the call's own bytes are back: step into it.
+                if let Some(t) = self.st.threads.get_mut(&tid) {
+                    t.step = Some(addr);
+                }
+                self.stats.single_steps += 1;
+                if sys::step(tid).is_ok() {
+                    return;
+                }
+            }
             resume(tid, 0);
             return;
         };

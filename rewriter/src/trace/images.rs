@@ -24,6 +24,8 @@ pub struct ImageFile {
     /// FDE ranges (start, end, offset in .eh_frame), sorted; built on first unwind.
     pub fdes: std::cell::OnceCell<Vec<(u64, u64, usize)>>,
     pub bytes: u64,
+    /// Link-time ranges of .plt, .plt.sec and .plt.got.
+    plt: Vec<(u64, u64)>,
 }
 
 impl ImageFile {
@@ -48,9 +50,18 @@ impl ImageFile {
             .section_by_name(".eh_frame")
             .and_then(|s| Some((s.data().ok()?.to_vec(), s.address())))
             .unwrap_or_default();
+        let plt = obj
+            .sections()
+            .filter(|s| s.name().is_ok_and(|n| n.starts_with(".plt")))
+            .map(|s| (s.address(), s.address() + s.size()))
+            .collect();
         let system = ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"].iter().any(|p| path.starts_with(p));
         let bytes = eh_frame.len() as u64 + syms.iter().map(|s| 32 + s.2.len() as u64).sum::<u64>() + 256;
-        Some(ImageFile { id, path: path.to_string(), build_id, system, segments, syms, eh_frame, eh_frame_addr, fdes: Default::default(), bytes })
+        Some(ImageFile { id, path: path.to_string(), build_id, system, segments, syms, eh_frame, eh_frame_addr, fdes: Default::default(), bytes, plt })
+    }
+
+    pub fn in_plt(&self, addr: u64) -> bool {
+        self.plt.iter().any(|&(lo, hi)| addr >= lo && addr < hi)
     }
 
     /// Link-time address of the symbol `name`.

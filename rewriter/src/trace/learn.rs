@@ -257,7 +257,14 @@ impl Tracer {
     /// A breakpoint at `addr` fired in `tid` (rip already rewound).
     pub fn hit(&mut self, tid: Pid, addr: u64, regs: &sys::Regs) {
         let Some(bp) = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).and_then(|s| s.bps.get(&addr)) else { return };
-        let (loader, rets, alloc, func) = (bp.loader, bp.rets, bp.alloc, bp.func);
+        let (loader, rets, alloc, func, probe) = (bp.loader, bp.rets, bp.alloc, bp.func, bp.probe);
+        if probe {
+            // One-shot: the step over this call lands on its callee (`probe_landed`).
+            self.bp_drop(tid, addr, |b| b.probe = false);
+            if let Some(t) = self.st.threads.get_mut(&tid) {
+                t.probing = true;
+            }
+        }
         self.stats.breakpoint_hits += 1;
         self.stats.loader_events += loader as u64;
         self.stats.returns += (rets > 0) as u64;
@@ -330,6 +337,9 @@ impl Tracer {
         if !self.mem.over {
             let maps = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).map(|s| s.maps.clone()).unwrap_or_default();
             let frames = unwind::frames(tid, &maps, regs, DEPTH);
+            if let Some(ret) = sys::read_u64(tid, regs.rsp) {
+                self.tail_caller(tid, regs.rip, ret, &maps);
+            }
             for f in frames.iter() {
                 near = f.cfa;
                 let Some((entry, file_id)) = f.entry else { continue };

@@ -14,6 +14,7 @@ mod images;
 mod learn;
 mod memory;
 pub mod output;
+mod probe;
 mod signals;
 mod spawn;
 mod state;

@@ -18,6 +18,8 @@ pub struct Thread {
     pub tgid: Pid,
     /// A breakpoint lifted for this thread's single-step, to put back after it.
     pub step: Option<u64>,
+    /// The single-step under way is a probe's: the callee's entry is where it lands.
+    pub probing: bool,
     /// Watched calls active on this thread's stack (innermost last).
     pub calls: Vec<ActiveCall>,
 }
