@@ -355,3 +355,24 @@ fn plugin_pool_carving_one_block() {
     assert_eq!(a["static"], "new");
     assert!(a["hits"]["carved"].as_u64().unwrap() > 32, "{a}");
 }
+
+#[test]
+fn memory_bound_and_detach_keep_the_program_running() {
+    let d = scratch("bounds");
+    let host = cc(&d, "trace_plugin_host", "host", &["-ldl"]);
+    let so = cc(&d, "trace_plugin_wrap", "wrap.so", &["-shared", "-fPIC"]);
+    let cmd = [host.to_str().unwrap(), so.to_str().unwrap()];
+    let u = plain(&cmd);
+    // Past --max-mem learning stops (every breakpoint removed); the run is unchanged.
+    let (t, j) = traced(&d, &cmd, &["--max-mem", "64K"]);
+    assert_eq!((t.stdout.clone(), t.status.code()), (u.stdout.clone(), u.status.code()));
+    assert!(String::from_utf8_lossy(&t.stderr).contains("memory bound (65536 bytes) reached"));
+    assert_eq!(j["memory"]["bound_reached"], true);
+    assert_eq!(procs(&j)[0]["exit"]["code"], 0);
+    // --detach-after lets the process go once nothing new comes; it still ends as untraced.
+    let (t, j) = traced(&d, &cmd, &["--learn-limit", "4", "--detach-after", "20"]);
+    same(&u, &t);
+    assert_eq!(procs(&j)[0]["detached"], true);
+    assert_eq!(procs(&j)[0]["exit"]["code"], 0);
+    assert_eq!(find(&functions(&j, &so), "w_alloc")["args"], serde_json::json!({"size": 1}));
+}

@@ -282,9 +282,16 @@ impl Tracer {
         if let Some(f) = func {
             self.on_fn_entry(tid, addr, f, regs);
         }
-        if self.mem.over && !self.over_noted {
-            self.over_noted = true;
-            eprintln!("allocsite trace: memory bound ({} bytes) reached: learning stops, the tree keeps running", self.mem.max);
+        if self.mem.over {
+            if !self.over_noted {
+                self.over_noted = true;
+                eprintln!("allocsite trace: memory bound ({} bytes) reached: learning stops, the tree keeps running", self.mem.max);
+            }
+            // Every space drops its breakpoints at its next stop here.
+            self.bp_clear(tid);
+            if let Some(t) = self.st.threads.get_mut(&tid) {
+                t.calls.clear();
+            }
         }
     }
 
