@@ -376,3 +376,31 @@ fn memory_bound_and_detach_keep_the_program_running() {
     assert_eq!(procs(&j)[0]["exit"]["code"], 0);
     assert_eq!(find(&functions(&j, &so), "w_alloc")["args"], serde_json::json!({"size": 1}));
 }
+
+#[test]
+fn detach_on_exit_leaves_the_tree_running() {
+    let d = scratch("detach_on_exit");
+    let wc = cc(&d, "trace_wc", "wc", &[]);
+    let script = format!("sleep 1; echo hello | {}", wc.display());
+    let cmd = ["sh", "-c", script.as_str()];
+    let u = plain(&cmd);
+    let json = d.join("t.json");
+    let child = Command::new(allocsite())
+        .args(["trace", "--detach-on-exit", "-o"])
+        .arg(&json)
+        .arg("--")
+        .args(cmd)
+        .env("XDG_CACHE_HOME", d.join("cache"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling the tracer this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    // Standard output reaches its end only when the detached shell and its pipeline are done.
+    let t = child.wait_with_output().unwrap();
+    assert_eq!(t.status.code(), Some(128 + libc::SIGTERM));
+    assert_eq!(String::from_utf8_lossy(&t.stdout), String::from_utf8_lossy(&u.stdout));
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(procs(&j).iter().all(|p| p["detached"] == true), "{j}");
+}
