@@ -66,7 +66,7 @@ pub fn frames(pid: Pid, maps: &[Mapped], r: &sys::Regs, depth: usize) -> Vec<Fra
         let fde = fde_for(&m.file, link - 1);
         out.push(Frame { cfa: u64::MAX, entry: fde.map(|(start, _)| (start, m.file.id)) });
         let Some((_, off)) = fde else { break };
-        match step(pid, &m.file, m.bias, off, link - 1, &mut regs, &mut ctx) {
+        match step(pid, &m.file, off, link - 1, &mut regs, &mut ctx) {
             Some(ra) => {
                 pc = ra;
                 if let (Some(f), Some(sp)) = (out.last_mut(), regs.0[7]) {
@@ -79,7 +79,7 @@ pub fn frames(pid: Pid, maps: &[Mapped], r: &sys::Regs, depth: usize) -> Vec<Fra
     out
 }
 
-fn step(pid: Pid, file: &ImageFile, bias: u64, off: usize, link_pc: u64, regs: &mut Regs, ctx: &mut UnwindContext<usize>) -> Option<u64> {
+fn step(pid: Pid, file: &ImageFile, off: usize, link_pc: u64, regs: &mut Regs, ctx: &mut UnwindContext<usize>) -> Option<u64> {
     let eh = EhFrame::new(&file.eh_frame, LittleEndian);
     let bases = BaseAddresses::default().set_eh_frame(file.eh_frame_addr);
     let fde = eh.fde_from_offset(&bases, gimli::EhFrameOffset(off), EhFrame::cie_from_offset).ok()?;
@@ -88,7 +88,6 @@ fn step(pid: Pid, file: &ImageFile, bias: u64, off: usize, link_pc: u64, regs: &
         CfaRule::RegisterAndOffset { register, offset } => regs.0.get(register.0 as usize).copied().flatten()?.wrapping_add(*offset as u64),
         CfaRule::Expression(_) => return None,
     };
-    let _ = bias;
     let mut next = Regs(regs.0);
     for (reg, rule) in row.registers() {
         let i = reg.0 as usize;
