@@ -110,6 +110,8 @@ pub struct Learned {
     pub n_alloc: u64,
     pub n_realloc: u64,
     pub n_realloc_null: u64,
+    /// Arguments that were 0 at every `alloc` observation (a realloc given NULL).
+    pub alloc_zero: u8,
     pub n_free: u64,
     pub n_carve: u64,
     pub n_fixed: u64,
@@ -145,7 +147,7 @@ impl Learned {
     fn new(file: Rc<ImageFile>, addr: u64, statik: Option<AllocFn>) -> Self {
         let name = statik.as_ref().map_or_else(|| file.name_at(addr), |s| s.name.clone());
         Learned {
-            file, addr, name, statik, calls: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0,
+            file, addr, name, statik, calls: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, alloc_zero: 0x3f, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0,
             size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
             fixed: None, varying: false, last_carve: None, verdict: None, streak: 0, settled: false, evidence: Vec::new(),
         }
@@ -479,6 +481,7 @@ impl Tracer {
             } else if m != 0 {
                 l.n_alloc += 1;
                 l.size &= m;
+                l.alloc_zero &= args.iter().enumerate().filter(|(_, &a)| a == 0).fold(0, |z, (i, _)| z | 1 << i);
                 if c != 0 {
                     l.count &= c;
                 }

@@ -108,11 +108,15 @@ fn traced(l: &Learned, v: &Verdict) -> TracedFn {
         external: false,
     };
     f.descriptor = descriptor::render(&f, None);
-    // A function seen only as realloc(NULL, n) showed nothing against being a realloc.
-    let only_null_realloc = v.kind == Kind::Alloc && l.n_realloc_null > 0 && l.n_alloc == 0;
+    // A function seen only as realloc(NULL, n), or only with its pointer argument NULL,
+    // showed nothing against being a realloc.
+    let only_null_realloc = |s: &AllocFn| {
+        v.kind == Kind::Alloc
+            && ((l.n_realloc_null > 0 && l.n_alloc == 0) || s.arg(Role::Ptr).is_some_and(|p| l.alloc_zero & (1 << p) != 0))
+    };
     let (opinion, static_descriptor) = match &l.statik {
         None => ("new", None),
-        Some(s) if only_null_realloc && s.kind == Kind::Realloc && v.args.get(&Role::Size).is_none_or(|p| s.arg(Role::Size) == Some(*p)) => ("agrees", None),
+        Some(s) if s.kind == Kind::Realloc && only_null_realloc(s) && v.args.get(&Role::Size).is_none_or(|p| s.arg(Role::Size) == Some(*p)) => ("agrees", None),
         Some(s) if same_kind(s, v.kind, v.args.len()) && v.args.iter().all(|(r, p)| s.arg(*r).is_none_or(|q| q == *p)) => ("agrees", None),
         Some(s) => ("contradicts", Some(format!("{} {}", s.kind.as_str(), s.descriptor))),
     };
