@@ -7,3 +7,4 @@ pub mod report;
 pub mod rewrite;
 pub mod sites;
 pub mod stdout;
+pub mod trace;

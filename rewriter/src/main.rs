@@ -131,6 +131,39 @@ enum Cmd {
         #[arg(long)]
         leaks: bool,
     },
+    /// Run CMD under ptrace, following every process and thread, and learn its allocation functions.
+    Trace {
+        /// Write the trace (JSON) to FILE, atomically; without it a summary goes to standard error.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Bound on the tracer's accounted memory in bytes (suffix K, M or G); past it learning stops.
+        #[arg(long, default_value = "256M", value_parser = parse_bytes)]
+        max_mem: u64,
+        /// Detach from a process (it runs on at full speed) once N consecutive allocator hits taught nothing.
+        #[arg(long, value_name = "N")]
+        detach_after: Option<u64>,
+        /// On SIGINT/SIGTERM/SIGHUP leave the tracees running with every breakpoint removed, instead of killing them.
+        #[arg(long)]
+        detach_on_exit: bool,
+        /// Stop watching a function once it showed the same classification N times in a row.
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        learn_limit: u32,
+        /// The command to run and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        cmd: Vec<std::ffi::OsString>,
+    },
+}
+
+/// A byte count with an optional K/M/G suffix (powers of 1024).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim().parse::<u64>().ok().and_then(|n| n.checked_mul(mul)).ok_or_else(|| format!("not a byte count: {s:?}"))
 }
 
 fn main() -> ExitCode {
@@ -175,6 +208,16 @@ fn main() -> ExitCode {
             flamegraph.as_deref(),
             leaks,
         ),
+        Cmd::Trace { output, max_mem, detach_after, detach_on_exit, learn_limit, cmd } => {
+            allocsite_rewriter::trace::run(allocsite_rewriter::trace::Options {
+                output,
+                max_mem,
+                detach_after,
+                detach_on_exit,
+                learn_limit: learn_limit.max(1),
+                cmd,
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

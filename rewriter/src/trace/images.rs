@@ -1,0 +1,141 @@
+//! The ELF images a process runs: read from /proc/PID/maps after each exec and each
+//! loader notification (`_dl_debug_state`, r_debug's breakpoint), parsed once per file
+//! and shared by every process that maps it.
+
+use super::sys::Pid;
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+pub struct ImageFile {
+    pub id: usize,
+    pub path: String,
+    pub build_id: String,
+    /// The C library, the C++ runtime, the loader and the rest of the system's
+    /// libraries: their allocators are watched, their own functions are not learned.
+    pub system: bool,
+    /// (p_offset, p_vaddr, p_filesz) of every PT_LOAD.
+    segments: Vec<(u64, u64, u64)>,
+    /// Function symbols (.symtab, else .dynsym), sorted by address: (addr, size, name).
+    pub syms: Vec<(u64, u64, String)>,
+    /// Raw .eh_frame and its link-time address, for unwinding.
+    pub eh_frame: Vec<u8>,
+    pub eh_frame_addr: u64,
+    /// FDE ranges (start, end, offset in .eh_frame), sorted; built on first unwind.
+    pub fdes: std::cell::OnceCell<Vec<(u64, u64, usize)>>,
+    pub bytes: u64,
+    /// Link-time ranges of .plt, .plt.sec and .plt.got.
+    plt: Vec<(u64, u64)>,
+}
+
+impl ImageFile {
+    fn load(id: usize, path: &str) -> Option<ImageFile> {
+        let data = std::fs::read(path).ok()?;
+        let obj = object::File::parse(&*data).ok()?;
+        let segments = obj.segments().map(|s| {
+            let (off, size) = s.file_range();
+            (off, s.address(), size)
+        }).collect();
+        let mut syms: Vec<(u64, u64, String)> = obj
+            .symbols()
+            .chain(obj.dynamic_symbols())
+            .filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0)
+            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
+            .collect();
+        // Aliases (malloc and __libc_malloc) share an address: keep every name.
+        syms.sort();
+        syms.dedup();
+        let build_id = obj.build_id().ok().flatten().map(|b| b.iter().map(|x| format!("{x:02x}")).collect()).unwrap_or_default();
+        let (eh_frame, eh_frame_addr) = obj
+            .section_by_name(".eh_frame")
+            .and_then(|s| Some((s.data().ok()?.to_vec(), s.address())))
+            .unwrap_or_default();
+        let plt = obj
+            .sections()
+            .filter(|s| s.name().is_ok_and(|n| n.starts_with(".plt")))
+            .map(|s| (s.address(), s.address() + s.size()))
+            .collect();
+        let system = ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"].iter().any(|p| path.starts_with(p));
+        let bytes = eh_frame.len() as u64 + syms.iter().map(|s| 32 + s.2.len() as u64).sum::<u64>() + 256;
+        Some(ImageFile { id, path: path.to_string(), build_id, system, segments, syms, eh_frame, eh_frame_addr, fdes: Default::default(), bytes, plt })
+    }
+
+    pub fn in_plt(&self, addr: u64) -> bool {
+        self.plt.iter().any(|&(lo, hi)| addr >= lo && addr < hi)
+    }
+
+    /// Link-time address of the symbol `name`.
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        self.syms.iter().find(|s| s.2 == name).map(|s| s.0)
+    }
+
+    /// Name for a function entry: its symbol, else `sub_<addr>` as the analysis names it.
+    pub fn name_at(&self, addr: u64) -> String {
+        // The first name at the address that is not a reserved (`_`-led) alias.
+        let i = self.syms.partition_point(|s| s.0 < addr);
+        let at: Vec<&String> = self.syms[i..].iter().take_while(|s| s.0 == addr).map(|s| &s.2).collect();
+        match at.iter().find(|n| !n.starts_with('_')).or(at.first()) {
+            Some(n) => n.to_string(),
+            None => format!("sub_{addr:x}"),
+        }
+    }
+
+    /// Load bias of a mapping of this file at `lo` with file offset `off`.
+    fn bias(&self, lo: u64, off: u64) -> Option<u64> {
+        let &(po, pv, _) = self.segments.iter().find(|&&(po, _, sz)| off >= po && off < po + sz.max(1))?;
+        Some(lo.wrapping_sub(pv + (off - po)) & !0xfff)
+    }
+}
+
+/// One executable mapping of an image in a process.
+#[derive(Clone)]
+pub struct Mapped {
+    pub lo: u64,
+    pub hi: u64,
+    pub bias: u64,
+    pub file: Rc<ImageFile>,
+}
+
+#[derive(Default)]
+pub struct Images {
+    files: HashMap<(u64, u64, String), Rc<ImageFile>>,
+    pub all: Vec<Rc<ImageFile>>,
+}
+
+impl Images {
+    /// The executable mappings of `pid`; `fresh` receives the bytes of newly parsed files.
+    pub fn maps(&mut self, pid: Pid, fresh: &mut u64) -> Vec<Mapped> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(range), Some(perms), Some(off), Some(dev), Some(ino)) = (it.next(), it.next(), it.next(), it.next(), it.next()) else { continue };
+            let path = it.collect::<Vec<_>>().join(" ");
+            if !perms.contains('x') || !path.starts_with('/') {
+                continue;
+            }
+            let Some((lo, hi)) = range.split_once('-') else { continue };
+            let (Ok(lo), Ok(hi), Ok(off)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16), u64::from_str_radix(off, 16)) else { continue };
+            let ino: u64 = ino.parse().unwrap_or(0);
+            let key = (ino, dev.len() as u64 ^ dev.bytes().fold(0u64, |a, b| a * 31 + b as u64), path.clone());
+            let file = match self.files.get(&key) {
+                Some(f) => f.clone(),
+                None => {
+                    let Some(f) = ImageFile::load(self.all.len(), &path) else { continue };
+                    *fresh += f.bytes;
+                    let f = Rc::new(f);
+                    self.files.insert(key, f.clone());
+                    self.all.push(f.clone());
+                    f
+                }
+            };
+            let Some(bias) = file.bias(lo, off) else { continue };
+            out.push(Mapped { lo, hi, bias, file });
+        }
+        out
+    }
+}
+
+pub fn find(maps: &[Mapped], pc: u64) -> Option<&Mapped> {
+    maps.iter().find(|m| pc >= m.lo && pc < m.hi)
+}

@@ -1,0 +1,659 @@
+//! Learning allocation functions from what calls do at run time.
+//!
+//! At a C library allocator's entry the stack is unwound a few frames; every caller in
+//! a non-system image becomes a candidate and gets an entry breakpoint. At a watched
+//! function's entry its six integer arguments are kept and a return breakpoint is set
+//! (matched by thread and stack pointer). Allocator results and frees that happen
+//! while a watched call is active are events of that call. At its return:
+//! - it returns an allocator's fresh pointer (or one a header past it): `alloc`, the
+//!   size role being the argument equal to the allocator's size (or, with a count,
+//!   whose product is), intersected over every observation; no such argument →
+//!   fixed size (`ctor`), or varying (`alloc` without a size role, strdup-like);
+//! - it returns what `realloc(p, n)` returned, `p` being an argument: `realloc`;
+//! - it returns a pointer inside a block remembered from an allocator, fresh in no
+//!   event of the call: a piece carved from a block (`suballoc`) — the size role is
+//!   the argument that the distance between consecutive pieces covers;
+//! - it returned nothing fresh but freed an argument: `free`.
+//! A function stops being watched after `N` consecutive observations with the same
+//! verdict (`--learn-limit`, default 64).
+
+use super::breakpoints::Block;
+use super::images::ImageFile;
+use super::memory;
+use super::sys::{self, Pid};
+use super::{unwind, Tracer};
+use allocsite_analysis::{AllocFn, Kind, Role};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+pub type FnId = usize;
+
+/// A C library (or C++ runtime) allocator: what its arguments mean.
+pub struct Allocator {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub size: Option<u8>,
+    pub count: Option<u8>,
+    pub ptr: Option<u8>,
+    pub out: Option<u8>,
+}
+
+const fn al(name: &'static str, kind: Kind, size: Option<u8>, count: Option<u8>, ptr: Option<u8>, out: Option<u8>) -> Allocator {
+    Allocator { name, kind, size, count, ptr, out }
+}
+
+pub const ALLOCATORS: &[Allocator] = &[
+    al("malloc", Kind::Alloc, Some(0), None, None, None),
+    al("calloc", Kind::Alloc, Some(1), Some(0), None, None),
+    al("realloc", Kind::Realloc, Some(1), None, Some(0), None),
+    al("reallocarray", Kind::Realloc, Some(2), Some(1), Some(0), None),
+    al("free", Kind::Free, None, None, Some(0), None),
+    al("posix_memalign", Kind::Alloc, Some(2), None, None, Some(0)),
+    al("aligned_alloc", Kind::Alloc, Some(1), None, None, None),
+    al("memalign", Kind::Alloc, Some(1), None, None, None),
+    al("valloc", Kind::Alloc, Some(0), None, None, None),
+    al("pvalloc", Kind::Alloc, Some(0), None, None, None),
+    al("_Znwm", Kind::Alloc, Some(0), None, None, None),
+    al("_Znam", Kind::Alloc, Some(0), None, None, None),
+    al("_ZnwmRKSt9nothrow_t", Kind::Alloc, Some(0), None, None, None),
+    al("_ZnamRKSt9nothrow_t", Kind::Alloc, Some(0), None, None, None),
+    al("_ZnwmSt11align_val_t", Kind::Alloc, Some(0), None, None, None),
+    al("_ZnamSt11align_val_t", Kind::Alloc, Some(0), None, None, None),
+    al("_ZdlPv", Kind::Free, None, None, Some(0), None),
+    al("_ZdaPv", Kind::Free, None, None, Some(0), None),
+    al("_ZdlPvm", Kind::Free, None, None, Some(0), None),
+    al("_ZdaPvm", Kind::Free, None, None, Some(0), None),
+];
+
+/// Consecutive allocator hits in one address space that taught nothing, after which
+/// its allocators are no longer watched (until the loader maps new code).
+const IDLE_DISARM: u64 = 2048;
+
+/// Frames walked at an allocator hit, and how many callers become candidates.
+const DEPTH: usize = 8;
+const CANDIDATES: usize = 3;
+/// Watched calls kept per thread, events kept per call.
+const MAX_CALLS: usize = 64;
+const MAX_EVENTS: usize = 32;
+/// A header in front of the user's pointer, or slack after a size: up to this many bytes.
+const SLACK: u64 = 64;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Ev {
+    /// `realloc` says whether a realloc-kind allocator made it (`old` None: from NULL).
+    Fresh { ptr: u64, size: u64, old: Option<u64>, realloc: bool },
+    Freed(u64),
+}
+
+pub enum What {
+    /// `near`: watched calls whose entry stack pointer is below it are the callers
+    /// unwound at the hit — the only ones its result is an event of.
+    Alloc { a: u8, size: u64, old: Option<u64>, out: Option<u64>, getters: Vec<FnId>, near: u64 },
+    Fn { id: FnId, args: [u64; 6] },
+}
+
+/// A watched call active on a thread's stack; it returns to `ret` with rsp = `sp + 8`.
+pub struct ActiveCall {
+    pub ret: u64,
+    pub sp: u64,
+    pub what: What,
+    pub events: Vec<Ev>,
+}
+
+/// What one function has shown so far.
+pub struct Learned {
+    pub file: Rc<ImageFile>,
+    pub addr: u64,
+    pub name: String,
+    pub statik: Option<AllocFn>,
+    pub calls: u64,
+    pub n_alloc: u64,
+    pub n_realloc: u64,
+    pub n_realloc_null: u64,
+    /// Arguments that were 0 at every `alloc` observation (a realloc given NULL).
+    pub alloc_zero: u8,
+    pub n_free: u64,
+    pub n_carve: u64,
+    pub n_fixed: u64,
+    pub n_none: u64,
+    size: u8,
+    count: u8,
+    ptr: u8,
+    rsize: u8,
+    fptr: u8,
+    carve_size: u8,
+    carve_pairs: u64,
+    owned_carves: u64,
+    fixed: Option<u64>,
+    varying: bool,
+    last_carve: Option<(u64, [u64; 6], u64)>,
+    pub verdict: Option<Verdict>,
+    streak: u32,
+    pub settled: bool,
+    pub evidence: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Verdict {
+    pub kind: Kind,
+    pub args: BTreeMap<Role, u8>,
+}
+
+fn lowest(mask: u8) -> Option<u8> {
+    (mask != 0).then(|| mask.trailing_zeros() as u8)
+}
+
+impl Learned {
+    fn new(file: Rc<ImageFile>, addr: u64, statik: Option<AllocFn>) -> Self {
+        let name = statik.as_ref().map_or_else(|| file.name_at(addr), |s| s.name.clone());
+        Learned {
+            file, addr, name, statik, calls: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, alloc_zero: 0x3f, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0,
+            size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
+            fixed: None, varying: false, last_carve: None, verdict: None, streak: 0, settled: false, evidence: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, s: String) {
+        if self.evidence.len() < 4 {
+            self.evidence.push(s);
+        }
+    }
+
+    /// The classification the evidence so far supports (None: not an allocation function).
+    pub fn decide(&self) -> Option<Verdict> {
+        let mut args = BTreeMap::new();
+        let kind = if self.n_carve >= 2 && self.carve_pairs > 0 && self.carve_size != 0 && (self.owned_carves > 0 || self.n_carve >= 3) {
+            args.insert(Role::Size, lowest(self.carve_size)?);
+            Kind::Suballoc
+        } else if self.n_realloc > 0 && self.ptr != 0 {
+            args.insert(Role::Ptr, lowest(self.ptr)?);
+            if let Some(s) = lowest(self.rsize) {
+                args.insert(Role::Size, s);
+            }
+            Kind::Realloc
+        } else if self.n_realloc_null > 0 && self.n_alloc == 0 && self.rsize != 0 {
+            // Only ever realloc(NULL, n): malloc-like, as far as anything showed.
+            args.insert(Role::Size, lowest(self.rsize)?);
+            Kind::Alloc
+        } else if self.n_alloc > 0 && self.size != 0 {
+            let s = lowest(self.size)?;
+            args.insert(Role::Size, s);
+            if self.count != 0x3f {
+                if let Some(c) = lowest(self.count & !(1 << s)) {
+                    args.insert(Role::Count, c);
+                }
+            }
+            Kind::Alloc
+        } else if self.n_free > 0 && self.n_alloc + self.n_fixed == 0 && self.fptr != 0 {
+            args.insert(Role::Ptr, lowest(self.fptr)?);
+            Kind::Free
+        } else if self.n_fixed > 0 && self.varying {
+            Kind::Alloc
+        } else if self.n_fixed > 0 {
+            Kind::Ctor
+        } else {
+            return None;
+        };
+        Some(Verdict { kind, args })
+    }
+}
+
+#[derive(Default)]
+pub struct Learn {
+    pub fns: Vec<Learned>,
+    pub by_key: HashMap<(usize, u64), FnId>,
+    pub by_file: HashMap<usize, Vec<FnId>>,
+    /// Bumped whenever something is learned: a new candidate, a verdict that changed,
+    /// a function settled.
+    pub news: u64,
+}
+
+/// How the allocator's size `s` derives from the arguments, trying the most specific
+/// relation first: an argument equal to it; two (count, size) whose product it is; an
+/// argument a small header short of it; an argument scaled by 2, 4, 8 or 16 (`n<<3`).
+/// Returns (size mask, count mask).
+fn size_relation(s: u64, args: &[u64; 6], valid: u8) -> (u8, u8) {
+    let mask = |f: &dyn Fn(u64) -> bool| -> u8 {
+        let mut m = 0;
+        for (i, &a) in args.iter().enumerate() {
+            if valid & (1 << i) != 0 && a != 0 && f(a) {
+                m |= 1 << i;
+            }
+        }
+        m
+    };
+    let m = mask(&|a| a == s);
+    if m != 0 {
+        return (m, 0);
+    }
+    for i in 0..6 {
+        for j in i + 1..6 {
+            if valid & (1 << i) != 0 && valid & (1 << j) != 0 && args[i] > 1 && args[j] > 1 && args[i].checked_mul(args[j]) == Some(s) {
+                return (1 << j, 1 << i);
+            }
+        }
+    }
+    let m = mask(&|a| a >= 16 && s > a && s - a <= SLACK);
+    if m != 0 {
+        return (m, 0);
+    }
+    (mask(&|a| a >= 2 && [2, 4, 8, 16].iter().any(|&k| a.checked_mul(k) == Some(s))), 0)
+}
+
+/// Arguments that point at `p` or a header's length before it.
+fn ptr_mask(p: u64, args: &[u64; 6]) -> u8 {
+    let mut m = 0;
+    for (i, &a) in args.iter().enumerate() {
+        if p != 0 && a >= p && a - p <= SLACK {
+            m |= 1 << i;
+        }
+    }
+    m
+}
+
+fn regs_args(r: &sys::Regs) -> [u64; 6] {
+    [r.rdi, r.rsi, r.rdx, r.rcx, r.r8, r.r9]
+}
+
+impl Tracer {
+    /// A breakpoint at `addr` fired in `tid` (rip already rewound).
+    pub fn hit(&mut self, tid: Pid, addr: u64, regs: &sys::Regs) {
+        let Some(bp) = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).and_then(|s| s.bps.get(&addr)) else { return };
+        let (loader, rets, alloc, func, probe) = (bp.loader, bp.rets, bp.alloc, bp.func, bp.probe);
+        if probe {
+            // One-shot: the step over this call lands on its callee (`probe_landed`).
+            self.bp_drop(tid, addr, |b| b.probe = false);
+            if let Some(t) = self.st.threads.get_mut(&tid) {
+                t.probing = true;
+            }
+        }
+        self.stats.breakpoint_hits += 1;
+        self.stats.loader_events += loader as u64;
+        self.stats.returns += (rets > 0) as u64;
+        self.stats.allocator_hits += alloc.is_some() as u64;
+        self.stats.function_entries += func.is_some() as u64;
+        if loader {
+            self.refresh_images(tid);
+        }
+        if rets > 0 {
+            self.on_return(tid, addr, regs);
+        }
+        if let Some(a) = alloc {
+            self.on_alloc_entry(tid, a, regs);
+        }
+        if let Some(f) = func {
+            self.on_fn_entry(tid, addr, f, regs);
+        }
+        if self.mem.over {
+            if !self.over_noted {
+                self.over_noted = true;
+                eprintln!("allocsite trace: memory bound ({} bytes) reached: learning stops, the tree keeps running", self.mem.max);
+            }
+            // Every space drops its breakpoints at its next stop here.
+            self.bp_clear(tid);
+            if let Some(t) = self.st.threads.get_mut(&tid) {
+                t.calls.clear();
+            }
+        }
+    }
+
+    /// The function with link-time entry `addr` in `file`, created on first sight.
+    pub fn function(&mut self, file: &Rc<ImageFile>, addr: u64) -> FnId {
+        if let Some(&id) = self.learn.by_key.get(&(file.id, addr)) {
+            return id;
+        }
+        let statik = self.statics(file).and_then(|c| c.functions.iter().find(|f| f.address.0 == addr).cloned());
+        let id = self.learn.fns.len();
+        self.learn.fns.push(Learned::new(file.clone(), addr, statik));
+        self.learn.by_key.insert((file.id, addr), id);
+        self.learn.by_file.entry(file.id).or_default().push(id);
+        self.learn.news += 1;
+        self.mem.charge(memory::FUNCTION);
+        id
+    }
+
+    fn push_call(&mut self, tid: Pid, call: ActiveCall) {
+        let full = self.st.threads.get(&tid).is_none_or(|t| t.calls.len() >= MAX_CALLS);
+        if full || self.mem.over {
+            return;
+        }
+        let ret = call.ret;
+        if self.bp_add(tid, ret, |b| b.rets += 1) {
+            if let Some(t) = self.st.threads.get_mut(&tid) {
+                t.calls.push(call);
+            }
+        }
+    }
+
+    fn events_to_calls(&mut self, tid: Pid, ev: Ev, near: u64) {
+        if let Some(t) = self.st.threads.get_mut(&tid) {
+            for c in t.calls.iter_mut() {
+                if matches!(c.what, What::Fn { .. }) && c.sp < near && c.events.len() < MAX_EVENTS {
+                    c.events.push(ev);
+                }
+            }
+        }
+    }
+
+    fn on_alloc_entry(&mut self, tid: Pid, a: u8, regs: &sys::Regs) {
+        let al = &ALLOCATORS[a as usize];
+        let args = regs_args(regs);
+        let arg = |p: Option<u8>| p.map(|i| args[i as usize]);
+        let mut learning = false;
+        let mut getters = Vec::new();
+        // Without CFI for the callers, only calls made straight from the caller count.
+        let mut near = regs.rsp + 8;
+        if !self.mem.over {
+            let maps = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).map(|s| s.maps.clone()).unwrap_or_default();
+            let frames = unwind::frames(tid, &maps, regs, DEPTH);
+            if let Some(ret) = sys::read_u64(tid, regs.rsp) {
+                self.tail_caller(tid, regs.rip, ret, &maps);
+            }
+            for f in frames.iter() {
+                near = f.cfa;
+                let Some((entry, file_id)) = f.entry else { continue };
+                let Some(m) = maps.iter().find(|m| m.file.id == file_id) else { continue };
+                if m.file.system {
+                    continue;
+                }
+                let file = m.file.clone();
+                let id = self.function(&file, entry);
+                getters.push(id);
+                let l = &self.learn.fns[id];
+                // Only an allocation function's callers can be wrappers of it: going up
+                // stops at the first caller not (yet) seen to be one.
+                let wraps = l.verdict.as_ref().is_some_and(|v| !v.args.is_empty() || v.kind == Kind::Free);
+                if !l.settled {
+                    learning = true;
+                    let at = entry.wrapping_add(m.bias);
+                    self.bp_add(tid, at, |b| b.func = Some(id));
+                }
+                if getters.len() >= CANDIDATES || !wraps {
+                    break;
+                }
+            }
+        }
+        // Watched calls deeper in the stack than the callers unwound learn nothing here.
+        learning |= self.st.threads.get(&tid).is_some_and(|t| t.calls.iter().any(|c| matches!(c.what, What::Fn { .. }) && c.sp < near));
+        if al.kind == Kind::Free {
+            if let Some(p) = arg(al.ptr).filter(|&p| p != 0) {
+                if let Some(s) = self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)) {
+                    if s.blocks.remove(&p).is_some() {
+                        self.mem.release(memory::BLOCK);
+                    }
+                }
+                self.events_to_calls(tid, Ev::Freed(p), near);
+            }
+            self.count_hit(tid, learning);
+            return;
+        }
+        self.count_hit(tid, learning);
+        if !learning || self.mem.over {
+            return;
+        }
+        let size = match (arg(al.size), arg(al.count)) {
+            (Some(s), Some(c)) => s.saturating_mul(c),
+            (Some(s), None) => s,
+            _ => 0,
+        };
+        let old = arg(al.ptr).filter(|&p| p != 0);
+        let out = arg(al.out);
+        let Some(ret) = sys::read_u64(tid, regs.rsp) else { return };
+        self.push_call(tid, ActiveCall { ret, sp: regs.rsp, what: What::Alloc { a, size, old, out, getters, near }, events: Vec::new() });
+    }
+
+    fn on_fn_entry(&mut self, tid: Pid, addr: u64, id: FnId, regs: &sys::Regs) {
+        if self.learn.fns[id].settled || self.mem.over {
+            self.bp_drop(tid, addr, |b| b.func = None);
+            return;
+        }
+        self.learn.fns[id].calls += 1;
+        let Some(ret) = sys::read_u64(tid, regs.rsp) else { return };
+        self.push_call(tid, ActiveCall { ret, sp: regs.rsp, what: What::Fn { id, args: regs_args(regs) }, events: Vec::new() });
+    }
+
+    /// A return breakpoint fired. Every watched call returning here from this stack
+    /// depth completes, innermost first: after a tail call (`jmp malloc`) the
+    /// allocator and its caller return together.
+    fn on_return(&mut self, tid: Pid, addr: u64, regs: &sys::Regs) {
+        loop {
+            let Some(t) = self.st.threads.get_mut(&tid) else { return };
+            let Some(i) = t.calls.iter().rposition(|c| c.ret == addr && c.sp.wrapping_add(8) == regs.rsp) else { return };
+            let mut popped: Vec<ActiveCall> = t.calls.drain(i..).collect();
+            // Calls above it never returned normally (longjmp, exceptions).
+            for stale in popped.drain(1..) {
+                self.bp_drop(tid, stale.ret, |b| b.rets = b.rets.saturating_sub(1));
+            }
+            self.bp_drop(tid, addr, |b| b.rets = b.rets.saturating_sub(1));
+            let call = popped.pop().expect("drained from i");
+            self.returned(tid, call, regs);
+        }
+    }
+
+    fn returned(&mut self, tid: Pid, call: ActiveCall, regs: &sys::Regs) {
+        match call.what {
+            What::Alloc { a, size, old, out, getters, near } => {
+                let fresh = match out {
+                    Some(slot) if regs.rax == 0 => sys::read_u64(tid, slot),
+                    Some(_) => None,
+                    None => Some(regs.rax),
+                };
+                let Some(ptr) = fresh.filter(|&p| p != 0) else { return };
+                if let Some(s) = self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)) {
+                    if let Some(o) = old {
+                        if s.blocks.remove(&o).is_some() {
+                            self.mem.release(memory::BLOCK);
+                        }
+                    }
+                    if self.mem.charge(memory::BLOCK) {
+                        s.blocks.insert(ptr, Block { size: size.max(1), getters });
+                    }
+                }
+                let realloc = ALLOCATORS[a as usize].kind == Kind::Realloc;
+                self.events_to_calls(tid, Ev::Fresh { ptr, size, old, realloc }, near);
+            }
+            What::Fn { id, args } => self.judge(tid, id, &args, &call.events, regs.rax),
+        }
+    }
+
+    fn judge(&mut self, tid: Pid, id: FnId, args: &[u64; 6], events: &[Ev], rax: u64) {
+        let block = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).and_then(|s| s.block_of(rax).map(|(lo, b)| (lo, b.getters.contains(&id))));
+        let l = &mut self.learn.fns[id];
+        // Only the arguments the function takes, when the analysis knows how many.
+        let valid: u8 = l.statik.as_ref().and_then(|f| f.nargs).map_or(0x3f, |n| ((1u16 << n.min(6)) - 1) as u8);
+        let fresh = events.iter().rev().find_map(|e| match *e {
+            Ev::Fresh { ptr, size, old, realloc } if rax >= ptr && rax - ptr <= SLACK => Some((ptr, size, old, realloc)),
+            _ => None,
+        });
+        if let Some((_, size, old, realloc)) = fresh {
+            let pm = old.map_or(0, |o| ptr_mask(o, args)) & valid;
+            let (m, c) = size_relation(size, args, valid);
+            if pm != 0 {
+                l.n_realloc += 1;
+                l.ptr &= pm;
+                l.rsize &= m;
+                l.note(format!("returned realloc's result ({size} bytes) of argument {}", pm.trailing_zeros()));
+            } else if realloc && old.is_none() && m != 0 {
+                // realloc(NULL, n): a realloc-like function given no block yet.
+                l.n_realloc_null += 1;
+                l.rsize &= m;
+                l.note(format!("returned realloc(NULL, {size}); argument {} = {}", m.trailing_zeros(), args[m.trailing_zeros() as usize]));
+            } else if m != 0 {
+                l.n_alloc += 1;
+                l.size &= m;
+                l.alloc_zero &= args.iter().enumerate().filter(|(_, &a)| a == 0).fold(0, |z, (i, _)| z | 1 << i);
+                if c != 0 {
+                    l.count &= c;
+                }
+                l.note(format!("returned a fresh {size}-byte block; argument {} = {}", m.trailing_zeros(), args[m.trailing_zeros() as usize]));
+            } else {
+                l.n_fixed += 1;
+                if l.fixed.is_some_and(|f| f != size) {
+                    l.varying = true;
+                }
+                l.fixed = Some(size);
+                l.note(format!("returned a fresh {size}-byte block, size from no argument"));
+            }
+        } else if let Some((lo, owned)) = block.filter(|_| rax != 0) {
+            l.n_carve += 1;
+            if owned {
+                l.owned_carves += 1;
+            }
+            if let Some((prev, pargs, _)) = l.last_carve.filter(|c| c.2 == lo) {
+                let (gap, a) = if rax > prev { (rax - prev, pargs) } else { (prev - rax, *args) };
+                let mut m = 0u8;
+                for (i, &v) in a.iter().enumerate() {
+                    if valid & (1 << i) != 0 && v != 0 && v <= gap && gap - v <= SLACK {
+                        m |= 1 << i;
+                    }
+                }
+                if gap != 0 {
+                    l.carve_pairs += 1;
+                    l.carve_size &= m;
+                }
+            }
+            l.last_carve = Some((rax, *args, lo));
+            l.note(format!("returned {:#x}, a piece of the block at {lo:#x} it got earlier", rax));
+        } else if let Some(pm) = events.iter().find_map(|e| match *e {
+            Ev::Freed(p) => Some(ptr_mask(p, args)).filter(|&m| m != 0),
+            _ => None,
+        }) {
+            l.n_free += 1;
+            l.fptr &= pm & valid;
+            l.note(format!("freed argument {}", pm.trailing_zeros()));
+        } else {
+            l.n_none += 1;
+        }
+        let v = l.decide();
+        if v == l.verdict {
+            l.streak += 1;
+        } else {
+            l.verdict = v;
+            l.streak = 1;
+            self.learn.news += 1;
+        }
+        if !l.settled && l.streak >= self.opts.learn_limit {
+            l.settled = true;
+            self.learn.news += 1;
+            let at = l.addr;
+            let fid = l.file.id;
+            // Stop watching it here; other spaces drop it at their next hit.
+            let bias = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).and_then(|s| s.maps.iter().find(|m| m.file.id == fid).map(|m| m.bias));
+            if let Some(b) = bias {
+                self.bp_drop(tid, at.wrapping_add(b), |bp| bp.func = None);
+            }
+        }
+    }
+
+    /// Re-read the process's mappings and place the breakpoints of new images: the
+    /// allocators of system libraries, the loader's r_debug hook, and every function
+    /// the static analysis classified (or the tracer learned but has not settled).
+    pub fn refresh_images(&mut self, tid: Pid) {
+        let tgid = self.st.threads.get(&tid).map_or(tid, |t| t.tgid);
+        let mut fresh = 0;
+        let maps = self.images.maps(tgid, &mut fresh);
+        self.mem.charge(fresh);
+        let Some(sid) = self.st.space_of(tid) else { return };
+        if self.st.spaces.get(&sid).is_some_and(|s| s.disarmed) {
+            self.arm_allocators(tid, true);
+        }
+        let new: Vec<_> = match self.st.spaces.get_mut(&sid) {
+            Some(s) => {
+                s.maps = maps.clone();
+                let new: Vec<_> = maps.iter().filter(|m| !s.seen.contains(&m.lo)).cloned().collect();
+                s.seen.extend(new.iter().map(|m| m.lo));
+                new
+            }
+            None => return,
+        };
+        for m in new {
+            let in_map = |a: u64| a >= m.lo && a < m.hi;
+            if m.file.system {
+                for (i, al) in ALLOCATORS.iter().enumerate() {
+                    if let Some(a) = m.file.symbol(al.name).map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) {
+                        self.bp_add(tid, a, |b| b.alloc = Some(i as u8));
+                    }
+                }
+                if let Some(a) = m.file.symbol("_dl_debug_state").map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) {
+                    self.bp_add(tid, a, |b| b.loader = true);
+                }
+                continue;
+            }
+            if self.mem.over {
+                continue;
+            }
+            let statics: Vec<u64> = self.statics(&m.file).map(|c| c.functions.iter().map(|f| f.address.0).collect()).unwrap_or_default();
+            for addr in statics {
+                self.function(&m.file, addr);
+            }
+            let ids = self.learn.by_file.get(&m.file.id).cloned().unwrap_or_default();
+            for id in ids {
+                let at = self.learn.fns[id].addr.wrapping_add(m.bias);
+                if !self.learn.fns[id].settled && in_map(at) {
+                    self.bp_add(tid, at, |b| b.func = Some(id));
+                }
+            }
+        }
+    }
+
+    /// Watch (or stop watching) the allocators of every system image mapped in `tid`'s space.
+    fn arm_allocators(&mut self, tid: Pid, on: bool) {
+        let Some(sid) = self.st.space_of(tid) else { return };
+        let maps = match self.st.spaces.get_mut(&sid) {
+            Some(s) => {
+                s.disarmed = !on;
+                s.idle = 0;
+                s.maps.clone()
+            }
+            None => return,
+        };
+        for m in maps.iter().filter(|m| m.file.system) {
+            for (i, al) in ALLOCATORS.iter().enumerate() {
+                let Some(a) = m.file.symbol(al.name).map(|a| a.wrapping_add(m.bias)).filter(|&a| a >= m.lo && a < m.hi) else { continue };
+                if on {
+                    self.bp_add(tid, a, |b| b.alloc = Some(i as u8));
+                } else {
+                    self.bp_drop(tid, a, |b| b.alloc = None);
+                }
+            }
+        }
+    }
+
+    /// Count an allocator hit towards "taught nothing new": since the last new
+    /// candidate, verdict change or settled function (`Learn::news`). Past
+    /// IDLE_DISARM such hits the space's allocators are unwatched; past
+    /// `--detach-after` the process is let go.
+    fn count_hit(&mut self, tid: Pid, learning: bool) {
+        if !learning {
+            self.stats.idle_allocator_hits += 1;
+        }
+        let news = self.learn.news;
+        let disarm = match self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)) {
+            Some(s) if s.news_seen != news => {
+                s.news_seen = news;
+                s.idle = 0;
+                false
+            }
+            Some(s) => {
+                s.idle += 1;
+                s.idle >= IDLE_DISARM
+            }
+            None => false,
+        };
+        if disarm {
+            self.arm_allocators(tid, false);
+        }
+        let Some(limit) = self.opts.detach_after else { return };
+        let Some(tgid) = self.st.threads.get(&tid).map(|t| t.tgid) else { return };
+        let Some(p) = self.st.procs.get_mut(&tgid) else { return };
+        if p.news_seen != news {
+            p.news_seen = news;
+            p.idle_hits = 0;
+        } else {
+            p.idle_hits += 1;
+            if p.idle_hits == limit {
+                self.detach_soon.push(tgid);
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! `allocsite trace -- CMD` on real programs (tests/c/trace_*.c, built here with gcc,
+//! and the testbins): each traced run must print the same output and end with the
+//! same status as an untraced run, and its JSON must show the process tree that ran;
+//! on the plugin programs it must find the allocator no static analysis can see.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::root;
+
+fn allocsite() -> &'static str {
+    env!("CARGO_BIN_EXE_allocsite")
+}
+
+/// A per-test scratch directory, removed when the test passes.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
+    let d = std::env::temp_dir().join(format!("allocsite-trace-tests-{}", std::process::id())).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    Scratch(d)
+}
+
+/// gcc -O2 -g tests/c/NAME.c -o DIR/NAME (extra flags after).
+fn cc(dir: &Path, name: &str, out: &str, extra: &[&str]) -> PathBuf {
+    let src = root().join("rewriter/tests/c").join(format!("{name}.c"));
+    let o = dir.join(out);
+    let st = Command::new("gcc").args(["-O2", "-g", "-o"]).arg(&o).arg(&src).args(extra).status().expect("run gcc");
+    assert!(st.success(), "gcc {} failed", src.display());
+    o
+}
+
+fn plain(cmd: &[&str]) -> Output {
+    // A program gcc just wrote may still be open for writing in a child another test
+    // thread forked at that moment (ETXTBSY): try again shortly.
+    for _ in 0..50 {
+        match Command::new(cmd[0]).args(&cmd[1..]).output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::sleep(Duration::from_millis(20)),
+            r => return r.unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}")),
+        }
+    }
+    panic!("cannot run {cmd:?}: text file busy")
+}
+
+/// Run CMD under the tracer (with a private cache directory) and read its JSON.
+fn traced(dir: &Path, cmd: &[&str], extra: &[&str]) -> (Output, Value) {
+    let json = dir.join("trace.json");
+    let out = Command::new(allocsite())
+        .arg("trace")
+        .arg("-o")
+        .arg(&json)
+        .args(extra)
+        .arg("--")
+        .args(cmd)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .output()
+        .expect("run allocsite trace");
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("{}: {e}; stderr: {}", json.display(), String::from_utf8_lossy(&out.stderr)));
+    (out, serde_json::from_str(&text).expect("trace JSON"))
+}
+
+/// Same stdout, stderr and status (exit code or signal) as the untraced run.
+fn same(untraced: &Output, traced: &Output) {
+    assert_eq!(String::from_utf8_lossy(&traced.stdout), String::from_utf8_lossy(&untraced.stdout), "stdout differs");
+    assert_eq!(String::from_utf8_lossy(&traced.stderr), String::from_utf8_lossy(&untraced.stderr), "stderr differs");
+    assert_eq!(traced.status.code(), untraced.status.code(), "exit code differs");
+    assert_eq!(traced.status.signal(), untraced.status.signal(), "terminating signal differs");
+}
+
+fn procs(j: &Value) -> &Vec<Value> {
+    j["processes"].as_array().expect("processes")
+}
+
+fn pid(p: &Value) -> i64 {
+    p["pid"].as_i64().unwrap()
+}
+
+fn execs(p: &Value) -> Vec<String> {
+    p["execs"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect()
+}
+
+fn canon(p: &Path) -> String {
+    std::fs::canonicalize(p).unwrap().display().to_string()
+}
+
+#[test]
+fn shell_pipeline_and_background_job() {
+    let d = scratch("shell");
+    let wc = cc(&d, "trace_wc", "wc", &[]);
+    let out = support::testbins_out();
+    let (a, c) = (out.join("demo.O2"), out.join("nested.O2"));
+    let script = format!("{} | {}; {} & wait", a.display(), wc.display(), c.display());
+    let cmd = ["sh", "-c", script.as_str()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let ps = procs(&j);
+    let root = &ps[0];
+    assert_eq!(root["parent"], 0);
+    assert_eq!(execs(root), vec![canon(Path::new("/bin/sh"))]);
+    assert_eq!(root["exit"]["code"], 0);
+    for prog in [&a, &wc, &c] {
+        let p = ps.iter().find(|p| execs(p) == vec![canon(prog)]).unwrap_or_else(|| panic!("no process ran {}: {ps:?}", prog.display()));
+        assert_eq!(p["parent"].as_i64(), Some(pid(root)), "{} not a child of the shell", prog.display());
+        assert_eq!(p["exit"]["code"], 0);
+    }
+    assert!(ps.iter().all(|p| p["exit"].is_object()), "every process's end is known: {ps:?}");
+}
+
+#[test]
+fn hundred_forked_children() {
+    let d = scratch("forks");
+    let prog = cc(&d, "trace_forks", "forks", &[]);
+    let cmd = [prog.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let ps = procs(&j);
+    assert_eq!(ps.len(), 101, "{ps:?}");
+    assert_eq!(ps[0]["exit"]["code"], 7);
+    let root = pid(&ps[0]);
+    let mut codes: Vec<i64> = ps[1..].iter().map(|p| {
+        assert_eq!(p["parent"].as_i64(), Some(root));
+        assert!(execs(p).is_empty());
+        p["exit"]["code"].as_i64().unwrap()
+    }).collect();
+    codes.sort();
+    assert_eq!(codes, (0..100).collect::<Vec<i64>>());
+}
+
+#[test]
+fn fifty_threads() {
+    let d = scratch("threads");
+    let prog = cc(&d, "trace_threads", "threads", &["-pthread"]);
+    let cmd = [prog.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let ps = procs(&j);
+    assert_eq!(ps.len(), 1, "threads are not processes: {ps:?}");
+    assert_eq!(ps[0]["threads"], 51);
+    assert_eq!(ps[0]["exit"]["code"], 0);
+}
+
+#[test]
+fn vfork_then_exec() {
+    let d = scratch("vfork");
+    let prog = cc(&d, "trace_vfork", "vfork", &[]);
+    let wc = cc(&d, "trace_wc", "wc", &[]);
+    // The child runs the vfork program again, which vforks and execs the counter.
+    let cmd = [prog.to_str().unwrap(), prog.to_str().unwrap(), wc.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let ps = procs(&j);
+    assert_eq!(ps.len(), 3, "{ps:?}");
+    assert_eq!(execs(&ps[1]), vec![canon(&prog)]);
+    assert_eq!(ps[1]["parent"].as_i64(), Some(pid(&ps[0])));
+    assert_eq!(execs(&ps[2]), vec![canon(&wc)]);
+    assert_eq!(ps[2]["parent"].as_i64(), Some(pid(&ps[1])));
+    assert!(ps.iter().all(|p| p["exit"]["code"] == 0));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
+#[test]
+fn ten_thousand_failing_execs_leave_no_state() {
+    let d = scratch("execfail");
+    let prog = cc(&d, "trace_execfail", "execfail", &[]);
+    let json = d.join("trace.json");
+    let mut child = Command::new(allocsite())
+        .args(["trace", "-o"])
+        .arg(&json)
+        .arg("--")
+        .arg(&prog)
+        .env("XDG_CACHE_HOME", d.join("cache"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    seen.push(lines.next().unwrap().unwrap());
+    let after_1000 = rss_kib(child.id());
+    writeln!(stdin).unwrap();
+    seen.push(lines.next().unwrap().unwrap());
+    let after_10000 = rss_kib(child.id());
+    writeln!(stdin).unwrap();
+    drop(stdin);
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    assert_eq!(seen, vec!["phase 1: 1000 failures", "phase 2: 10000 failures"]);
+    // 9,000 more failures may not grow the tracer (a leak of even 64 bytes each is 560 KiB).
+    assert!(after_10000 <= after_1000 + 128, "tracer grew from {after_1000} KiB to {after_10000} KiB");
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let ps = procs(&j);
+    assert_eq!(ps.len(), 1);
+    assert_eq!(execs(&ps[0]), vec![canon(&prog)], "failed execs are not execs");
+}
+
+#[test]
+fn stop_and_continue() {
+    let d = scratch("stop");
+    let prog = cc(&d, "trace_stop", "stop", &[]);
+    // The program stops and continues its own child, watching with waitpid.
+    let cmd = [prog.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    assert_eq!(procs(&j)[1]["exit"]["signal"], libc::SIGTERM);
+
+    // kill -STOP / -CONT from outside, as a shell's job control does.
+    let run = |traced: bool| -> Output {
+        let pidfile = d.join(if traced { "pid.t" } else { "pid.u" });
+        let mut c = if traced {
+            let mut c = Command::new(allocsite());
+            c.args(["trace", "-o"]).arg(d.join("t2.json")).arg("--").arg(&prog);
+            c
+        } else {
+            Command::new(&prog)
+        };
+        let child = c.arg(&pidfile).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let start = Instant::now();
+        let pid: i32 = loop {
+            if let Some(p) = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()) {
+                break p;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no pid file");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // SAFETY: signalling the test's own grandchild.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let state = || std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()).map(str::to_string));
+        let start = Instant::now();
+        while !matches!(state().as_deref(), Some("T") | Some("t")) {
+            assert!(start.elapsed() < Duration::from_secs(20), "never stopped: {:?}", state());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(matches!(state().as_deref(), Some("T") | Some("t")), "did not stay stopped");
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        child.wait_with_output().unwrap()
+    };
+    let (u, t) = (run(false), run(true));
+    same(&u, &t);
+    assert!(String::from_utf8_lossy(&t.stdout).contains("external stop/cont: continued"));
+}
+
+#[test]
+fn killed_by_signal() {
+    let d = scratch("killed");
+    let prog = cc(&d, "trace_killed", "killed", &[]);
+    let cmd = [prog.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    let u = plain(&cmd);
+    same(&u, &t);
+    assert_eq!(t.status.signal(), Some(libc::SIGABRT));
+    let ps = procs(&j);
+    assert_eq!(ps[0]["exit"]["signal"], libc::SIGABRT);
+    assert_eq!(ps[1]["exit"]["signal"], libc::SIGTERM);
+    assert_eq!(j["exit"]["signal"], libc::SIGABRT);
+}
+
+/// The traced functions of the binary at `path`, by name.
+fn functions<'a>(j: &'a Value, path: &Path) -> Vec<&'a Value> {
+    let want = canon(path);
+    j["binaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["binary"].as_str() == Some(want.as_str()))
+        .flat_map(|b| b["functions"].as_array().unwrap().iter())
+        .collect()
+}
+
+fn find<'a>(fns: &[&'a Value], name: &str) -> &'a Value {
+    fns.iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("{name} not found: {fns:?}"))
+}
+
+/// Build the host and one plugin; check the static analysis does not see `name`.
+fn plugin(d: &Path, which: &str, name: &str) -> (PathBuf, PathBuf) {
+    let host = cc(d, "trace_plugin_host", "host", &["-ldl"]);
+    let so = cc(d, &format!("trace_plugin_{which}"), &format!("{which}.so"), &["-shared", "-fPIC"]);
+    let a = plain(&[allocsite(), "analyze", so.to_str().unwrap(), "--format", "json"]);
+    assert!(a.status.success());
+    let cls: Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert!(cls["functions"].as_array().unwrap().iter().all(|f| f["name"] != name), "the static analysis already finds {name}");
+    (host, so)
+}
+
+#[test]
+fn plugin_allocator_wrapping_malloc() {
+    let d = scratch("plugin_wrap");
+    let (host, so) = plugin(&d, "wrap", "w_alloc");
+    let cmd = [host.to_str().unwrap(), so.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let fns = functions(&j, &so);
+    let a = find(&fns, "w_alloc");
+    assert_eq!(a["kind"], "alloc");
+    assert_eq!(a["args"], serde_json::json!({"size": 1}));
+    assert_eq!(a["static"], "new");
+    assert!(a["hits"]["alloc"].as_u64().unwrap() >= 64 && a["settled"] == true, "{a}");
+    let r = find(&fns, "w_resize");
+    assert_eq!(r["kind"], "realloc");
+    assert_eq!(r["args"], serde_json::json!({"ptr": 1, "size": 2}));
+    // It tail-calls free through a pointer: found by probing the host's indirect call.
+    let f = find(&fns, "w_release");
+    assert_eq!(f["kind"], "free");
+    assert_eq!(f["args"], serde_json::json!({"ptr": 1}));
+    // The output merges into the plugin's static classification.
+    let text = std::fs::read_to_string(d.join("trace.json")).unwrap();
+    let s = plain(&[allocsite(), "analyze", so.to_str().unwrap(), "--format", "json"]);
+    let mut cls = allocsite_analysis::Classification::from_json(&String::from_utf8_lossy(&s.stdout)).unwrap();
+    let bid = j["binaries"].as_array().unwrap().iter().find(|b| b["binary"] == canon(&so)).unwrap()["build_id"].as_str().unwrap().to_string();
+    let tr = allocsite_rewriter::trace::for_binary(&text, &canon(&so), &bid).unwrap().expect("the plugin is in the trace");
+    allocsite_rewriter::trace::merge(&mut cls, &tr);
+    let w = cls.functions.iter().find(|f| f.name == "w_alloc").expect("merged");
+    assert_eq!(w.descriptor, "w_alloc(pZ)p");
+}
+
+#[test]
+fn plugin_pool_carving_one_block() {
+    let d = scratch("plugin_pool");
+    let (host, so) = plugin(&d, "pool", "p_alloc");
+    let cmd = [host.to_str().unwrap(), so.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let fns = functions(&j, &so);
+    let a = find(&fns, "p_alloc");
+    assert_eq!(a["kind"], "suballoc");
+    assert_eq!(a["args"], serde_json::json!({"size": 1}));
+    assert_eq!(a["static"], "new");
+    assert!(a["hits"]["carved"].as_u64().unwrap() > 32, "{a}");
+}
+
+#[test]
+fn memory_bound_and_detach_keep_the_program_running() {
+    let d = scratch("bounds");
+    let host = cc(&d, "trace_plugin_host", "host", &["-ldl"]);
+    let so = cc(&d, "trace_plugin_wrap", "wrap.so", &["-shared", "-fPIC"]);
+    let cmd = [host.to_str().unwrap(), so.to_str().unwrap()];
+    let u = plain(&cmd);
+    // Past --max-mem learning stops (every breakpoint removed); the run is unchanged.
+    let (t, j) = traced(&d, &cmd, &["--max-mem", "64K"]);
+    assert_eq!((t.stdout.clone(), t.status.code()), (u.stdout.clone(), u.status.code()));
+    assert!(String::from_utf8_lossy(&t.stderr).contains("memory bound (65536 bytes) reached"));
+    assert_eq!(j["memory"]["bound_reached"], true);
+    assert_eq!(procs(&j)[0]["exit"]["code"], 0);
+    // --detach-after lets the process go once nothing new comes; it still ends as untraced.
+    let (t, j) = traced(&d, &cmd, &["--learn-limit", "4", "--detach-after", "20"]);
+    same(&u, &t);
+    assert_eq!(procs(&j)[0]["detached"], true);
+    assert_eq!(procs(&j)[0]["exit"]["code"], 0);
+    assert_eq!(find(&functions(&j, &so), "w_alloc")["args"], serde_json::json!({"size": 1}));
+}
+
+#[test]
+fn detach_on_exit_leaves_the_tree_running() {
+    let d = scratch("detach_on_exit");
+    let wc = cc(&d, "trace_wc", "wc", &[]);
+    let script = format!("sleep 1; echo hello | {}", wc.display());
+    let cmd = ["sh", "-c", script.as_str()];
+    let u = plain(&cmd);
+    let json = d.join("t.json");
+    let child = Command::new(allocsite())
+        .args(["trace", "--detach-on-exit", "-o"])
+        .arg(&json)
+        .arg("--")
+        .args(cmd)
+        .env("XDG_CACHE_HOME", d.join("cache"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling the tracer this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    // Standard output reaches its end only when the detached shell and its pipeline are done.
+    let t = child.wait_with_output().unwrap();
+    assert_eq!(t.status.code(), Some(128 + libc::SIGTERM));
+    assert_eq!(String::from_utf8_lossy(&t.stdout), String::from_utf8_lossy(&u.stdout));
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(procs(&j).iter().all(|p| p["detached"] == true), "{j}");
+}
