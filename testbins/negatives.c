@@ -73,5 +73,12 @@ int main(void)
     printf("negatives: registry %zu entries\n", registry_count());
     registry_clear();
     printf("negatives: registry %zu entries after clear\n", registry_count());
+    struct holder hd = { NULL, 8 };
+    char *long_text = strdup("far too long for h");
+    int r1 = holder_set(&hd, long_text, strlen(long_text));   /* released */
+    int r2 = holder_set(&hd, "short", 5);                       /* copied */
+    int r3 = holder_set(&hd, NULL, 0);
+    printf("negatives: holder_set %d %d %d, text %s\n", r1, r2, r3, hd.text);
+    free(hd.text);
     return 0;
 }

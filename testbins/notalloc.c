@@ -241,3 +241,23 @@ void registry_clear(void)
         nreg--;
     }
 }
+
+/* Takes a string to hold (SQLite's sqlite3VdbeMemSetStr): NULL is refused, a
+ * string too long for the holder is released, any other is copied and the
+ * caller keeps its own. Only the NULL edge of the test excuses a path from
+ * releasing s; the copy path neither frees nor keeps it: no free function. */
+int holder_set(struct holder *h, char *s, size_t n)
+{
+    if (s == NULL)
+        return -1;
+    if (n > h->limit) {
+        free(s);
+        return -2;
+    }
+    h->text = malloc(n + 1);
+    if (h->text == NULL)
+        return -3;
+    memcpy(h->text, s, n);
+    h->text[n] = '\0';
+    return 0;
+}

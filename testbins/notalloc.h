@@ -27,4 +27,10 @@ long ticket_take(struct tickets *t);
 void *registry_add(size_t n);
 size_t registry_count(void);
 void registry_clear(void);
+struct holder {
+    char *text;
+    size_t limit;
+};
+int holder_set(struct holder *h, char *s, size_t n);
+
 #endif

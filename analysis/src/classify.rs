@@ -413,6 +413,7 @@ impl<'a> Classifier<'a> {
             });
         let mut best: Option<Found> = None;
         let mut freed: Option<(u8, String)> = None;
+        let mut frees: std::collections::BTreeMap<u8, (Vec<usize>, String)> = std::collections::BTreeMap::new();
 
         for (c, (cs, callee)) in s.calls.iter().zip(callees.iter()).enumerate() {
             let Some(callee) = callee else { continue };
@@ -422,9 +423,11 @@ impl<'a> Classifier<'a> {
                 spec = Spec { kind: Some(Kind::Free), ptr: spec.ptr, ..Spec::default() };
             }
             if spec.kind == Some(Kind::Free) {
-                // Freed on every path (NULL checks aside), not just on an error path.
-                if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()).filter(|&p| cs.unavoidable & (1 << p) != 0) {
-                    freed.get_or_insert((p, format!("{} → {} ptr", arg_name(p), callee.name)));
+                // Freed on every path (NULL checks aside), not just on an error
+                // path; possibly by different calls on different paths.
+                if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {
+                    let (blocks, _) = frees.entry(p).or_insert_with(|| (Vec::new(), format!("{} → {} ptr", arg_name(p), callee.name)));
+                    blocks.push(cs.block);
                 }
                 continue;
             }
@@ -533,6 +536,16 @@ impl<'a> Classifier<'a> {
             });
         }
 
+        for (&p, (blocks, why)) in &frees {
+            let returns_value = match self.params.get(self.bin.funcs[f].addr) {
+                Some(d) => !d.void,
+                None => self.result_read[f],
+            };
+            let paths = crate::flow::paths::Paths { returns_value, ..s.paths.view() };
+            if freed.is_none() && paths.unavoidable_set(blocks, 1 << p) != 0 {
+                freed = Some((p, why.clone()));
+            }
+        }
         if freed.is_none() {
             freed = self.split_clone_free(f, s);
         }
@@ -572,7 +585,7 @@ impl<'a> Classifier<'a> {
                 continue;
             }
             for q in 0..6u8 {
-                let Some(p) = arg(cs, q).as_param().filter(|&p| cs.unavoidable & (1 << p) != 0) else { continue };
+                let Some(p) = arg(cs, q).as_param().filter(|&p| cs.behind_entry_tests & (1 << p) != 0) else { continue };
                 for c2 in &self.sums[g].calls {
                     let Some(callee) = self.resolve(c2, g) else { continue };
                     if callee.spec.kind == Some(Kind::Free) && callee.spec.ptr.is_some_and(|k| arg(c2, k).as_param_arith() == Some(q)) {

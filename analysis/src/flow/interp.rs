@@ -187,6 +187,9 @@ impl<'a, E: Env> Interp<'a, E> {
         let mut reached = vec![false; nblocks];
         let mut succ_of: Vec<Vec<usize>> = vec![Vec::new(); nblocks];
         let mut guard: Vec<Option<u8>> = vec![None; nblocks];
+        // (parameter, instruction the branch goes to when it is NULL)
+        let mut null_edge: Vec<Option<(u8, usize)>> = vec![None; nblocks];
+        let mut checks: Vec<u8> = vec![0; nblocks];
         self.keeps = vec![0; nblocks];
         let mut switch_blocks: Vec<usize> = Vec::new();
         let mut range_test: Vec<Option<u8>> = vec![None; nblocks];
@@ -208,11 +211,30 @@ impl<'a, E: Env> Interp<'a, E> {
                 for i in first..last {
                     if i > first && self.insns[i].flow_control() == FlowControl::ConditionalBranch {
                         let (cmp, jcc) = (&self.insns[i - 1], &self.insns[i]);
-                        guard[b] = guard[b].or(self.null_test(cmp, &st)).or(self.pool_test(cmp, jcc, &st));
+                        guard[b] = guard[b].or(self.pool_test(cmp, jcc, &st));
+                        // The check may sit a few moves before its branch (bzip2's
+                        // `cmpb $0,writing(%rsi); movl $0,lastErr(%rsi); jne`).
+                        if let Some(setter) = (first..i).rev().map(|j| &self.insns[j]).find(|x| x.rflags_modified() != 0) {
+                            checks[b] |= self.checked_params(setter, &st);
+                        }
+                        null_edge[b] = null_edge[b].or_else(|| {
+                            let p = self.null_test(cmp, &st)?;
+                            let taken = self.local_target(jcc)?;
+                            match jcc.mnemonic() {
+                                Mnemonic::Je => Some((p, taken)),
+                                Mnemonic::Jne => Some((p, i + 1)),
+                                _ => None,
+                            }
+                        });
                         range_test[b] = range_test[b].or(self.tag_range_test(cmp, jcc, &st));
                     }
                     self.note_reads(i, &mut st);
-                    if let Some(next) = self.step(i, &mut st) {
+                    let verdict_of = self.setcc_source(first, i, &st);
+                    let step = self.step(i, &mut st);
+                    if let Some((g, v)) = verdict_of {
+                        st.regs[g] = v;
+                    }
+                    if let Some(next) = step {
                         // An indirect jump that is no tail call: a switch.
                         switch_jump[b] |= self.insns[i].flow_control() == FlowControl::IndirectBranch && !self.call_idx.contains_key(&i);
                         for t in next {
@@ -307,11 +329,32 @@ impl<'a, E: Env> Interp<'a, E> {
                 guard[b] = Some(p);
             }
         }
+        let null_block: Vec<Option<(u8, usize)>> = null_edge.iter().map(|e| e.and_then(|(p, i)| (i < self.insns.len()).then(|| (p, block_of(i))))).collect();
+        // Behind a partial-inlining clone's entry tests every branch on the
+        // pointer being NULL counts, both of its edges (see `split_clone_free`).
+        let entry_guard: Vec<Option<u8>> = guard.iter().zip(&null_block).map(|(g, e)| g.or(e.map(|(p, _)| p))).collect();
         let calls: Vec<(usize, usize)> = self.call_idx.iter().map(|(&i, &c)| (c, block_of(i))).collect();
+        let mut has_call = vec![false; nblocks];
+        for &(_, bc) in &calls {
+            has_call[bc] = true;
+        }
+        // Parameters handed back by the `ret`s of each block.
+        let returns: Vec<u8> = (0..nblocks)
+            .map(|b| {
+                let hi = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
+                self.ret_at.range(leaders[b]..hi).fold(0u8, |m, (_, v)| m | v.params)
+            })
+            .collect();
+        let (quiet, quiet_returns) = super::paths::quiet_blocks(&succ_of, &has_call, &returns);
+        let graph = super::paths::Graph { succ: succ_of, exits, guard, null_edge: null_block, checks, quiet, quiet_returns, keeps: std::mem::take(&mut self.keeps) };
+        let loose = super::paths::Graph { guard: entry_guard, null_edge: Vec::new(), checks: Vec::new(), ..graph.clone() };
         for (c, bc) in calls {
             let mask = self.sum.calls[c].args.iter().fold(0u8, |m, a| m | a.params) & 0x3f;
-            self.sum.calls[c].unavoidable = super::paths::unavoidable(&succ_of, &exits, &guard, &self.keeps, bc, mask);
+            self.sum.calls[c].unavoidable = graph.view().unavoidable(bc, mask);
+            self.sum.calls[c].behind_entry_tests = loose.view().unavoidable(bc, mask);
+            self.sum.calls[c].block = bc;
         }
+        self.sum.paths = graph;
     }
 
     /// Marks the calls whose results instruction `i` reads: those still in rax
@@ -350,6 +393,64 @@ impl<'a, E: Env> Interp<'a, E> {
             FlowControl::Return | FlowControl::IndirectBranch | FlowControl::Interrupt | FlowControl::Exception => Vec::new(),
             _ => fall.into_iter().collect(),
         }
+    }
+
+    /// Parameters a `test`/`cmp` checks: the pointer itself, a member of the
+    /// object it points to (`bzf->writing`), or the result of a call given
+    /// either (`ferror(bzf->handle)`, `owns_buffer(&c->ws, c)`).
+    fn checked_params(&self, ins: &Instruction, st: &State) -> u8 {
+        if !matches!(ins.mnemonic(), Mnemonic::Test | Mnemonic::Cmp) || ins.op_count() != 2 {
+            return 0;
+        }
+        let of_one = |v: &Val| -> u8 {
+            if let Some(p) = v.as_param() {
+                return 1 << p;
+            }
+            // A verdict on p and its members (`setcc` after `cmp p, p->end`).
+            let on = v.params | v.lparams;
+            if v.calls == 0 && v.outcalls == 0 && on.count_ones() == 1 && !v.has(super::value::TOP) {
+                return on;
+            }
+            match v.as_load() {
+                Some((b, _)) if b < 6 => 1 << b,
+                _ => 0,
+            }
+        };
+        let mut m = 0;
+        for k in 0..2 {
+            let v = self.read(ins, k, st);
+            m |= of_one(&v);
+            if v.calls != 0 && v.params == 0 && v.lparams == 0 && v.calls.count_ones() == 1 {
+                let c = v.calls.trailing_zeros() as usize;
+                // A verdict is an int (`test %eax,%eax`), not a pointer: a
+                // realloc's result given p is no check of p.
+                let width = if ins.op0_kind() == OpKind::Register { ins.op0_register().size() } else { ins.memory_size().size() };
+                let verdict = (1..=4).contains(&width);
+                if let Some(cs) = self.sum.calls.get(c).filter(|_| c < 31 && verdict) {
+                    for a in &cs.args[..2] {
+                        let whole = Val { kinds: a.kinds & !super::value::ARITH, ..*a };
+                        m |= of_one(&whole);
+                    }
+                }
+            }
+        }
+        m & 0x3f
+    }
+
+    /// `setcc %r8` after a comparison in the same block: the byte is a verdict
+    /// on the compared values (`in_ws = p >= c->ws.start`), kept whole in its
+    /// register so that a later test of it still checks those values.
+    fn setcc_source(&self, first: usize, i: usize, st: &State) -> Option<(usize, Val)> {
+        let ins = &self.insns[i];
+        if ins.flow_control() != FlowControl::Next || !format!("{:?}", ins.mnemonic()).starts_with("Set") || ins.op0_kind() != OpKind::Register {
+            return None;
+        }
+        let g = gpr(ins.op0_register())?;
+        let setter = (first..i).rev().map(|j| &self.insns[j]).find(|x| x.rflags_modified() != 0)?;
+        if setter.mnemonic() != Mnemonic::Cmp || setter.op_count() != 2 {
+            return None;
+        }
+        Some((g, self.read(setter, 0, st).join(&self.read(setter, 1, st)).transformed()))
     }
 
     /// The parameter a `test %r,%r` / `cmp $0,x` compares with zero, if any.
@@ -530,7 +631,7 @@ impl<'a, E: Env> Interp<'a, E> {
             }
         }
         if c == self.sum.calls.len() {
-            self.sum.calls.push(CallSite { addr: ins.ip(), ret_addr: ins.next_ip(), target, args, tail, unavoidable: 0, result_used: false });
+            self.sum.calls.push(CallSite { addr: ins.ip(), ret_addr: ins.next_ip(), target, args, tail, unavoidable: 0, behind_entry_tests: 0, block: 0, result_used: false });
         } else {
             let cs = &mut self.sum.calls[c];
             for (a, b) in cs.args.iter_mut().zip(args.iter()) {

@@ -2,7 +2,7 @@
 //! arguments, returns and stores.
 
 pub mod interp;
-mod paths;
+pub(crate) mod paths;
 mod state;
 pub mod summary;
 mod transfer;

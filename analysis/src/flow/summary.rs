@@ -43,8 +43,14 @@ pub struct CallSite {
     pub args: [Val; 6],
     pub tail: bool,
     /// Bit p: every path from entry to a return passes this call, except paths
-    /// that branch on parameter p being NULL (`if (p) free(p);`).
+    /// where parameter p was found NULL (`if (p) free(p);`: only the NULL edge
+    /// of the test), lies outside a pool its context owns, or is kept.
     pub unavoidable: u8,
+    /// As `unavoidable`, but a NULL test of p excuses both of its edges: what
+    /// follows the entry tests of a function split by partial inlining.
+    pub behind_entry_tests: u8,
+    /// The block of `Summary::paths` holding the call.
+    pub block: usize,
     /// Some instruction reads the call's result (rax after the call, or wherever
     /// it was copied). A function whose results nobody reads returns nothing:
     /// without DWARF, that is how a `void` function tells itself apart.
@@ -98,4 +104,6 @@ pub struct Summary {
     /// Some blocks were only reachable through an indirect jump and were analyzed
     /// without knowing their entry state.
     pub imprecise: bool,
+    /// The block graph with what excuses a path from releasing a parameter.
+    pub paths: super::paths::Graph,
 }
