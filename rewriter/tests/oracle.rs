@@ -314,6 +314,10 @@ fn oracle(test: &str, bin: &Path, tolerance: f64, drive: impl Fn(&Path)) -> (Ora
     }
     let mut bad = compare(test, &folded.innermost, folded.total, &rep, false, tolerance);
     bad.extend(compare(test, &folded.outermost, folded.total, &rep, true, tolerance));
+    let close = |a: u64, b: u64| (a as f64 - b as f64).abs() <= tolerance * a.max(b) as f64;
+    if !(close(folded.total.calls, rep.total.calls) && close(folded.total.bytes, rep.total.bytes)) {
+        bad.push(format!("{test} totals differ"));
+    }
     assert!(
         bad.is_empty(),
         "{test}: the report disagrees with heaptrack (fold total {} calls {} bytes, {} calls by heaptrack's own libraries left out; report total {} calls {} bytes):\n{}",
