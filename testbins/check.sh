@@ -49,7 +49,7 @@ for exp in *.expect; do
             last=${!#}
             [[ $last == @* ]] && lim=${last#@}
             if [ $neg = 0 ] && [ "$v" = O0 ]; then   # syntax, once per line
-                case ${2:-} in alloc|realloc|free|suballoc) ;; *) echo "$exp: $name: bad kind '${2:-}'"; fail=1 ;; esac
+                case ${2:-} in alloc|realloc|free|suballoc|ctor) ;; *) echo "$exp: $name: bad kind '${2:-}'"; fail=1 ;; esac
                 for w in "${@:3}"; do
                     [[ $w == @* || $w == needs=dwarf ]] && continue
                     [[ $w =~ ^(size|count|ptr|out)=[0-9]+$ ]] || { echo "$exp: $name: bad role '$w'"; fail=1; }

@@ -1,6 +1,7 @@
 /* Drives the pool sub-allocators: a bump arena, arrays and strings inside it, a
  * free-list object pool on top, reset and destroy. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "poolalloc.h"
 
@@ -63,6 +64,52 @@ int main(void)
     }
     printf("pool: objects recycled, %zu bytes used; %s %s %s %s\n", pool_used(p),
            names[0], names[1], names[2], names[3]);
+
+    /* A lookaside region inside the pool; blocks that do not fit come from the heap. */
+    size_t measured = 0;
+    struct lookaside la = { NULL, NULL, NULL, 64, NULL };
+    la.start = pool_alloc(p, 4 * 64);
+    la.end = la.start + 4 * 64;
+    for (int i = 3; i >= 0; i--)
+        la_free(&la, la.start + i * 64);
+    void *las[6];
+    for (int i = 0; i < 6; i++) {
+        las[i] = la_alloc(&la, i < 3 ? 48 : 200);
+        memset(las[i], 'k' + i, i < 3 ? 48 : 200);
+        mix(las[i], i < 3 ? 48 : 200);
+    }
+    int in_la = 0;
+    for (int i = 0; i < 6; i++)
+        in_la += (char *)las[i] >= la.start && (char *)las[i] < la.end;
+    la.measured = &measured;
+    la_free(&la, las[5]);
+    la.measured = NULL;
+    for (int i = 0; i < 5; i++)
+        la_free(&la, las[i]);
+    free(las[5]);
+    printf("pool: lookaside %d of 6 in slots, %zu measured\n", in_la, measured);
+
+    void *pages[3];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 3; i++) {
+            pages[i] = page_alloc(100 + 50 * i);
+            memset(pages[i], 'q', 100 + 50 * i);
+            mix(pages[i], 100 + 50 * i);
+        }
+        for (int i = 0; i < 3; i++)
+            page_free(pages[i]);
+    }
+    printf("pool: pages recycled\n");
+
+    char *hd[3];
+    for (int i = 0; i < 3; i++) {
+        hd[i] = hd_alloc(10 + 10 * (size_t)i, NULL);
+        memset(hd[i], 'h', 10 + 10 * (size_t)i);
+        mix(hd[i], 10 + 10 * (size_t)i);
+    }
+    for (int i = 0; i < 3; i++)
+        hd_free(hd[i]);
+    printf("pool: header blocks freed\n");
     pool_reset(p);
     printf("pool: after reset %zu bytes used, checksum %08x\n", pool_used(p), sum);
     pool_destroy(p);

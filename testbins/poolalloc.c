@@ -81,3 +81,94 @@ void obj_put(struct objpool *op, void *obj)
     *(void **)obj = op->free_list;
     op->free_list = obj;
 }
+
+/* A lookaside slot when one is free and the request fits, else the heap. */
+void *la_alloc(struct lookaside *la, size_t n)
+{
+    void *p = la->free_list;
+    if (n <= la->slot && p != NULL) {
+        la->free_list = *(void **)p;
+        return p;
+    }
+    return malloc(n);
+}
+
+__attribute__((noinline)) static void la_measure(struct lookaside *la, void *p)
+{
+    *la->measured += p != NULL;
+}
+
+/* Frees p: a lookaside slot (p inside [start, end)) goes back on the free
+ * list, a heap block to free(), unless heap blocks are only being measured. */
+void la_free(struct lookaside *la, void *p)
+{
+    if ((char *)p < la->end && (char *)p >= la->start) {
+        *(void **)p = la->free_list;
+        la->free_list = p;
+        return;
+    }
+    if (la->measured != NULL) {
+        la_measure(la, p);
+        return;
+    }
+    free(p);
+}
+
+#define PAGE_SIZE 256
+static void *page_free_list;    /* recycled pages, linked through their first word */
+
+/* A recycled page when the request fits one, else the heap. */
+void *page_alloc(size_t n)
+{
+    void *p = NULL;
+    if (n <= PAGE_SIZE && page_free_list != NULL) {
+        p = page_free_list;
+        page_free_list = *(void **)p;
+    }
+    if (p == NULL)
+        p = malloc(n < PAGE_SIZE ? PAGE_SIZE : n);
+    return p;
+}
+
+/* Every page is recycled; the list is never given back (like pcache1's pool). */
+void page_free(void *p)
+{
+    if (p == NULL)
+        return;
+    *(void **)p = page_free_list;
+    page_free_list = p;
+}
+
+static void *hd_default_malloc(size_t n, void *data)
+{
+    (void)data;
+    return malloc(n);
+}
+
+static void hd_default_free(void *p, void *data)
+{
+    (void)data;
+    free(p);
+}
+
+/* The default allocator, copied into headers (writable: the program may replace it). */
+struct hd_memctl hd_default = { hd_default_malloc, hd_default_free, NULL };
+
+/* A block of `size` bytes after a copy of its allocator (pcre2's memctl). */
+void *hd_alloc(size_t size, const struct hd_memctl *m)
+{
+    struct hd_memctl *h = m == NULL ? malloc(sizeof *h + size) : m->malloc(sizeof *h + size, m->data);
+    if (h == NULL)
+        return NULL;
+    *h = m == NULL ? hd_default : *m;
+    return h + 1;
+}
+
+/* Frees through the header's own allocator: `h = p - 24; h->free(h, h->data)`. */
+void hd_free(void *p)
+{
+    if (p != NULL) {
+        struct hd_memctl *h = (struct hd_memctl *)p - 1;
+        h->free(h, h->data);
+    }
+}

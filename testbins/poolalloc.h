@@ -26,4 +26,28 @@ struct objpool {
 };
 void *obj_get(struct objpool *op);
 void obj_put(struct objpool *op, void *obj);
+
+/* A lookaside region in front of the heap (SQLite's db->lookaside): slots of
+ * `slot` bytes between start and end, recycled through free_list. */
+struct lookaside {
+    char *start, *end;
+    void *free_list;
+    size_t slot;
+    size_t *measured;     /* when set, heap blocks are only measured, not freed */
+};
+void *la_alloc(struct lookaside *la, size_t n);
+void la_free(struct lookaside *la, void *p);
+
+/* A page allocator with a global free list of recycled pages (SQLite's pcache1). */
+void *page_alloc(size_t n);
+void page_free(void *p);
+
+/* pcre2's memctl: every block carries its allocator in a header in front of it. */
+struct hd_memctl {
+    void *(*malloc)(size_t, void *);
+    void (*free)(void *, void *);
+    void *data;
+};
+void *hd_alloc(size_t size, const struct hd_memctl *m);   /* m NULL: malloc */
+void hd_free(void *p);                                    /* the header's free(header, data) */
 #endif

@@ -27,4 +27,6 @@ void **cached_pair(struct cache *c, size_t a, size_t b);  /* a >= sizeof(void *)
 const char *tag_name(const void *p);
 void tagged_free(void *p);
 void arena_free(void *p);
+char *dup_name(const char *s);                   /* strdup(s): sized by the string */
+char *default_name(void);                        /* dup_name("default"): a constructor */
 #endif

@@ -14,6 +14,36 @@ static void mix(const void *p, size_t n)
         sum = (sum ^ c[i]) * 16777619u;
 }
 
+/* A typed destructor (Lua's freeobj): a switch on the object's kind frees every
+ * kind its own way; a kind without a case is no object it is given. */
+struct shape { int kind; int n; void *extra; };
+void shape_free(struct cache *c, struct shape *s)
+{
+    switch (s->kind) {
+    case 0: free(s); break;
+    case 1: tagged_free(s); break;
+    case 2: arena_free(s); break;
+    case 3: cached_free(c, s, sizeof *s); break;
+    case 4: free(s->extra); free(s); break;
+    case 5: c->misses++; tagged_free(s); break;
+    }
+}
+
+static struct shape *shape_make(int kind, struct cache *c)
+{
+    struct shape *s;
+    switch (kind) {
+    case 1: case 5: s = tagged_alloc(kind, "shape", sizeof *s); break;
+    case 2: s = arena_new(NULL, 0, 1, sizeof *s); break;
+    case 3: s = cached_alloc(c, sizeof *s); break;
+    default: s = malloc(sizeof *s); break;
+    }
+    s->kind = kind;
+    s->n = kind * 3;
+    s->extra = kind == 4 ? malloc(16) : NULL;
+    return s;
+}
+
 int main(void)
 {
     struct rec *r = rec_alloc(10);
@@ -82,7 +112,15 @@ int main(void)
     printf("sizes: cache misses %ld, bytes %ld\n", cc.misses, cc.bytes);
     cached_free(&cc, pair[0], 12);
     cached_free(&cc, pair, 24);
+    for (int k = 0; k < 6; k++)
+        shape_free(&cc, shape_make(k, &cc));
+    printf("sizes: shapes freed, cache misses %ld\n", cc.misses);
     free(cc.slot);
+
+    char *nm = dup_name("sizes"), *dn = default_name();
+    printf("sizes: names %s %s\n", nm, dn);
+    free(nm);
+    free(dn);
 
     free(r); free(a); free(u); tagged_free(t); arena_free(z); arena_free(nz);
     free(i32); free(u32); free(buf); free(line); free(s); free(b); free(spa);

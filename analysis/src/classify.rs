@@ -389,7 +389,7 @@ impl<'a> Classifier<'a> {
         let written: u32 = s.stores.iter().fold(0, |m, st| m | crate::flow::value::field_bit(st.param, st.via, st.off));
         let rets_ok = !s.rets.is_empty()
             && s.rets.iter().all(|r| {
-                ret_is_fresh(r, storage_calls | maybe_storage, out_calls, realloc_ptrs)
+                (ret_is_fresh(r, storage_calls | maybe_storage, out_calls, realloc_ptrs) || popped_global(r, s, storage_calls))
                     && (r.lparams == 0 || r.lfields & written != 0)
             });
         let mut best: Option<Found> = None;
@@ -617,7 +617,7 @@ impl<'a> Classifier<'a> {
 
 /// Arguments the roles prove exist; `analyze_bytes` raises it to DWARF's count.
 fn role_arity(spec: &Spec) -> u8 {
-    [spec.size, spec.count, spec.ptr, spec.out].iter().flatten().map(|p| p + 1).max().unwrap_or(0)
+    [spec.size, spec.count, spec.ptr, spec.out, spec.src].iter().flatten().map(|p| p + 1).max().unwrap_or(0)
 }
 
 /// Bit c for every call site c (below 32) the predicate accepts.
@@ -740,6 +740,20 @@ fn results_read(bin: &Binary, sums: &[Summary]) -> Vec<bool> {
             return read;
         }
     }
+}
+
+/// A returned value that is a block popped off a global free list (read from
+/// global G, which the function sets to the block's link: SQLite's
+/// `pcache1Alloc`), or else fresh storage: recycled blocks stand for the heap's.
+fn popped_global(r: &Val, s: &Summary, storage_calls: u32) -> bool {
+    use crate::flow::value::{GLOBAL, STACK, TOP};
+    r.has(crate::flow::value::GLOAD)
+        && !r.has(TOP | STACK | GLOBAL)
+        && s.global_pops.contains(&(r.num as u64))
+        && r.params == 0
+        && r.lparams == 0
+        && r.outcalls == 0
+        && r.calls & !storage_calls == 0
 }
 
 /// A returned value that is fresh storage, NULL, or a pointer popped from a free

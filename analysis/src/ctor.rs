@@ -112,7 +112,9 @@ fn fixed(c: &Classifier, f: usize, k: usize, g: &Callee) -> Option<String> {
             return None;
         }
         // A string literal: the copy is its length plus the NUL.
-        let len = v.as_global().and_then(|a| c.bin.bytes(a, 4096)).and_then(|b| b.iter().position(|&x| x == 0));
+        // (A non-PIE executable loads its address as a constant.)
+        let addr = v.as_global().or_else(|| v.as_const().map(|k| k as u64)).filter(|&a| !c.bin.is_code(a));
+        let len = addr.and_then(|a| c.bin.bytes(a, 4096)).and_then(|b| b.iter().position(|&x| x == 0));
         let len = len.map(|n| n as i64 + 1);
         bytes = match (g.spec.size.is_some(), bytes, len) {
             (true, Some(b), Some(l)) => Some(b.min(l)),

@@ -18,6 +18,16 @@ pub fn text(c: &Classification) -> String {
             line(&mut s, f);
         }
     }
+    if !c.imports.is_empty() {
+        let _ = writeln!(s, "{} imported allocation function(s) called", c.imports.len());
+        for f in &c.imports {
+            line(&mut s, f);
+        }
+    }
+    if !c.calls.is_empty() {
+        let pt = c.calls.iter().filter(|k| k.pass_through).count();
+        let _ = writeln!(s, "{} call(s) of allocation functions: {} classified, {pt} pass-through", c.calls.len(), c.calls.len() - pt);
+    }
     s
 }
 

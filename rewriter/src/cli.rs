@@ -2,10 +2,11 @@
 
 use crate::atomic::write_atomic;
 use allocsite_analysis as analysis;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn user_fns(alloc_fns: Option<&str>, free_fns: Option<&str>) -> Result<analysis::Options, String> {
-    analysis::Options::from_descriptors(alloc_fns.unwrap_or(""), free_fns.unwrap_or(""))
+/// The analysis options: user-named functions and dependency summaries (`--with`).
+fn user_fns(alloc_fns: Option<&str>, free_fns: Option<&str>, with: &[PathBuf]) -> Result<analysis::Options, String> {
+    analysis::Options::from_descriptors(alloc_fns.unwrap_or(""), free_fns.unwrap_or(""))?.with_summaries(with)
 }
 
 pub fn analyze(
@@ -14,8 +15,9 @@ pub fn analyze(
     output: Option<&Path>,
     alloc_fns: Option<&str>,
     free_fns: Option<&str>,
+    with: &[PathBuf],
 ) -> Result<(), String> {
-    let opts = user_fns(alloc_fns, free_fns)?;
+    let opts = user_fns(alloc_fns, free_fns, with)?;
     let cls = analysis::analyze_path(bin, &opts).map_err(|e| e.to_string())?;
     let text = match format {
         "json" => cls.to_json() + "\n",
@@ -31,7 +33,8 @@ pub fn analyze(
 
 pub use crate::rewrite::RewriteArgs;
 
-pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
+/// `with`: dependency summaries for the analysis (`--with`; unused with `--fns`).
+pub fn rewrite(args: &RewriteArgs, with: &[PathBuf]) -> Result<(), String> {
     let input = args.input.display();
     // Read once: the analysis (when no classification is given) and the rewrite
     // work on the same bytes.
@@ -44,7 +47,9 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), String> {
                 .map_err(|e| format!("{}: {e}", path.display()))?
         }
         None => {
-            let opts = user_fns(args.alloc_fns.as_deref(), args.free_fns.as_deref())?;
+            let mut opts = user_fns(args.alloc_fns.as_deref(), args.free_fns.as_deref(), with)?;
+            // `$ORIGIN` of the input's library search path.
+            opts.path = Some(args.input.clone());
             let mut cls = analysis::analyze_bytes(&data, &opts).map_err(|e| format!("{input}: {e}"))?;
             cls.binary = input.to_string();
             cls

@@ -40,6 +40,11 @@ enum Cmd {
         /// Extra free functions in liballocs syntax, e.g. "my_free(P)".
         #[arg(long)]
         free_fns: Option<String>,
+        /// A dependency's summary (its `analyze --format json` output), repeatable:
+        /// calls of its allocation functions become calls of imported allocation
+        /// functions. Without it, libraries found through DT_RUNPATH are analyzed.
+        #[arg(long = "with", value_name = "SUMMARY.json")]
+        with: Vec<PathBuf>,
     },
     /// Write a copy of IN whose allocation functions are hooked.
     Rewrite {
@@ -57,6 +62,9 @@ enum Cmd {
         /// Extra free functions for the analysis, liballocs syntax, e.g. "my_free(P)".
         #[arg(long)]
         free_fns: Option<String>,
+        /// A dependency's summary for the analysis (as for `analyze --with`), repeatable; unused with --fns.
+        #[arg(long = "with", value_name = "SUMMARY.json")]
+        with: Vec<PathBuf>,
         /// Fail if any allocation function cannot be hooked.
         #[arg(long)]
         strict: bool,
@@ -90,14 +98,14 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Analyze { bin, format, output, alloc_fns, free_fns } => {
+        Cmd::Analyze { bin, format, output, alloc_fns, free_fns, with } => {
             allocsite_rewriter::cli::analyze(&bin, match format {
                 Format::Text => "text",
                 Format::Json => "json",
                 Format::Liballocs => "liballocs",
-            }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref())
+            }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), &with)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, strict, runtime, ctors, verbose } => {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, verbose } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
@@ -108,7 +116,7 @@ fn main() -> ExitCode {
                 runtime,
                 verbose,
                 ctors,
-            })
+            }, &with)
         }
         Cmd::Report { path, top, by, flamegraph, leaks } => allocsite_rewriter::cli::report(
             &path,

@@ -116,3 +116,40 @@ fn closed_stdout_is_not_a_panic() {
     }
     assert!(dest.exists(), "rewrite wrote its output despite the closed log");
 }
+
+/// `analyze --with SUMMARY.json` (repeatable) and `rewrite --with`: a copy of
+/// slabuser with no library beside it learns libslab's exported allocation
+/// functions from the library's own `analyze --format json`.
+#[test]
+fn with_summary_of_a_dependency() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("libslab.json");
+    let st = allocsite().arg("analyze").arg(testbin("libslab.O2.so")).args(["--format", "json", "-o"]).arg(&summary).status().unwrap();
+    assert!(st.success());
+    let user = dir.path().join("slabuser");
+    std::fs::copy(testbin("slabuser.O2"), &user).unwrap();
+
+    let alone = allocsite().arg("analyze").arg(&user).output().unwrap();
+    assert!(!String::from_utf8_lossy(&alone.stdout).contains("slab_alloc"), "no library beside the copy");
+
+    let out = allocsite().arg("analyze").arg(&user).arg("--with").arg(&summary).args(["--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cls = allocsite_analysis::Classification::from_json(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let names: Vec<&str> = cls.imports.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["slab_alloc", "slab_calloc", "slab_free", "slab_realloc", "slab_zalloc"]);
+    assert!(cls.calls.iter().filter(|c| c.callee.starts_with("slab_")).all(|c| !c.pass_through && c.caller == "main"));
+
+    let text = allocsite().arg("analyze").arg(&user).arg("--with").arg(&summary).output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("5 imported allocation function(s) called") && text.contains("slab_calloc(zZ)p"), "{text}");
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "[1, 2").unwrap();
+    for cmd in [vec!["analyze"], vec!["rewrite", "-o", "/nonexistent/out"]] {
+        let out = allocsite().args(&cmd[..1]).arg(&user).args(&cmd[1..]).arg("--with").arg(&bad).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&bad.display().to_string()), "{err}");
+    }
+}

@@ -377,15 +377,18 @@ fn backtrace_through_mark_stubs_and_import_trampolines() {
         let st = Command::new("gcc").args(flags).args(["-g", "-o"]).arg(&bin).arg(root().join("rewriter/tests/c/sites.c")).status().unwrap();
         assert!(st.success());
         let getline = if v == "O0" { "getline" } else { "__getdelim" };
+        let src = std::fs::read_to_string(root().join("rewriter/tests/c/sites.c")).unwrap();
+        let line = |pat: &str| src.lines().position(|l| l.contains(pat)).map(|i| i + 1).unwrap();
+        let (lm, lg, la) = (line("malloc(100 + i)"), line("getline(&line"), line("asprintf(&msg"));
         let script = format!(
-            "break sites.c:50\nrun\ndelete\nbreak malloc\ncontinue\nbt\ndelete\nbreak sites.c:61\ncontinue\ndelete\nbreak {getline}\ncontinue\nbt\ndelete\nbreak sites.c:65\ncontinue\ndelete\nbreak asprintf\ncontinue\nbt\ndelete\ncontinue\n"
+            "break sites.c:{lm}\nrun\ndelete\nbreak malloc\ncontinue\nbt\ndelete\nbreak sites.c:{lg}\ncontinue\ndelete\nbreak {getline}\ncontinue\nbt\ndelete\nbreak sites.c:{la}\ncontinue\ndelete\nbreak asprintf\ncontinue\nbt\ndelete\ncontinue\n"
         );
         let (_, b) = compare_file(&bin, &script, &[]);
         let f = frames(&b);
         assert!(f.iter().any(|l| l.contains(&format!("{getline}.allocsite_entry"))), "{v}: {b}");
         assert!(f.iter().any(|l| l.contains("asprintf.allocsite_entry")), "{v}: {b}");
         assert!(f.iter().filter(|l| l.contains(" main (")).count() == 3, "{v}: {b}");
-        assert!(f.iter().any(|l| l.contains(" main (") && l.contains("sites.c:50")), "{v}: {b}");
+        assert!(f.iter().any(|l| l.contains(" main (") && l.contains(&format!("sites.c:{lm}"))), "{v}: {b}");
         assert!(b.contains("exited normally"), "{v}: {b}");
     }
 }

@@ -646,15 +646,18 @@ fn disassemble(bin: &Path) -> Vec<Disas> {
 /// with the pass-through ones that sites.c's comments name.
 fn sites_classification(bin: &Path) -> String {
     let syms = functions(bin);
-    let locals: [(&str, &str, &str); 5] = [
+    let ptw: Vec<String> = (0..9).map(|k| format!("ptw{k}")).collect();
+    let mut locals: Vec<(&str, &str, &str)> = vec![
         ("xmalloc", "alloc", "\"size\": 0"),
         ("xmalloc_hdr", "alloc", "\"size\": 0"),
         ("wrap_tail", "alloc", "\"size\": 0"),
         ("via_ptr", "alloc", "\"size\": 0"),
+        ("via_ptr_tail", "alloc", "\"size\": 0"),
         ("make_node", "ctor", ""),
     ];
+    locals.extend(ptw.iter().map(|n| (n.as_str(), "alloc", "\"size\": 0")));
     // getline is `__getdelim` once glibc's header inlines it (-O2)
-    let imports: [(&str, &str, &str); 6] = [
+    let imports = [
         ("malloc", "alloc", "\"size\": 0"),
         ("strdup", "alloc", ""),
         ("free", "free", "\"ptr\": 0"),
@@ -662,7 +665,8 @@ fn sites_classification(bin: &Path) -> String {
         ("__getdelim", "alloc", "\"out\": 0"),
         ("asprintf", "alloc", "\"out\": 0"),
     ];
-    let pass_through = [("xmalloc", "malloc"), ("xmalloc_hdr", "xmalloc"), ("wrap_tail", "xmalloc"), ("via_ptr", "xmalloc")];
+    let mut pass_through = vec![("xmalloc", "malloc"), ("xmalloc_hdr", "xmalloc"), ("wrap_tail", "xmalloc"), ("via_ptr", "xmalloc"), ("via_ptr_tail", "xmalloc")];
+    pass_through.extend(ptw.iter().map(|n| (n.as_str(), "xmalloc")));
     let is_local = |n: &str| locals.iter().any(|l| l.0 == n);
     let fns: Vec<String> = locals
         .iter()
@@ -680,7 +684,7 @@ fn sites_classification(bin: &Path) -> String {
         let caller = d.func.split('.').next().unwrap_or("").to_string(); // via_ptr.cold is via_ptr's
         let Some(t) = d.target() else {
             // `call *%rax` in via_ptr: g_alloc, i.e. xmalloc
-            if caller == "via_ptr" && d.operand.starts_with('*') {
+            if (caller.starts_with("via_ptr") || caller.starts_with("ptw")) && d.operand.starts_with('*') {
                 calls.push((d.at, d.next, caller, "xmalloc".to_string(), "indirect", d.op == "jmp"));
             }
             continue;
@@ -732,7 +736,7 @@ fn call_sites_v3() {
         std::fs::create_dir_all(&out_dir).unwrap();
         let json = sites_classification(&bin);
         let rw = rewrite(&bin, &json, &out_dir, &[]);
-        for n in ["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr"] {
+        for n in ["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr", "via_ptr_tail"] {
             assert!(rw.stdout.contains(&format!("hooked {n} at ")), "{v}: {n} not hooked:\n{}", rw.stdout);
         }
         assert!(!rw.stdout.contains("hooked make_node"), "{v}: a ctor hooked without --ctors:\n{}", rw.stdout);
@@ -808,6 +812,8 @@ fn call_sites_v3() {
         assert_eq!(count("xmalloc"), 10, "{v}: {}", traces[0]);
         assert_eq!(count("xmalloc_hdr"), 10, "{v}");
         assert_eq!(count("via_ptr"), 10, "{v}");
+        assert_eq!(count("via_ptr_tail"), 10, "{v}");
+        assert_eq!((0..9).map(|k| count(&format!("ptw{k}"))).sum::<usize>(), 10, "{v}");
         assert_eq!(count("wrap_tail"), 10, "{v}");
         assert_eq!(count("asprintf"), 1, "{v}: {}", traces[0]);
         assert_eq!(count(getline), 3, "{v}: {}", traces[0]);
@@ -853,7 +859,7 @@ fn check_sites_report(v: &str, out: &Path, getline: &str, ctors: bool) {
         rows.push((func, line.to_string(), s["allocator"].as_str().unwrap().to_string(), s["calls"].as_u64().unwrap(), outer));
     }
     let find = |alloc: &str| rows.iter().find(|r| r.2 == alloc).unwrap_or_else(|| panic!("{v}: no site for {alloc}: {rows:?}"));
-    for (alloc, calls) in [("malloc", 10), ("strdup", 10), ("xmalloc_hdr", 10), ("wrap_tail", 10), ("via_ptr", 10), ("asprintf", 2)] {
+    for (alloc, calls) in [("malloc", 10), ("strdup", 10), ("xmalloc_hdr", 10), ("wrap_tail", 10), ("via_ptr", 10), ("via_ptr_tail", 10), ("asprintf", 2)] {
         let r = find(alloc);
         assert_eq!((r.0.as_str(), r.3), ("main", calls), "{v}: {alloc}: {rows:?}");
     }
@@ -862,6 +868,38 @@ fn check_sites_report(v: &str, out: &Path, getline: &str, ctors: bool) {
     assert_eq!((node.0.as_str(), node.3), ("make_node", 10), "{v}: {rows:?}");
     assert_eq!(node.4, vec![if ctors { "main" } else { "make_node" }.to_string()], "{v}: node's outermost site: {rows:?}");
     for r in &rows {
-        assert!(!["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr"].contains(&r.0.as_str()), "{v}: a site inside a pass-through call: {rows:?}");
+        assert!(!["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr", "via_ptr_tail"].contains(&r.0.as_str()) && !r.0.starts_with("ptw"), "{v}: a site inside a pass-through call: {rows:?}");
+    }
+}
+
+/// Testbins rewritten with the analysis's own classification (its calls: pass-through
+/// bypasses, mark stubs for the classified calls of malloc, operator new …): same
+/// behaviour, traced and untraced, elflint unchanged; CET and -fno-plt included.
+#[test]
+fn testbins_analysed_call_sites() {
+    let tb = support::testbins_out();
+    let d = scratch("testbins-analysed");
+    for (file, args) in [
+        ("wrappers.O2", &[&[][..], &["oom"][..]][..]),
+        ("wrappers.O2noplt", &[&[][..], &["die"][..]][..]),
+        ("wrappers.O2cet", &[&[][..], &["abort"][..]][..]),
+        ("nested.O2", &[&[][..]][..]),
+        ("cxxalloc.O2", &[&[][..]][..]),
+        ("negatives.O0", &[&[][..]][..]),
+        ("fnptr.O2", &[&[][..]][..]),
+        ("sizes.O0", &[&[][..]][..]),
+    ] {
+        let input = tb.join(file);
+        let out_dir = d.join(file);
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let out = out_dir.join(file);
+        let stdout = ok(Command::new(allocsite()).arg("rewrite").arg(&input).arg("-o").arg(&out).arg("--runtime").arg(runtime()));
+        assert!(stdout.lines().any(|l| l.starts_with("call sites: ")), "{file}: {stdout}");
+        if matches!(file, "cxxalloc.O2" | "negatives.O0" | "sizes.O0") {
+            assert!(stdout.lines().any(|l| l.starts_with("marked ")), "{file}: no mark stub:\n{stdout}");
+        }
+        let rw = Rewrite { out, stdout };
+        let balanced = file != "cxxalloc.O2";
+        check_program(&input, &rw, args, balanced);
     }
 }

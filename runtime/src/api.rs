@@ -1,5 +1,5 @@
 //! The query API of include/allocsite.h.
-use crate::interpose::{guard_off, guard_on, guarded, GUARD_INTERNAL, GUARD_WORK};
+use crate::tls::{guard_off, guard_on, guarded, GUARD_INTERNAL, GUARD_WORK};
 use crate::sites;
 use crate::tls::hot;
 use crate::{chunkmap, index};
@@ -103,7 +103,7 @@ pub unsafe extern "C" fn allocsite_for_each_chunk(f: Option<VisitFn>, arg: *mut 
 #[no_mangle]
 pub unsafe extern "C" fn allocsite_write_report(path: *const c_char) -> c_int {
     let p: &[u8] = if path.is_null() {
-        match crate::report_path() {
+        match crate::report::path() {
             Some(p) => p,
             None => {
                 *libc::__errno_location() = libc::EINVAL;

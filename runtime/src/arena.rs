@@ -3,14 +3,17 @@
 //! the system. Every mmap'd byte counts as metadata.
 use crate::sys::Spin;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Bytes of metadata memory mapped so far.
-pub static META_BYTES: AtomicU64 = AtomicU64::new(crate::index::STATIC_BYTES + crate::chunkmap::STATIC_BYTES);
+/// (The index's static tables are added at load time, `lib.rs` `init`.)
+pub static META_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Highest META_BYTES reached.
 pub static META_PEAK: AtomicU64 = AtomicU64::new(0);
 /// Cap on META_BYTES (u64::MAX = none).
 pub static META_CAP: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Cleared when the metadata cap refused memory: no new chunks are indexed.
+pub static INDEXING: AtomicBool = AtomicBool::new(true);
 /// Set once a request was refused because of the cap.
 pub static CAP_HIT: AtomicU64 = AtomicU64::new(0);
 

@@ -135,7 +135,7 @@ unsafe fn charge_trailers(d: i32) {
         if crate::arena::charge((TRAIL_STEP as usize * TRAILER) as u64) {
             (*h).trail = t - TRAIL_STEP;
         } else {
-            crate::interpose::INDEXING.store(false, Ordering::Relaxed);
+            crate::arena::INDEXING.store(false, Ordering::Relaxed);
         }
     } else if t <= -TRAIL_STEP {
         crate::arena::META_BYTES.fetch_sub((TRAIL_STEP as usize * TRAILER) as u64, Ordering::Relaxed);
@@ -184,7 +184,7 @@ pub unsafe fn flush_live(h: *mut crate::tls::Hot) {
 /// The peak number of indexed chunks (see `PEAK_LIVE_CHUNKS`), after flushing this
 /// thread's change; never below `now` (the chunks the index holds at the moment).
 pub fn peak_live_chunks(now: u64) -> u64 {
-    crate::interpose::guarded(crate::interpose::GUARD_INTERNAL, || unsafe { flush_live(crate::tls::hot()) });
+    crate::tls::guarded(crate::tls::GUARD_INTERNAL, || unsafe { flush_live(crate::tls::hot()) });
     (PEAK_LIVE_CHUNKS.load(Ordering::Relaxed).max(0) as u64).max(now)
 }
 

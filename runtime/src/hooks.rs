@@ -10,7 +10,8 @@
 //! and call the C-ABI functions `__allocsite_enter` / `__allocsite_exit` (also usable
 //! by hand-written trampolines).
 use crate::tls::{drop_stale, hot, Hot, DEPTH};
-use crate::{trace, FnDesc};
+use crate::abi::{FnDesc, KIND_ALLOC, KIND_FREE, KIND_REALLOC, KIND_SUBALLOC};
+use crate::trace;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -310,19 +311,15 @@ unsafe fn exit_slow(f: *const FnDesc, ret: u64, site: usize, size: u64, outer: u
     }
 }
 
-pub const KIND_ALLOC: u8 = 0;
-pub const KIND_REALLOC: u8 = 1;
-pub const KIND_FREE: u8 = 2;
-pub const KIND_SUBALLOC: u8 = 3;
-/// A constructor (hooked only with `rewrite --ctors`): counts for the outermost site.
-pub const KIND_CTOR: u8 = 4;
+
 
 /// Index a piece returned by a hooked suballocator (the SUB index: pieces may lie
 /// inside a glibc chunk, e.g. a pool's block).
 #[cold]
 #[inline(never)]
 unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, outer: usize, f: *const FnDesc, code: u32) {
-    use crate::interpose::{guard_off, guard_on, GUARD_WORK, INDEXING};
+    use crate::arena::INDEXING;
+    use crate::tls::{guard_off, guard_on, GUARD_WORK};
     use crate::{index, sites};
     if (*h).guard != 0 {
         return;
@@ -358,7 +355,7 @@ unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, 
 #[cold]
 #[inline(never)]
 unsafe fn sub_free(f: *const FnDesc, args: *const u64) {
-    use crate::interpose::{guard_off, guard_on, GUARD_WORK};
+    use crate::tls::{guard_off, guard_on, GUARD_WORK};
     let a = (*f).ptr_arg;
     if !(0..6).contains(&a) {
         return;

@@ -445,7 +445,7 @@ impl BigTab {
     /// The i-th big chunk, read under the lock with the guard set (so a signal
     /// handler's allocation cannot wait for the lock on this thread).
     pub fn nth(&self, i: usize) -> Option<Big> {
-        crate::interpose::guarded(crate::interpose::GUARD_WORK, || {
+        crate::tls::guarded(crate::tls::GUARD_WORK, || {
             self.lock.lock();
             let b = self.items().get(i).copied();
             self.lock.unlock();
@@ -656,7 +656,7 @@ pub fn for_each_chunk(ix: &Index, f: &mut dyn FnMut(Chunk) -> bool) -> usize {
             if stop || slot.load(Ordering::Relaxed) & !1 == 0 {
                 return;
             }
-            let k = crate::interpose::guarded(crate::interpose::GUARD_WORK, || {
+            let k = crate::tls::guarded(crate::tls::GUARD_WORK, || {
                 let g = lock_slot(slot, true).unwrap();
                 let recs = g.recs();
                 let k = recs.len().min(buf.len());
@@ -686,36 +686,15 @@ pub fn for_each_chunk(ix: &Index, f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     n
 }
 
-/// Per-site live chunk counts and bytes, from the indexes themselves (reports).
-pub fn live_by_site(mut f: impl FnMut(u32, u64)) {
-    crate::chunkmap::for_each_chunk(&mut |c| {
-        f(c.id, c.size as u64);
-        false
-    });
-    for_each_chunk(&SUB, &mut |c| {
-        f(c.id, c.size as u64);
-        false
-    });
-}
-
-/// fork: hold every index lock across fork so the child inherits consistent state.
-pub fn lock_all() {
-    // Lock order: regions, then the big arrays, the pool and the site table (a
-    // region's lock is held while its array grows from the pool).
-    for l in SUB.levels.iter() {
+/// fork: lock every region of `ix` (`lib.rs` takes the other locks after these).
+pub fn lock_regions(ix: &Index) {
+    for l in ix.levels.iter() {
         l.for_each_slot(&mut |_, s| core::mem::forget(lock_slot(s, true)));
     }
-    crate::chunkmap::BIG.lock.lock();
-    SUB.big.lock.lock();
-    POOL.lock_all();
-    crate::sites::LOCK.lock();
 }
-pub fn unlock_all(child: bool) {
-    crate::sites::LOCK.unlock();
-    POOL.unlock_all(child);
-    SUB.big.lock.unlock();
-    crate::chunkmap::BIG.lock.unlock();
-    for l in SUB.levels.iter() {
+/// fork: release what `lock_regions` took (also in the child).
+pub fn unlock_regions(ix: &Index) {
+    for l in ix.levels.iter() {
         l.for_each_slot(&mut |_, s| s.store(s.load(Ordering::Relaxed) & !1, Ordering::Release));
     }
 }

@@ -8,10 +8,12 @@ use crate::chunkmap::{self, TRAILER};
 use crate::index;
 use crate::sites::{self, *};
 use crate::stats;
-use crate::tls::{attribute, hot, Hot};
+use crate::arena::INDEXING;
+use crate::attribution::attribute;
+use crate::tls::{guard_off, guard_on, hot, GUARD_WORK};
 use core::ffi::c_void;
 use core::ptr::null_mut;
-use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 extern "C" {
     fn __libc_malloc(n: usize) -> *mut c_void;
@@ -23,40 +25,6 @@ extern "C" {
     fn __libc_pvalloc(n: usize) -> *mut c_void;
 }
 
-/// Cleared when the metadata cap refused memory: no new chunks are indexed.
-pub static INDEXING: AtomicBool = AtomicBool::new(true);
-
-pub const GUARD_WORK: u32 = 1;
-pub const GUARD_INTERNAL: u32 = 2;
-
-#[inline(always)]
-pub unsafe fn guard_on(h: *mut Hot, v: u32) {
-    core::ptr::write_volatile(&mut (*h).guard, v);
-    compiler_fence(Ordering::SeqCst);
-}
-#[inline(always)]
-pub unsafe fn guard_off(h: *mut Hot) {
-    compiler_fence(Ordering::SeqCst);
-    core::ptr::write_volatile(&mut (*h).guard, 0);
-}
-
-/// Run `f` with this thread's guard at `v`, then put back whatever it was (callers may
-/// already be inside the runtime).
-#[inline]
-pub fn guarded<R>(v: u32, f: impl FnOnce() -> R) -> R {
-    let h = hot();
-    unsafe {
-        let saved = (*h).guard;
-        guard_on(h, v);
-        let r = f();
-        if saved == 0 {
-            guard_off(h)
-        } else {
-            guard_on(h, saved)
-        }
-        r
-    }
-}
 
 /// Index a chunk the allocator entered from return address `ra` (entry stack pointer
 /// `sp`) just made; `mark`: the hot block's mark byte as the entry shim found it.

@@ -2,13 +2,14 @@
 //! Runs with the runtime guard set to "internal": its own (ordinary) allocations are
 //! neither indexed nor counted.
 use crate::arena::{CAP_HIT, META_BYTES, META_CAP, META_PEAK};
-use crate::interpose::{guarded, GUARD_INTERNAL, INDEXING};
+use crate::arena::INDEXING;
+use crate::tls::{guarded, GUARD_INTERNAL};
 use crate::sites;
 use crate::stats;
 use crate::symbolize::{symbolize, Sym};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Default, Clone, Copy)]
 pub struct Agg {
@@ -60,7 +61,7 @@ pub fn snapshot() -> Vec<SiteRow> {
     let mut v = Vec::with_capacity(n as usize);
     // live chunks and bytes come from the index itself
     let mut live = vec![(0u64, 0u64); n as usize];
-    crate::index::live_by_site(|id, size| {
+    live_by_site(|id, size| {
         if let Some(e) = live.get_mut(id as usize) {
             e.0 += 1;
             e.1 += size;
@@ -262,7 +263,7 @@ pub fn render(reason: &str) -> String {
 pub fn write(path: &[u8], reason: &str) -> std::io::Result<()> {
     guarded(GUARD_INTERNAL, || {
         let mut buf = [0u8; 4096];
-        let n = crate::expand_pid(path, &mut buf);
+        let n = crate::sys::expand_pid(path, &mut buf);
         if n == 0 {
             return Err(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG));
         }
@@ -274,4 +275,39 @@ pub fn write(path: &[u8], reason: &str) -> std::io::Result<()> {
             let _ = std::fs::remove_file(&tmp);
         })
     })
+}
+
+static mut REPORT_PATH: [u8; 4096] = [0; 4096];
+static REPORT_LEN: AtomicU64 = AtomicU64::new(0);
+
+/// The `ALLOCSITE_REPORT` template, if set.
+pub fn path() -> Option<&'static [u8]> {
+    let n = REPORT_LEN.load(Ordering::Acquire) as usize;
+    if n == 0 {
+        None
+    } else {
+        Some(unsafe { core::slice::from_raw_parts(core::ptr::addr_of!(REPORT_PATH) as *const u8, n) })
+    }
+}
+
+/// Keep the `ALLOCSITE_REPORT` template (load time). Returns false when it is too long.
+pub fn set_path(p: &[u8]) -> bool {
+    if p.len() >= 4000 {
+        return false;
+    }
+    unsafe { core::ptr::copy_nonoverlapping(p.as_ptr(), core::ptr::addr_of_mut!(REPORT_PATH) as *mut u8, p.len()) };
+    REPORT_LEN.store(p.len() as u64, Ordering::Release);
+    true
+}
+
+/// Per-site live chunk counts and bytes, from the indexes themselves (reports).
+pub fn live_by_site(mut f: impl FnMut(u32, u64)) {
+    crate::chunkmap::for_each_chunk(&mut |c| {
+        f(c.id, c.size as u64);
+        false
+    });
+    crate::index::for_each_chunk(&crate::index::SUB, &mut |c| {
+        f(c.id, c.size as u64);
+        false
+    });
 }

@@ -4,7 +4,7 @@
 use crate::arena;
 use crate::sys::Spin;
 use crate::tls::{Hot, Pend, NPEND};
-use crate::FnDesc;
+use crate::abi::FnDesc;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub const MAX_SITES: usize = 1 << 18;
@@ -555,7 +555,7 @@ extern "C" fn thread_exit(_: *mut core::ffi::c_void) {
     let h = crate::tls::hot();
     unsafe {
         let saved = (*h).guard;
-        (*h).guard = crate::interpose::GUARD_INTERNAL;
+        (*h).guard = crate::tls::GUARD_INTERNAL;
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
         if (*h).flags & F_REG != 0 {
             deregister(h);
@@ -591,7 +591,7 @@ pub fn flush_thread() {
     let h = crate::tls::hot();
     unsafe {
         let saved = (*h).guard;
-        (*h).guard = crate::interpose::GUARD_INTERNAL;
+        (*h).guard = crate::tls::GUARD_INTERNAL;
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
         if INIT.load(Ordering::Acquire) == 2 {
             for p in (*h).pend.iter_mut() {
@@ -702,7 +702,7 @@ pub unsafe fn on_free(h: *mut Hot, id: u32, n: u64) {
 pub fn allocator_name(key: usize) -> &'static [u8] {
     let f = (key >> 8) as *const FnDesc;
     if !f.is_null() {
-        return unsafe { crate::trace::fn_name(f) };
+        return unsafe { crate::abi::FnDesc::name(f) };
     }
     ALLOCATORS.get(key & 0xff).copied().unwrap_or("unknown").as_bytes()
 }
@@ -711,7 +711,7 @@ pub fn allocator_name(key: usize) -> &'static [u8] {
 /// entry point of `key`'s code).
 pub fn outer_allocator_name(key: usize, okey: usize) -> &'static [u8] {
     if okey != 0 {
-        return unsafe { crate::trace::fn_name(okey as *const FnDesc) };
+        return unsafe { crate::abi::FnDesc::name(okey as *const FnDesc) };
     }
     allocator_name(key & 0xff)
 }

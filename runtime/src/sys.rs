@@ -125,3 +125,25 @@ impl<const N: usize> Buf<N> {
     }
 }
 
+/// Copy `tmpl` into `out` with `%p` replaced by the pid; NUL-terminated. Returns the
+/// length (0 when it does not fit).
+pub fn expand_pid(tmpl: &[u8], out: &mut [u8]) -> usize {
+    let mut b = Buf::<4096>::new();
+    let mut i = 0;
+    while i < tmpl.len() {
+        if tmpl[i] == b'%' && i + 1 < tmpl.len() && tmpl[i + 1] == b'p' {
+            b.dec(unsafe { libc::getpid() } as u64);
+            i += 2;
+        } else {
+            b.s(&tmpl[i..i + 1]);
+            i += 1;
+        }
+    }
+    let n = b.n;
+    if n + 1 > out.len() || n + 1 > 4096 {
+        return 0;
+    }
+    out[..n].copy_from_slice(b.bytes());
+    out[n] = 0;
+    n
+}

@@ -1,7 +1,8 @@
 //! Hot per-thread state: one initial-exec TLS block whose first word is the exported
 //! `__outermost_allocsite`. Compact (600 bytes), no heap, reached with one `fs:`-relative
 //! address computation.
-use crate::FnDesc;
+use crate::abi::FnDesc;
+use core::sync::atomic::{compiler_fence, Ordering};
 
 /// Recorded nesting depth; deeper calls are counted in `depth` but not recorded.
 pub const DEPTH: usize = 10;
@@ -133,37 +134,6 @@ pub unsafe fn drop_stale(h: *mut Hot, mut d: u32, sp: usize, inclusive: bool) ->
     d
 }
 
-/// What an allocation is attributed to: its innermost and outermost site and the
-/// function called at each (null: the C/C++ entry point that made the chunk).
-pub struct Sites {
-    pub inner: usize,
-    pub outer: usize,
-    pub inner_fn: *const FnDesc,
-    pub outer_fn: *const FnDesc,
-}
-
-/// The sites of a chunk made by an interposed allocator called from return address
-/// `ra` with entry stack pointer `sp`; `mark`: the call was a classified call of that
-/// allocator (the rewriter's mark stub set the hot block's mark byte).
-/// - mark set: innermost = `ra` (that call); outermost = the active outermost, else `ra`.
-/// - no active hooked call: both `ra`.
-/// - else innermost = the top entry's site and function, unless that function is a
-///   constructor (`rewrite --ctors`: ctors count only for the outermost site), then `ra`;
-///   outermost = the bottom entry's site and function.
-#[inline(always)]
-pub unsafe fn attribute(ra: usize, sp: usize, mark: bool) -> Sites {
-    let none = Sites { inner: ra, outer: ra, inner_fn: core::ptr::null(), outer_fn: core::ptr::null() };
-    let Some((site, outer, f)) = active_sites(sp) else { return none };
-    let h = hot();
-    let bottom = (*h).entries[0].fn_;
-    // (an entry's fn_ with bit 0 set marks "result indexed by an inner call")
-    let outer_fn = if bottom as usize & 1 != 0 { core::ptr::null() } else { bottom };
-    if mark || (!f.is_null() && (*f).kind == crate::hooks::KIND_CTOR) {
-        return Sites { inner: ra, outer, inner_fn: core::ptr::null(), outer_fn };
-    }
-    Sites { inner: site, outer, inner_fn: f, outer_fn }
-}
-
 /// Innermost and outermost site of the active hooked calls whose frames enclose `sp`
 /// (the allocation function's own entry stack pointer); `None` when none is active.
 #[inline(always)]
@@ -185,4 +155,41 @@ pub unsafe fn active_sites(sp: usize) -> Option<(usize, usize, *const FnDesc)> {
     // (an entry's fn_ with bit 0 set marks "result indexed by an inner call")
     let f = if e.fn_ as usize & 1 != 0 { core::ptr::null() } else { e.fn_ };
     Some((e.site, (*h).outermost, f))
+}
+
+// The guard: "the runtime is working on this thread" (`Hot::guard`). Allocations seen
+// while it is set (a signal handler interrupting the runtime, the runtime's own
+// allocations) are not indexed.
+/// Index updates and lookups (an allocation meanwhile counts as dropped_reentrant).
+pub const GUARD_WORK: u32 = 1;
+/// The runtime's own work that allocates (reports, thread exit): not counted at all.
+pub const GUARD_INTERNAL: u32 = 2;
+
+#[inline(always)]
+pub unsafe fn guard_on(h: *mut Hot, v: u32) {
+    core::ptr::write_volatile(&mut (*h).guard, v);
+    compiler_fence(Ordering::SeqCst);
+}
+#[inline(always)]
+pub unsafe fn guard_off(h: *mut Hot) {
+    compiler_fence(Ordering::SeqCst);
+    core::ptr::write_volatile(&mut (*h).guard, 0);
+}
+
+/// Run `f` with this thread's guard at `v`, then put back whatever it was (callers may
+/// already be inside the runtime).
+#[inline]
+pub fn guarded<R>(v: u32, f: impl FnOnce() -> R) -> R {
+    let h = hot();
+    unsafe {
+        let saved = (*h).guard;
+        guard_on(h, v);
+        let r = f();
+        if saved == 0 {
+            guard_off(h)
+        } else {
+            guard_on(h, saved)
+        }
+        r
+    }
 }

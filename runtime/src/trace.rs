@@ -2,7 +2,7 @@
 //! (O_APPEND, so lines of different threads never interleave). No allocation.
 use crate::sys::{self, Buf};
 use crate::tls::hot;
-use crate::FnDesc;
+use crate::abi::FnDesc;
 use core::sync::atomic::{AtomicI32, Ordering};
 
 static FD: AtomicI32 = AtomicI32::new(-1);
@@ -12,11 +12,12 @@ pub fn on() -> bool {
     FD.load(Ordering::Relaxed) >= 0
 }
 
-/// Open (or, in a fork child, reopen) the trace file from the environment.
+/// Open (or, in a fork child, reopen) the trace file from the environment (the caller
+/// then updates the hook masks: `hooks::update_masks`).
 pub fn init() {
     let Some(tmpl) = sys::env(c"ALLOCSITE_TRACE") else { return };
     let mut path = [0u8; 4096];
-    let n = crate::expand_pid(tmpl, &mut path);
+    let n = sys::expand_pid(tmpl, &mut path);
     if n == 0 {
         return;
     }
@@ -31,7 +32,6 @@ pub fn init() {
     if old >= 0 {
         unsafe { libc::close(old) };
     }
-    crate::hooks::update_masks();
 }
 
 /// Only used by the fork child before reopening (the file name may contain `%p`).
@@ -68,16 +68,12 @@ pub fn put_site<const N: usize>(b: &mut Buf<N>, addr: usize) {
     }
 }
 
-pub unsafe fn fn_name(f: *const FnDesc) -> &'static [u8] {
-    let p = (f as usize as i64 + (*f).name_rel) as *const core::ffi::c_char;
-    core::ffi::CStr::from_ptr(p).to_bytes()
-}
 
 #[cold]
 #[inline(never)]
 pub unsafe fn enter(f: *const FnDesc, site: usize, args: *const u64, depth: u32) {
     let mut b = Buf::<1024>::new();
-    b.s(b"enter tid=").dec(tid() as u64).s(b" fn=").s(fn_name(f)).s(b" site=");
+    b.s(b"enter tid=").dec(tid() as u64).s(b" fn=").s(FnDesc::name(f)).s(b" site=");
     put_site(&mut b, site);
     b.s(b" depth=").dec(depth as u64);
     let arg = |i: i8| -> Option<u64> { if (0..6).contains(&i) { Some(*args.add(i as usize)) } else { None } };
@@ -101,7 +97,7 @@ pub unsafe fn enter(f: *const FnDesc, site: usize, args: *const u64, depth: u32)
 #[inline(never)]
 pub unsafe fn exit(f: *const FnDesc, site: usize, ret: u64, depth: u32) {
     let mut b = Buf::<1024>::new();
-    b.s(b"exit  tid=").dec(tid() as u64).s(b" fn=").s(fn_name(f)).s(b" site=");
+    b.s(b"exit  tid=").dec(tid() as u64).s(b" fn=").s(FnDesc::name(f)).s(b" site=");
     put_site(&mut b, site);
     b.s(b" depth=").dec(depth as u64).s(b" ret=").hex(ret).s(b"\n");
     sys::write_all(FD.load(Ordering::Relaxed), b.bytes());

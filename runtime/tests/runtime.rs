@@ -602,7 +602,50 @@ fn leaks_per_site_and_metadata_per_peak_chunk() {
     assert_eq!(leak.len(), 1, "{line}: {rep}");
     assert_eq!((u(leak[0], "live_chunks"), u(leak[0], "live_bytes"), u(leak[0], "calls")), (7, 49, 7));
     assert_eq!(leak[0]["allocator"], "strdup");
+    // a chunk made by code inlined into peak(): the line of peak() that calls it
+    let (call, body) = (line_of("attrib.c", "/* INLINED-CALL */"), line_of("attrib.c", "/* INLINED-BODY */"));
+    let lines: Vec<&str> = rep["sites"].as_array().unwrap().iter().filter_map(|s| s["line"].as_str()).collect();
+    assert!(lines.contains(&call.as_str()) && !lines.contains(&body.as_str()), "{call} not {body}: {lines:?}");
+    let inl = rep["sites"].as_array().unwrap().iter().find(|s| s["line"].as_str() == Some(call.as_str())).unwrap();
+    assert!(inl["symbol"].as_str().unwrap().starts_with("peak+"), "{inl}");
+    assert_eq!((u(inl, "live_chunks"), inl["allocator"].as_str()), (1, Some("strdup")));
     // and the 10000 freed chunks are not leaks
     let peak_site = sites_matching(rep, "sites", "peak+");
-    assert!(peak_site.iter().all(|s| u(s, "live_chunks") == 0), "{peak_site:?}");
+    assert!(peak_site.iter().filter(|s| s["line"].as_str() != Some(call.as_str())).all(|s| u(s, "live_chunks") == 0), "{peak_site:?}");
+}
+
+/// runtime/src is layered (lib.rs lists the modules bottom-up): a module may use only
+/// modules listed before it, so no two modules import each other, directly or around
+/// a circle.
+#[test]
+fn source_layers_point_downward() {
+    let src = root().join("runtime/src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    let order: Vec<&str> = lib.lines().filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';')).collect();
+    assert!(order.len() > 10, "{order:?}");
+    let mut files: Vec<String> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|f| f.ends_with(".rs") && f != "lib.rs").collect();
+    files.sort();
+    assert_eq!(files.len(), order.len(), "every module file is listed in lib.rs: {files:?} vs {order:?}");
+    let mut wrong = Vec::new();
+    for (i, m) in order.iter().enumerate() {
+        let text = std::fs::read_to_string(src.join(format!("{m}.rs"))).unwrap();
+        let mut used: Vec<String> = Vec::new();
+        for (at, _) in text.match_indices("crate::") {
+            let rest = &text[at + 7..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let group = &group[..group.find('}').unwrap()];
+                used.extend(group.split(',').map(|s| s.trim().split("::").next().unwrap().to_string()));
+            } else {
+                used.push(rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect());
+            }
+        }
+        for u in used.iter().filter(|u| !u.is_empty()) {
+            match order.iter().position(|o| o == u) {
+                Some(j) if j < i => {}
+                Some(_) => wrong.push(format!("{m} uses {u}")),
+                None => wrong.push(format!("{m} uses crate::{u} (not a module listed in lib.rs)")),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "imports pointing up or sideways: {wrong:?}");
 }

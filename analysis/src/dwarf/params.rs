@@ -144,7 +144,9 @@ fn pointee(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>, off: UnitOffset) -> O
     for _ in 0..16 {
         let d = unit.entry(t).ok()?;
         if let Ok(Some(v)) = d.attr_value(gimli::DW_AT_byte_size) {
-            return Some((name, v.udata_value()));
+            // `char *` is a string, not one char: only aggregates say what a block holds.
+            let aggregate = d.tag() != gimli::DW_TAG_base_type && d.tag() != gimli::DW_TAG_pointer_type;
+            return Some((name, v.udata_value().filter(|_| aggregate)));
         }
         match d.attr_value(gimli::DW_AT_type) {
             Ok(Some(AttributeValue::UnitRef(n))) => t = n,

@@ -91,6 +91,9 @@ pub(super) struct Interp<'a, E: Env> {
     struct_params: Cell<u8>,
     /// Calls whose result some instruction reads.
     used_calls: std::collections::BTreeSet<u32>,
+    /// Join of the states at the function's switch jumps (`jmp *table(,%rax,8)`):
+    /// the entry state of the blocks only a jump table reaches.
+    switch_state: Option<State>,
     pub(super) info: InstructionInfoFactory,
 }
 
@@ -111,6 +114,7 @@ pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, size: u64) -> Summary
         after_noreturn: Vec::new(),
         struct_params: Cell::new(0),
         used_calls: Default::default(),
+        switch_state: None,
         info: InstructionInfoFactory::new(),
     };
     if insns.len() >= MAX_INSNS {
@@ -184,6 +188,9 @@ impl<'a, E: Env> Interp<'a, E> {
         let mut succ_of: Vec<Vec<usize>> = vec![Vec::new(); nblocks];
         let mut guard: Vec<Option<u8>> = vec![None; nblocks];
         self.keeps = vec![0; nblocks];
+        let mut switch_blocks: Vec<usize> = Vec::new();
+        let mut range_test: Vec<Option<u8>> = vec![None; nblocks];
+        let mut switch_jump = vec![false; nblocks];
         loop {
             while let Some(b) = work.pop() {
                 queued[b] = false;
@@ -200,10 +207,14 @@ impl<'a, E: Env> Interp<'a, E> {
                 let mut succs = Vec::new();
                 for i in first..last {
                     if i > first && self.insns[i].flow_control() == FlowControl::ConditionalBranch {
-                        guard[b] = guard[b].or(self.null_test(&self.insns[i - 1], &st));
+                        let (cmp, jcc) = (&self.insns[i - 1], &self.insns[i]);
+                        guard[b] = guard[b].or(self.null_test(cmp, &st)).or(self.pool_test(cmp, jcc, &st));
+                        range_test[b] = range_test[b].or(self.tag_range_test(cmp, jcc, &st));
                     }
                     self.note_reads(i, &mut st);
                     if let Some(next) = self.step(i, &mut st) {
+                        // An indirect jump that is no tail call: a switch.
+                        switch_jump[b] |= self.insns[i].flow_control() == FlowControl::IndirectBranch && !self.call_idx.contains_key(&i);
                         for t in next {
                             succs.push(t);
                         }
@@ -255,11 +266,31 @@ impl<'a, E: Env> Interp<'a, E> {
                     if self.insns[leaders[b]..hi].iter().any(|i| i.flow_control() == FlowControl::Return) {
                         self.sum.imprecise = true;
                     }
-                    input[b] = Some(State::unknown());
+                    // A case of a switch starts from the state at the switch jump
+                    // (Lua's `freeobj(L, o)` frees `o` in every case); without a
+                    // switch, from an unknown state.
+                    input[b] = Some(self.switch_state.clone().unwrap_or_else(State::unknown));
+                    if self.switch_state.is_some() {
+                        switch_blocks.push(b);
+                    }
                     queued[b] = true;
                     work.push(b);
                 }
-                None => break,
+                None => {
+                    // Switch jumps found since some cases were seeded widen their entry.
+                    let Some(sw) = self.switch_state.clone() else { break };
+                    let mut again = false;
+                    for &b in &switch_blocks {
+                        if input[b].as_mut().is_some_and(|st| st.join_from(&sw)) && !queued[b] {
+                            queued[b] = true;
+                            work.push(b);
+                            again = true;
+                        }
+                    }
+                    if !again {
+                        break;
+                    }
+                }
             }
         }
         let exits: Vec<bool> = (0..nblocks)
@@ -268,6 +299,14 @@ impl<'a, E: Env> Interp<'a, E> {
                 self.ret_at.range(leaders[b]..hi).next().is_some()
             })
             .collect();
+        // The range check in front of a switch on the pointee's type tag
+        // (`switch (o->tt)` in Lua's freeobj): a tag no case handles is no object
+        // the function is given, so its path is excused like a NULL test's.
+        for b in 0..nblocks {
+            if let Some(p) = range_test[b].filter(|_| guard[b].is_none() && succ_of[b].iter().any(|&n| switch_jump[n])) {
+                guard[b] = Some(p);
+            }
+        }
         let calls: Vec<(usize, usize)> = self.call_idx.iter().map(|(&i, &c)| (c, block_of(i))).collect();
         for (c, bc) in calls {
             let mask = self.sum.calls[c].args.iter().fold(0u8, |m, a| m | a.params) & 0x3f;
@@ -325,6 +364,43 @@ impl<'a, E: Env> Interp<'a, E> {
         v.as_param()
     }
 
+    /// Parameter p when `cmp` + `ja`/`jae` compare a value read from the object p
+    /// points to (a type tag, possibly rebased: `o->tt - 4`) with a constant: the
+    /// range check of a switch on that tag.
+    fn tag_range_test(&self, cmp: &Instruction, jcc: &Instruction, st: &State) -> Option<u8> {
+        if !matches!(jcc.mnemonic(), Mnemonic::Ja | Mnemonic::Jae) || cmp.mnemonic() != Mnemonic::Cmp || cmp.op_count() != 2 {
+            return None;
+        }
+        if !matches!(self.read(cmp, 1, st).as_const(), Some(_)) {
+            return None;
+        }
+        let v = self.read(cmp, 0, st);
+        let tag = v.calls == 0 && v.outcalls == 0 && v.params == 0 && v.lparams.count_ones() == 1 && !v.has(super::value::TOP);
+        tag.then(|| v.lparams.trailing_zeros() as u8)
+    }
+
+    /// Parameter p when `cmp` + `jcc` test whether p lies below or above a bound
+    /// read through another parameter (`p < db->lookaside.pEnd`): the pointer is
+    /// checked for membership in a pool that context owns. Paths through that
+    /// test may hand the block back to the pool (or account for it there), so
+    /// for the must-pass analysis they are excused like a NULL test: SQLite's
+    /// `sqlite3DbFreeNN(db, p)` frees on every path that is not the pool's.
+    fn pool_test(&self, cmp: &Instruction, jcc: &Instruction, st: &State) -> Option<u8> {
+        let unsigned_order = matches!(jcc.mnemonic(), Mnemonic::Jae | Mnemonic::Jb | Mnemonic::Ja | Mnemonic::Jbe);
+        if !unsigned_order || cmp.mnemonic() != Mnemonic::Cmp || cmp.op_count() != 2 {
+            return None;
+        }
+        let (a, b) = (self.read(cmp, 0, st), self.read(cmp, 1, st));
+        // The bound is a member of the context itself (`db->lookaside.pEnd`), not
+        // of an object it leads to (`pMem->db->...`: inlined size queries).
+        let bound_of = |p: u8, v: &Val| v.as_load().is_some_and(|(b, _)| b < 8 && b != p);
+        match (a.as_param(), b.as_param()) {
+            (Some(p), _) if bound_of(p, &b) => Some(p),
+            (_, Some(p)) if bound_of(p, &a) => Some(p),
+            _ => None,
+        }
+    }
+
     /// Interpret instruction `i`. Returns Some(successor instruction indices) when
     /// it ends the block (empty: no successor), None to fall through.
     fn step(&mut self, i: usize, st: &mut State) -> Option<Vec<usize>> {
@@ -379,6 +455,12 @@ impl<'a, E: Env> Interp<'a, E> {
                 let indexed = ins.op0_kind() == OpKind::Memory && ins.memory_index() != Register::None;
                 if indexed || matches!(t, Target::PtrUnknown) {
                     self.sum.imprecise = true;
+                    match &mut self.switch_state {
+                        Some(s) => {
+                            s.join_from(st);
+                        }
+                        None => self.switch_state = Some(st.clone()),
+                    }
                     return Some(vec![]);
                 }
                 self.record_tail_call(i, &ins, st, t);
@@ -479,6 +561,22 @@ impl<'a, E: Env> Interp<'a, E> {
         self.bin.by_addr.contains_key(&a).then_some(a)
     }
 
+    /// A function pointer read at a negative offset `off` from parameter p, in a
+    /// call that passes `p - k` (k >= -off) as an argument: the object is a header
+    /// in front of p's block (pcre2's `memctl = (pcre2_memctl *)(string - 24);
+    /// memctl->free(memctl, ...)`), so the pointer is its member `off + k`, the
+    /// same target as when the header's address is kept in a variable (-O0).
+    fn header_member(&self, p: u8, off: i32, st: &State) -> Option<Target> {
+        if off >= 0 {
+            return None;
+        }
+        ARG_REGS.iter().map(|&r| st.regs[r]).find_map(|a| {
+            let k = a.num;
+            (a.as_param_arith() == Some(p) && a.has(super::value::ARITH) && k < 0 && k <= off as i64 && off as i64 - k < 4096)
+                .then(|| Target::PtrMember((off as i64 - k) as i32, None))
+        })
+    }
+
     fn call_target(&self, ins: &Instruction, st: &State) -> Target {
         let field = ins.next_ip().wrapping_sub(4);
         if let Some(t) = self.bin.rel_targets.get(&field) {
@@ -501,7 +599,7 @@ impl<'a, E: Env> Interp<'a, E> {
                     Some(n) => Target::Import(n.clone()),
                     None => Target::PtrGlobal(g),
                 },
-                Mem::Param(p, d) => Target::PtrMember(d, Some(Via { param: p, load: None })),
+                Mem::Param(p, d) => self.header_member(p, d, st).unwrap_or(Target::PtrMember(d, Some(Via { param: p, load: None }))),
                 Mem::Member(d, _, _, ch, _) => Target::PtrMember(d, ch),
                 _ => Target::PtrUnknown,
             },
@@ -514,6 +612,9 @@ impl<'a, E: Env> Interp<'a, E> {
                     };
                 }
                 if let Some((b, off)) = v.as_load() {
+                    if let Some(t) = (b < 8).then(|| self.header_member(b, off, st)).flatten() {
+                        return t;
+                    }
                     let via = if b & super::value::LOAD2 != 0 && b != OTHER_BASE {
                         Some(Via { param: b & 0x7f, load: Some(v.num as i32) })
                     } else {
@@ -667,6 +768,10 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
             }
             Mem::Global(g) => {
+                let linked = v.has(super::value::LOAD) && v.load_base == OTHER_BASE && v.lparams == 0 && v.params == 0 && v.calls == 0;
+                if linked && !self.sum.global_pops.contains(&g) && self.sum.global_pops.len() < 64 {
+                    self.sum.global_pops.push(g);
+                }
                 if let Some(k) = v.as_param() {
                     if let Some(m) = self.keeps.get_mut(self.cur_block) {
                         *m |= 1 << k;

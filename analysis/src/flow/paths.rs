@@ -3,13 +3,15 @@
 //! every path, not only on an error path (`bindText` frees its text only when
 //! binding fails). Paths that leave through a branch testing the pointer for
 //! NULL are excused: `if (p) free(p);` is still a free function; so are paths
-//! that keep the block in memory instead (a one-slot cache, a lookaside list).
+//! through a test of the pointer against the bounds of a pool its context owns
+//! (SQLite's lookaside: `p < db->lookaside.pEnd`), and paths that keep the block
+//! in memory instead (a one-slot cache, a lookaside list).
 
 /// Blocks beyond this are not searched (no bit is set: the call is treated as avoidable).
 const MAX_BLOCKS: usize = 4000;
 
 /// Bit p set: every entry→exit path passes block `call_block`, unless it branches
-/// at a block whose `guard` is parameter p. Only bits of `params` are computed.
+/// at a block whose `guard` (a NULL or pool-bounds test) is parameter p. Only bits of `params` are computed.
 pub fn unavoidable(succ: &[Vec<usize>], exits: &[bool], guard: &[Option<u8>], keeps: &[u8], call_block: usize, params: u8) -> u8 {
     if succ.len() > MAX_BLOCKS || params == 0 {
         return 0;

@@ -88,6 +88,9 @@ pub struct Summary {
     pub param_members: Vec<(u8, i32)>,
     /// Parameter k stored into a global slot.
     pub param_globals: Vec<(u8, u64)>,
+    /// Globals written with a value loaded from an object no parameter reaches
+    /// (`free_list = free_list->next`): a global free list being popped.
+    pub global_pops: Vec<u64>,
     /// Bit k: memory at a non-zero offset from parameter k is read or written, so
     /// k points to a struct (or array), not to a single pointer: a block stored
     /// at `*k` is kept in its first member, which makes no out-parameter.

@@ -63,6 +63,11 @@ pub struct Sites<'c> {
     /// Per hook (local, then imports): sorted pass-through return addresses for the
     /// trampoline's own check.
     pub pass_through: Vec<Vec<u64>>,
+    /// Per hook G: the hooks F whose body tail-calls G pass-through in a way that
+    /// cannot be retargeted (through a pointer, `jmp rel8`). G then sees F's
+    /// trampoline's return point as its site: that address (known once the
+    /// trampolines are placed) joins G's pass-through addresses.
+    pub tail_from: Vec<Vec<usize>>,
     /// Lines for the rewrite log.
     pub log: Vec<String>,
 }
@@ -123,15 +128,30 @@ pub fn plan<'c>(elf: &InputElf, cls: &'c Classification, hooks: &[&Hook<'c>], ct
             by_name.entry(a.as_str()).or_insert(k);
         }
     }
-    let mut out = Sites { sites: Vec::new(), marks: Vec::new(), imports: Vec::new(), pass_through: vec![Vec::new(); hooks.len()], log: Vec::new() };
+    let mut out = Sites { sites: Vec::new(), marks: Vec::new(), imports: Vec::new(), pass_through: vec![Vec::new(); hooks.len()], tail_from: vec![Vec::new(); hooks.len()], log: Vec::new() };
     let (mut bypassed, mut marked, mut import_hooked, mut left) = (0usize, 0usize, 0usize, Vec::<String>::new());
     let mut pt_direct: Vec<u64> = Vec::new();
+    // (F, G) pass-through tail calls left for G's check, and (F, G) classified tail calls.
+    let mut pt_tails: Vec<(usize, usize)> = Vec::new();
+    let mut cl_tails: Vec<(usize, usize)> = Vec::new();
+    let caller_of = |c: &AllocCall| by_name.get(c.caller.as_str()).copied();
     // Import trampolines under construction: name → (import, callee, sites).
     let mut import_tr: Vec<(&'c allocsite_analysis::AllocFn, Option<Callee>, usize)> = Vec::new();
     let mut import_sites: Vec<(usize, Site)> = Vec::new();
 
     for c in &cls.calls {
         let candidates: Vec<&str> = c.callee.split('|').collect();
+        if c.tail {
+            for g in candidates.iter().filter_map(|n| by_name.get(n).copied()) {
+                if let Some(f) = caller_of(c) {
+                    if !c.pass_through {
+                        cl_tails.push((f, g));
+                    } else if c.via == CallVia::Indirect || candidates.len() > 1 {
+                        pt_tails.push((f, g));
+                    }
+                }
+            }
+        }
         if c.via == CallVia::Indirect || candidates.len() > 1 {
             if c.pass_through && !c.tail {
                 for n in candidates {
@@ -159,7 +179,10 @@ pub fn plan<'c>(elf: &InputElf, cls: &'c Classification, hooks: &[&Hook<'c>], ct
                         bypassed += 1;
                     }
                     _ if !c.tail => out.pass_through[k].push(c.ret.0),
-                    _ => left.push(format!("{:#x} (pass-through tail call to {}, not a jmp rel32)", c.at.0, c.callee)),
+                    _ => match caller_of(c) {
+                        Some(f) => pt_tails.push((f, k)),
+                        None => left.push(format!("{:#x} (pass-through tail call to {} from an unhooked function, not a jmp rel32)", c.at.0, c.callee)),
+                    },
                 }
             }
             CallVia::Plt | CallVia::Got => {
@@ -180,6 +203,27 @@ pub fn plan<'c>(elf: &InputElf, cls: &'c Classification, hooks: &[&Hook<'c>], ct
             }
             CallVia::Indirect => {}
         }
+    }
+
+    // A pass-through tail call from F to G: G's site is then F's trampoline's return
+    // point, or, when F itself was called pass-through (straight to its pad or through
+    // its check), that call's return address. Not when F also tail-calls G classified
+    // (the same sites would stand for both).
+    pt_tails.sort_unstable();
+    pt_tails.dedup();
+    for &(f, g) in &pt_tails {
+        if cl_tails.contains(&(f, g)) {
+            left.push(format!("pass-through tail call from {} to {} (it also tail-calls it classified)", hooks[f].name, hooks[g].name));
+            continue;
+        }
+        out.tail_from[g].push(f);
+        let into_f: Vec<u64> = cls
+            .calls
+            .iter()
+            .filter(|c| c.pass_through && !c.tail && c.callee.split('|').any(|n| by_name.get(n) == Some(&f)))
+            .map(|c| c.ret.0)
+            .collect();
+        out.pass_through[g].extend(into_f);
     }
 
     // Call-site-mode functions: every direct call but the pass-through ones.
@@ -217,6 +261,7 @@ pub fn plan<'c>(elf: &InputElf, cls: &'c Classification, hooks: &[&Hook<'c>], ct
             import: true,
         });
         out.pass_through.push(Vec::new());
+        out.tail_from.push(Vec::new());
         let _ = j;
     }
     for (j, mut s) in import_sites {
@@ -250,7 +295,7 @@ pub fn plan<'c>(elf: &InputElf, cls: &'c Classification, hooks: &[&Hook<'c>], ct
         v.sort_unstable();
         v.dedup();
     }
-    let checked: usize = out.pass_through.iter().map(Vec::len).sum();
+    let checked: usize = out.pass_through.iter().map(Vec::len).sum::<usize>() + out.tail_from.iter().map(Vec::len).sum::<usize>();
     let in_pads = out.sites.iter().filter(|s| s.in_pad).count();
     out.log.push(format!(
         "call sites: {bypassed} pass-through bypassed to the pad, {checked} pass-through left to the trampoline's check, {classified} classified to call-site trampolines, {marked} classified marked, {import_hooked} import-hooked; {in_pads} of the retargeted inside launch pads (retargeted where the pad is relocated); {} left as they are{}",

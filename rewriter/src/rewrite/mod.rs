@@ -208,7 +208,8 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> R
             rw.place(&n, 1)
         })
         .collect();
-    let pt_tables: Vec<u64> = sites.pass_through.iter().map(|t| if t.is_empty() { 0 } else { rw.reserve(8 * t.len(), 8) }).collect();
+    let pt_len = |k: usize| sites.pass_through[k].len() + sites.tail_from[k].len();
+    let pt_tables: Vec<u64> = (0..hooks.len()).map(|k| if pt_len(k) == 0 { 0 } else { rw.reserve(8 * pt_len(k), 8) }).collect();
     let data_size = rw.here() - data_start;
 
     // R+X: trampolines. Built twice: the first pass learns where calls inside relocated
@@ -251,7 +252,8 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> R
         } else {
             None
         };
-        for ((h, &d), pt) in hooks.iter().zip(&descs).zip(&sites.pass_through) {
+        for (k, (h, &d)) in hooks.iter().zip(&descs).enumerate() {
+            let pt = pass_through_of(&sites, k, &returns, lo);
             let at = rx.align(16);
             let refs = trampoline::Refs {
                 descriptor: d,
@@ -261,7 +263,7 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> R
                 tpoff_slot: slots[3],
                 new_code: (lo, hi),
                 redirect: redirect.clone(),
-                pass_through: pt.clone(),
+                pass_through: pt,
             };
             let b = trampoline::build(h, &refs, at).map_err(|e| format!("{}: {e}", h.name))?;
             rx.place(&b.code, 1);
@@ -290,7 +292,9 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> R
         }
         (calls, returns, lo, hi) = (c2, r2, lo2, hi2);
     }
-    for (((h, &d), &name_at), (pt, &pt_at)) in hooks.iter().zip(&descs).zip(&names).zip(sites.pass_through.iter().zip(&pt_tables)) {
+    for (k, ((h, &d), &name_at)) in hooks.iter().zip(&descs).zip(&names).enumerate() {
+        let (pt, pt_at) = (pass_through_of(&sites, k, &returns, lo), pt_tables[k]);
+        let pt = &pt;
         rw.write_at(d, &descriptor(h, d, name_at, map, (pt_at, pt)));
         if !pt.is_empty() {
             let mut t = Vec::with_capacity(8 * pt.len());
@@ -501,6 +505,16 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> R
         emit::Tail { moved, sections, debug_frame, debug: lines.sections, symbols, phoff: ph_off, phnum, cut, shift, elf: &elf },
     )?;
     Ok(Rewritten { bytes, outcomes, site_log: sites.log, notes: lines.notes })
+}
+
+/// Hook k's pass-through return addresses, sorted: the fixed ones and the return
+/// points of the trampolines whose functions tail-call it pass-through (`returns`,
+/// from the previous pass; `placeholder` before there is one: same encoding size).
+fn pass_through_of(sites: &callsites::Sites, k: usize, returns: &[(u64, i64)], placeholder: u64) -> Vec<u64> {
+    let mut v = sites.pass_through[k].clone();
+    v.extend(sites.tail_from[k].iter().map(|&f| returns.get(f).map_or(placeholder, |r| r.0)));
+    v.sort_unstable();
+    v
 }
 
 /// The address a retargeted call goes to, from the trampolines built in this pass.

@@ -143,7 +143,7 @@ const DEPTH: u32 = 10;
 /// allocator runs, read and cleared by it (hook ABI v3).
 pub const HOT_MARK: i64 = 50;
 /// Up to this many pass-through return addresses are compared inline (unrolled); more
-/// are looked up in the descriptor's table.
+/// are looked up in the descriptor's table (binary search).
 const PT_UNROLL: usize = 8;
 /// `cs add rsp, imm32` (2E 48 81 C4) as a little-endian dword: the instruction after a
 /// trampoline's call into its pad. Compilers do not emit the redundant prefix there,
@@ -217,18 +217,29 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
                 bypass.push(a.jump(Code::Je_rel32_64)?);
             }
         } else {
-            // The table holds (return address - &desc): compare site - &desc.
+            // Binary search of the descriptor's sorted table of (return address - &desc)
+            // for site - &desc: rax = first candidate, ecx = candidates, r11d = half.
             a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
             a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, mem(R11, Register::None, super::DESC_PT_COUNT)))?;
             a.emit(Instruction::with2(Code::Mov_r64_rm64, RAX, mem(R11, Register::None, super::DESC_PT_REL)))?;
             a.emit(Instruction::with2(Code::Add_r64_rm64, RAX, R11))?;
             a.emit(Instruction::with2(Code::Sub_r64_rm64, RDX, R11))?;
             let top = next_ip(&a);
-            a.emit(Instruction::with2(Code::Cmp_rm64_r64, mem(RAX, Register::None, 0), RDX))?;
+            a.emit(Instruction::with2(Code::Test_rm32_r32, ECX, ECX))?;
+            let done = a.jump(Code::Je_rel32_64)?;
+            a.emit(Instruction::with2(Code::Mov_r32_rm32, R11D, ECX))?;
+            a.emit(Instruction::with2(Code::Shr_rm32_imm8, R11D, 1u32))?;
+            a.emit(Instruction::with2(Code::Cmp_rm64_r64, MemoryOperand::new(RAX, R11, 8, 0, 0, false, Register::None), RDX))?;
             bypass.push(a.jump(Code::Je_rel32_64)?);
-            a.emit(Instruction::with2(Code::Add_rm64_imm8, RAX, 8i32))?;
+            let right = a.jump(Code::Jl_rel32_64)?;
+            a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, R11D))?;
+            a.emit(Instruction::with_branch(Code::Jmp_rel32_64, top))?;
+            a.bind(&[right]);
+            a.emit(Instruction::with2(Code::Lea_r64_m, RAX, MemoryOperand::new(RAX, R11, 8, 8, 1, false, Register::None)))?;
+            a.emit(Instruction::with2(Code::Sub_r32_rm32, ECX, R11D))?;
             a.emit(Instruction::with2(Code::Sub_rm32_imm8, ECX, 1i32))?;
-            a.emit(Instruction::with_branch(Code::Jne_rel32_64, top))?;
+            a.emit(Instruction::with_branch(Code::Jmp_rel32_64, top))?;
+            a.bind(&[done]);
         }
     }
     a.rip(Code::Mov_r64_rm64, RAX, refs.masks_slot)?;

@@ -31,6 +31,16 @@ __attribute__((noinline)) void *via_ptr(size_t n) {
     return p;
 }
 
+/* pass-through tail call through a function pointer at -O2 (`jmp [rip+g_alloc]`) */
+__attribute__((noinline)) void *via_ptr_tail(size_t n) { return g_alloc(n + 1); }
+
+/* nine more pass-through calls through the pointer: xmalloc's trampoline looks them
+ * up in its descriptor's table (more than it compares inline) */
+#define PTW(k) \
+    __attribute__((noinline)) void *ptw##k(size_t n) { void *p = g_alloc(n); if (!p) abort(); return p; }
+PTW(0) PTW(1) PTW(2) PTW(3) PTW(4) PTW(5) PTW(6) PTW(7) PTW(8)
+static void *(*const ptws[])(size_t) = {ptw0, ptw1, ptw2, ptw3, ptw4, ptw5, ptw6, ptw7, ptw8};
+
 /* classified: the size is fixed here */
 __attribute__((noinline)) void *make_node(void) {
     void *p = xmalloc(48);
@@ -47,10 +57,12 @@ int main(int argc, char **argv) {
         char *b = wrap_tail(20 + i);
         char *c = via_ptr(30 + i);
         char *d = make_node();
+        char *t = via_ptr_tail(40 + i);
+        free(ptws[i % 9](50 + i));
         char *e = malloc(100 + i);               /* classified, marked */
         char *s = strdup(argc > 5 ? argv[1] : "a string to copy"); /* classified, marked */
         sum += (unsigned long)strlen(s) + (unsigned long)(a != b) + (unsigned long)(c != d) + (unsigned long)(e != 0);
-        free(a - 8); free(b); free(c); free(e);
+        free(a - 8); free(b); free(c); free(e); free(t);
         keep[k++] = d;
         keep[k++] = s;
     }
