@@ -65,7 +65,7 @@ pub(crate) fn collect(c: &Classifier, origin: ImportOrigin) -> (Vec<AllocCall>, 
                 continue;
             }
             let (pass_through, why) = match caller {
-                Some((spec, name)) if spec.kind != Some(Kind::Ctor) => rule(c, s, cs, &spec, name, &callee.spec, &callee.names),
+                Some((spec, name)) if spec.kind != Some(Kind::Ctor) => rule(c, f, s, cs, &spec, name, &callee.spec, &callee.names),
                 Some((_, name)) => (false, format!("{name} is a constructor")),
                 None => (false, format!("{} is not an allocation function", func.name)),
             };
@@ -115,8 +115,21 @@ fn via(c: &Classifier, cs: &CallSite) -> (CallVia, Option<u64>) {
 
 /// Pass-through or classified, and why, for a call from allocation function F
 /// (`fs`, `fname`) to allocation function G (`g`, `gname`).
-fn rule(c: &Classifier, s: &Summary, cs: &CallSite, fs: &Spec, fname: &str, g: &Spec, gname: &str) -> (bool, String) {
-    let derived = |v: &Val, p: Option<u8>| p.is_some_and(|p| v.params & (1 << p) != 0);
+#[allow(clippy::too_many_arguments)]
+fn rule(c: &Classifier, f: usize, s: &Summary, cs: &CallSite, fs: &Spec, fname: &str, g: &Spec, gname: &str) -> (bool, String) {
+    // From parameter p, or from the result of a call given p (a size class, SQLite's
+    // `xRoundup(n)` through a pointer): a transformation of p all the same.
+    let derived = |v: &Val, p: Option<u8>| {
+        p.is_some_and(|p| {
+            v.params & (1 << p) != 0
+                || (0..31).filter(|&k| v.calls & (1 << k) != 0).any(|k| {
+                    s.calls.get(k).is_some_and(|h| {
+                        let used = c.args_used(f, h);
+                        (0..6).any(|i| used & (1 << i) != 0 && h.args[i].params & (1 << p) != 0)
+                    })
+                })
+        })
+    };
     // realloc(p, 0) frees p (Lua's luaM_free_ through frealloc).
     let frees = g.kind == Some(Kind::Free)
         || (g.kind == Some(Kind::Realloc) && g.size.is_some_and(|k| arg(cs, k).as_const() == Some(0)));
@@ -132,8 +145,14 @@ fn rule(c: &Classifier, s: &Summary, cs: &CallSite, fs: &Spec, fname: &str, g: &
     let own_size = fs.size.or(fs.count);
     if let Some(k) = g.size {
         let v = expand_helpers(c.bin, c.sums, s, arg(cs, k));
+        let string = fs.src.filter(|_| own_size.is_none());
         return if derived(&v, own_size) {
-            (true, format!("{} → {gname} size", arg_name(own_size.unwrap_or(0))))
+            let p = own_size.unwrap_or(0);
+            let how = if v.params & (1 << p) != 0 { "" } else { " (through a call's result)" };
+            (true, format!("{}{how} → {gname} size", arg_name(p)))
+        } else if string.is_some() && crate::strlen::string_param(c.bin, c.sums, s, &v) == string {
+            // A strdup by hand: the length of F's own string.
+            (true, format!("strlen({}) → {gname} size", arg_name(string.unwrap_or(0))))
         } else {
             (false, format!("{gname} size from {}, not {fname}'s size{}", source(&v), role_pos(own_size)))
         };

@@ -125,6 +125,24 @@ impl<'a> Classifier<'a> {
         self.seeded.get(f).copied().flatten().is_some()
     }
 
+    /// Bit k: some function call site `cs` of function `f` may reach reads its
+    /// integer argument k (all six when the callee is unknown).
+    pub(crate) fn args_used(&self, f: usize, cs: &CallSite) -> u8 {
+        let funcs: Vec<usize> = match &cs.target {
+            Target::Local(a) => self.bin.by_addr.get(a).copied().into_iter().collect(),
+            Target::Import(_) | Target::PtrUnknown => Vec::new(),
+            t => {
+                let key = (t.clone(), caller_key(t, self.bin.funcs[f].addr));
+                let cands = self.cands.get(&key).map(|c| c.0.as_slice()).unwrap_or(&[]);
+                cands.iter().filter_map(|a| self.bin.by_addr.get(a).copied()).collect()
+            }
+        };
+        if funcs.is_empty() {
+            return 0x3f;
+        }
+        funcs.iter().fold(0, |m, &g| m | self.args_read(g))
+    }
+
     /// Forget the pointer-call agreements: classifications changed since.
     pub(crate) fn new_round(&self) {
         self.agreed.borrow_mut().clear();
@@ -463,6 +481,13 @@ impl<'a> Classifier<'a> {
             if let Some(p) = spec.src.and_then(|k| arg(cs, k).as_param_arith()) {
                 spec_out.src = Some(p);
                 ev.push(format!("{} → {} string", arg_name(p), callee.name));
+            }
+            // ... or by hand: `malloc(strlen(s) + 1)`.
+            if spec_out.src.is_none() && spec_out.size.is_none() && spec_out.count.is_none() {
+                if let Some(p) = size_v.and_then(|v| crate::strlen::string_param(self.bin, self.sums, s, &v)) {
+                    spec_out.src = Some(p);
+                    ev.push(format!("strlen({}) → {} size", arg_name(p), callee.name));
+                }
             }
             if spec.kind == Some(Kind::Realloc) {
                 if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {

@@ -903,3 +903,37 @@ fn testbins_analysed_call_sites() {
         check_program(&input, &rw, args, balanced);
     }
 }
+
+/// A program calling an unmodified library's allocation functions, rewritten with the
+/// library's summary (`--with`): each classified call goes to an import trampoline
+/// (call-site mode through the PLT, descriptor flag IMPORT), so the report puts the
+/// library's chunks at the program's calls, named after the library function.
+#[test]
+fn import_trampolines_for_a_dependency() {
+    let d = scratch("with");
+    let lib = compile(&d, "libown.so", &["-O2", "-g", "-shared", "-fPIC"], &["lib.c"]);
+    ok(Command::new("sh").arg("-c").arg(format!("cd {} && gcc -O2 -g -o user {}/rewriter/tests/c/libuser.c -L. -lown -Wl,-rpath,'$ORIGIN'", d.display(), root().display())));
+    let user = d.join("user");
+    let summary = d.join("libown.json");
+    ok(Command::new(allocsite()).arg("analyze").arg(&lib).args(["--format", "json", "-o"]).arg(&summary));
+    let out_dir = d.join("new");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::copy(&lib, out_dir.join("libown.so")).unwrap();
+    let out = out_dir.join("user");
+    let stdout = ok(Command::new(allocsite()).arg("rewrite").arg(&user).arg("-o").arg(&out).arg("--with").arg(&summary).arg("--runtime").arg(runtime()));
+    for f in ["lib_strdup", "lib_alloc"] {
+        assert!(stdout.lines().any(|l| l.starts_with(&format!("hooked import {f} at ")) && l.contains("1 classified call site(s)")), "{stdout}");
+    }
+    let rw = Rewrite { out, stdout };
+    let traces = check_program(&user, &rw, &[&[]], true);
+    let ev = events(&traces[0]);
+    assert_eq!(ev.iter().filter(|e| e.0 == "enter" && e.1 == "lib_strdup" && e.2 == "user").count(), 20, "{}", traces[0]);
+    assert_eq!(ev.iter().filter(|e| e.0 == "enter" && e.1 == "lib_alloc" && e.2 == "user").count(), 1, "{}", traces[0]);
+    let report = out_dir.join("r.json");
+    run_traced(&rw.out, &[], None, Some(&report));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let row = |alloc: &str| r["sites"].as_array().unwrap().iter().find(|s| s["allocator"] == alloc).cloned().unwrap_or_else(|| panic!("no {alloc} site: {r}"));
+    let (s, a) = (row("lib_strdup"), row("lib_alloc"));
+    assert!(s["symbol"].as_str().unwrap().starts_with("main+") && s["calls"] == 20 && s["line"].as_str().unwrap().starts_with("libuser.c:"), "{s}");
+    assert!(a["symbol"].as_str().unwrap().starts_with("main+") && a["calls"] == 1 && a["bytes"] == 100, "{a}");
+}

@@ -83,7 +83,10 @@ typedef struct allocsite_chunk {
                                site: the innermost hooked function's name (e.g.
                                "xmalloc"), else the C/C++ allocator ("malloc",
                                "calloc", "operator new", ...) */
-    const char *outermost_allocator; /* the function called at the outermost site */
+    const char *outermost_allocator; /* the function called at the outermost site (added
+                               with hook ABI v3: a program compiled against an older
+                               allocsite.h passes allocsite_lookup a struct without it
+                               and must be recompiled) */
 } allocsite_chunk_t;
 
 /* Look up any pointer into a live indexed chunk (interior pointers too).

@@ -10,7 +10,7 @@
 //! and call the C-ABI functions `__allocsite_enter` / `__allocsite_exit` (also usable
 //! by hand-written trampolines).
 use crate::tls::{drop_stale, hot, Hot, DEPTH};
-use crate::abi::{FnDesc, KIND_ALLOC, KIND_FREE, KIND_REALLOC, KIND_SUBALLOC};
+use crate::abi::{FnDesc, KIND_ALLOC, KIND_CTOR, KIND_FREE, KIND_REALLOC, KIND_SUBALLOC};
 use crate::trace;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -39,7 +39,7 @@ extern "C" {
 /// Recompute the slow-path masks from the runtime's state (after any change to
 /// tracing, `RECORD_KINDS` or `SUB_USED`).
 pub fn update_masks() {
-    let all = if trace::on() { 0x1f } else { 0 };
+    let all = if trace::on() { (1 << (KIND_CTOR + 1)) - 1 } else { 0 };
     let record = RECORD_KINDS.load(Ordering::Relaxed);
     // kinds whose results the exit records also need the size argument at entry
     let sub = if crate::index::SUB_USED.load(Ordering::Relaxed) { (1 << KIND_FREE) | (1 << KIND_REALLOC) } else { 0 };
@@ -303,15 +303,22 @@ unsafe fn exit_slow(f: *const FnDesc, ret: u64, site: usize, size: u64, outer: u
     if (RECORD_KINDS.load(Ordering::Relaxed) >> ((*f).kind & 7)) & 1 != 0 && ret != 0 && site != 0 && !inner_done {
         let code = if (*f).kind == KIND_SUBALLOC { crate::sites::A_SUB } else { crate::sites::A_HOOKED };
         let h = hot();
-        sub_record(h, ret as usize, size, site, outer, f, code);
+        // the function called at the site: this one, unless its entry repeats an
+        // enclosing call's site and function (a pass-through call)
+        let mut called = f;
+        if depth >= 1 && depth as usize <= DEPTH {
+            let e = (*h).entries[depth as usize - 1].fn_;
+            if !e.is_null() && e as usize & 1 == 0 {
+                called = e;
+            }
+        }
+        sub_record(h, ret as usize, size, site, outer, called, code);
         // tell an enclosing hooked call returning the same pointer that it is indexed
         if depth >= 2 && (depth as usize - 1) <= DEPTH {
             (*h).entries[depth as usize - 2].fn_ = (ret as usize | 1) as *const FnDesc;
         }
     }
 }
-
-
 
 /// Index a piece returned by a hooked suballocator (the SUB index: pieces may lie
 /// inside a glibc chunk, e.g. a pool's block).

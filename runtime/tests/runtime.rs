@@ -544,12 +544,13 @@ fn pass_through_call_repeats_the_enclosing_entry() {
     let v = view(rep, "sites", "pt_caller+");
     let mut allocs: Vec<&str> = v.iter().map(|s| s.1).collect();
     allocs.sort();
-    assert_eq!(allocs, ["inner_alloc", "wrap_alloc"], "{v:?}");
-    // the pass-through entry pairs with its exit: enter/exit balanced, depth 2 inside
+    assert_eq!(allocs, ["inner_alloc", "wrap_alloc", "wrap_sub"], "{v:?}");
+    assert!(view(rep, "sites", "wrap_sub_body").is_empty(), "{rep}");
+    // the pass-through entries pair with their exits: enter/exit balanced, depth 2 inside
     let trace = std::fs::read_to_string(dir.join("trace.txt")).unwrap();
     let enters = trace.lines().filter(|l| l.starts_with("enter ")).count();
     let exits = trace.lines().filter(|l| l.starts_with("exit  ")).count();
-    assert_eq!((enters, exits), (3, 3), "{trace}");
+    assert_eq!((enters, exits), (5, 5), "{trace}");
     let inner = trace.lines().find(|l| l.starts_with("enter") && l.contains("fn=inner_alloc") && l.contains(" depth=2")).expect("nested enter");
     assert!(inner.contains(" size=48"), "{inner}");
 }

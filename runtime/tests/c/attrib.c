@@ -38,11 +38,15 @@ DESC(d_make_obj, "make_obj", ALLOCSITE_ALLOC, 0, -1, -1, 1)
 DESC(d_new_table, "new_table", ALLOCSITE_CTOR, -1, -1, -1, 0)
 DESC(d_wrap_alloc, "wrap_alloc", ALLOCSITE_ALLOC, 0, -1, -1, 1)
 DESC(d_inner_alloc, "inner_alloc", ALLOCSITE_ALLOC, 0, -1, -1, 1)
+DESC(d_wrap_sub, "wrap_sub", ALLOCSITE_SUBALLOC, 0, -1, -1, 1)
+DESC(d_bump, "bump", ALLOCSITE_SUBALLOC, 0, -1, -1, 1)
 void *xmalloc(size_t n);
 void *make_obj(size_t n);
 void *new_table(void);
 void *wrap_alloc(size_t n);
 void *inner_alloc(size_t n);
+void *wrap_sub(size_t n);
+void *bump(size_t n);
 
 __attribute__((used)) void *xmalloc_body(size_t n) { return malloc(n); }
 
@@ -77,18 +81,44 @@ __asm__(".intel_syntax noprefix\n.text\n"
         ".globl not_pt_lo\nnot_pt_lo: nop\n.globl not_pt_hi\nnot_pt_hi: nop\n"
         ".size wrap_alloc_body, .-wrap_alloc_body\n.att_syntax\n");
 
+/* the same with suballocators, whose pieces the runtime records at their exit: wrap_sub
+ * forwards its size to bump through a pointer (pass-through, return address
+ * wrap_sub_pt_ret); the piece belongs to the caller's call of wrap_sub */
+static char arena[4096];
+static size_t arena_used;
+__attribute__((used)) void *bump_body(size_t n) {
+    void *p = arena + arena_used;
+    arena_used += (n + 15) & ~(size_t)15;
+    return p;
+}
+void *(*volatile bump_fp)(size_t) = bump;
+extern char wrap_sub_pt_ret[];
+__asm__(".intel_syntax noprefix\n.text\n"
+        ".globl wrap_sub_body\n.type wrap_sub_body,@function\nwrap_sub_body:\n"
+        "  sub rsp, 8\n"
+        "  call [rip+bump_fp]\n"
+        ".globl wrap_sub_pt_ret\nwrap_sub_pt_ret:\n"
+        "  add rsp, 8\n  ret\n"
+        ".size wrap_sub_body, .-wrap_sub_body\n.att_syntax\n");
+
 TRAMP(xmalloc, d_xmalloc, xmalloc_body)
+TRAMP(wrap_sub, d_wrap_sub, wrap_sub_body)
+TRAMP(bump, d_bump, bump_body)
 TRAMP(make_obj, d_make_obj, make_obj_body)
 TRAMP(new_table, d_new_table, new_table_body)
 TRAMP(wrap_alloc, d_wrap_alloc, wrap_alloc_body)
 TRAMP(inner_alloc, d_inner_alloc, inner_alloc_body)
 
-static int64_t pt_table[3];
+static int64_t pt_table[3], bump_pt_table[1];
 static int cmp64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
 }
 static void init(void) {
+    DESC_INIT(d_wrap_sub); DESC_INIT(d_bump);
+    bump_pt_table[0] = (int64_t)((uintptr_t)wrap_sub_pt_ret - (uintptr_t)&d_bump);
+    d_bump.pt_count = 1;
+    d_bump.pt_rel = (int64_t)((uintptr_t)bump_pt_table - (uintptr_t)&d_bump);
     DESC_INIT(d_xmalloc); DESC_INIT(d_make_obj); DESC_INIT(d_new_table); DESC_INIT(d_wrap_alloc); DESC_INIT(d_inner_alloc);
     /* inner_alloc's pass-through return addresses: wrap_pt_ret among two others */
     uintptr_t d = (uintptr_t)&d_inner_alloc;
@@ -152,8 +182,11 @@ NOINLINE static int pt_caller(void) {
     c = look(p);
     CHECK(sym_starts(c.site, "pt_caller+") && strcmp(c.allocator, "inner_alloc") == 0);
     keep[4] = p;
-    /* the same call under a pass-through site but with nothing active below would push
-     * an ordinary entry: not reachable from C, covered by the trace of pt mode */
+    /* a suballocator's piece through a pass-through call: this call of wrap_sub */
+    void *piece = wrap_sub(100);
+    c = look(piece);
+    CHECK(sym_starts(c.site, "pt_caller+") && strcmp(c.allocator, "wrap_sub") == 0);
+    CHECK(c.site == c.outermost && strcmp(c.outermost_allocator, "wrap_sub") == 0);
     puts("pt ok");
     return 0;
 }
