@@ -29,6 +29,8 @@ pub struct Classifier<'a> {
     deps: HashMap<String, Spec>,
     /// Candidate lists per distinct (pointer target, caller), computed once.
     cands: HashMap<(Target, u64), (Vec<u64>, bool)>,
+    /// Pure helpers, for sizes computed by them.
+    pub(crate) helpers: crate::helpers::Helpers,
     /// Per round: the allocator all candidates of a target agree on.
     agreed: RefCell<HashMap<(Target, u64), Option<(Spec, String)>>>,
     /// Functions classified by name, not by their code: Some(true) when named by
@@ -84,6 +86,7 @@ impl<'a> Classifier<'a> {
                 }
             }
         }
+        let helpers = crate::helpers::Helpers::build(bin, sums, &cands);
         Classifier {
             bin,
             params,
@@ -91,6 +94,7 @@ impl<'a> Classifier<'a> {
             user,
             deps: HashMap::new(),
             cands,
+            helpers,
             agreed: RefCell::new(HashMap::new()),
             result_read: results_read(bin, sums),
             args_read: RefCell::new(HashMap::new()),
@@ -469,8 +473,8 @@ impl<'a> Classifier<'a> {
             if spec.kind == Some(Kind::Suballoc) {
                 spec_out.kind = Some(Kind::Suballoc);
             }
-            let size_v = spec.size.map(|k| expand_helpers(self.bin, self.sums, s, arg(cs, k)));
-            let count_v = spec.count.map(|k| expand_helpers(self.bin, self.sums, s, arg(cs, k)));
+            let size_v = spec.size.map(|k| expand_helpers(self, s, arg(cs, k)));
+            let count_v = spec.count.map(|k| expand_helpers(self, s, arg(cs, k)));
             (spec_out.count, spec_out.size) = call_roles(count_v, size_v);
             if let Some(p) = spec_out.count {
                 ev.push(format!("{} → {} count", arg_name(p), callee.name));
@@ -755,30 +759,10 @@ fn count_size(v: Val) -> (Option<u8>, Option<u8>) {
     }
 }
 
-/// A value with the results of pure helper calls (`round_class(n)`, whose return
-/// derives only from its own parameters) replaced by the arguments they came from.
-pub(crate) fn expand_helpers(bin: &Binary, sums: &[Summary], s: &Summary, mut v: Val) -> Val {
-    for (c, cs) in s.calls.iter().enumerate().take(31) {
-        if v.calls & bit(c) == 0 {
-            continue;
-        }
-        let Target::Local(a) = cs.target else { continue };
-        let Some(&g) = bin.by_addr.get(&a) else { continue };
-        let gs = &sums[g];
-        let pure = !gs.rets.is_empty()
-            && gs.rets.iter().all(|r| r.calls == 0 && r.outcalls == 0 && r.lparams == 0 && !r.has(crate::flow::value::TOP | crate::flow::value::LOAD | crate::flow::value::GLOAD));
-        if !pure {
-            continue;
-        }
-        let mask = gs.rets.iter().fold(0u8, |m, r| m | r.params);
-        for k in 0..6 {
-            if mask & (1 << k) != 0 {
-                v.params |= cs.args[k].params;
-            }
-        }
-        v.kinds |= crate::flow::value::ARITH;
-    }
-    v
+/// A value with the results of pure helper calls (`round_class(n)`, `xRoundup(n)`
+/// through a pointer) replaced by the arguments they came from (`helpers.rs`).
+pub(crate) fn expand_helpers(c: &Classifier, s: &Summary, v: Val) -> Val {
+    c.helpers.expand(c.bin, s, v)
 }
 
 fn roles(s: &Spec) -> usize {

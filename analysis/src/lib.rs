@@ -6,6 +6,7 @@
 pub mod classification;
 mod calls;
 mod classify;
+mod helpers;
 mod ctor;
 pub mod deps;
 pub mod descriptor;
