@@ -22,12 +22,14 @@ pub mod attribution;
 pub mod trace;
 // - hooks, interpose, protect: the hook entry points, the interposed allocators
 pub mod hooks;
+pub mod check;
 pub mod interpose;
 pub mod protect;
 // - elf, dwarf, symbolize, report, api: reports and the query API (may allocate)
 pub mod elf;
 pub mod dwarf;
 pub mod symbolize;
+pub mod findings;
 pub mod report;
 pub mod api;
 
@@ -82,6 +84,9 @@ extern "C" fn at_fork_child() {
 }
 
 extern "C" fn at_exit() {
+    if check::on() {
+        tls::guarded(tls::GUARD_INTERNAL, check::chunk::at_exit);
+    }
     // (the report folds in this thread's and every other live thread's pending batches)
     if let Some(p) = report::path() {
         if let Err(e) = report::write(p, "exit") {
@@ -113,6 +118,36 @@ fn parse_bytes(s: &[u8]) -> Option<u64> {
     v.checked_mul(mul)
 }
 
+/// A finding's block on stderr; before an abort, the report (atexit will not run).
+fn on_finding(f: &check::finding::Finding, abort: bool) {
+    findings::print(f);
+    if abort {
+        if let Some(p) = report::path() {
+            let _ = report::write(p, "finding");
+        }
+    }
+}
+
+/// Heap checks: `ALLOCSITE_CHECK`, else the options `rewrite --check` baked in.
+fn init_checks() {
+    let baked = check::baked::find();
+    let Some(opts) = sys::env(c"ALLOCSITE_CHECK").or(baked) else { return };
+    match check::options::parse(opts) {
+        Ok(p) => {
+            check::finding::SINK.store(on_finding as *const () as usize, Ordering::Relaxed);
+            if p.flags != 0 {
+                check::chunk::note_unchecked_chunks();
+            }
+            check::options::set(&p);
+        }
+        Err(bad) => {
+            let mut b = sys::Buf::<256>::new();
+            b.s(b"allocsite: ignoring ALLOCSITE_CHECK: unknown option ").s(&bad[..bad.len().min(64)]).s(b"\n");
+            sys::write_all(2, b.bytes());
+        }
+    }
+}
+
 extern "C" fn init() {
     // the index's static tables count as metadata from the start
     arena::META_BYTES.fetch_add(index::STATIC_BYTES + chunkmap::STATIC_BYTES, Ordering::Relaxed);
@@ -124,10 +159,10 @@ extern "C" fn init() {
             None => sys::write_all(2, b"allocsite: ignoring malformed ALLOCSITE_MAX_META\n"),
         }
     }
-    if let Some(p) = sys::env(c"ALLOCSITE_REPORT") {
-        if report::set_path(p) {
-            unsafe { libc::atexit(at_exit) };
-        }
+    let reporting = sys::env(c"ALLOCSITE_REPORT").is_some_and(report::set_path);
+    init_checks();
+    if reporting || check::on() {
+        unsafe { libc::atexit(at_exit) };
     }
     trace::init();
     hooks::update_masks();
