@@ -1,0 +1,189 @@
+//! Heap checks (issue 12): each testbins/check_*.c bug, rewritten and run under
+//! `ALLOCSITE_CHECK`, gives exactly its finding with the allocation and free sites'
+//! lines (from the markers in the source), and valgrind memcheck sees the same bug with
+//! the same allocation line.
+mod support;
+
+use serde_json::Value;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::{root, testbins_out};
+
+const ALL: &str = "poison,canary,double-free,quarantine";
+
+fn allocsite() -> &'static str {
+    env!("CARGO_BIN_EXE_allocsite")
+}
+
+/// The 1-based line of the source that holds `marker`.
+fn line_of(src: &str, marker: &str) -> usize {
+    let text = std::fs::read_to_string(root().join("testbins").join(src)).unwrap();
+    text.lines().position(|l| l.contains(marker)).unwrap_or_else(|| panic!("{src} has no {marker}")) + 1
+}
+
+fn rewritten(prog: &str, dir: &Path) -> PathBuf {
+    let out = dir.join(prog);
+    let o = Command::new(allocsite()).arg("rewrite").arg(testbins_out().join(format!("{prog}.O2"))).arg("-o").arg(&out).output().unwrap();
+    assert!(o.status.success(), "rewrite {prog}: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = root().join("target/check-tests").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run with checks `opts` and a report; (output, report's findings).
+fn run(exe: &Path, args: &[&str], opts: &str) -> (Output, Vec<Value>) {
+    let rep = exe.with_extension("json");
+    let _ = std::fs::remove_file(&rep);
+    let o = Command::new(exe).args(args).env("ALLOCSITE_CHECK", opts).env("ALLOCSITE_REPORT", &rep).output().unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&rep).unwrap_or_else(|_| panic!("{exe:?} {args:?}: no report; stderr {}", String::from_utf8_lossy(&o.stderr)))).unwrap();
+    (o, v["findings"].as_array().unwrap().clone())
+}
+
+fn line(site: &Value) -> String {
+    site["line"].as_str().unwrap_or("").rsplit('/').next().unwrap().to_string()
+}
+
+/// The finding's (innermost, outermost) lines of `what` ("allocated", "last_free", "this_free").
+fn lines(f: &Value, what: &str) -> (String, String) {
+    (line(&f[what]["innermost"]), line(&f[what]["outermost"]))
+}
+
+fn valgrind(exe: &Path, args: &[&str], extra: &[&str]) -> String {
+    let o = Command::new("valgrind").args(["-q", "--error-exitcode=99"]).args(extra).arg(exe).args(args).output().expect("valgrind");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// memcheck's message `what` is followed (in the same error) by a block allocated at `at`.
+fn vg_says(vg: &str, what: &str, at: &str) -> bool {
+    vg.split("\n==").collect::<Vec<_>>().join("\n").split(what).skip(1).any(|rest| {
+        let err = rest.split("\n\n").next().unwrap_or("");
+        err.contains("alloc'd") && err.split("alloc'd").nth(1).is_some_and(|a| a.contains(at))
+    })
+}
+
+#[test]
+fn off_by_one_strcpy_is_an_overflow_at_free() {
+    let d = tmp("obo");
+    let exe = rewritten("check_obo", &d);
+    let (o, fs) = run(&exe, &[], ALL);
+    assert_eq!(o.status.signal(), Some(6), "fail=abort raises SIGABRT: {o:?}");
+    assert_eq!(fs.len(), 1, "{fs:#?}");
+    let f = &fs[0];
+    let a = format!("check_obo.c:{}", line_of("check_obo.c", "/* alloc site */"));
+    assert_eq!(f["kind"], "overflow");
+    assert_eq!(f["size"], 12);
+    assert_eq!(f["offset"], 12);
+    assert_eq!(f["found"].as_str().unwrap()[..2], *"00", "the NUL strcpy wrote: {f}");
+    assert_eq!(lines(f, "allocated"), (a.clone(), format!("check_obo.c:{}", line_of("check_obo.c", "char *p = copy("))));
+    let free_at = format!("check_obo.c:{}", line_of("check_obo.c", "/* free site */"));
+    assert_eq!(lines(f, "this_free").0, free_at);
+    assert!(line(&f["stack"][0]) == free_at, "stack starts at the free: {f}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("heap check: overflow") && err.contains(&a), "{err}");
+    // warn: reported, the program goes on
+    let (o, fs) = run(&exe, &[], &format!("{ALL},fail=warn"));
+    assert!(o.status.success() && fs.len() == 1);
+    // memcheck: an invalid write of 1 byte into the block from the same line
+    let vg = valgrind(&testbins_out().join("check_obo.O2"), &[], &[]);
+    assert!(vg_says(&vg, "Invalid write of size", &a), "{vg}");
+}
+
+#[test]
+fn write_after_free_found_leaving_quarantine() {
+    let d = tmp("uaf");
+    let exe = rewritten("check_uaf", &d);
+    let (o, fs) = run(&exe, &[], ALL);
+    assert_eq!(o.status.signal(), Some(6));
+    assert_eq!(fs.len(), 1, "{fs:#?}");
+    let f = &fs[0];
+    let a = format!("check_uaf.c:{}", line_of("check_uaf.c", "/* alloc site */"));
+    assert_eq!(f["kind"], "write-after-free");
+    assert_eq!(f["offset"], 0);
+    assert_eq!(f["found"].as_str().unwrap()[..8], *"ffffffff", "{f}");
+    assert_eq!(lines(f, "allocated").0, a);
+    assert_eq!(lines(f, "last_free").0, format!("check_uaf.c:{}", line_of("check_uaf.c", "/* free site */")));
+    // without quarantine, nothing is kept to check
+    let (o, fs) = run(&exe, &[], "poison,canary,double-free");
+    assert!(o.status.success() && fs.is_empty(), "{fs:#?}");
+    let vg = valgrind(&testbins_out().join("check_uaf.O2"), &[], &[]);
+    assert!(vg_says(&vg, "Invalid write of size 4", &a), "{vg}");
+}
+
+#[test]
+fn bad_frees_through_a_wrapper_interior_and_stack() {
+    let d = tmp("dfree");
+    let exe = rewritten("check_dfree", &d);
+    let src = "check_dfree.c";
+    let a = format!("{src}:{}", line_of(src, "/* alloc site */"));
+    let wrapper_free = format!("{src}:{}", line_of(src, "/* free site */"));
+    let drop_call = format!("{src}:{}", line_of(src, "same site */"));
+    for (mode, kind) in [("double", "double-free"), ("twice", "wrong-free-already-freed"), ("interior", "wrong-free-interior"), ("stack", "wrong-free-not-heap")] {
+        let (o, fs) = run(&exe, &[mode], ALL);
+        assert_eq!(o.status.signal(), Some(6), "{mode}");
+        assert_eq!(fs.len(), 1, "{mode}: {fs:#?}");
+        let f = &fs[0];
+        assert_eq!(f["kind"], kind, "{mode}: {f}");
+        match mode {
+            "double" => {
+                // drop() is a free wrapper: its call in main is the free site, both times
+                assert_eq!(lines(f, "allocated").0, a);
+                assert_eq!(f["allocated"]["allocator"], "xmalloc");
+                assert_eq!(lines(f, "last_free").0, drop_call);
+                assert_eq!(lines(f, "this_free").0, drop_call);
+                assert_eq!(f["this_free"]["allocator"], "drop");
+                assert_eq!(f["size"], 48);
+            }
+            "twice" => {
+                assert_eq!(lines(f, "allocated").0, a);
+                assert_ne!(lines(f, "last_free").0, lines(f, "this_free").0);
+                assert_eq!(f["this_free"]["allocator"], "xfree");
+            }
+            "interior" => {
+                assert_eq!(lines(f, "allocated").0, a);
+                assert_eq!(f["offset"], 16);
+                assert_eq!(lines(f, "this_free").0, format!("{src}:{}", line_of(src, "interior pointer */")));
+            }
+            _ => {
+                assert!(f["allocated"].is_null());
+                assert_eq!(lines(f, "this_free").0, format!("{src}:{}", line_of(src, "stack address */")));
+            }
+        }
+        let vg = valgrind(&testbins_out().join("check_dfree.O2"), &[mode], &[]);
+        assert!(vg.contains("Invalid free()"), "{mode}: {vg}");
+        if mode != "stack" {
+            assert!(vg_says(&vg, "Invalid free()", &a), "{mode}: {vg}");
+        }
+        let _ = wrapper_free.len();
+    }
+}
+
+#[test]
+fn poisoning_shows_an_uninitialised_read() {
+    let d = tmp("uninit");
+    let exe = rewritten("check_uninit", &d);
+    let (o, fs) = run(&exe, &["x"], "poison");
+    assert!(o.status.success() && fs.is_empty());
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "counts[0] = a5a5a5a5");
+    let (o, _) = run(&exe, &["x"], "poison=0x3c");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "counts[0] = 3c3c3c3c");
+    let a = format!("check_uninit.c:{}", line_of("check_uninit.c", "/* alloc site */"));
+    let vg = valgrind(&testbins_out().join("check_uninit.O2"), &["x"], &["--track-origins=yes"]);
+    assert!(vg.contains("uninitialised value") && vg.split("created by a heap allocation").nth(1).is_some_and(|r| r.contains(&a)), "{vg}");
+}
+
+#[test]
+fn no_checks_no_findings_and_bad_options_ignored() {
+    let d = tmp("none");
+    let exe = rewritten("check_obo", &d);
+    let o = Command::new(&exe).output().unwrap();
+    assert!(o.status.success());
+    let o = Command::new(&exe).env("ALLOCSITE_CHECK", "poison,bogus").output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown option bogus"));
+}
