@@ -187,3 +187,47 @@ fn no_checks_no_findings_and_bad_options_ignored() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown option bogus"));
 }
+
+// ------------------------------------------------------------------ real programs
+
+/// `build/realworld` (or `$ALLOCSITE_REALWORLD_DIR`) with NAME built on first use.
+fn realworld(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ALLOCSITE_REALWORLD_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("build/realworld"));
+    let st = Command::new(root().join("testbins/realworld/build")).arg(name).env("ALLOCSITE_REALWORLD_DIR", &dir).status().unwrap();
+    assert!(st.success(), "testbins/realworld/build {name}");
+    dir
+}
+
+/// The program's workload: the rewritten binary under every check gives the original's
+/// output byte for byte, and no finding (fail=abort would end it; stderr says none).
+fn clean_under_checks(name: &str) {
+    let rw = realworld(name);
+    let d = tmp(&format!("rw-{name}"));
+    let exe = d.join(name);
+    let o = Command::new(allocsite()).arg("rewrite").arg(rw.join("bin").join(name)).arg("-o").arg(&exe).output().unwrap();
+    assert!(o.status.success(), "rewrite {name}: {}", String::from_utf8_lossy(&o.stderr));
+    let wl = root().join("testbins/realworld/workloads").join(format!("{name}.sh"));
+    let orig = Command::new("bash").arg(&wl).arg(rw.join("bin").join(name)).output().unwrap();
+    assert!(orig.status.success());
+    let chk = Command::new("bash").arg(&wl).arg(&exe).env("ALLOCSITE_CHECK", ALL).output().unwrap();
+    let err = String::from_utf8_lossy(&chk.stderr);
+    assert!(chk.status.success() && !err.contains("heap check"), "{name} under {ALL}: {err}");
+    assert!(orig.stdout == chk.stdout, "{name}: output differs under {ALL}");
+}
+
+#[test]
+fn lua_clean_under_all_checks() {
+    clean_under_checks("lua");
+}
+#[test]
+fn sqlite3_clean_under_all_checks() {
+    clean_under_checks("sqlite3");
+}
+#[test]
+fn zstd_clean_under_all_checks() {
+    clean_under_checks("zstd");
+}
+#[test]
+fn bzip2_clean_under_all_checks() {
+    clean_under_checks("bzip2");
+}

@@ -137,6 +137,10 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
         let q = __libc_realloc(p, req(n));
         if !q.is_null() {
             record(q, n, code, ra, sp, mark);
+            if check::on() {
+                // (realloc(NULL, n) makes a new chunk like malloc)
+                checked::fresh(q as usize, n, false);
+            }
         }
         return q;
     }

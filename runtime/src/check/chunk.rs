@@ -7,6 +7,7 @@ use super::{freed, maps, pattern, quarantine};
 use crate::chunkmap::{self, TRAILER};
 use crate::index::Chunk;
 use crate::sys::Spin;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 extern "C" {
     fn __libc_free(p: *mut core::ffi::c_void);
@@ -17,7 +18,7 @@ extern "C" {
 const PRE: usize = 1024;
 static PRE_LOCK: Spin = Spin::new();
 static mut PRE_BASES: [usize; PRE] = [0; PRE];
-static mut PRE_LEN: usize = 0;
+static PRE_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Remember the chunks live now as made without checks (at start-up, before `set`).
 pub fn note_unchecked_chunks() {
@@ -30,19 +31,23 @@ pub fn note_unchecked_chunks() {
         }
         false
     });
-    unsafe { PRE_LEN = n };
+    PRE_LEN.store(n, Ordering::Relaxed);
     PRE_LOCK.unlock();
 }
 
 /// Whether the chunk at `base` was made before the checks (and forget it: it is freed).
 fn unchecked(base: usize, forget: bool) -> bool {
+    // (usually empty soon: libc's start-up chunks are few and mostly freed early)
+    if PRE_LEN.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
     PRE_LOCK.lock();
     let bases = unsafe { &mut *core::ptr::addr_of_mut!(PRE_BASES) };
-    let len = unsafe { &mut *core::ptr::addr_of_mut!(PRE_LEN) };
-    let i = bases[..*len].iter().position(|&b| b == base);
+    let len = PRE_LEN.load(Ordering::Relaxed);
+    let i = bases[..len].iter().position(|&b| b == base);
     if let (Some(i), true) = (i, forget) {
-        bases[i] = bases[*len - 1];
-        *len -= 1;
+        bases[i] = bases[len - 1];
+        PRE_LEN.store(len - 1, Ordering::Relaxed);
     }
     PRE_LOCK.unlock();
     i.is_some()

@@ -33,14 +33,25 @@ pub unsafe fn first_not(p: usize, n: usize, b: u8) -> Option<usize> {
 
 /// Write the canary over [p+from, p+to).
 pub unsafe fn put_canary(p: usize, from: usize, to: usize) {
-    for i in from..to {
-        *((p + i) as *mut u8) = CANARY[(i - from) & 3];
+    let w = u32::from_ne_bytes(CANARY);
+    let mut i = from;
+    while i + 4 <= to {
+        ((p + i) as *mut u32).write_unaligned(w);
+        i += 4;
+    }
+    for j in i..to {
+        *((p + j) as *mut u8) = CANARY[(j - from) & 3];
     }
 }
 
 /// Offset (from p) of the first damaged canary byte in [p+from, p+to).
 pub unsafe fn check_canary(p: usize, from: usize, to: usize) -> Option<usize> {
-    (from..to).find(|&i| *((p + i) as *const u8) != CANARY[(i - from) & 3])
+    let w = u32::from_ne_bytes(CANARY);
+    let mut i = from;
+    while i + 4 <= to && ((p + i) as *const u32).read_unaligned() == w {
+        i += 4;
+    }
+    (i..to).find(|&j| *((p + j) as *const u8) != CANARY[(j - from) & 3])
 }
 
 /// Up to 16 bytes at p+off (what a finding shows), clipped to `end`.

@@ -19,17 +19,42 @@ pub struct Entry {
     pub free_id: u32,
 }
 
-/// Ring capacity: address space reserved once, touched as it fills.
-const CAP: usize = 1 << 21;
+/// Most chunks the quarantine holds (the ring doubles up to this).
+const MAX: usize = 1 << 24;
 
 struct Ring {
     buf: *mut Entry,
+    cap: usize,
     head: usize,
     len: usize,
     bytes: u64,
 }
 static LOCK: Spin = Spin::new();
-static mut RING: Ring = Ring { buf: core::ptr::null_mut(), head: 0, len: 0, bytes: 0 };
+static mut RING: Ring = Ring { buf: core::ptr::null_mut(), cap: 0, head: 0, len: 0, bytes: 0 };
+
+/// Double the ring (entries move to the front in FIFO order); false when it cannot.
+unsafe fn grow(r: &mut Ring) -> bool {
+    let cap = if r.cap == 0 { 4096 } else { r.cap * 2 };
+    if cap > MAX {
+        return false;
+    }
+    let sz = core::mem::size_of::<Entry>();
+    let m = libc::mmap(core::ptr::null_mut(), cap * sz, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+    if m == libc::MAP_FAILED {
+        return false;
+    }
+    let nb: *mut Entry = m.cast();
+    for i in 0..r.len {
+        *nb.add(i) = *r.buf.add((r.head + i) % r.cap);
+    }
+    if !r.buf.is_null() {
+        libc::munmap(r.buf.cast(), r.cap * sz);
+    }
+    r.buf = nb;
+    r.cap = cap;
+    r.head = 0;
+    true
+}
 
 fn ring() -> &'static mut Ring {
     unsafe { &mut *core::ptr::addr_of_mut!(RING) }
@@ -58,7 +83,7 @@ fn pop(r: &mut Ring) -> Option<Entry> {
         return None;
     }
     let e = unsafe { *r.buf.add(r.head) };
-    r.head = (r.head + 1) % CAP;
+    r.head = (r.head + 1) % r.cap;
     r.len -= 1;
     r.bytes -= e.usable as u64;
     Some(e)
@@ -69,32 +94,21 @@ fn pop(r: &mut Ring) -> Option<Entry> {
 pub unsafe fn push(e: Entry) {
     let budget = super::options::QUARANTINE_BYTES.load(Ordering::Relaxed);
     LOCK.lock();
-    let r = ring();
-    if r.buf.is_null() {
-        let m = libc::mmap(
-            core::ptr::null_mut(),
-            CAP * core::mem::size_of::<Entry>(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        );
-        if m == libc::MAP_FAILED {
-            LOCK.unlock();
-            return leave(e, true);
+    loop {
+        let r = ring();
+        if r.len < r.cap || grow(r) {
+            break;
         }
-        r.buf = m.cast();
-    }
-    if r.len == CAP {
         let old = pop(r);
         LOCK.unlock();
-        if let Some(o) = old {
-            leave(o, true);
+        match old {
+            Some(o) => leave(o, true),
+            None => return leave(e, true), // (no ring at all)
         }
         LOCK.lock();
     }
     let r = ring();
-    *r.buf.add((r.head + r.len) % CAP) = e;
+    *r.buf.add((r.head + r.len) % r.cap) = e;
     r.len += 1;
     r.bytes += e.usable as u64;
     loop {
@@ -117,7 +131,7 @@ pub fn find(p: usize) -> Option<Entry> {
     let r = ring();
     let mut found = None;
     for i in 0..r.len {
-        let e = unsafe { *r.buf.add((r.head + i) % CAP) };
+        let e = unsafe { *r.buf.add((r.head + i) % r.cap) };
         if e.base == p {
             found = Some(e);
         }
@@ -132,7 +146,7 @@ pub fn check_all() {
     let r = ring();
     let mut v = Vec::with_capacity(r.len);
     for i in 0..r.len {
-        v.push(unsafe { *r.buf.add((r.head + i) % CAP) });
+        v.push(unsafe { *r.buf.add((r.head + i) % r.cap) });
     }
     LOCK.unlock();
     for e in v {
