@@ -74,6 +74,9 @@ enum Cmd {
         /// Also hook constructors: they then count for the outermost site.
         #[arg(long)]
         ctors: bool,
+        /// Bake heap checks into OUT, e.g. "poison,canary,double-free,quarantine" (ALLOCSITE_CHECK overrides).
+        #[arg(long, value_name = "OPTS")]
+        check: Option<String>,
         /// Print a summary (counts, sizes, time) to standard error.
         #[arg(short, long)]
         verbose: bool,
@@ -105,7 +108,7 @@ fn main() -> ExitCode {
                 Format::Liballocs => "liballocs",
             }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), &with)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, verbose } => {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, check, verbose } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
                 runtime,
                 verbose,
                 ctors,
+                check,
             }, &with)
         }
         Cmd::Report { path, top, by, flamegraph, leaks } => allocsite_rewriter::cli::report(

@@ -188,6 +188,21 @@ fn no_checks_no_findings_and_bad_options_ignored() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown option bogus"));
 }
 
+#[test]
+fn options_baked_by_rewrite_check_and_overridden_by_the_variable() {
+    let d = tmp("baked");
+    let exe = d.join("check_obo");
+    let o = Command::new(allocsite()).arg("rewrite").arg(testbins_out().join("check_obo.O2")).arg("-o").arg(&exe).args(["--check", "canary,fail=warn"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(&exe).env_remove("ALLOCSITE_CHECK").output().unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("heap check: overflow"), "{o:?}");
+    // the variable wins: poison alone has no canary
+    let o = Command::new(&exe).env("ALLOCSITE_CHECK", "poison").output().unwrap();
+    assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
+    let o = Command::new(allocsite()).arg("rewrite").arg(testbins_out().join("check_obo.O2")).arg("-o").arg(d.join("x")).args(["--check", "canry"]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unknown option \"canry\""));
+}
+
 // ------------------------------------------------------------------ real programs
 
 /// `build/realworld` (or `$ALLOCSITE_REALWORLD_DIR`) with NAME built on first use.
