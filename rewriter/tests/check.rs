@@ -164,6 +164,46 @@ fn bad_frees_through_a_wrapper_interior_and_stack() {
 }
 
 #[test]
+fn pool_suballocator_bad_sub_frees() {
+    let d = tmp("pool");
+    let exe = d.join("check_pool");
+    let o = Command::new(allocsite()).arg("rewrite").arg(testbins_out().join("check_pool.O2")).arg("-o").arg(&exe).args(["--free-fns", "obj_put(pP)"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let src = "check_pool.c";
+    let piece = format!("{src}:{}", line_of(src, "/* piece site */"));
+    for (mode, kind, at) in [("double", "double-free", "puts a back again */"), ("interior", "wrong-sub-free", "inside a piece */"), ("never", "wrong-sub-free", "never handed out */")] {
+        let (o, fs) = run(&exe, &[mode], ALL);
+        assert_eq!(o.status.signal(), Some(6), "{mode}");
+        assert_eq!(fs.len(), 1, "{mode}: {fs:#?}");
+        let f = &fs[0];
+        assert_eq!(f["kind"], kind, "{mode}: {f}");
+        let call = format!("{src}:{}", line_of(src, at));
+        assert_eq!(lines(f, "this_free").0, call, "{mode}: {f}");
+        assert_eq!(f["this_free"]["allocator"], "give_back");
+        match mode {
+            "double" => {
+                assert_eq!(lines(f, "allocated").0, piece);
+                assert_eq!(f["allocated"]["allocator"], "pool_alloc");
+                assert_eq!(f["size"], 64);
+                assert_eq!(lines(f, "last_free").0, call);
+            }
+            "interior" => {
+                assert_eq!(lines(f, "allocated").0, piece);
+                assert_eq!(f["offset"], 8);
+            }
+            _ => {
+                // the pool's own chunk, made by pool_new
+                assert_eq!(f["allocated"]["allocator"], "pool_new", "{f}");
+            }
+        }
+    }
+    // a read after the piece went back sees the free pattern
+    let (o, fs) = run(&exe, &["uaf"], ALL);
+    assert!(o.status.success() && fs.is_empty(), "{fs:#?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("b[40] = 5a"));
+}
+
+#[test]
 fn poisoning_shows_an_uninitialised_read() {
     let d = tmp("uninit");
     let exe = rewritten("check_uninit", &d);

@@ -20,9 +20,10 @@ pub mod sites;
 // - attribution, trace: what an allocation is attributed to; the hook trace
 pub mod attribution;
 pub mod trace;
+// - check: the heap checks (ALLOCSITE_CHECK), called by hooks and interpose
+pub mod check;
 // - hooks, interpose, protect: the hook entry points, the interposed allocators
 pub mod hooks;
-pub mod check;
 pub mod interpose;
 pub mod protect;
 // - elf, dwarf, symbolize, report, api: reports and the query API (may allocate)

@@ -14,6 +14,7 @@ pub mod maps;
 pub mod quarantine;
 pub mod chunk;
 pub mod baked;
+pub mod sub;
 
 #[inline(always)]
 pub fn on() -> bool {
