@@ -286,3 +286,57 @@ fn zstd_clean_under_all_checks() {
 fn bzip2_clean_under_all_checks() {
     clean_under_checks("bzip2");
 }
+
+/// Lua with one injected line: `createstrobj` sizes every string one byte short, so
+/// the terminating NUL lands just past the chunk. Caught at the first free of such a
+/// string, with the allocation at Lua's own classified call of `luaC_newobj`.
+#[test]
+fn lua_with_an_injected_off_by_one_is_caught() {
+    let rw = realworld("lua");
+    let fetched = std::fs::read_to_string(rw.join("src/.lua5.4.fetched")).unwrap();
+    let src = rw.join("src").join(fetched.split_whitespace().next().unwrap()).join("src");
+    let d = tmp("lua-bug");
+    let mut c_files = Vec::new();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
+        let n = p.file_name().unwrap().to_string_lossy().into_owned();
+        if n.ends_with(".c") && n != "luac.c" {
+            c_files.push(n);
+        }
+    }
+    let ls = d.join("lstring.c");
+    let text = std::fs::read_to_string(&ls).unwrap();
+    let good = "  totalsize = sizelstring(l);\n";
+    assert_eq!(text.matches(good).count(), 1, "lstring.c sizes strings in one place");
+    let text = text.replace(good, "  totalsize = sizelstring(l) - 1;  /* injected */\n");
+    std::fs::write(&ls, &text).unwrap();
+    let o = Command::new("gcc")
+        .args(["-O2", "-g", "-DLUA_COMPAT_5_3", "-DLUA_USE_LINUX"])
+        .arg(format!("-I{}", rw.join("obj/lua-generated").display()))
+        .args(["-o", "lua"])
+        .args(&c_files)
+        .args(["-Wl,-E", "-lm", "-ldl"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(allocsite()).arg("rewrite").arg(d.join("lua")).arg("-o").arg(d.join("lua.rw")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (o, fs) = run(&d.join("lua.rw"), &["-e", "print(1)"], ALL);
+    assert_eq!(o.status.signal(), Some(6), "{o:?}");
+    assert_eq!(fs.len(), 1, "{fs:#?}");
+    let f = &fs[0];
+    assert_eq!(f["kind"], "overflow");
+    assert_eq!(f["offset"], f["size"], "right after the string: {f}");
+    assert_eq!(&f["found"].as_str().unwrap()[..2], "00", "the NUL: {f}");
+    assert_eq!(f["allocated"]["allocator"], "luaC_newobj");
+    // createstrobj is inlined into its callers: the line is theirs (its two calls)
+    let calls: Vec<String> =
+        text.lines().enumerate().filter(|(_, l)| l.contains("= createstrobj(L,")).map(|(i, _)| format!("lstring.c:{}", i + 1)).collect();
+    let (inner, outer) = lines(f, "allocated");
+    assert!(calls.contains(&inner) || inner == format!("lstring.c:{}", text.lines().position(|l| l.contains("/* injected */")).unwrap() + 2), "{inner} not among {calls:?}");
+    assert!(outer.contains(".c:"), "the outermost site has its line too: {f}");
+    assert_eq!(f["last_free"], Value::Null);
+    assert_eq!(f["this_free"]["allocator"], "freeobj", "{f}");
+}
