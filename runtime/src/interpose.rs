@@ -266,9 +266,11 @@ unsafe fn free_checked(p: P, ra: usize, sp: usize, mark: usize) {
     // (glibc's chunks are 16-byte aligned: another pointer shares a chunk's start-bit
     // granule and must not unmark it)
     let aligned = p as usize % 16 == 0;
-    let marked = aligned && chunkmap::has_trailer(p as usize);
     guard_off(h);
+    // (a chunk whose trailer no longer decodes is counted in OVERWRITTEN as it goes)
+    let over = chunkmap::OVERWRITTEN.load(Ordering::Relaxed);
     let c = if aligned { unrecord(p) } else { None };
+    let marked = c.is_none() && chunkmap::OVERWRITTEN.load(Ordering::Relaxed) != over;
     guard_on(h, GUARD_WORK);
     match c {
         Some(c) => checked::release(c, fid),

@@ -43,6 +43,9 @@ static FORK_LOCKED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicB
 
 /// fork: hold every index lock across fork so the child inherits consistent state.
 fn lock_all() {
+    for l in check::locks() {
+        l.lock();
+    }
     // Lock order: regions, then the big arrays, the pool and the site table (a
     // region's lock is held while its array grows from the pool).
     index::lock_regions(&index::SUB);
@@ -57,6 +60,10 @@ fn unlock_all(child: bool) {
     index::SUB.big.lock.unlock();
     chunkmap::BIG.lock.unlock();
     index::unlock_regions(&index::SUB);
+    // (Spin::unlock is a plain store: the child may release what its parent's thread took)
+    for l in check::locks().iter().rev() {
+        l.unlock();
+    }
 }
 
 extern "C" fn at_fork_prepare() {

@@ -16,7 +16,7 @@ extern "C" {
 // Chunks indexed before the checks were put in force (libc's start-up allocations)
 // have no canary: their bases, so that their frees skip the canary check.
 const PRE: usize = 1024;
-static PRE_LOCK: Spin = Spin::new();
+pub static PRE_LOCK: Spin = Spin::new();
 static mut PRE_BASES: [usize; PRE] = [0; PRE];
 static PRE_LEN: AtomicUsize = AtomicUsize::new(0);
 

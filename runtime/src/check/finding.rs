@@ -90,7 +90,7 @@ pub const KEEP: usize = 64;
 struct Kept {
     list: [Option<Finding>; KEEP],
 }
-static LOCK: Spin = Spin::new();
+pub static LOCK: Spin = Spin::new();
 static mut KEPT: Kept = Kept { list: [None; KEEP] };
 pub static COUNT: AtomicU64 = AtomicU64::new(0);
 

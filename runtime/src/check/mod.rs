@@ -20,3 +20,9 @@ pub mod sub;
 pub fn on() -> bool {
     options::FLAGS.load(core::sync::atomic::Ordering::Relaxed) != 0
 }
+
+/// The checks' locks (fork holds them across `fork`, before the index locks: none of
+/// them is held while an index lock is taken).
+pub fn locks() -> [&'static crate::sys::Spin; 4] {
+    [&chunk::PRE_LOCK, &finding::LOCK, &quarantine::LOCK, &sub::LOCK]
+}

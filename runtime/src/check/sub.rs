@@ -24,7 +24,7 @@ struct Freed {
 
 /// Pieces given back lately, direct-mapped by address (a collision forgets the older).
 const SLOTS: usize = 4096;
-static LOCK: Spin = Spin::new();
+pub static LOCK: Spin = Spin::new();
 static mut FREED: [Freed; SLOTS] = [Freed { base: 0, size: 0, alloc_id: 0, free_id: 0 }; SLOTS];
 
 /// The hooked free functions that have given back a piece (the pools' frees).
