@@ -132,8 +132,12 @@ fn rule(c: &Classifier, s: &Summary, cs: &CallSite, fs: &Spec, fname: &str, g: &
     let own_size = fs.size.or(fs.count);
     if let Some(k) = g.size {
         let v = expand_helpers(c.bin, c.sums, s, arg(cs, k));
+        let string = fs.src.filter(|_| own_size.is_none());
         return if derived(&v, own_size) {
             (true, format!("{} → {gname} size", arg_name(own_size.unwrap_or(0))))
+        } else if string.is_some() && crate::strlen::string_param(c.bin, c.sums, s, &v) == string {
+            // A strdup by hand: the length of F's own string.
+            (true, format!("strlen({}) → {gname} size", arg_name(string.unwrap_or(0))))
         } else {
             (false, format!("{gname} size from {}, not {fname}'s size{}", source(&v), role_pos(own_size)))
         };

@@ -464,6 +464,13 @@ impl<'a> Classifier<'a> {
                 spec_out.src = Some(p);
                 ev.push(format!("{} → {} string", arg_name(p), callee.name));
             }
+            // ... or by hand: `malloc(strlen(s) + 1)`.
+            if spec_out.src.is_none() && spec_out.size.is_none() && spec_out.count.is_none() {
+                if let Some(p) = size_v.and_then(|v| crate::strlen::string_param(self.bin, self.sums, s, &v)) {
+                    spec_out.src = Some(p);
+                    ev.push(format!("strlen({}) → {} size", arg_name(p), callee.name));
+                }
+            }
             if spec.kind == Some(Kind::Realloc) {
                 if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {
                     spec_out.kind = Some(Kind::Realloc);

@@ -21,7 +21,7 @@ pub(crate) fn mark(c: &mut Classifier) {
         c.new_round();
         let mut turned = Vec::new();
         for (&f, found) in c.found.iter() {
-            if c.is_seeded(f) || found.spec.kind != Some(Kind::Alloc) || found.spec.has_size_role() {
+            if c.is_seeded(f) || found.spec.kind != Some(Kind::Alloc) || found.spec.size.is_some() || found.spec.count.is_some() {
                 continue;
             }
             if let Some(ev) = evidence(c, f) {
@@ -45,6 +45,10 @@ fn evidence(c: &Classifier, f: usize) -> Option<Vec<String>> {
     let found = c.found.get(&f)?;
     if let Some(o) = found.spec.out {
         return Some(vec![format!("out-parameter without size: storage handed back through *arg{o}")]);
+    }
+    // Sized by a string it is given (strdup-like).
+    if found.spec.src.is_some() {
+        return None;
     }
     let s = &c.sums[f];
     let mut makers = 0u32;

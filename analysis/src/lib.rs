@@ -15,6 +15,7 @@ mod indirect;
 pub mod load;
 pub mod output;
 pub mod seeds;
+mod strlen;
 
 pub use classification::{Addr, AllocFn, Classification, Kind, Role};
 

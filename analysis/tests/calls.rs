@@ -108,6 +108,9 @@ fn pools_classify_what_they_size_themselves() {
     let obj = one(&c, "obj_get", "pool_alloc", false);
     assert!(obj.why.contains("memory reached through arg0"), "{obj:?}");
     one(&c, "pool_new", "malloc", true);
+    // A strdup by hand into the pool: pool_alloc(p, strlen(s) + 1) forwards s's length.
+    let dup = one(&c, "pool_strdup", "pool_alloc", true);
+    assert_eq!(dup.why, "strlen(arg1) → pool_alloc size");
     one(&c, "pool_destroy", "free", true);
 }
 

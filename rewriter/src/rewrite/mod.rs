@@ -589,3 +589,53 @@ fn pad_lines_of(elf: &elf::InputElf, h: &plan::Hook, pad_addr: u64, pad_len: u32
         pad_end: pad_addr + pad_len as u64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allocsite_analysis::{Addr, AllocFn};
+    use elf::bytes::{u16_at, u32_at, u64_at};
+
+    /// The v3 layout of runtime/README.md: the fields where the runtime reads them.
+    #[test]
+    fn descriptor_v3_layout() {
+        let f = AllocFn {
+            name: "getline".into(),
+            address: Addr(0x1090),
+            code_size: None,
+            kind: Kind::Realloc,
+            args: [(Role::Out, 0u8)].into_iter().collect(),
+            nargs: Some(3),
+            descriptor: String::new(),
+            evidence: Vec::new(),
+            aliases: Vec::new(),
+            external: true,
+        };
+        let h = plan::Hook {
+            f: &f,
+            name: f.name.clone(),
+            pad: pad::Pad::none(0x1090),
+            stack_words: 8,
+            rows: Vec::new(),
+            call_sites: Vec::new(),
+            why_not_pad: Some("imported".into()),
+            got: None,
+            import: true,
+        };
+        let (at, name, table) = (0x5000u64, 0x5100u64, 0x5200u64);
+        let d = descriptor(&h, at, name, Some((0x6000, 0x7000, 0x6010)), (table, &[0x1200, 0x1300]));
+        assert_eq!(d.len(), DESCRIPTOR_SIZE);
+        assert_eq!(u32_at(&d, 0), 0x3346_5341);
+        assert_eq!((d[4], d[5] as i8, d[6] as i8, d[7] as i8, d[8] as i8, d[9]), (1, -1, -1, -1, 0, 3));
+        assert_eq!(u16_at(&d, 10), FLAG_IMPORT);
+        assert_eq!(u32_at(&d, DESC_PT_COUNT as usize), 2);
+        assert_eq!(u64_at(&d, 16), 0x1090u64.wrapping_sub(at));
+        assert_eq!(u64_at(&d, 24), name - at);
+        assert_eq!((u64_at(&d, 32), u64_at(&d, 40), u64_at(&d, 48)), (0x1000, 0x2000, 0x1010));
+        assert_eq!(u64_at(&d, DESC_PT_REL as usize), table - at);
+        // GOT-only import: no entry; no table: pt_rel 0
+        let h = plan::Hook { pad: pad::Pad::none(0), got: Some(0x4000), ..h };
+        let d = descriptor(&h, at, name, None, (0, &[]));
+        assert_eq!((u64_at(&d, 16), u32_at(&d, 12), u64_at(&d, 56)), (0, 0, 0));
+    }
+}
