@@ -143,8 +143,11 @@ fn init_checks() {
     match check::options::parse(opts) {
         Ok(p) => {
             check::finding::SINK.store(on_finding as *const () as usize, Ordering::Relaxed);
-            if p.flags != 0 {
-                check::chunk::note_unchecked_chunks();
+            let mut p = p;
+            if p.flags != 0 && check::chunk::note_unchecked_chunks() > check::chunk::PRE && p.flags & check::options::CANARY != 0 {
+                // (too many chunks without a canary to tell apart)
+                p.flags &= !check::options::CANARY;
+                sys::write_all(2, b"allocsite: ALLOCSITE_CHECK: canary off (too many chunks made before the runtime started)\n");
             }
             check::options::set(&p);
         }

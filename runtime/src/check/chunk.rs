@@ -15,24 +15,28 @@ extern "C" {
 
 // Chunks indexed before the checks were put in force (libc's start-up allocations)
 // have no canary: their bases, so that their frees skip the canary check.
-const PRE: usize = 1024;
+pub const PRE: usize = 1024;
 pub static PRE_LOCK: Spin = Spin::new();
 static mut PRE_BASES: [usize; PRE] = [0; PRE];
 static PRE_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Remember the chunks live now as made without checks (at start-up, before `set`).
-pub fn note_unchecked_chunks() {
+/// Returns how many there are; more than fit (`PRE`) means the canary cannot be used.
+pub fn note_unchecked_chunks() -> usize {
     PRE_LOCK.lock();
     let mut n = 0;
+    let mut all = 0;
     chunkmap::for_each_chunk(&mut |c| {
         if n < PRE {
             unsafe { (*core::ptr::addr_of_mut!(PRE_BASES))[n] = c.base };
             n += 1;
         }
+        all += 1;
         false
     });
     PRE_LEN.store(n, Ordering::Relaxed);
     PRE_LOCK.unlock();
+    all
 }
 
 /// Whether the chunk at `base` was made before the checks (and forget it: it is freed).
@@ -148,6 +152,11 @@ pub unsafe fn unknown(p: usize, free_id: u32, marked: bool) -> Option<Finding> {
     };
     if let Some(e) = quarantine::find(p) {
         return Some(again(e.base, e.size, e.alloc_id, e.free_id));
+    }
+    if !crate::arena::INDEXING.load(core::sync::atomic::Ordering::Relaxed) {
+        // (past the metadata cap new chunks are not indexed: an unknown pointer says
+        // nothing, and reading the mappings at every such free would crawl)
+        return None;
     }
     match maps::region(p) {
         maps::Region::Anon(lo, hi) => {
