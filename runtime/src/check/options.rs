@@ -99,3 +99,29 @@ pub fn set(p: &Parsed) {
 pub fn has(f: u32) -> bool {
     FLAGS.load(Ordering::Relaxed) & f != 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_issue_options() {
+        let p = parse(b"poison,canary,double-free,quarantine").unwrap();
+        assert_eq!(p.flags, POISON | CANARY | DOUBLE_FREE | QUARANTINE);
+        assert_eq!((p.poison, p.quarantine), (0xa5, 16 << 20));
+        let p = parse(b"poison=0x3c, quarantine=4M,fail=warn").unwrap();
+        assert_eq!((p.flags, p.poison, p.quarantine), (POISON | QUARANTINE | WARN, 0x3c, 4 << 20));
+        assert_eq!(parse(b"poison=60").unwrap().poison, 60);
+        // fail=… alone checks nothing; abort after warn wins
+        assert_eq!(parse(b"fail=warn").unwrap().flags, 0);
+        assert_eq!(parse(b"canary,fail=warn,fail=abort").unwrap().flags, CANARY);
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_know() {
+        for bad in [&b"canry"[..], b"poison=256", b"poison=", b"quarantine=lots", b"fail=maybe", b"canary=1", b"double-free=2"] {
+            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse(b"canary,bogus").err(), Some(&b"bogus"[..]));
+    }
+}
