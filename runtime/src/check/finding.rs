@@ -104,7 +104,8 @@ extern "C" {
 
 /// Record `f`, tell the sink, and abort unless `fail=warn`. Called with the guard set.
 pub fn raise(mut f: Finding) {
-    let d = unsafe { backtrace(f.stack.as_mut_ptr().cast(), STACK as i32) };
+    // (the first backtrace loads libgcc's unwinder, which allocates: the runtime's own)
+    let d = crate::tls::guarded(crate::tls::GUARD_INTERNAL, || unsafe { backtrace(f.stack.as_mut_ptr().cast(), STACK as i32) });
     f.depth = d.clamp(0, STACK as i32) as u8;
     f.tid = crate::sys::gettid();
     let i = COUNT.fetch_add(1, Ordering::Relaxed) as usize;
