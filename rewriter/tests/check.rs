@@ -192,6 +192,7 @@ fn pool_suballocator_bad_sub_frees() {
         let call = format!("{src}:{}", line_of(src, at));
         assert_eq!(lines(f, "this_free").0, call, "{mode}: {f}");
         assert_eq!(f["this_free"]["allocator"], "give_back");
+        assert_eq!(line(&f["stack"][0]), call, "{mode}: the stack starts at the call (trampoline frames left out): {f}");
         match mode {
             "double" => {
                 assert_eq!(lines(f, "allocated").0, piece);

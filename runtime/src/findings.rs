@@ -30,10 +30,16 @@ fn site_pair(id: u32) -> Option<(usize, usize, String, String)> {
     Some((k.inner, k.outer, name(sites::allocator_name(k.key)), name(sites::outer_allocator_name(k.key, k.okey))))
 }
 
-/// The current stack without the runtime's own frames.
+/// Whether a frame is the runtime's own or one of the rewriter's trampolines (the
+/// hooked function's own frame follows it).
+fn noise(s: &Sym, own: &str) -> bool {
+    s.object == own || s.symbol.contains(".allocsite_entry") || s.symbol.contains(".allocsite_mark")
+}
+
+/// The current stack without the runtime's own frames and the trampolines.
 fn stack(f: &Finding) -> Vec<Sym> {
     let own = own_object();
-    f.stack[..f.depth as usize].iter().map(|&a| symbolize(a)).filter(|s| s.object != own).collect()
+    f.stack[..f.depth as usize].iter().map(|&a| symbolize(a)).filter(|s| !noise(s, &own)).collect()
 }
 
 fn hexbytes(f: &Finding) -> String {
@@ -148,7 +154,7 @@ pub fn json(out: &mut String) {
         let own = own_object();
         let mut first = true;
         for &a in &f.stack[..f.depth as usize] {
-            if symbolize(a).object == own {
+            if noise(&symbolize(a), &own) {
                 continue;
             }
             if !first {
