@@ -83,6 +83,9 @@ enum Cmd {
         /// Also hook constructors: they then count for the outermost site.
         #[arg(long)]
         ctors: bool,
+        /// Bake heap checks into OUT, e.g. "poison,canary,double-free,quarantine" (ALLOCSITE_CHECK overrides).
+        #[arg(long, value_name = "OPTS")]
+        check: Option<String>,
         /// Print a summary (counts, sizes, time) to standard error.
         #[arg(short, long)]
         verbose: bool,
@@ -183,7 +186,7 @@ fn main() -> ExitCode {
                 Format::Liballocs => "liballocs",
             }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), &with, reanalyze)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, verbose, reanalyze, types } => {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, check, verbose, reanalyze, types } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
@@ -194,6 +197,7 @@ fn main() -> ExitCode {
                 runtime,
                 verbose,
                 ctors,
+                check,
             }, &with, reanalyze, types)
         }
         Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),

@@ -69,6 +69,9 @@ pub fn snapshot() -> Vec<SiteRow> {
     });
     for id in 1..n {
         let k = sites::key(id);
+        if k.key & 0xff == sites::A_FREE as usize {
+            continue; // (a free site, interned for the heap checks)
+        }
         let s = &st[id as usize];
         let (live_chunks, live_bytes) = live[id as usize];
         v.push(SiteRow {
@@ -260,6 +263,8 @@ pub fn render(reason: &str) -> String {
         }
         out.push(']');
     }
+    out.push_str(",\"findings\":");
+    crate::findings::json(&mut out);
     out.push_str("}\n");
     out
 }
