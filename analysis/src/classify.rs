@@ -27,6 +27,9 @@ pub struct Classifier<'a> {
     user: &'a HashMap<String, Spec>,
     /// Exported functions of dependencies (their summaries, `--with`), by name.
     deps: HashMap<String, Spec>,
+    /// Functions `allocsite trace` saw allocating (`--with TRACE.json`), by index:
+    /// what a function is when its code alone classifies it as nothing.
+    traced: HashMap<usize, Found>,
     /// Candidate lists per distinct (pointer target, caller), computed once.
     cands: HashMap<(Target, u64), (Vec<u64>, bool)>,
     /// Per round: the allocator all candidates of a target agree on.
@@ -90,6 +93,7 @@ impl<'a> Classifier<'a> {
             sums,
             user,
             deps: HashMap::new(),
+            traced: HashMap::new(),
             cands,
             agreed: RefCell::new(HashMap::new()),
             result_read: results_read(bin, sums),
@@ -118,6 +122,11 @@ impl<'a> Classifier<'a> {
     /// Specs of the dependencies' exported allocation functions and constructors.
     pub(crate) fn set_deps(&mut self, deps: HashMap<String, Spec>) {
         self.deps = deps;
+    }
+
+    /// Dynamic evidence: functions the trace saw allocating, by function index.
+    pub(crate) fn set_traced(&mut self, traced: HashMap<usize, Found>) {
+        self.traced = traced;
     }
 
     /// True when `f` was classified by its name (a seed or `--alloc-fns`).
@@ -165,7 +174,9 @@ impl<'a> Classifier<'a> {
                 if self.seeded[f].is_some() || self.bin.funcs[f].name.contains(".cold") {
                     continue;
                 }
-                let new = self.classify(f);
+                // The code's own evidence wins over the trace's (a disagreement is
+                // the caller's to report); the trace fills in what the code hides.
+                let new = self.classify(f).or_else(|| self.traced.get(&f).cloned());
                 if self.found.get(&f) != new.as_ref() {
                     match new {
                         Some(n) => self.found.insert(f, n),

@@ -49,7 +49,9 @@ enum Cmd {
         /// A dependency's summary (its `analyze --format json` output), repeatable:
         /// calls of its allocation functions become calls of imported allocation
         /// functions. Without it, libraries found through DT_RUNPATH are analyzed.
-        #[arg(long = "with", value_name = "SUMMARY.json")]
+        /// Or an `allocsite trace -o` output: BIN's traced functions (by build-id, else
+        /// path) join the analysis; contradictions are printed with both sides' evidence.
+        #[arg(long = "with", value_name = "SUMMARY.json|TRACE.json")]
         with: Vec<PathBuf>,
         /// Analyze BIN even when it carries a link-time classification (.allocsite).
         #[arg(long)]
@@ -72,7 +74,9 @@ enum Cmd {
         #[arg(long)]
         free_fns: Option<String>,
         /// A dependency's summary for the analysis (as for `analyze --with`), repeatable; unused with --fns.
-        #[arg(long = "with", value_name = "SUMMARY.json")]
+        /// A trace (`allocsite trace -o`): IN's traced functions join the analysis (added to
+        /// a --fns classification); contradictions go to standard error.
+        #[arg(long = "with", value_name = "SUMMARY.json|TRACE.json")]
         with: Vec<PathBuf>,
         /// Fail if any allocation function cannot be hooked.
         #[arg(long)]

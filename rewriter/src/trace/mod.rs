@@ -23,7 +23,7 @@ mod sys;
 mod tree;
 mod unwind;
 
-pub use output::{for_binary, merge};
+pub use output::{build_id_of, for_binary, merge};
 
 use std::collections::HashMap;
 use std::ffi::OsString;

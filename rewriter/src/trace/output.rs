@@ -197,6 +197,15 @@ impl Tracer {
     }
 }
 
+/// The GNU build-id of an ELF image, in hex ("" when it has none).
+pub fn build_id_of(data: &[u8]) -> String {
+    use object::Object;
+    object::File::parse(data)
+        .ok()
+        .and_then(|o| o.build_id().ok().flatten().map(|b| b.iter().map(|x| format!("{x:02x}")).collect()))
+        .unwrap_or_default()
+}
+
 /// The traced functions of `bin` (matched by build-id, else by path) from a trace
 /// file's text, as a classification.
 pub fn for_binary(trace_json: &str, bin_path: &str, build_id: &str) -> Result<Option<Classification>, String> {
