@@ -207,7 +207,7 @@ pub fn build_id_of(data: &[u8]) -> String {
 }
 
 /// The traced functions of `bin` (matched by build-id, else by path) from a trace
-/// file's text, as a classification.
+/// file's text, as a classification: those whose verdict the trace saw consistently.
 pub fn for_binary(trace_json: &str, bin_path: &str, build_id: &str) -> Result<Option<Classification>, String> {
     #[derive(Deserialize)]
     struct File {
@@ -221,10 +221,28 @@ pub fn for_binary(trace_json: &str, bin_path: &str, build_id: &str) -> Result<Op
     Ok(b.map(|b| Classification {
         binary: b.binary,
         source: "trace".into(),
-        functions: b.functions.into_iter().map(|t| t.f).collect(),
+        functions: b.functions.into_iter().filter(consistent).map(|t| t.f).collect(),
         imports: Vec::new(),
         calls: Vec::new(),
     }))
+}
+
+/// True when the trace showed its verdict on at least 3 of 4 watched calls: a
+/// destructor that freed its argument once in 60 calls, or a GC pass that returned a
+/// pointer into a block now and then, is not evidence enough to hook a function. An
+/// `alloc` without a size role (sizes its arguments do not explain) is never enough.
+fn consistent(t: &TracedFn) -> bool {
+    let h = &t.hits;
+    let support = match t.f.kind {
+        Kind::Alloc if t.f.args.is_empty() => 0,
+        Kind::Alloc => h.alloc,
+        Kind::Realloc => h.realloc,
+        Kind::Free => h.free,
+        // A pool's first piece of a fresh block is that block.
+        Kind::Suballoc => h.carved + h.alloc + h.fixed_size,
+        Kind::Ctor => h.fixed_size,
+    };
+    h.calls > 0 && support * 4 >= h.calls * 3
 }
 
 /// Fold traced functions into a static classification: a function the analysis did
