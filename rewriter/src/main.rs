@@ -152,6 +152,10 @@ enum Cmd {
         /// Stop watching a function once it showed the same classification N times in a row.
         #[arg(long, value_name = "N", default_value_t = 64)]
         learn_limit: u32,
+        /// Unwatch a process's allocators after N hits in a row taught nothing (until the
+        /// loader maps new code): fewer stops, but functions first called later are not learned.
+        #[arg(long, value_name = "N", default_value_t = 2048)]
+        idle_unwatch: u64,
         /// The command to run and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<std::ffi::OsString>,
@@ -212,13 +216,14 @@ fn main() -> ExitCode {
             flamegraph.as_deref(),
             leaks,
         ),
-        Cmd::Trace { output, max_mem, detach_after, detach_on_exit, learn_limit, cmd } => {
+        Cmd::Trace { output, max_mem, detach_after, detach_on_exit, learn_limit, idle_unwatch, cmd } => {
             allocsite_rewriter::trace::run(allocsite_rewriter::trace::Options {
                 output,
                 max_mem,
                 detach_after,
                 detach_on_exit,
                 learn_limit: learn_limit.max(1),
+                idle_unwatch: idle_unwatch.max(1),
                 cmd,
             })
         }

@@ -65,10 +65,6 @@ pub const ALLOCATORS: &[Allocator] = &[
     al("_ZdaPvm", Kind::Free, None, None, Some(0), None),
 ];
 
-/// Consecutive allocator hits in one address space that taught nothing, after which
-/// its allocators are no longer watched (until the loader maps new code).
-const IDLE_DISARM: u64 = 2048;
-
 /// A verdict the static analysis agrees with settles after learn-limit / this many
 /// consistent calls (at least 4).
 const AGREEING_DIVISOR: u32 = 8;
@@ -649,7 +645,7 @@ impl Tracer {
 
     /// Count an allocator hit towards "taught nothing new": since the last new
     /// candidate, verdict change or settled function (`Learn::news`). Past
-    /// IDLE_DISARM such hits the space's allocators are unwatched; past
+    /// `--idle-unwatch` such hits the space's allocators are unwatched; past
     /// `--detach-after` the process is let go.
     fn count_hit(&mut self, tid: Pid, learning: bool) {
         if !learning {
@@ -664,7 +660,7 @@ impl Tracer {
             }
             Some(s) => {
                 s.idle += 1;
-                s.idle >= IDLE_DISARM
+                s.idle >= self.opts.idle_unwatch
             }
             None => false,
         };
