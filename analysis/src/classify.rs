@@ -125,8 +125,19 @@ impl<'a> Classifier<'a> {
     }
 
     /// Dynamic evidence: functions the trace saw allocating, by function index.
+    /// One returning storage whose result no caller in the file reads, or that DWARF
+    /// declares `void` or non-pointer, is left out (a `void` function that called
+    /// malloc last leaves its result in rax, which the trace takes for a return).
     pub(crate) fn set_traced(&mut self, traced: HashMap<usize, Found>) {
-        self.traced = traced;
+        self.traced = traced
+            .into_iter()
+            .filter(|(f, t)| {
+                let returns = t.spec.gives_storage() && t.spec.out.is_none();
+                // DWARF: declared `void` or a non-pointer scalar cannot return storage.
+                let declared_no_ptr = self.params.get(self.bin.funcs[*f].addr).is_some_and(|p| p.void || p.returns_scalar);
+                !returns || (self.result_read.get(*f).copied().unwrap_or(true) && !declared_no_ptr)
+            })
+            .collect();
     }
 
     /// True when `f` was classified by its name (a seed or `--alloc-fns`).

@@ -42,12 +42,15 @@ impl With {
         self.traced.iter().flat_map(|(_, t)| t.functions.iter().cloned()).collect()
     }
 
-    /// Fold the traces into `cls` (functions the analysis did not classify are
-    /// added); the contradictions, one line each naming the trace file.
-    fn merge(&self, cls: &mut analysis::Classification) -> Vec<String> {
+    /// The contradictions between the traces and `cls`, one line each naming the
+    /// trace file. `add`: fold the traced functions `cls` lacks into it (a given or
+    /// embedded classification); an analysis run here had them as seeds already and
+    /// left out on purpose those its own checks refuse.
+    fn merge(&self, cls: &mut analysis::Classification, add: bool) -> Vec<String> {
         let mut notes = Vec::new();
         for (p, t) in &self.traced {
-            notes.extend(crate::trace::merge(cls, t).into_iter().map(|n| format!("{}: contradiction: {n}", p.display())));
+            let found = if add { crate::trace::merge(cls, t) } else { crate::trace::merge(&mut cls.clone(), t) };
+            notes.extend(found.into_iter().map(|n| format!("{}: contradiction: {n}", p.display())));
         }
         notes
     }
@@ -71,7 +74,8 @@ pub fn analyze(
         Some(c) => c,
         None => analysis::analyze_path(bin, &opts).map_err(|e| e.to_string())?,
     };
-    let notes = w.merge(&mut cls);
+    let analyzed = cls.source == "analysis";
+    let notes = w.merge(&mut cls, !analyzed);
     let mut text = match format {
         "json" => cls.to_json() + "\n",
         "liballocs" => analysis::output::liballocs(&cls),
@@ -134,7 +138,8 @@ pub fn rewrite(args: &RewriteArgs, with: &[PathBuf], reanalyze: bool, types: boo
             cls
         }
     };
-    for n in w.merge(&mut cls) {
+    let analyzed = args.fns.is_none() && cls.source == "analysis";
+    for n in w.merge(&mut cls, !analyzed) {
         eprintln!("allocsite: {n}");
     }
     crate::rewrite::run(args, &cls, &data)?;

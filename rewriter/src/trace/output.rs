@@ -227,7 +227,8 @@ pub fn for_binary(trace_json: &str, bin_path: &str, build_id: &str) -> Result<Op
     }))
 }
 
-/// True when the trace showed its verdict on at least 3 of 4 watched calls: a
+/// True when the trace showed its verdict on at least 3 of 4 watched calls (and
+/// at least MIN_CALLS of them): a
 /// destructor that freed its argument once in 60 calls, or a GC pass that returned a
 /// pointer into a block now and then, is not evidence enough to hook a function. An
 /// `alloc` without a size role (sizes its arguments do not explain) is never enough.
@@ -242,8 +243,11 @@ fn consistent(t: &TracedFn) -> bool {
         Kind::Suballoc => h.carved + h.alloc + h.fixed_size,
         Kind::Ctor => h.fixed_size,
     };
-    h.calls > 0 && support * 4 >= h.calls * 3
+    h.calls >= MIN_CALLS && support * 4 >= h.calls * 3
 }
+
+/// Fewer watched calls than this are an anecdote, not a classification.
+const MIN_CALLS: u64 = 4;
 
 /// Fold traced functions into a static classification: a function the analysis did
 /// not find is added; one it classified differently is kept as the analysis has it
