@@ -402,7 +402,14 @@ impl Tracer {
                         self.mem.release(memory::BLOCK);
                     }
                 }
-                self.events_to_calls(tid, Ev::Freed(p), near);
+                // A free made inside the C library (fclose freeing its FILE, an
+                // operator delete's own free) is that library's business: the
+                // program's function handed the pointer to a closer, not to a free.
+                let maps = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).map(|s| s.maps.clone()).unwrap_or_default();
+                let from_system = sys::read_u64(tid, regs.rsp).is_some_and(|r| maps.iter().any(|m| m.file.system && r >= m.lo && r < m.hi));
+                if !from_system {
+                    self.events_to_calls(tid, Ev::Freed(p), near);
+                }
             }
             self.count_hit(tid, learning);
             return;
