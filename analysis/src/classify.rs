@@ -27,6 +27,9 @@ pub struct Classifier<'a> {
     user: &'a HashMap<String, Spec>,
     /// Exported functions of dependencies (their summaries, `--with`), by name.
     deps: HashMap<String, Spec>,
+    /// Functions `allocsite trace` saw allocating (`--with TRACE.json`), by index:
+    /// what a function is when its code alone classifies it as nothing.
+    traced: HashMap<usize, Found>,
     /// Candidate lists per distinct (pointer target, caller), computed once.
     cands: HashMap<(Target, u64), (Vec<u64>, bool)>,
     /// Pure helpers, for sizes computed by them.
@@ -93,6 +96,7 @@ impl<'a> Classifier<'a> {
             sums,
             user,
             deps: HashMap::new(),
+            traced: HashMap::new(),
             cands,
             helpers,
             agreed: RefCell::new(HashMap::new()),
@@ -122,6 +126,22 @@ impl<'a> Classifier<'a> {
     /// Specs of the dependencies' exported allocation functions and constructors.
     pub(crate) fn set_deps(&mut self, deps: HashMap<String, Spec>) {
         self.deps = deps;
+    }
+
+    /// Dynamic evidence: functions the trace saw allocating, by function index.
+    /// One returning storage whose result no caller in the file reads, or that DWARF
+    /// declares `void` or non-pointer, is left out (a `void` function that called
+    /// malloc last leaves its result in rax, which the trace takes for a return).
+    pub(crate) fn set_traced(&mut self, traced: HashMap<usize, Found>) {
+        self.traced = traced
+            .into_iter()
+            .filter(|(f, t)| {
+                let returns = t.spec.gives_storage() && t.spec.out.is_none();
+                // DWARF: declared `void` or a non-pointer scalar cannot return storage.
+                let declared_no_ptr = self.params.get(self.bin.funcs[*f].addr).is_some_and(|p| p.void || p.returns_scalar);
+                !returns || (self.result_read.get(*f).copied().unwrap_or(true) && !declared_no_ptr)
+            })
+            .collect();
     }
 
     /// True when `f` was classified by its name (a seed or `--alloc-fns`).
@@ -169,7 +189,9 @@ impl<'a> Classifier<'a> {
                 if self.seeded[f].is_some() || self.bin.funcs[f].name.contains(".cold") {
                     continue;
                 }
-                let new = self.classify(f);
+                // The code's own evidence wins over the trace's (a disagreement is
+                // the caller's to report); the trace fills in what the code hides.
+                let new = self.classify(f).or_else(|| self.traced.get(&f).cloned());
                 if self.found.get(&f) != new.as_ref() {
                     match new {
                         Some(n) => self.found.insert(f, n),
