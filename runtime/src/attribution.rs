@@ -25,6 +25,18 @@ pub struct Sites {
 ///   active: as if none).
 #[inline(always)]
 pub unsafe fn attribute(ra: usize, sp: usize, mark: bool) -> Sites {
+    attribute_among(ra, sp, mark, true)
+}
+
+/// The sites of a free (`ALLOCSITE_CHECK`'s free site), by the same rules except that
+/// free-kind calls count: they are the calls that make a free site.
+#[inline(always)]
+pub unsafe fn attribute_free(ra: usize, sp: usize, mark: bool) -> Sites {
+    attribute_among(ra, sp, mark, false)
+}
+
+#[inline(always)]
+unsafe fn attribute_among(ra: usize, sp: usize, mark: bool, skip_releases: bool) -> Sites {
     let none = Sites { inner: ra, outer: ra, inner_fn: core::ptr::null(), outer_fn: core::ptr::null() };
     let Some((_, outermost, _)) = active_sites(sp) else { return none };
     let h = hot();
@@ -35,7 +47,7 @@ pub unsafe fn attribute(ra: usize, sp: usize, mark: bool) -> Sites {
     // A chunk made while a free-kind function runs (stdio's buffer when
     // `BZ2_bzWriteClose` flushes its file) was not made by that call: releasing
     // calls are no sites of new chunks, wherever they are on the stack.
-    let releases = |f: *const FnDesc| !f.is_null() && (*f).kind == KIND_FREE;
+    let releases = |f: *const FnDesc| skip_releases && !f.is_null() && (*f).kind == KIND_FREE;
     let mut bottom = 0;
     while bottom < n && releases(fn_at(bottom)) {
         bottom += 1;

@@ -252,7 +252,7 @@ unsafe extern "C" fn strndup_impl(s: *const i8, m: usize, _: usize, ra: usize, s
 /// free, runtime/README.md "Attribution"), interned with the code `A_FREE`.
 unsafe fn free_site(ra: usize, sp: usize, mark: usize) -> u32 {
     let h = hot();
-    let a = attribute(ra, sp, mark != 0);
+    let a = crate::attribution::attribute_free(ra, sp, mark != 0);
     sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, A_FREE), a.outer_fn as usize)
 }
 
