@@ -12,35 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::root;
+use support::{root, Scratch};
 
 fn allocsite() -> &'static str {
     env!("CARGO_BIN_EXE_allocsite")
 }
 
-/// A per-test scratch directory, removed when the test passes.
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = PathBuf;
-    fn deref(&self) -> &PathBuf {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 fn scratch(name: &str) -> Scratch {
-    let d = std::env::temp_dir().join(format!("allocsite-trace-tests-{}", std::process::id())).join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    Scratch(d)
+    support::scratch_in("trace-tests", name)
 }
 
 /// gcc -O2 -g tests/c/NAME.c -o DIR/NAME (extra flags after).

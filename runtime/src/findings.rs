@@ -79,7 +79,8 @@ pub fn print(f: &Finding) {
     crate::sys::write_all(2, text(f).as_bytes());
 }
 
-fn esc(out: &mut String, s: &str) {
+/// `s` as a JSON string (also the report's).
+pub(crate) fn esc(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -1,6 +1,7 @@
 //! JSON reports: at exit (`ALLOCSITE_REPORT=PATH`, `%p` = pid) and on request.
 //! Runs with the runtime guard set to "internal": its own (ordinary) allocations are
 //! neither indexed nor counted.
+use crate::findings::esc;
 use crate::arena::{CAP_HIT, META_BYTES, META_CAP, META_PEAK};
 use crate::arena::INDEXING;
 use crate::tls::{guarded, GUARD_INTERNAL};
@@ -107,20 +108,6 @@ pub fn totals(rows: &[SiteRow]) -> Totals {
     Totals { agg, dropped, meta_bytes: META_BYTES.load(Ordering::Relaxed) }
 }
 
-fn esc(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
 
 struct Syms(HashMap<usize, Sym>);
 impl Syms {
