@@ -20,7 +20,7 @@ testbins:
 
 test: deps build testbins
 	ALLOCSITE_BIN=$(abspath $(BIN)) ALLOCSITE_RT=$(abspath $(RT)) \
-	  $(CARGO) test --release --workspace -- --test-threads=2
+	  $(CARGO) test --release --workspace --no-fail-fast -- --test-threads=2
 
 demo: deps build testbins
 	@mkdir -p build/demo

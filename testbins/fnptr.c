@@ -118,6 +118,10 @@ static void run_sqlite(const char *name)
     int r = sq_roundup(13);
     printf("%s: \"%s\" roundup(13)=%d\n", name, s, r);
     sq_free(s);
+    void *q = 0;
+    int rc = sq_alarm_malloc(21, &q);
+    printf("%s: alarm malloc rc=%d %s\n", name, rc, q ? "block" : "NULL");
+    sq_free(q);
     s = sq_realloc(NULL, 5);         /* realloc(NULL) allocates */
     s = sq_realloc(s, 0);            /* realloc to 0 frees */
     printf("%s: realloc(p, 0) -> %s\n", name, s ? "block" : "NULL");

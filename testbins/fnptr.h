@@ -42,6 +42,7 @@ void sq_free(void *p);
 void *sq_realloc(void *p, int n);
 int sq_msize(void *p);
 int sq_roundup(int n);
+int sq_alarm_malloc(int n, void **pp);     /* xMalloc(xRoundup(n)) into *pp */
 
 /* ---- Lua: g->frealloc(ud, ptr, osize, nsize), passed to lua_newstate ---- */
 typedef void *(*lua_Alloc)(void *ud, void *ptr, size_t osize, size_t nsize);

@@ -144,7 +144,7 @@ fn rule(c: &Classifier, f: usize, s: &Summary, cs: &CallSite, fs: &Spec, fname: 
     }
     let own_size = fs.size.or(fs.count);
     if let Some(k) = g.size {
-        let v = expand_helpers(c.bin, c.sums, s, arg(cs, k));
+        let v = expand_helpers(c, s, arg(cs, k));
         let string = fs.src.filter(|_| own_size.is_none());
         return if derived(&v, own_size) {
             let p = own_size.unwrap_or(0);
@@ -158,7 +158,7 @@ fn rule(c: &Classifier, f: usize, s: &Summary, cs: &CallSite, fs: &Spec, fname: 
         };
     }
     if let Some(k) = g.count {
-        let v = expand_helpers(c.bin, c.sums, s, arg(cs, k));
+        let v = expand_helpers(c, s, arg(cs, k));
         return match [fs.count, fs.size].into_iter().flatten().find(|&p| derived(&v, Some(p))) {
             Some(p) => (true, format!("{} → {gname} count", arg_name(p))),
             None => (false, format!("{gname} count from {}, not {fname}'s count or size", source(&v))),

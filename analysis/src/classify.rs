@@ -27,8 +27,13 @@ pub struct Classifier<'a> {
     user: &'a HashMap<String, Spec>,
     /// Exported functions of dependencies (their summaries, `--with`), by name.
     deps: HashMap<String, Spec>,
+    /// Functions `allocsite trace` saw allocating (`--with TRACE.json`), by index:
+    /// what a function is when its code alone classifies it as nothing.
+    traced: HashMap<usize, Found>,
     /// Candidate lists per distinct (pointer target, caller), computed once.
     cands: HashMap<(Target, u64), (Vec<u64>, bool)>,
+    /// Pure helpers, for sizes computed by them.
+    pub(crate) helpers: crate::helpers::Helpers,
     /// Per round: the allocator all candidates of a target agree on.
     agreed: RefCell<HashMap<(Target, u64), Option<(Spec, String)>>>,
     /// Functions classified by name, not by their code: Some(true) when named by
@@ -84,13 +89,16 @@ impl<'a> Classifier<'a> {
                 }
             }
         }
+        let helpers = crate::helpers::Helpers::build(bin, sums, &cands);
         Classifier {
             bin,
             params,
             sums,
             user,
             deps: HashMap::new(),
+            traced: HashMap::new(),
             cands,
+            helpers,
             agreed: RefCell::new(HashMap::new()),
             result_read: results_read(bin, sums),
             args_read: RefCell::new(HashMap::new()),
@@ -118,6 +126,22 @@ impl<'a> Classifier<'a> {
     /// Specs of the dependencies' exported allocation functions and constructors.
     pub(crate) fn set_deps(&mut self, deps: HashMap<String, Spec>) {
         self.deps = deps;
+    }
+
+    /// Dynamic evidence: functions the trace saw allocating, by function index.
+    /// One returning storage whose result no caller in the file reads, or that DWARF
+    /// declares `void` or non-pointer, is left out (a `void` function that called
+    /// malloc last leaves its result in rax, which the trace takes for a return).
+    pub(crate) fn set_traced(&mut self, traced: HashMap<usize, Found>) {
+        self.traced = traced
+            .into_iter()
+            .filter(|(f, t)| {
+                let returns = t.spec.gives_storage() && t.spec.out.is_none();
+                // DWARF: declared `void` or a non-pointer scalar cannot return storage.
+                let declared_no_ptr = self.params.get(self.bin.funcs[*f].addr).is_some_and(|p| p.void || p.returns_scalar);
+                !returns || (self.result_read.get(*f).copied().unwrap_or(true) && !declared_no_ptr)
+            })
+            .collect();
     }
 
     /// True when `f` was classified by its name (a seed or `--alloc-fns`).
@@ -165,7 +189,9 @@ impl<'a> Classifier<'a> {
                 if self.seeded[f].is_some() || self.bin.funcs[f].name.contains(".cold") {
                     continue;
                 }
-                let new = self.classify(f);
+                // The code's own evidence wins over the trace's (a disagreement is
+                // the caller's to report); the trace fills in what the code hides.
+                let new = self.classify(f).or_else(|| self.traced.get(&f).cloned());
                 if self.found.get(&f) != new.as_ref() {
                     match new {
                         Some(n) => self.found.insert(f, n),
@@ -472,8 +498,8 @@ impl<'a> Classifier<'a> {
             if spec.kind == Some(Kind::Suballoc) {
                 spec_out.kind = Some(Kind::Suballoc);
             }
-            let size_v = spec.size.map(|k| expand_helpers(self.bin, self.sums, s, arg(cs, k)));
-            let count_v = spec.count.map(|k| expand_helpers(self.bin, self.sums, s, arg(cs, k)));
+            let size_v = spec.size.map(|k| expand_helpers(self, s, arg(cs, k)));
+            let count_v = spec.count.map(|k| expand_helpers(self, s, arg(cs, k)));
             (spec_out.count, spec_out.size) = call_roles(count_v, size_v);
             if let Some(p) = spec_out.count {
                 ev.push(format!("{} → {} count", arg_name(p), callee.name));
@@ -768,30 +794,10 @@ fn count_size(v: Val) -> (Option<u8>, Option<u8>) {
     }
 }
 
-/// A value with the results of pure helper calls (`round_class(n)`, whose return
-/// derives only from its own parameters) replaced by the arguments they came from.
-pub(crate) fn expand_helpers(bin: &Binary, sums: &[Summary], s: &Summary, mut v: Val) -> Val {
-    for (c, cs) in s.calls.iter().enumerate().take(31) {
-        if v.calls & bit(c) == 0 {
-            continue;
-        }
-        let Target::Local(a) = cs.target else { continue };
-        let Some(&g) = bin.by_addr.get(&a) else { continue };
-        let gs = &sums[g];
-        let pure = !gs.rets.is_empty()
-            && gs.rets.iter().all(|r| r.calls == 0 && r.outcalls == 0 && r.lparams == 0 && !r.has(crate::flow::value::TOP | crate::flow::value::LOAD | crate::flow::value::GLOAD));
-        if !pure {
-            continue;
-        }
-        let mask = gs.rets.iter().fold(0u8, |m, r| m | r.params);
-        for k in 0..6 {
-            if mask & (1 << k) != 0 {
-                v.params |= cs.args[k].params;
-            }
-        }
-        v.kinds |= crate::flow::value::ARITH;
-    }
-    v
+/// A value with the results of pure helper calls (`round_class(n)`, `xRoundup(n)`
+/// through a pointer) replaced by the arguments they came from (`helpers.rs`).
+pub(crate) fn expand_helpers(c: &Classifier, s: &Summary, v: Val) -> Val {
+    c.helpers.expand(c.bin, s, v)
 }
 
 fn roles(s: &Spec) -> usize {

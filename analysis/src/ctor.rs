@@ -104,7 +104,7 @@ fn fixed(c: &Classifier, f: usize, k: usize, g: &Callee) -> Option<String> {
     }
     let mut bytes: Option<i64> = Some(1);
     for p in [g.spec.size, g.spec.count].into_iter().flatten() {
-        let v = expand_helpers(c.bin, c.sums, s, arg(cs, p));
+        let v = expand_helpers(c, s, arg(cs, p));
         if !fixed_val(c, f, &v) {
             return None;
         }

@@ -6,7 +6,7 @@
 //! runtime and anything in the system's library directories (their allocators are
 //! the built-in table). Nothing is cached.
 
-use crate::classification::{Classification, Kind, Role};
+use crate::classification::{AllocFn, Classification, Kind, Role};
 use crate::seeds::Spec;
 use object::{Object, ObjectSection};
 use std::collections::HashMap;
@@ -35,16 +35,7 @@ pub(crate) fn specs(sums: &[Summary]) -> HashMap<String, (Spec, String)> {
     let mut out = HashMap::new();
     for s in sums {
         for f in s.cls.functions.iter().filter(|f| !f.external) {
-            let spec = Spec {
-                kind: Some(f.kind),
-                size: f.arg(Role::Size),
-                count: f.arg(Role::Count),
-                ptr: f.arg(Role::Ptr),
-                out: f.arg(Role::Out),
-                src: None,
-                when_null: None,
-                nargs: f.nargs.unwrap_or(0),
-            };
+            let spec = spec_of(f);
             // A free function with no pointer role says nothing usable.
             if f.kind == Kind::Free && spec.ptr.is_none() {
                 continue;
@@ -55,6 +46,20 @@ pub(crate) fn specs(sums: &[Summary]) -> HashMap<String, (Spec, String)> {
         }
     }
     out
+}
+
+/// The spec a classified function stands for when others call it.
+pub(crate) fn spec_of(f: &AllocFn) -> Spec {
+    Spec {
+        kind: Some(f.kind),
+        size: f.arg(Role::Size),
+        count: f.arg(Role::Count),
+        ptr: f.arg(Role::Ptr),
+        out: f.arg(Role::Out),
+        src: None,
+        when_null: None,
+        nargs: f.nargs.unwrap_or(0),
+    }
 }
 
 const DT_NEEDED: i64 = 1;

@@ -6,6 +6,7 @@
 pub mod classification;
 mod calls;
 mod classify;
+mod helpers;
 mod ctor;
 pub mod deps;
 pub mod descriptor;
@@ -51,6 +52,10 @@ pub struct Options {
     pub path: Option<std::path::PathBuf>,
     /// Do not analyze `DT_RUNPATH` dependencies on the fly when no `--with` is given.
     pub no_deps: bool,
+    /// Functions of this binary that `allocsite trace` saw allocating (matched by
+    /// address): each is what the trace says when its code alone classifies it as
+    /// nothing, so its callers are classified through it.
+    pub traced: Vec<AllocFn>,
 }
 
 impl Options {
@@ -116,6 +121,17 @@ fn analyze_at(data: &[u8], opts: &Options, path: Option<&Path>) -> Result<Classi
     }
     let dep_specs = deps::specs(if opts.with.is_empty() { &found_deps } else { &opts.with });
     c.set_deps(dep_specs.iter().map(|(n, (s, _))| (n.clone(), *s)).collect());
+    let by_file_addr: HashMap<u64, usize> = bin.funcs.iter().enumerate().map(|(i, f)| (f.file_addr, i)).collect();
+    c.set_traced(
+        opts.traced
+            .iter()
+            .filter_map(|t| {
+                let mut evidence = vec!["classified by allocsite trace (dynamic evidence)".to_string()];
+                evidence.extend(t.evidence.iter().cloned());
+                Some((*by_file_addr.get(&t.address.0)?, classify::Found { spec: deps::spec_of(t), evidence }))
+            })
+            .collect(),
+    );
     c.run();
     ctor::mark(&mut c);
     // Developer aid: ALLOCSITE_DEBUG_FN=name prints that function's data-flow summary.

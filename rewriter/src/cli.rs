@@ -9,6 +9,53 @@ fn user_fns(alloc_fns: Option<&str>, free_fns: Option<&str>, with: &[PathBuf]) -
     analysis::Options::from_descriptors(alloc_fns.unwrap_or(""), free_fns.unwrap_or(""))?.with_summaries(with)
 }
 
+/// The `--with` files split into dependency summaries and traces (`allocsite trace`
+/// output: it has `binaries`); of the traces, the functions traced in the binary
+/// `data` (by build-id, else by path), with the trace files they came from.
+struct With {
+    summaries: Vec<PathBuf>,
+    traced: Vec<(PathBuf, analysis::Classification)>,
+}
+
+fn split_with(with: &[PathBuf], bin: &Path, data: &[u8]) -> Result<With, String> {
+    let mut out = With { summaries: Vec::new(), traced: Vec::new() };
+    let build_id = crate::trace::build_id_of(data);
+    let path = std::fs::canonicalize(bin).unwrap_or_else(|_| bin.to_path_buf());
+    for p in with {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+        let is_trace = serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v.get("binaries").is_some_and(|b| b.is_array()));
+        if !is_trace {
+            out.summaries.push(p.clone());
+            continue;
+        }
+        let t = crate::trace::for_binary(&text, &path.to_string_lossy(), &build_id).map_err(|e| format!("{}: {e}", p.display()))?;
+        if let Some(t) = t {
+            out.traced.push((p.clone(), t));
+        }
+    }
+    Ok(out)
+}
+
+impl With {
+    /// Every traced function, as seeds for the analysis.
+    fn seeds(&self) -> Vec<analysis::AllocFn> {
+        self.traced.iter().flat_map(|(_, t)| t.functions.iter().cloned()).collect()
+    }
+
+    /// The contradictions between the traces and `cls`, one line each naming the
+    /// trace file. `add`: fold the traced functions `cls` lacks into it (a given or
+    /// embedded classification); an analysis run here had them as seeds already and
+    /// left out on purpose those its own checks refuse.
+    fn merge(&self, cls: &mut analysis::Classification, add: bool) -> Vec<String> {
+        let mut notes = Vec::new();
+        for (p, t) in &self.traced {
+            let found = if add { crate::trace::merge(cls, t) } else { crate::trace::merge(&mut cls.clone(), t) };
+            notes.extend(found.into_iter().map(|n| format!("{}: contradiction: {n}", p.display())));
+        }
+        notes
+    }
+}
+
 pub fn analyze(
     bin: &Path,
     format: &str,
@@ -18,13 +65,18 @@ pub fn analyze(
     with: &[PathBuf],
     reanalyze: bool,
 ) -> Result<(), String> {
-    let opts = user_fns(alloc_fns, free_fns, with)?;
+    let data = std::fs::read(bin).map_err(|e| format!("{}: cannot read: {e}", bin.display()))?;
+    let w = split_with(with, bin, &data)?;
+    let mut opts = user_fns(alloc_fns, free_fns, &w.summaries)?;
+    opts.traced = w.seeds();
     let embedded = if reanalyze { None } else { crate::cc::embedded_of(bin)? };
-    let cls = match embedded {
+    let mut cls = match embedded {
         Some(c) => c,
         None => analysis::analyze_path(bin, &opts).map_err(|e| e.to_string())?,
     };
-    let text = match format {
+    let analyzed = cls.source == "analysis";
+    let notes = w.merge(&mut cls, !analyzed);
+    let mut text = match format {
         "json" => cls.to_json() + "\n",
         "liballocs" => analysis::output::liballocs(&cls),
         _ if cls.source == "link-time" => {
@@ -32,6 +84,16 @@ pub fn analyze(
         }
         _ => analysis::output::text(&cls),
     };
+    // Contradictions go with the text; the machine formats keep their syntax.
+    if format == "text" {
+        for n in &notes {
+            text.push_str(&format!("trace {n}\n"));
+        }
+    } else {
+        for n in &notes {
+            eprintln!("allocsite: {n}");
+        }
+    }
     match output {
         Some(path) => write_atomic(path, text.as_bytes(), None)
             .map_err(|e| format!("{}: cannot write: {e}", path.display())),
@@ -49,7 +111,8 @@ pub fn rewrite(args: &RewriteArgs, with: &[PathBuf], reanalyze: bool, types: boo
     // Read once: the analysis (when no classification is given) and the rewrite
     // work on the same bytes.
     let data = std::fs::read(&args.input).map_err(|e| format!("{input}: cannot read: {e}"))?;
-    let cls = match &args.fns {
+    let w = split_with(with, &args.input, &data)?;
+    let mut cls = match &args.fns {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
@@ -66,7 +129,8 @@ pub fn rewrite(args: &RewriteArgs, with: &[PathBuf], reanalyze: bool, types: boo
             cls
         }
         None => {
-            let mut opts = user_fns(args.alloc_fns.as_deref(), args.free_fns.as_deref(), with)?;
+            let mut opts = user_fns(args.alloc_fns.as_deref(), args.free_fns.as_deref(), &w.summaries)?;
+            opts.traced = w.seeds();
             // `$ORIGIN` of the input's library search path.
             opts.path = Some(args.input.clone());
             let mut cls = analysis::analyze_bytes(&data, &opts).map_err(|e| format!("{input}: {e}"))?;
@@ -74,6 +138,10 @@ pub fn rewrite(args: &RewriteArgs, with: &[PathBuf], reanalyze: bool, types: boo
             cls
         }
     };
+    let analyzed = args.fns.is_none() && cls.source == "analysis";
+    for n in w.merge(&mut cls, !analyzed) {
+        eprintln!("allocsite: {n}");
+    }
     crate::rewrite::run(args, &cls, &data)?;
     if types {
         let table = analysis::sites::table(&data, &cls).map_err(|e| format!("{input}: {e}"))?;

@@ -49,7 +49,9 @@ enum Cmd {
         /// A dependency's summary (its `analyze --format json` output), repeatable:
         /// calls of its allocation functions become calls of imported allocation
         /// functions. Without it, libraries found through DT_RUNPATH are analyzed.
-        #[arg(long = "with", value_name = "SUMMARY.json")]
+        /// Or an `allocsite trace -o` output: BIN's traced functions (by build-id, else
+        /// path) join the analysis; contradictions are printed with both sides' evidence.
+        #[arg(long = "with", value_name = "SUMMARY.json|TRACE.json")]
         with: Vec<PathBuf>,
         /// Analyze BIN even when it carries a link-time classification (.allocsite).
         #[arg(long)]
@@ -72,7 +74,9 @@ enum Cmd {
         #[arg(long)]
         free_fns: Option<String>,
         /// A dependency's summary for the analysis (as for `analyze --with`), repeatable; unused with --fns.
-        #[arg(long = "with", value_name = "SUMMARY.json")]
+        /// A trace (`allocsite trace -o`): IN's traced functions join the analysis (added to
+        /// a --fns classification); contradictions go to standard error.
+        #[arg(long = "with", value_name = "SUMMARY.json|TRACE.json")]
         with: Vec<PathBuf>,
         /// Fail if any allocation function cannot be hooked.
         #[arg(long)]
@@ -83,6 +87,9 @@ enum Cmd {
         /// Also hook constructors: they then count for the outermost site.
         #[arg(long)]
         ctors: bool,
+        /// Bake heap checks into OUT, e.g. "poison,canary,double-free,quarantine" (ALLOCSITE_CHECK overrides).
+        #[arg(long, value_name = "OPTS")]
+        check: Option<String>,
         /// Print a summary (counts, sizes, time) to standard error.
         #[arg(short, long)]
         verbose: bool,
@@ -148,6 +155,10 @@ enum Cmd {
         /// Stop watching a function once it showed the same classification N times in a row.
         #[arg(long, value_name = "N", default_value_t = 64)]
         learn_limit: u32,
+        /// Unwatch a process's allocators after N hits in a row taught nothing (until the
+        /// loader maps new code): fewer stops, but functions first called later are not learned.
+        #[arg(long, value_name = "N", default_value_t = 2048)]
+        idle_unwatch: u64,
         /// The command to run and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<std::ffi::OsString>,
@@ -183,7 +194,7 @@ fn main() -> ExitCode {
                 Format::Liballocs => "liballocs",
             }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), &with, reanalyze)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, verbose, reanalyze, types } => {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, check, verbose, reanalyze, types } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
@@ -194,6 +205,7 @@ fn main() -> ExitCode {
                 runtime,
                 verbose,
                 ctors,
+                check,
             }, &with, reanalyze, types)
         }
         Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),
@@ -208,13 +220,14 @@ fn main() -> ExitCode {
             flamegraph.as_deref(),
             leaks,
         ),
-        Cmd::Trace { output, max_mem, detach_after, detach_on_exit, learn_limit, cmd } => {
+        Cmd::Trace { output, max_mem, detach_after, detach_on_exit, learn_limit, idle_unwatch, cmd } => {
             allocsite_rewriter::trace::run(allocsite_rewriter::trace::Options {
                 output,
                 max_mem,
                 detach_after,
                 detach_on_exit,
                 learn_limit: learn_limit.max(1),
+                idle_unwatch: idle_unwatch.max(1),
                 cmd,
             })
         }

@@ -6,7 +6,7 @@
 
 mod support;
 
-use object::{Object, ObjectSection, ObjectSegment};
+use object::{Object, ObjectSegment};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

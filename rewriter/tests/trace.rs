@@ -12,35 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::root;
+use support::{root, Scratch};
 
 fn allocsite() -> &'static str {
     env!("CARGO_BIN_EXE_allocsite")
 }
 
-/// A per-test scratch directory, removed when the test passes.
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = PathBuf;
-    fn deref(&self) -> &PathBuf {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 fn scratch(name: &str) -> Scratch {
-    let d = std::env::temp_dir().join(format!("allocsite-trace-tests-{}", std::process::id())).join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    Scratch(d)
+    support::scratch_in("trace-tests", name)
 }
 
 /// gcc -O2 -g tests/c/NAME.c -o DIR/NAME (extra flags after).
@@ -339,6 +318,71 @@ fn plugin_allocator_wrapping_malloc() {
     allocsite_rewriter::trace::merge(&mut cls, &tr);
     let w = cls.functions.iter().find(|f| f.name == "w_alloc").expect("merged");
     assert_eq!(w.descriptor, "w_alloc(pZ)p");
+
+    // `--with` the trace: the traced functions seed the analysis, so the plugin's own
+    // wrapper of w_alloc (never called, so never traced) is classified through it.
+    let trace = d.join("trace.json");
+    let a = plain(&[allocsite(), "analyze", so.to_str().unwrap(), "--format", "json", "--with", trace.to_str().unwrap()]);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let cls: Value = serde_json::from_slice(&a.stdout).unwrap();
+    let fns: Vec<&Value> = cls["functions"].as_array().unwrap().iter().collect();
+    assert_eq!(find(&fns, "w_alloc")["args"], serde_json::json!({"size": 1}));
+    let z = find(&fns, "wrap_zalloc");
+    assert_eq!((&z["kind"], &z["args"]), (&serde_json::json!("alloc"), &serde_json::json!({"size": 1})), "{z}");
+    assert_eq!(find(&fns, "w_resize")["kind"], "realloc");
+
+    // The host's chunks made through the plugin's table are attributed to the host's calls.
+    let (r, _) = rewritten_run(&d, &host, &so, &trace);
+    let w = site(&r, "w_alloc");
+    assert_eq!((w["object"].as_str(), w["calls"].as_u64()), (Some("host"), Some(400)), "{w}");
+    assert!(w["line"].as_str().unwrap().starts_with("trace_plugin_host.c:"), "{w}");
+    let z = site(&r, "w_resize");
+    assert_eq!((z["object"].as_str(), z["calls"].as_u64()), (Some("host"), Some(134)), "{z}");
+    assert!(w.get("suballoc").is_none());
+
+    // A trace that says otherwise than the code: printed with both sides' evidence.
+    let mut t: Value = serde_json::from_str(&text).unwrap();
+    let bin = t["binaries"].as_array_mut().unwrap().iter_mut().find(|b| b["binary"] == canon(&so)).unwrap();
+    let static_destroy = cls["functions"].as_array().unwrap().iter().find(|f| f["name"] == "w_destroy").expect("w_destroy is a free function").clone();
+    let mut bogus = static_destroy.clone();
+    bogus["kind"] = "alloc".into();
+    bogus["args"] = serde_json::json!({"size": 0});
+    bogus["descriptor"] = "w_destroy(Z)p".into();
+    bogus["evidence"] = serde_json::json!(["trace: returned a fresh 8-byte block; argument 0 = 8"]);
+    bogus["hits"] = serde_json::json!({"calls": 8, "alloc": 8, "realloc": 0, "free": 0, "carved": 0, "fixed_size": 0, "nothing": 0});
+    bogus["static"] = "contradicts".into();
+    bin["functions"].as_array_mut().unwrap().push(bogus);
+    let bad = d.join("contradicting.json");
+    std::fs::write(&bad, serde_json::to_string(&t).unwrap()).unwrap();
+    let a = plain(&[allocsite(), "analyze", so.to_str().unwrap(), "--with", bad.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&a.stdout);
+    let line = out.lines().find(|l| l.contains("contradiction: w_destroy")).unwrap_or_else(|| panic!("no contradiction in:\n{out}"));
+    assert!(line.contains("static analysis says w_destroy(P) (arg0 → free ptr") && line.contains("the trace says w_destroy(Z)p (trace: returned a fresh"), "{line}");
+    std::fs::create_dir_all(d.join("bad")).unwrap();
+    let o = Command::new(allocsite()).args(["rewrite", so.to_str().unwrap(), "-o"]).arg(d.join("bad/wrap.so")).arg("--with").arg(&bad).output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("contradiction: w_destroy: static analysis says"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Rewrite the plugin `--with` the trace, run the host with the rewritten plugin
+/// (output unchanged), and read the runtime's report.
+fn rewritten_run(d: &Path, host: &Path, so: &Path, trace: &Path) -> (Value, Output) {
+    std::fs::create_dir_all(d.join("rewritten")).unwrap();
+    let out = d.join("rewritten").join(so.file_name().unwrap());
+    let o = Command::new(allocsite()).args(["rewrite", so.to_str().unwrap(), "-o"]).arg(&out).arg("--with").arg(trace).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = d.join("report.json");
+    let run = Command::new(host).arg(&out).env("ALLOCSITE_REPORT", &report).output().unwrap();
+    let plain = plain(&[host.to_str().unwrap(), so.to_str().unwrap()]);
+    assert_eq!((run.stdout.clone(), run.status.code()), (plain.stdout, plain.status.code()));
+    (serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap(), o)
+}
+
+/// The report's innermost site whose allocator is `f` (exactly one).
+fn site<'a>(r: &'a Value, f: &str) -> &'a Value {
+    let s: Vec<&Value> = r["sites"].as_array().unwrap().iter().filter(|s| s["allocator"] == f).collect();
+    assert_eq!(s.len(), 1, "sites of {f}: {s:?}");
+    s[0]
 }
 
 #[test]
@@ -354,6 +398,12 @@ fn plugin_pool_carving_one_block() {
     assert_eq!(a["args"], serde_json::json!({"size": 1}));
     assert_eq!(a["static"], "new");
     assert!(a["hits"]["carved"].as_u64().unwrap() > 32, "{a}");
+    // Rewritten `--with` the trace, the pool's pieces are suballocations at the host's call.
+    let (r, _) = rewritten_run(&d, &host, &so, &d.join("trace.json"));
+    let p = site(&r, "p_alloc");
+    assert_eq!((p["object"].as_str(), p["calls"].as_u64(), &p["suballoc"]), (Some("host"), Some(400), &Value::Bool(true)), "{p}");
+    assert!(p["line"].as_str().unwrap().starts_with("trace_plugin_host.c:"), "{p}");
+    assert_eq!(r["totals"]["suballoc_calls"], 400);
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! The attribution rules (runtime/README.md, "Attribution"): which innermost and
 //! outermost site, and which function called at each, a chunk made by an interposed
 //! allocator gets, from the per-thread stack of active hooked calls and the mark byte.
-use crate::abi::{FnDesc, KIND_CTOR};
-use crate::tls::{active_sites, hot};
+use crate::abi::{FnDesc, KIND_CTOR, KIND_FREE};
+use crate::tls::{active_sites, hot, DEPTH};
 
 /// What an allocation is attributed to: its innermost and outermost site and the
 /// function called at each (null: the C/C++ entry point that made the chunk).
@@ -21,16 +21,48 @@ pub struct Sites {
 /// - else innermost = the top entry's site and function, unless that function is a
 ///   constructor (`rewrite --ctors`: ctors count only for the outermost site), then `ra`;
 ///   outermost = the bottom entry's site and function.
+/// - entries of free-kind functions are passed over on both ends (only free calls
+///   active: as if none).
 #[inline(always)]
 pub unsafe fn attribute(ra: usize, sp: usize, mark: bool) -> Sites {
+    attribute_among(ra, sp, mark, true)
+}
+
+/// The sites of a free (`ALLOCSITE_CHECK`'s free site), by the same rules except that
+/// free-kind calls count: they are the calls that make a free site.
+#[inline(always)]
+pub unsafe fn attribute_free(ra: usize, sp: usize, mark: bool) -> Sites {
+    attribute_among(ra, sp, mark, false)
+}
+
+#[inline(always)]
+unsafe fn attribute_among(ra: usize, sp: usize, mark: bool, skip_releases: bool) -> Sites {
     let none = Sites { inner: ra, outer: ra, inner_fn: core::ptr::null(), outer_fn: core::ptr::null() };
-    let Some((site, outer, f)) = active_sites(sp) else { return none };
+    let Some((_, outermost, _)) = active_sites(sp) else { return none };
     let h = hot();
-    let bottom = (*h).entries[0].fn_;
+    let n = ((*h).depth as usize).min(DEPTH);
+    let e = &(*h).entries;
     // (an entry's fn_ with bit 0 set marks "result indexed by an inner call")
-    let outer_fn = if bottom as usize & 1 != 0 { core::ptr::null() } else { bottom };
+    let fn_at = |i: usize| if e[i].fn_ as usize & 1 != 0 { core::ptr::null() } else { e[i].fn_ };
+    // A chunk made while a free-kind function runs (stdio's buffer when
+    // `BZ2_bzWriteClose` flushes its file) was not made by that call: releasing
+    // calls are no sites of new chunks, wherever they are on the stack.
+    let releases = |f: *const FnDesc| skip_releases && !f.is_null() && (*f).kind == KIND_FREE;
+    let mut bottom = 0;
+    while bottom < n && releases(fn_at(bottom)) {
+        bottom += 1;
+    }
+    if bottom == n {
+        return none;
+    }
+    let (outer, outer_fn) = if bottom == 0 { (outermost, fn_at(0)) } else { (e[bottom].site, fn_at(bottom)) };
+    let mut top = n;
+    while top > bottom + 1 && releases(fn_at(top - 1)) {
+        top -= 1;
+    }
+    let f = fn_at(top - 1);
     if mark || (!f.is_null() && (*f).kind == KIND_CTOR) {
         return Sites { inner: ra, outer, inner_fn: core::ptr::null(), outer_fn };
     }
-    Sites { inner: site, outer, inner_fn: f, outer_fn }
+    Sites { inner: e[top - 1].site, outer, inner_fn: f, outer_fn }
 }

@@ -223,7 +223,7 @@ unsafe fn enter_slow(f: *const FnDesc, site: usize, args: *const u64, depth: u32
     if (k == KIND_FREE || (k == KIND_REALLOC && !INTERPOSED.load(Ordering::Relaxed)))
         && crate::index::SUB_USED.load(Ordering::Relaxed)
     {
-        sub_free(f, args);
+        sub_free(f, args, site);
     }
     if trace::on() {
         trace::enter(f, site, args, depth);
@@ -343,6 +343,9 @@ unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, 
         }
         let size = size.min(1 << 40) as usize;
         let mut ok = false;
+        if crate::check::on() {
+            crate::check::sub::handed_out(p);
+        }
         if INDEXING.load(Ordering::Relaxed) {
             match index::insert(&index::SUB, p, size, id) {
                 Ok(Some(old)) => {
@@ -361,7 +364,7 @@ unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, 
 /// A hooked free function is about to release a suballocated piece.
 #[cold]
 #[inline(never)]
-unsafe fn sub_free(f: *const FnDesc, args: *const u64) {
+unsafe fn sub_free(f: *const FnDesc, args: *const u64, site: usize) {
     use crate::tls::{guard_off, guard_on, GUARD_WORK};
     let a = (*f).ptr_arg;
     if !(0..6).contains(&a) {
@@ -373,8 +376,26 @@ unsafe fn sub_free(f: *const FnDesc, args: *const u64) {
         return;
     }
     guard_on(h, GUARD_WORK);
-    if let Some(c) = crate::index::remove(&crate::index::SUB, p) {
+    let removed = crate::index::remove(&crate::index::SUB, p);
+    if let Some(c) = removed {
         crate::sites::on_free(h, c.id, c.size as u64);
+    }
+    if crate::check::on() {
+        // the sub-free's site: this call of f, as for an allocation
+        let bottom = (*h).entries[0].fn_ as usize;
+        let okey = if bottom & 1 != 0 { 0 } else { bottom };
+        let fid = crate::sites::intern(h, site, (*h).outermost, crate::sites::make_key(f, crate::sites::A_FREE), okey);
+        match removed {
+            Some(c) => crate::check::sub::given_back(&c, f, fid),
+            None => {
+                if let Some(x) = crate::check::sub::wrong(p, f, fid) {
+                    guard_off(h);
+                    // (fail=warn: the pool's free still runs; only the runtime reports)
+                    crate::check::finding::raise(x);
+                    return;
+                }
+            }
+        }
     }
     guard_off(h);
 }

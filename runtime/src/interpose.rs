@@ -9,6 +9,7 @@ use crate::index;
 use crate::sites::{self, *};
 use crate::stats;
 use crate::arena::INDEXING;
+use crate::check::{self, chunk as checked};
 use crate::attribution::attribute;
 use crate::tls::{guard_off, guard_on, hot, GUARD_WORK};
 use core::ffi::c_void;
@@ -47,6 +48,9 @@ unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize, mark
         sites::on_alloc(h, id, n as u64, ok);
     }
     guard_off(h);
+    if check::on() && code != A_REALLOC && code != A_REALLOCARRAY {
+        checked::fresh(p as usize, n, code == A_CALLOC);
+    }
 }
 
 /// Remove p from the index (before the memory is released).
@@ -103,7 +107,8 @@ type P = *mut c_void;
 /// fails in glibc as the original would have).
 #[inline(always)]
 fn req(n: usize) -> usize {
-    n.saturating_add(TRAILER)
+    // (with the canary on, PAD leaves room for it after the requested size)
+    n.saturating_add(check::options::PAD.load(Ordering::Relaxed))
 }
 
 unsafe extern "C" fn malloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
@@ -125,10 +130,17 @@ unsafe extern "C" fn calloc_impl(n: usize, s: usize, _: usize, ra: usize, sp: us
     p
 }
 unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
+    if check::on() && !p.is_null() && (*hot()).guard == 0 {
+        return realloc_checked(p, n, code, ra, sp, mark);
+    }
     if p.is_null() {
         let q = __libc_realloc(p, req(n));
         if !q.is_null() {
             record(q, n, code, ra, sp, mark);
+            if check::on() {
+                // (realloc(NULL, n) makes a new chunk like malloc)
+                checked::fresh(q as usize, n, false);
+            }
         }
         return q;
     }
@@ -163,8 +175,12 @@ unsafe extern "C" fn reallocarray_impl(p: P, n: usize, s: usize, ra: usize, sp: 
     };
     realloc_common(p, t, A_REALLOCARRAY, ra, sp, mark)
 }
-unsafe extern "C" fn free_impl(p: P, _: usize, _: usize, _ra: usize, _sp: usize, _mark: usize) {
+unsafe extern "C" fn free_impl(p: P, _: usize, _: usize, ra: usize, sp: usize, mark: usize) {
     if p.is_null() {
+        return;
+    }
+    if check::on() && (*hot()).guard == 0 {
+        free_checked(p, ra, sp, mark);
         return;
     }
     unrecord(p);
@@ -215,8 +231,9 @@ unsafe extern "C" fn strdup_impl(s: *const i8, _: usize, _: usize, ra: usize, sp
     let n = libc::strlen(s) + 1;
     let p = __libc_malloc(req(n));
     if !p.is_null() {
-        core::ptr::copy_nonoverlapping(s as *const u8, p as *mut u8, n);
+        // (recorded first: a check may poison the new chunk)
         record(p, n, A_STRDUP, ra, sp, mark);
+        core::ptr::copy_nonoverlapping(s as *const u8, p as *mut u8, n);
     }
     p
 }
@@ -224,11 +241,87 @@ unsafe extern "C" fn strndup_impl(s: *const i8, m: usize, _: usize, ra: usize, s
     let n = libc::strnlen(s, m);
     let p = __libc_malloc(req(n + 1));
     if !p.is_null() {
+        record(p, n + 1, A_STRNDUP, ra, sp, mark);
         core::ptr::copy_nonoverlapping(s as *const u8, p as *mut u8, n);
         *(p as *mut u8).add(n) = 0;
-        record(p, n + 1, A_STRNDUP, ra, sp, mark);
     }
     p
+}
+
+/// The free site: attributed like an allocation (the innermost classified call of a
+/// free, runtime/README.md "Attribution"), interned with the code `A_FREE`.
+unsafe fn free_site(ra: usize, sp: usize, mark: usize) -> u32 {
+    let h = hot();
+    let a = crate::attribution::attribute_free(ra, sp, mark != 0);
+    sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, A_FREE), a.outer_fn as usize)
+}
+
+/// `free` with checks on (not under the guard): the chunk's canary, then the free
+/// pattern and the quarantine; a pointer the index does not hold is checked for a
+/// double or wrong free. A bad free is reported and, with `fail=warn`, skipped.
+unsafe fn free_checked(p: P, ra: usize, sp: usize, mark: usize) {
+    let h = hot();
+    guard_on(h, GUARD_WORK);
+    let fid = free_site(ra, sp, mark);
+    // (glibc's chunks are 16-byte aligned: another pointer shares a chunk's start-bit
+    // granule and must not unmark it)
+    let aligned = p as usize % 16 == 0;
+    guard_off(h);
+    // (a chunk whose trailer no longer decodes is counted in OVERWRITTEN as it goes)
+    let over = chunkmap::OVERWRITTEN.load(Ordering::Relaxed);
+    let c = if aligned { unrecord(p) } else { None };
+    let marked = c.is_none() && chunkmap::OVERWRITTEN.load(Ordering::Relaxed) != over;
+    guard_on(h, GUARD_WORK);
+    match c {
+        Some(c) => checked::release(c, fid),
+        None => match checked::unknown(p as usize, fid, marked) {
+            Some(f) => check::finding::raise(f),
+            None => __libc_free(p),
+        },
+    }
+    guard_off(h);
+}
+
+/// `realloc(p, n)` with checks on: a new chunk, the contents copied, the old chunk
+/// freed as by `free` (so it is checked and quarantined like any other).
+unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
+    if n == 0 {
+        free_checked(p, ra, sp, mark);
+        return null_mut();
+    }
+    let h = hot();
+    guard_on(h, GUARD_WORK);
+    let old = chunkmap::lookup(p as usize, true).filter(|c| c.base == p as usize);
+    let old_size = match old {
+        Some(c) => c.size,
+        None => {
+            let fid = free_site(ra, sp, mark);
+            if let Some(f) = checked::unknown(p as usize, fid, p as usize % 16 == 0 && chunkmap::has_trailer(p as usize)) {
+                guard_off(h);
+                check::finding::raise(f);
+                return null_mut();
+            }
+            // a chunk made before the runtime (or never indexed): glibc's usable size
+            chunkmap::header(p as usize).0
+        }
+    };
+    guard_off(h);
+    let q = __libc_malloc(req(n));
+    if q.is_null() {
+        return q;
+    }
+    record(q, n, code, ra, sp, mark);
+    checked::fresh(q as usize, n, true);
+    core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old_size.min(n));
+    if n > old_size && check::options::has(check::options::POISON) {
+        core::ptr::write_bytes((q as *mut u8).add(old_size), check::pattern::poison_byte(), n - old_size);
+    }
+    if old.is_some() {
+        free_checked(p, ra, sp, mark);
+    } else {
+        __libc_free(p);
+    }
+    q
 }
 
 shim!(malloc(n: usize) -> P, malloc_impl);
@@ -252,6 +345,12 @@ shim!(__strndup(s: *const i8, n: usize) -> P, strndup_impl);
 pub unsafe extern "C" fn malloc_usable_size(p: P) -> usize {
     if p.is_null() {
         return 0;
+    }
+    if check::on() {
+        // (the bytes past the requested size hold the canary)
+        if let Some(c) = chunkmap::lookup(p as usize, true).filter(|c| c.base == p as usize) {
+            return c.size;
+        }
     }
     let (u, _) = chunkmap::header(p as usize);
     if chunkmap::has_trailer(p as usize) {

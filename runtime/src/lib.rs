@@ -20,6 +20,8 @@ pub mod sites;
 // - attribution, trace: what an allocation is attributed to; the hook trace
 pub mod attribution;
 pub mod trace;
+// - check: the heap checks (ALLOCSITE_CHECK), called by hooks and interpose
+pub mod check;
 // - hooks, interpose, protect: the hook entry points, the interposed allocators
 pub mod hooks;
 pub mod interpose;
@@ -29,6 +31,7 @@ pub mod elf;
 pub mod dwarf;
 pub mod symbolize;
 pub mod types;
+pub mod findings;
 pub mod report;
 pub mod api;
 
@@ -41,6 +44,9 @@ static FORK_LOCKED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicB
 
 /// fork: hold every index lock across fork so the child inherits consistent state.
 fn lock_all() {
+    for l in check::locks() {
+        l.lock();
+    }
     // Lock order: regions, then the big arrays, the pool and the site table (a
     // region's lock is held while its array grows from the pool).
     index::lock_regions(&index::SUB);
@@ -55,6 +61,10 @@ fn unlock_all(child: bool) {
     index::SUB.big.lock.unlock();
     chunkmap::BIG.lock.unlock();
     index::unlock_regions(&index::SUB);
+    // (Spin::unlock is a plain store: the child may release what its parent's thread took)
+    for l in check::locks().iter().rev() {
+        l.unlock();
+    }
 }
 
 extern "C" fn at_fork_prepare() {
@@ -83,6 +93,9 @@ extern "C" fn at_fork_child() {
 }
 
 extern "C" fn at_exit() {
+    if check::on() {
+        tls::guarded(tls::GUARD_INTERNAL, check::chunk::at_exit);
+    }
     // (the report folds in this thread's and every other live thread's pending batches)
     if let Some(p) = report::path() {
         if let Err(e) = report::write(p, "exit") {
@@ -114,6 +127,39 @@ fn parse_bytes(s: &[u8]) -> Option<u64> {
     v.checked_mul(mul)
 }
 
+/// A finding's block on stderr; before an abort, the report (atexit will not run).
+fn on_finding(f: &check::finding::Finding, abort: bool) {
+    findings::print(f);
+    if abort {
+        if let Some(p) = report::path() {
+            let _ = report::write(p, "finding");
+        }
+    }
+}
+
+/// Heap checks: `ALLOCSITE_CHECK`, else the options `rewrite --check` baked in.
+fn init_checks() {
+    let baked = check::baked::find();
+    let Some(opts) = sys::env(c"ALLOCSITE_CHECK").or(baked) else { return };
+    match check::options::parse(opts) {
+        Ok(p) => {
+            check::finding::SINK.store(on_finding as *const () as usize, Ordering::Relaxed);
+            let mut p = p;
+            if p.flags != 0 && check::chunk::note_unchecked_chunks() > check::chunk::PRE && p.flags & check::options::CANARY != 0 {
+                // (too many chunks without a canary to tell apart)
+                p.flags &= !check::options::CANARY;
+                sys::write_all(2, b"allocsite: ALLOCSITE_CHECK: canary off (too many chunks made before the runtime started)\n");
+            }
+            check::options::set(&p);
+        }
+        Err(bad) => {
+            let mut b = sys::Buf::<256>::new();
+            b.s(b"allocsite: ignoring ALLOCSITE_CHECK: unknown option ").s(&bad[..bad.len().min(64)]).s(b"\n");
+            sys::write_all(2, b.bytes());
+        }
+    }
+}
+
 extern "C" fn init() {
     // the index's static tables count as metadata from the start
     arena::META_BYTES.fetch_add(index::STATIC_BYTES + chunkmap::STATIC_BYTES, Ordering::Relaxed);
@@ -125,10 +171,10 @@ extern "C" fn init() {
             None => sys::write_all(2, b"allocsite: ignoring malformed ALLOCSITE_MAX_META\n"),
         }
     }
-    if let Some(p) = sys::env(c"ALLOCSITE_REPORT") {
-        if report::set_path(p) {
-            unsafe { libc::atexit(at_exit) };
-        }
+    let reporting = sys::env(c"ALLOCSITE_REPORT").is_some_and(report::set_path);
+    init_checks();
+    if reporting || check::on() {
+        unsafe { libc::atexit(at_exit) };
     }
     trace::init();
     hooks::update_masks();

@@ -1,6 +1,7 @@
 //! JSON reports: at exit (`ALLOCSITE_REPORT=PATH`, `%p` = pid) and on request.
 //! Runs with the runtime guard set to "internal": its own (ordinary) allocations are
 //! neither indexed nor counted.
+use crate::findings::esc;
 use crate::arena::{CAP_HIT, META_BYTES, META_CAP, META_PEAK};
 use crate::arena::INDEXING;
 use crate::tls::{guarded, GUARD_INTERNAL};
@@ -69,6 +70,9 @@ pub fn snapshot() -> Vec<SiteRow> {
     });
     for id in 1..n {
         let k = sites::key(id);
+        if k.key & 0xff == sites::A_FREE as usize {
+            continue; // (a free site, interned for the heap checks)
+        }
         let s = &st[id as usize];
         let (live_chunks, live_bytes) = live[id as usize];
         v.push(SiteRow {
@@ -104,20 +108,6 @@ pub fn totals(rows: &[SiteRow]) -> Totals {
     Totals { agg, dropped, meta_bytes: META_BYTES.load(Ordering::Relaxed) }
 }
 
-fn esc(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
 
 struct Syms(HashMap<usize, Sym>);
 impl Syms {
@@ -260,6 +250,8 @@ pub fn render(reason: &str) -> String {
         }
         out.push(']');
     }
+    out.push_str(",\"findings\":");
+    crate::findings::json(&mut out);
     out.push_str("}\n");
     out
 }

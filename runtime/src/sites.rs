@@ -11,7 +11,7 @@ pub const MAX_SITES: usize = 1 << 18;
 const HASH_SLOTS: usize = MAX_SITES * 2;
 
 /// Allocator codes (the C/C++ entry point that produced a chunk).
-pub const ALLOCATORS: [&str; 16] = [
+pub const ALLOCATORS: [&str; 17] = [
     "unknown",
     "malloc",
     "calloc",
@@ -28,6 +28,7 @@ pub const ALLOCATORS: [&str; 16] = [
     "operator new[]",
     "suballoc",
     "hooked",
+    "free",
 ];
 pub const A_MALLOC: u32 = 1;
 pub const A_CALLOC: u32 = 2;
@@ -46,6 +47,8 @@ pub const A_NEW_ARR: u32 = 13;
 pub const A_SUB: u32 = 14;
 /// A chunk indexed from a hooked alloc function's result (runtime not interposing malloc).
 pub const A_HOOKED: u32 = 15;
+/// Free sites (heap checks: the last free site of a freed chunk); not in reports' tables.
+pub const A_FREE: u32 = 16;
 
 #[repr(C)]
 pub struct Key {

@@ -15,6 +15,7 @@
 //!   tables change (`lines`), `.symtab`, `.strtab`, `.shstrtab`, section headers.
 
 pub mod callsites;
+pub mod check;
 pub mod cfi;
 pub mod dynamic;
 pub mod elf;
@@ -61,6 +62,8 @@ pub struct RewriteArgs {
     pub verbose: bool,
     /// Hook constructors too (`Kind::Ctor`, pad mode): they count for the outermost site.
     pub ctors: bool,
+    /// Heap-check options baked into OUT (`--check`, issue 12).
+    pub check: Option<String>,
 }
 
 /// What one rewrite produced.
@@ -109,7 +112,10 @@ pub fn run(args: &RewriteArgs, cls: &Classification, data: &[u8]) -> Result<(), 
         std::fs::metadata(&args.input).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o755)
     };
     let runtime = runtime_lib::locate(args.runtime.as_deref())?;
-    let out = rewrite_bytes(data, cls, args.ctors).map_err(|e| format!("{input}: {e}"))?;
+    if let Some(c) = &args.check {
+        check::validate(c)?;
+    }
+    let out = rewrite_bytes_with(data, cls, args.ctors, args.check.as_deref()).map_err(|e| format!("{input}: {e}"))?;
     let mut refused = 0;
     let mut log = String::new();
     for o in &out.outcomes {
@@ -176,6 +182,11 @@ fn descriptor(h: &plan::Hook, at: u64, name_at: u64, map: Option<(u64, u64, u64)
 
 /// Rewrite an ELF image in memory.
 pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> Result<Rewritten<'c>, String> {
+    rewrite_bytes_with(data, cls, ctors, None)
+}
+
+/// `rewrite_bytes`, with heap-check options to bake in (`rewrite --check`).
+pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool, check: Option<&str>) -> Result<Rewritten<'c>, String> {
     let elf = elf::InputElf::parse(data)?;
     dynamic::check(&elf)?;
     if elf.section(".allocsite.text").is_some() {
@@ -210,6 +221,9 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> R
         .collect();
     let pt_len = |k: usize| sites.pass_through[k].len() + sites.tail_from[k].len();
     let pt_tables: Vec<u64> = (0..hooks.len()).map(|k| if pt_len(k) == 0 { 0 } else { rw.reserve(8 * pt_len(k), 8) }).collect();
+    if let Some(c) = check {
+        rw.place(&check::blob(c), 8);
+    }
     let data_size = rw.here() - data_start;
 
     // R+X: trampolines. Built twice: the first pass learns where calls inside relocated

@@ -65,9 +65,12 @@ pub const ALLOCATORS: &[Allocator] = &[
     al("_ZdaPvm", Kind::Free, None, None, Some(0), None),
 ];
 
-/// Consecutive allocator hits in one address space that taught nothing, after which
-/// its allocators are no longer watched (until the loader maps new code).
-const IDLE_DISARM: u64 = 2048;
+/// A verdict the static analysis agrees with settles after learn-limit / this many
+/// consistent calls (at least 4).
+const AGREEING_DIVISOR: u32 = 8;
+/// A function whose verdict has not settled after this many × learn-limit watched
+/// calls is no longer watched (what it showed so far is kept).
+const RETIRE_AFTER: u64 = 4;
 
 /// Frames walked at an allocator hit, and how many callers become candidates.
 const DEPTH: usize = 8;
@@ -130,6 +133,9 @@ pub struct Learned {
     pub verdict: Option<Verdict>,
     streak: u32,
     pub settled: bool,
+    /// No longer watched without having settled: its verdict kept changing for
+    /// `RETIRE_AFTER` × the learn limit calls.
+    pub retired: bool,
     pub evidence: Vec<String>,
 }
 
@@ -149,7 +155,21 @@ impl Learned {
         Learned {
             file, addr, name, statik, calls: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, alloc_zero: 0x3f, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0,
             size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
-            fixed: None, varying: false, last_carve: None, verdict: None, streak: 0, settled: false, evidence: Vec::new(),
+            fixed: None, varying: false, last_carve: None, verdict: None, streak: 0, settled: false, retired: false, evidence: Vec::new(),
+        }
+    }
+
+    /// Still worth a breakpoint at its entry.
+    pub fn watched(&self) -> bool {
+        !self.settled && !self.retired
+    }
+
+    /// The verdict is the static analysis's own classification: the code already
+    /// says so, so fewer consistent calls settle it.
+    fn agrees_with_static(&self) -> bool {
+        match (&self.verdict, &self.statik) {
+            (Some(v), Some(s)) => v.kind == s.kind && v.args.iter().all(|(r, p)| s.arg(*r) == Some(*p)),
+            _ => false,
         }
     }
 
@@ -363,7 +383,7 @@ impl Tracer {
                 // Only an allocation function's callers can be wrappers of it: going up
                 // stops at the first caller not (yet) seen to be one.
                 let wraps = l.verdict.as_ref().is_some_and(|v| !v.args.is_empty() || v.kind == Kind::Free);
-                if !l.settled {
+                if l.watched() {
                     learning = true;
                     let at = entry.wrapping_add(m.bias);
                     self.bp_add(tid, at, |b| b.func = Some(id));
@@ -382,7 +402,14 @@ impl Tracer {
                         self.mem.release(memory::BLOCK);
                     }
                 }
-                self.events_to_calls(tid, Ev::Freed(p), near);
+                // A free made inside the C library (fclose freeing its FILE, an
+                // operator delete's own free) is that library's business: the
+                // program's function handed the pointer to a closer, not to a free.
+                let maps = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).map(|s| s.maps.clone()).unwrap_or_default();
+                let from_system = sys::read_u64(tid, regs.rsp).is_some_and(|r| maps.iter().any(|m| m.file.system && r >= m.lo && r < m.hi));
+                if !from_system {
+                    self.events_to_calls(tid, Ev::Freed(p), near);
+                }
             }
             self.count_hit(tid, learning);
             return;
@@ -403,7 +430,7 @@ impl Tracer {
     }
 
     fn on_fn_entry(&mut self, tid: Pid, addr: u64, id: FnId, regs: &sys::Regs) {
-        if self.learn.fns[id].settled || self.mem.over {
+        if !self.learn.fns[id].watched() || self.mem.over {
             self.bp_drop(tid, addr, |b| b.func = None);
             return;
         }
@@ -532,8 +559,12 @@ impl Tracer {
             l.streak = 1;
             self.learn.news += 1;
         }
-        if !l.settled && l.streak >= self.opts.learn_limit {
-            l.settled = true;
+        let limit = if l.agrees_with_static() { (self.opts.learn_limit / AGREEING_DIVISOR).max(4) } else { self.opts.learn_limit };
+        let settle = l.streak >= limit;
+        let retire = !settle && l.calls >= u64::from(self.opts.learn_limit) * RETIRE_AFTER;
+        if l.watched() && (settle || retire) {
+            l.settled = settle;
+            l.retired = retire;
             self.learn.news += 1;
             let at = l.addr;
             let fid = l.file.id;
@@ -589,7 +620,7 @@ impl Tracer {
             let ids = self.learn.by_file.get(&m.file.id).cloned().unwrap_or_default();
             for id in ids {
                 let at = self.learn.fns[id].addr.wrapping_add(m.bias);
-                if !self.learn.fns[id].settled && in_map(at) {
+                if self.learn.fns[id].watched() && in_map(at) {
                     self.bp_add(tid, at, |b| b.func = Some(id));
                 }
             }
@@ -621,7 +652,7 @@ impl Tracer {
 
     /// Count an allocator hit towards "taught nothing new": since the last new
     /// candidate, verdict change or settled function (`Learn::news`). Past
-    /// IDLE_DISARM such hits the space's allocators are unwatched; past
+    /// `--idle-unwatch` such hits the space's allocators are unwatched; past
     /// `--detach-after` the process is let go.
     fn count_hit(&mut self, tid: Pid, learning: bool) {
         if !learning {
@@ -636,7 +667,7 @@ impl Tracer {
             }
             Some(s) => {
                 s.idle += 1;
-                s.idle >= IDLE_DISARM
+                s.idle >= self.opts.idle_unwatch
             }
             None => false,
         };

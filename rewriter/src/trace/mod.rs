@@ -23,7 +23,7 @@ mod sys;
 mod tree;
 mod unwind;
 
-pub use output::{for_binary, merge};
+pub use output::{build_id_of, for_binary, merge};
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -37,6 +37,9 @@ pub struct Options {
     pub detach_on_exit: bool,
     /// Consistent observations after which a function is no longer watched.
     pub learn_limit: u32,
+    /// Allocator hits in a row that taught nothing, after which an address space's
+    /// allocators are unwatched (until the loader maps new code).
+    pub idle_unwatch: u64,
     pub cmd: Vec<OsString>,
 }
 

@@ -197,8 +197,17 @@ impl Tracer {
     }
 }
 
+/// The GNU build-id of an ELF image, in hex ("" when it has none).
+pub fn build_id_of(data: &[u8]) -> String {
+    use object::Object;
+    object::File::parse(data)
+        .ok()
+        .and_then(|o| o.build_id().ok().flatten().map(|b| b.iter().map(|x| format!("{x:02x}")).collect()))
+        .unwrap_or_default()
+}
+
 /// The traced functions of `bin` (matched by build-id, else by path) from a trace
-/// file's text, as a classification.
+/// file's text, as a classification: those whose verdict the trace saw consistently.
 pub fn for_binary(trace_json: &str, bin_path: &str, build_id: &str) -> Result<Option<Classification>, String> {
     #[derive(Deserialize)]
     struct File {
@@ -212,11 +221,33 @@ pub fn for_binary(trace_json: &str, bin_path: &str, build_id: &str) -> Result<Op
     Ok(b.map(|b| Classification {
         binary: b.binary,
         source: "trace".into(),
-        functions: b.functions.into_iter().map(|t| t.f).collect(),
+        functions: b.functions.into_iter().filter(consistent).map(|t| t.f).collect(),
         imports: Vec::new(),
         calls: Vec::new(),
     }))
 }
+
+/// True when the trace showed its verdict on at least 3 of 4 watched calls (and
+/// at least MIN_CALLS of them): a
+/// destructor that freed its argument once in 60 calls, or a GC pass that returned a
+/// pointer into a block now and then, is not evidence enough to hook a function. An
+/// `alloc` without a size role (sizes its arguments do not explain) is never enough.
+fn consistent(t: &TracedFn) -> bool {
+    let h = &t.hits;
+    let support = match t.f.kind {
+        Kind::Alloc if t.f.args.is_empty() => 0,
+        Kind::Alloc => h.alloc,
+        Kind::Realloc => h.realloc,
+        Kind::Free => h.free,
+        // A pool's first piece of a fresh block is that block.
+        Kind::Suballoc => h.carved + h.alloc + h.fixed_size,
+        Kind::Ctor => h.fixed_size,
+    };
+    h.calls >= MIN_CALLS && support * 4 >= h.calls * 3
+}
+
+/// Fewer watched calls than this are an anecdote, not a classification.
+const MIN_CALLS: u64 = 4;
 
 /// Fold traced functions into a static classification: a function the analysis did
 /// not find is added; one it classified differently is kept as the analysis has it

@@ -99,7 +99,7 @@ impl Tracer {
     }
 
     pub fn watch_entry(&mut self, tid: Pid, at: u64, id: FnId) {
-        if !self.learn.fns[id].settled {
+        if self.learn.fns[id].watched() {
             self.bp_add(tid, at, |b| b.func = Some(id));
         }
     }

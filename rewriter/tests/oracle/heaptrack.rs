@@ -198,7 +198,7 @@ impl Recording {
 
 /// The classification of the program's executable, as the fold needs it.
 pub struct Classes {
-    /// `(start, end, is allocation function)` of its functions and constructors, sorted.
+    /// `(start, end, makes storage)` of its functions and constructors, sorted.
     fns: Vec<(u64, u64, bool)>,
     /// Return address → pass-through, for every call the analysis lists.
     calls: HashMap<u64, bool>,
@@ -210,16 +210,22 @@ impl Classes {
             .functions
             .iter()
             .filter(|f| !f.external)
-            .map(|f| (f.address.0, f.address.0 + f.code_size.unwrap_or(1).max(1), f.kind != Kind::Ctor))
+            .map(|f| (f.address.0, f.address.0 + f.code_size.unwrap_or(1).max(1), !matches!(f.kind, Kind::Ctor | Kind::Free)))
             .collect();
         fns.sort_unstable();
+        // Releasing calls make no chunks: a chunk made while a free function runs (a
+        // FILE buffer when a close function flushes) is not attributed to that call.
+        let frees: std::collections::HashSet<&str> =
+            c.functions.iter().chain(&c.imports).filter(|f| f.kind == Kind::Free).flat_map(|f| std::iter::once(f.name.as_str()).chain(f.aliases.iter().map(String::as_str))).collect();
+        let releasing = |k: &allocsite_analysis::classification::AllocCall| k.callee.split('|').all(|n| frees.contains(n));
         // A tail call's listed `ret` is its caller's site, not a return address in the
         // tail-calling function: it never appears as a frame, so it is left out.
-        let calls = c.calls.iter().filter(|k| !k.tail).map(|k| (k.ret.0, k.pass_through)).collect();
+        let calls = c.calls.iter().filter(|k| !k.tail && !releasing(k)).map(|k| (k.ret.0, k.pass_through)).collect();
         Classes { fns, calls }
     }
 
-    /// Is the code at `addr` inside an allocation function (not a constructor)?
+    /// Is the code at `addr` inside an allocation function that makes storage (not a
+    /// constructor, not a free function)?
     fn in_allocation_fn(&self, addr: u64) -> bool {
         let i = self.fns.partition_point(|f| f.0 <= addr);
         i > 0 && addr < self.fns[i - 1].1 && self.fns[i - 1].2
