@@ -64,6 +64,14 @@ int main(void)
     printf("negatives: vec %zu items in %zu slots, checksum %zu\n", v.nr, v.alloc, vsum);
     free(v.items);
 
+    struct plist *pl = malloc(sizeof *pl + 2 * sizeof pl->items[0]);
+    pl->n = 0;
+    pl->cap = 2;
+    for (int i = 0; i < 9 && pl != NULL; i++)
+        pl = plist_push(pl, &v);
+    printf("negatives: plist %d of %d\n", pl ? pl->n : -1, pl ? pl->cap : -1);
+    free(pl);
+
     struct tickets tk = { "tickets", 100 };
     long t1 = ticket_take(&tk), t2 = ticket_take(&tk);
     printf("negatives: %s %ld %ld\n", tk.name, t1, t2);

@@ -199,6 +199,26 @@ char **vec_slot(struct vec *v)
     return &v->items[v->nr++];
 }
 
+/* Appends to a list whose header holds its own capacity (SQLite's
+ * sqlite3ExprListAppend, sqlite3IdListAppend): grows the list with realloc to
+ * a size it reads from the list, and returns the (possibly moved) list. The
+ * new size comes from no parameter: the container chooses it, so this is no
+ * realloc-kind allocation function; the caller's site is the list append. */
+struct plist *plist_push(struct plist *l, void *x)
+{
+    if (l->n == l->cap) {
+        l->cap *= 2;
+        struct plist *nl = realloc(l, sizeof *l + (size_t)l->cap * sizeof l->items[0]);
+        if (nl == NULL) {
+            free(l);
+            return NULL;
+        }
+        l = nl;
+    }
+    l->items[l->n++] = x;
+    return l;
+}
+
 /* Hands out numbers: a field reached through the argument, advanced by one
  * from its own old value, which is returned, the shape of a bump allocator
  * (`p = pool->used; pool->used += n; return p`). Without DWARF only the step

@@ -22,6 +22,8 @@ struct vec { char **items; size_t nr, alloc; };
 int vec_grow(struct vec *v, size_t n);
 int vec_take(struct vec *v, char *s);
 char **vec_slot(struct vec *v);       /* the next element, after growing the array */
+struct plist { int n, cap; void *items[]; };
+struct plist *plist_push(struct plist *l, void *x);   /* appends, growing the list to a size it reads from it */
 struct tickets { const char *name; long next; };
 long ticket_take(struct tickets *t);
 void *registry_add(size_t n);

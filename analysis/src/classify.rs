@@ -584,6 +584,14 @@ impl<'a> Classifier<'a> {
                     b.evidence.push(why.clone());
                 }
             }
+            // A realloc whose new size comes from no parameter grows a container
+            // to a capacity it keeps itself (SQLite's sqlite3ExprListAppend,
+            // sqlite3IdListAppend): the caller asks for an append, not for a
+            // size, so it is no allocation function (DESIGN.md §1: a realloc's
+            // size comes from its caller).
+            if b.spec.kind == Some(Kind::Realloc) && !b.spec.has_size_role() {
+                return None;
+            }
             b.spec.nargs = role_arity(&b.spec);
             return Some(b);
         }
