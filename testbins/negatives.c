@@ -72,6 +72,12 @@ int main(void)
     printf("negatives: plist %d of %d\n", pl ? pl->n : -1, pl ? pl->cap : -1);
     free(pl);
 
+    struct shared *sh = calloc(1, sizeof *sh);
+    sh->busy = 1;
+    shared_update(sh, 7);
+    sh->busy--;
+    shared_update(sh, 8);   /* the last holder: frees it */
+
     struct tickets tk = { "tickets", 100 };
     long t1 = ticket_take(&tk), t2 = ticket_take(&tk);
     printf("negatives: %s %ld %ld\n", tk.name, t1, t2);

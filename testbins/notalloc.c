@@ -219,6 +219,24 @@ struct plist *plist_push(struct plist *l, void *x)
     return l;
 }
 
+/* Holds a reference on a shared object while it works and drops it at the
+ * end (SQLite's rtreeUpdate: rtreeReference, then rtreeRelease's
+ * `if (--p->nBusy == 0) free`). The test after the decrement is a reference
+ * count reaching zero, not a check of the object's state that refuses it: the
+ * object is freed only by the last holder, so this is no free function. */
+int shared_update(struct shared *o, int v)
+{
+    o->busy++;
+    int old = o->val;
+    o->val = v;
+    printf("shared: %d -> %d\n", old, v);
+    int n = o->busy - 1;
+    o->busy = n;
+    if (n == 0)
+        free(o);
+    return old;
+}
+
 /* Hands out numbers: a field reached through the argument, advanced by one
  * from its own old value, which is returned, the shape of a bump allocator
  * (`p = pool->used; pool->used += n; return p`). Without DWARF only the step

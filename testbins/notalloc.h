@@ -23,6 +23,8 @@ int vec_grow(struct vec *v, size_t n);
 int vec_take(struct vec *v, char *s);
 char **vec_slot(struct vec *v);       /* the next element, after growing the array */
 struct plist { int n, cap; void *items[]; };
+struct shared { long pad; int busy; int val; };
+int shared_update(struct shared *o, int v);   /* holds a reference while it works, drops it */
 struct plist *plist_push(struct plist *l, void *x);   /* appends, growing the list to a size it reads from it */
 struct tickets { const char *name; long next; };
 long ticket_take(struct tickets *t);

@@ -208,6 +208,8 @@ impl<'a, E: Env> Interp<'a, E> {
                 let first = leaders[b];
                 let last = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
                 let mut succs = Vec::new();
+                // Values this block stores into objects (not its own frame).
+                let mut written: Vec<Val> = Vec::new();
                 for i in first..last {
                     if i > first && self.insns[i].flow_control() == FlowControl::ConditionalBranch {
                         let (cmp, jcc) = (&self.insns[i - 1], &self.insns[i]);
@@ -215,7 +217,9 @@ impl<'a, E: Env> Interp<'a, E> {
                         // The check may sit a few moves before its branch (bzip2's
                         // `cmpb $0,writing(%rsi); movl $0,lastErr(%rsi); jne`).
                         if let Some(setter) = (first..i).rev().map(|j| &self.insns[j]).find(|x| x.rflags_modified() != 0) {
-                            checks[b] |= self.checked_params(setter, &st);
+                            if !self.tests_written_counter(setter, &st, &written) {
+                                checks[b] |= self.checked_params(setter, &st);
+                            }
                         }
                         null_edge[b] = null_edge[b].or_else(|| {
                             let p = self.null_test(cmp, &st)?;
@@ -227,6 +231,9 @@ impl<'a, E: Env> Interp<'a, E> {
                             }
                         });
                         range_test[b] = range_test[b].or(self.tag_range_test(cmp, jcc, &st));
+                    }
+                    if let Some(v) = self.stored_to_object(i, &st) {
+                        written.push(v);
                     }
                     self.note_reads(i, &mut st);
                     let verdict_of = self.setcc_source(first, i, &st);
@@ -393,6 +400,31 @@ impl<'a, E: Env> Interp<'a, E> {
             FlowControl::Return | FlowControl::IndirectBranch | FlowControl::Interrupt | FlowControl::Exception => Vec::new(),
             _ => fall.into_iter().collect(),
         }
+    }
+
+    /// The value instruction `i` stores into memory outside the stack frame.
+    fn stored_to_object(&self, i: usize, st: &State) -> Option<Val> {
+        let ins = &self.insns[i];
+        if ins.mnemonic() != Mnemonic::Mov || ins.op0_kind() != OpKind::Memory || ins.op1_kind() != OpKind::Register {
+            return None;
+        }
+        if matches!(ins.memory_base(), Register::RSP | Register::RBP | Register::RIP) {
+            return None;
+        }
+        Some(self.read(ins, 1, st))
+    }
+
+    /// A `test`/`cmp` of a member's updated value that the block has just
+    /// written back (`if (--p->nBusy == 0) release(p)`): a reference count
+    /// reaching zero, not a check of p's state whose other edge refuses p.
+    fn tests_written_counter(&self, ins: &Instruction, st: &State, written: &[Val]) -> bool {
+        if !matches!(ins.mnemonic(), Mnemonic::Test | Mnemonic::Cmp) || ins.op_count() != 2 {
+            return false;
+        }
+        (0..2).any(|k| {
+            let v = self.read(ins, k, st);
+            v.has(super::value::ARITH) && v.lparams != 0 && written.contains(&v)
+        })
     }
 
     /// Parameters a `test`/`cmp` checks: the pointer itself, a member of the
