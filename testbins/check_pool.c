@@ -3,7 +3,9 @@
  * that obj_put is the pool's free). argv[1]: "double"
  * (the same piece put back twice from one site), "interior" (a pointer inside a piece),
  * "never" (a pointer into the arena the pool never handed out), "uaf" (a read after
- * the piece went back: the free pattern shows). */
+ * the piece went back: the free pattern shows), "overflow" (an off-by-one strcpy into
+ * a piece of strlen bytes, found as it goes back), "overflow-live" (the same, found at
+ * exit: the piece stays live). */
 #include <stdio.h>
 #include <string.h>
 #include "poolalloc.h"
@@ -28,6 +30,14 @@ int main(int argc, char **argv)
         give_back(&op, a + 8); /* bug: inside a piece */
     } else if (!strcmp(mode, "never")) {
         give_back(&op, b + 1024); /* bug: arena memory the pool never handed out */
+    } else if (!strncmp(mode, "overflow", 8)) {
+        char *s = pool_alloc(op.arena, strlen(mode)); /* strcpy piece */
+        strcpy(s, mode); /* bug: the terminator goes one byte past the piece */
+        if (!strcmp(mode, "overflow-live")) {
+            puts(s);
+            return 0; /* the pool stays: its piece is checked at exit */
+        }
+        give_back(&op, s); /* sub-free of the overflowed piece */
     } else if (!strcmp(mode, "uaf")) {
         give_back(&op, b);
         printf("b[40] = %02x\n", (unsigned char)b[40]); /* bug: read after sub-free */

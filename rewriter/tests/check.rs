@@ -210,6 +210,29 @@ fn pool_suballocator_bad_sub_frees() {
             }
         }
     }
+    // an off-by-one into a piece: its slack changed, found at the sub-free or at exit
+    let strcpy_piece = format!("{src}:{}", line_of(src, "/* strcpy piece */"));
+    for mode in ["overflow", "overflow-live"] {
+        let (o, fs) = run(&exe, &[mode], ALL);
+        assert_eq!(o.status.signal(), Some(6), "{mode}");
+        assert_eq!(fs.len(), 1, "{mode}: {fs:#?}");
+        let f = &fs[0];
+        assert_eq!(f["kind"], "overflow", "{mode}: {f}");
+        assert_eq!(lines(f, "allocated").0, strcpy_piece, "{mode}: {f}");
+        assert_eq!(f["allocated"]["allocator"], "pool_alloc");
+        assert_eq!(f["size"], mode.len(), "{mode}: {f}");
+        assert_eq!(f["offset"], mode.len(), "{mode}: {f}");
+        assert!(f["found"].as_str().unwrap().starts_with("00a5"), "{mode}: the terminator, then the poisoned arena: {f}");
+        if mode == "overflow" {
+            let call = format!("{src}:{}", line_of(src, "/* sub-free of the overflowed piece */"));
+            assert_eq!(lines(f, "this_free").0, call, "{f}");
+        } else {
+            assert!(f["this_free"].is_null(), "{f}");
+        }
+    }
+    // without canary the slack is not looked at
+    let (o, fs) = run(&exe, &["overflow"], "poison,double-free,quarantine");
+    assert!(o.status.success() && fs.is_empty(), "{fs:#?}");
     // a read after the piece went back sees the free pattern
     let (o, fs) = run(&exe, &["uaf"], ALL);
     assert!(o.status.success() && fs.is_empty(), "{fs:#?}");

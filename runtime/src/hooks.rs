@@ -344,7 +344,7 @@ unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, 
         let size = size.min(1 << 40) as usize;
         let mut ok = false;
         if crate::check::on() {
-            crate::check::sub::handed_out(p);
+            crate::check::sub::handed_out(p, size, id);
         }
         if INDEXING.load(Ordering::Relaxed) {
             match index::insert(&index::SUB, p, size, id) {

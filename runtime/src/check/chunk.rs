@@ -192,6 +192,7 @@ pub fn at_exit() {
         for f in found {
             raise(f);
         }
+        super::gap::at_exit();
     }
     if has(QUARANTINE) {
         quarantine::check_all();

@@ -15,6 +15,7 @@ pub mod quarantine;
 pub mod chunk;
 pub mod baked;
 pub mod sub;
+pub mod gap;
 
 #[inline(always)]
 pub fn on() -> bool {
@@ -23,6 +24,6 @@ pub fn on() -> bool {
 
 /// The checks' locks (fork holds them across `fork`, before the index locks: none of
 /// them is held while an index lock is taken).
-pub fn locks() -> [&'static crate::sys::Spin; 4] {
-    [&chunk::PRE_LOCK, &finding::LOCK, &quarantine::LOCK, &sub::LOCK]
+pub fn locks() -> [&'static crate::sys::Spin; 5] {
+    [&chunk::PRE_LOCK, &finding::LOCK, &quarantine::LOCK, &sub::LOCK, &gap::LOCK]
 }

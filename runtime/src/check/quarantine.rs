@@ -26,6 +26,7 @@ const MAX: usize = 1 << 24;
 
 struct Ring {
     buf: *mut Entry,
+    /// A power of two (4096, doubled): positions wrap with a mask, not a division.
     cap: usize,
     head: usize,
     len: usize,
@@ -47,7 +48,7 @@ unsafe fn grow(r: &mut Ring) -> bool {
     }
     let nb: *mut Entry = m.cast();
     for i in 0..r.len {
-        *nb.add(i) = *r.buf.add((r.head + i) % r.cap);
+        *nb.add(i) = *r.buf.add((r.head + i) & (r.cap - 1));
     }
     if !r.buf.is_null() {
         libc::munmap(r.buf.cast(), r.cap * sz);
@@ -85,7 +86,7 @@ fn pop(r: &mut Ring) -> Option<Entry> {
         return None;
     }
     let e = unsafe { *r.buf.add(r.head) };
-    r.head = (r.head + 1) % r.cap;
+    r.head = (r.head + 1) & (r.cap - 1);
     r.len -= 1;
     r.bytes -= e.usable as u64;
     Some(e)
@@ -110,7 +111,7 @@ pub unsafe fn push(e: Entry) {
         LOCK.lock();
     }
     let r = ring();
-    *r.buf.add((r.head + r.len) % r.cap) = e;
+    *r.buf.add((r.head + r.len) & (r.cap - 1)) = e;
     r.len += 1;
     r.bytes += e.usable as u64;
     loop {
@@ -128,7 +129,7 @@ pub unsafe fn push(e: Entry) {
     // so the misses overlap the program's work.
     let r = ring();
     if r.len > AHEAD {
-        let nx = (*r.buf.add((r.head + AHEAD) % r.cap)).base;
+        let nx = (*r.buf.add((r.head + AHEAD) & (r.cap - 1))).base;
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         _mm_prefetch::<_MM_HINT_T0>((nx - 16) as *const i8);
         _mm_prefetch::<_MM_HINT_T0>((nx + 48) as *const i8);
@@ -143,7 +144,7 @@ pub fn find(p: usize) -> Option<Entry> {
     let r = ring();
     let mut found = None;
     for i in 0..r.len {
-        let e = unsafe { *r.buf.add((r.head + i) % r.cap) };
+        let e = unsafe { *r.buf.add((r.head + i) & (r.cap - 1)) };
         if e.base == p {
             found = Some(e);
         }
@@ -158,7 +159,7 @@ pub fn check_all() {
     let r = ring();
     let mut v = Vec::with_capacity(r.len);
     for i in 0..r.len {
-        v.push(unsafe { *r.buf.add((r.head + i) % r.cap) });
+        v.push(unsafe { *r.buf.add((r.head + i) & (r.cap - 1)) });
     }
     LOCK.unlock();
     for e in v {

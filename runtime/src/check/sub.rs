@@ -4,10 +4,10 @@
 //! is a double free; a sub-free of a pointer that is no live piece — inside a piece, or
 //! inside the pool's heap chunk where the pool never handed one out — is a wrong free.
 //! Pieces get neither poison (a suballocator may fill a piece before it returns, e.g. a
-//! pool's strdup, and the runtime sees it only then) nor canary nor quarantine (the pool
-//! decides layout and reuse).
+//! pool's strdup, and the runtime sees it only then) nor quarantine (the pool decides
+//! reuse); their canary is a check of their slack (`gap`).
 use super::finding::{Finding, Kind};
-use super::options::{has, DOUBLE_FREE, POISON, QUARANTINE};
+use super::options::{has, CANARY, DOUBLE_FREE, POISON, QUARANTINE};
 use super::pattern;
 use crate::abi::FnDesc;
 use crate::index::{self, Chunk};
@@ -49,8 +49,9 @@ fn note_sub_free(f: *const FnDesc) {
     }
 }
 
-/// A piece was handed out (again): it is no longer a freed one.
-pub fn handed_out(p: usize) {
+/// A piece was handed out (again): it is no longer a freed one; with `canary`, its
+/// slack is remembered (`gap`).
+pub fn handed_out(p: usize, n: usize, id: u32) {
     let i = slot(p);
     LOCK.lock();
     let e = unsafe { &mut (*core::ptr::addr_of_mut!(FREED))[i] };
@@ -58,10 +59,19 @@ pub fn handed_out(p: usize) {
         e.base = 0;
     }
     LOCK.unlock();
+    if has(CANARY) {
+        super::gap::handed_out(p, n, id);
+    }
 }
 
 /// The live piece `c` is being given back by `f` at free site `free_id`.
 pub unsafe fn given_back(c: &Chunk, f: *const FnDesc, free_id: u32) {
+    if has(CANARY) {
+        if let Some(mut x) = super::gap::check(c.base, true) {
+            x.this_free_id = free_id;
+            super::finding::raise(x);
+        }
+    }
     if has(POISON | QUARANTINE) {
         pattern::fill(c.base, c.size, pattern::free_byte());
     }
