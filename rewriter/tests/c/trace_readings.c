@@ -1,0 +1,50 @@
+/* Observations that allow more than one reading of a function's roles.
+ * z_alloc(opaque, items, size) is always called with size 1 (as bzip2 calls its
+ * bzalloc): malloc(items * size) returns `items` bytes, which fits size=items as well
+ * as count=items size=size; the code says the latter.
+ * make_name(dir, base, extra) is always called with the same strings, so it always
+ * returns 14 bytes: a constant size, but from its arguments, not a constructor.
+ * new_node(tag) returns 24 bytes whatever tag it gets: a constructor. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+__attribute__((noinline)) void *z_alloc(void *opaque, int items, int size) {
+    (void)opaque;
+    return malloc((size_t)items * (size_t)size);
+}
+
+__attribute__((noinline)) char *make_name(const char *dir, const char *base, size_t extra) {
+    size_t n = strlen(dir) + strlen(base) + extra + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%s", dir, base);
+    return s;
+}
+
+struct node { long tag; struct node *next; long pad; };
+
+__attribute__((noinline)) struct node *new_node(long tag) {
+    struct node *n = malloc(sizeof *n);
+    if (n) { n->tag = tag; n->next = 0; }
+    return n;
+}
+
+int main(int argc, char **argv) {
+    int rounds = argc > 1 ? atoi(argv[1]) : 200;
+    unsigned long sum = 0;
+    for (int i = 0; i < rounds; i++) {
+        char *p = z_alloc(0, 16 + i, 1);
+        char *s = make_name("outdir", "file", 1);
+        struct node *n = new_node(1000 + 7 * i);
+        if (!p || !s || !n)
+            return 1;
+        p[0] = (char)i;
+        sum += (unsigned char)p[0] + strlen(s) + (unsigned long)n->tag;
+        free(p);
+        free(s);
+        free(n);
+    }
+    printf("%lu\n", sum);
+    return 0;
+}
