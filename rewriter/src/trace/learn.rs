@@ -211,7 +211,9 @@ impl Learned {
         } else if let Some(roles) = self.static_alloc_roles() {
             args = roles;
             Kind::Alloc
-        } else if self.n_alloc > 0 && self.size != 0 {
+        } else if self.n_alloc > 0 && self.n_alloc >= self.n_fixed && self.size != 0 {
+            // (Fewer calls sized by an argument than by none: the argument matched by
+            // coincidence, e.g. a tag a header's length short of a fixed size.)
             let s = lowest(self.size)?;
             args.insert(Role::Size, s);
             if self.count != 0x3f {
@@ -239,7 +241,7 @@ impl Learned {
     /// observations often allow several readings (`f(opaque, n, 1)` returning `n`
     /// bytes is `size=1` as well as `count=1 size=2`), and the code decides between them.
     fn static_alloc_roles(&self) -> Option<BTreeMap<Role, u8>> {
-        let s = self.statik.as_ref().filter(|s| s.kind == Kind::Alloc && self.n_alloc > 0)?;
+        let s = self.statik.as_ref().filter(|s| s.kind == Kind::Alloc && self.n_alloc > 0 && self.n_alloc >= self.n_fixed)?;
         let fits = match (s.arg(Role::Count), s.arg(Role::Size)) {
             (Some(c), Some(z)) => c < 6 && z < 6 && self.pairs & (1 << (c * 6 + z)) != 0,
             (None, Some(z)) => z < 6 && self.size & (1 << z) != 0,
