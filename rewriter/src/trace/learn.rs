@@ -124,6 +124,9 @@ pub struct Learned {
     ptr: u8,
     rsize: u8,
     fptr: u8,
+    /// Arguments freed or NULL (free's no-op) at every free observation: the pointer
+    /// readings the observations allow, of a function that frees several arguments.
+    free_fit: u8,
     carve_size: u8,
     carve_pairs: u64,
     owned_carves: u64,
@@ -167,7 +170,7 @@ impl Learned {
         let name = statik.as_ref().map_or_else(|| file.name_at(addr), |s| s.name.clone());
         Learned {
             file, addr, name, statik, calls: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, alloc_zero: 0x3f, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0,
-            size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
+            size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, free_fit: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
             pairs: ALL_PAIRS, fixed: None, varying: false, fixed_args: None, fixed_still: 0, last_carve: None, verdict: None, streak: 0, settled: false, retired: false, evidence: Vec::new(),
         }
     }
@@ -223,7 +226,8 @@ impl Learned {
             }
             Kind::Alloc
         } else if self.n_free > 0 && self.n_alloc + self.n_fixed == 0 && self.fptr != 0 {
-            args.insert(Role::Ptr, lowest(self.fptr)?);
+            let stat = self.statik.as_ref().filter(|s| s.kind == Kind::Free).and_then(|s| s.arg(Role::Ptr)).filter(|&p| p < 6 && self.free_fit & (1 << p) != 0);
+            args.insert(Role::Ptr, stat.or_else(|| lowest(self.fptr))?);
             Kind::Free
         } else if self.n_fixed > 0 && (self.varying || self.fixed_still != 0) {
             // A constant size is evidence of a constructor only if it stayed constant
@@ -601,6 +605,12 @@ impl Tracer {
         }) {
             l.n_free += 1;
             l.fptr &= pm & valid;
+            let freed = events.iter().fold(0, |m, e| match *e {
+                Ev::Freed(p) => m | ptr_mask(p, args),
+                _ => m,
+            });
+            let null = (0..6).filter(|&i| args[i] == 0).fold(0, |m, i| m | 1 << i);
+            l.free_fit &= (freed | null) & valid;
             l.note(format!("freed argument {}", pm.trailing_zeros()));
         } else {
             l.n_none += 1;
