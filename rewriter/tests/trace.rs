@@ -481,6 +481,10 @@ fn readings_consistent_with_the_code() {
     assert_eq!(f["kind"], "free");
     assert_eq!(f["args"], serde_json::json!({"ptr": 1}), "{f}");
     assert_eq!(f["static"], "agrees", "{f}");
+    // Called once: its size was never seen constant.
+    let c = find(&fns, "copy_text");
+    assert_ne!(c["kind"], "ctor", "{c}");
+    assert_eq!(c["static"], "agrees", "{c}");
     // 24 bytes whatever its argument (a few tags fit as a size by coincidence): a constructor.
     let n = find(&fns, "new_node");
     assert_eq!(n["kind"], "ctor", "{n}");

@@ -229,9 +229,9 @@ impl Learned {
             let stat = self.statik.as_ref().filter(|s| s.kind == Kind::Free).and_then(|s| s.arg(Role::Ptr)).filter(|&p| p < 6 && self.free_fit & (1 << p) != 0);
             args.insert(Role::Ptr, stat.or_else(|| lowest(self.fptr))?);
             Kind::Free
-        } else if self.n_fixed > 0 && (self.varying || self.fixed_still != 0) {
+        } else if self.n_fixed > 0 && (self.varying || self.fixed_still != 0 || self.n_fixed < 2) {
             // A constant size is evidence of a constructor only if it stayed constant
-            // while every argument that could have given it varied.
+            // (over two calls at least) while every argument that could have given it varied.
             Kind::Alloc
         } else if self.n_fixed > 0 {
             Kind::Ctor

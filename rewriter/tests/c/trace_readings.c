@@ -41,6 +41,14 @@ __attribute__((noinline)) void drop_lists(void *ctx, void *first, long n, void *
     free(second);
 }
 
+/* Called once, with only a pointer: one size proves nothing about its being constant. */
+__attribute__((noinline)) char *copy_text(const char *s) {
+    char *c = malloc(strlen(s) + 1);
+    if (c)
+        strcpy(c, s);
+    return c;
+}
+
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 200;
     unsigned long sum = 0;
@@ -56,6 +64,8 @@ int main(int argc, char **argv) {
         free(s);
         free(n);
     }
-    printf("%lu\n", sum);
+    char *c = copy_text(argv[0]);
+    printf("%lu %d\n", sum, c != 0);
+    free(c);
     return 0;
 }
