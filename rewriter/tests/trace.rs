@@ -454,3 +454,40 @@ fn detach_on_exit_leaves_the_tree_running() {
     let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(procs(&j).iter().all(|p| p["detached"] == true), "{j}");
 }
+
+/// Observations that fit several role readings keep the code's, and a size that was
+/// constant only because the arguments it comes from were is not a constructor.
+#[test]
+fn readings_consistent_with_the_code() {
+    let d = scratch("readings");
+    let bin = cc(&d, "trace_readings", "readings", &[]);
+    let cmd = [bin.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let fns = functions(&j, &bin);
+    // Always called with size 1: `size=1` alone fits too, but the code says count × size.
+    let z = find(&fns, "z_alloc");
+    assert_eq!(z["kind"], "alloc");
+    assert_eq!(z["args"], serde_json::json!({"count": 1, "size": 2}));
+    assert_eq!(z["static"], "agrees", "{z}");
+    // Always 14 bytes from the same strings and `extra`: no evidence of a fixed size.
+    let m = find(&fns, "make_name");
+    assert_ne!(m["kind"], "ctor", "{m}");
+    assert_eq!(m["static"], "agrees", "{m}");
+    assert!(m["hits"]["fixed_size"].as_u64().unwrap() >= 4, "{m}");
+    // Frees its second list every time and its first, always NULL, never visibly: the
+    // code's reading (the first) fits every observation, as freeing NULL does nothing.
+    let f = find(&fns, "drop_lists");
+    assert_eq!(f["kind"], "free");
+    assert_eq!(f["args"], serde_json::json!({"ptr": 1}), "{f}");
+    assert_eq!(f["static"], "agrees", "{f}");
+    // Called once: its size was never seen constant.
+    let c = find(&fns, "copy_text");
+    assert_ne!(c["kind"], "ctor", "{c}");
+    assert_eq!(c["static"], "agrees", "{c}");
+    // 24 bytes whatever its argument (a few tags fit as a size by coincidence): a constructor.
+    let n = find(&fns, "new_node");
+    assert_eq!(n["kind"], "ctor", "{n}");
+    assert_eq!(n["static"], "agrees", "{n}");
+    assert!(fns.iter().all(|f| f["static"] != "contradicts"), "{fns:?}");
+}

@@ -124,11 +124,22 @@ pub struct Learned {
     ptr: u8,
     rsize: u8,
     fptr: u8,
+    /// Arguments freed or NULL (free's no-op) at every free observation: the pointer
+    /// readings the observations allow, of a function that frees several arguments.
+    free_fit: u8,
     carve_size: u8,
     carve_pairs: u64,
     owned_carves: u64,
+    /// Ordered (count, size) argument pairs whose product was the size at every
+    /// `alloc` observation, bit `count * 6 + size` (a size of 1 included: a reading
+    /// the equality alone hides).
+    pairs: u64,
     fixed: Option<u64>,
     varying: bool,
+    /// The arguments at the first fixed-size observation, and which of the candidate
+    /// size arguments (scalars, not pointers) kept that value at every one since.
+    fixed_args: Option<[u64; 6]>,
+    fixed_still: u8,
     last_carve: Option<(u64, [u64; 6], u64)>,
     pub verdict: Option<Verdict>,
     streak: u32,
@@ -145,6 +156,11 @@ pub struct Verdict {
     pub args: BTreeMap<Role, u8>,
 }
 
+const ALL_PAIRS: u64 = (1 << 36) - 1;
+
+/// Largest value taken as a possible size argument rather than a pointer.
+const SCALAR_MAX: u64 = 1 << 24;
+
 fn lowest(mask: u8) -> Option<u8> {
     (mask != 0).then(|| mask.trailing_zeros() as u8)
 }
@@ -154,8 +170,8 @@ impl Learned {
         let name = statik.as_ref().map_or_else(|| file.name_at(addr), |s| s.name.clone());
         Learned {
             file, addr, name, statik, calls: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, alloc_zero: 0x3f, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0,
-            size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
-            fixed: None, varying: false, last_carve: None, verdict: None, streak: 0, settled: false, retired: false, evidence: Vec::new(),
+            size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, free_fit: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
+            pairs: ALL_PAIRS, fixed: None, varying: false, fixed_args: None, fixed_still: 0, last_carve: None, verdict: None, streak: 0, settled: false, retired: false, evidence: Vec::new(),
         }
     }
 
@@ -195,7 +211,12 @@ impl Learned {
             // Only ever realloc(NULL, n): malloc-like, as far as anything showed.
             args.insert(Role::Size, lowest(self.rsize)?);
             Kind::Alloc
-        } else if self.n_alloc > 0 && self.size != 0 {
+        } else if let Some(roles) = self.static_alloc_roles() {
+            args = roles;
+            Kind::Alloc
+        } else if self.n_alloc > 0 && self.n_alloc >= self.n_fixed && self.size != 0 {
+            // (Fewer calls sized by an argument than by none: the argument matched by
+            // coincidence, e.g. a tag a header's length short of a fixed size.)
             let s = lowest(self.size)?;
             args.insert(Role::Size, s);
             if self.count != 0x3f {
@@ -205,9 +226,12 @@ impl Learned {
             }
             Kind::Alloc
         } else if self.n_free > 0 && self.n_alloc + self.n_fixed == 0 && self.fptr != 0 {
-            args.insert(Role::Ptr, lowest(self.fptr)?);
+            let stat = self.statik.as_ref().filter(|s| s.kind == Kind::Free).and_then(|s| s.arg(Role::Ptr)).filter(|&p| p < 6 && self.free_fit & (1 << p) != 0);
+            args.insert(Role::Ptr, stat.or_else(|| lowest(self.fptr))?);
             Kind::Free
-        } else if self.n_fixed > 0 && self.varying {
+        } else if self.n_fixed > 0 && (self.varying || self.fixed_still != 0 || self.n_fixed < 2) {
+            // A constant size is evidence of a constructor only if it stayed constant
+            // (over two calls at least) while every argument that could have given it varied.
             Kind::Alloc
         } else if self.n_fixed > 0 {
             Kind::Ctor
@@ -216,6 +240,32 @@ impl Learned {
         };
         Some(Verdict { kind, args })
     }
+
+    /// The static analysis's `alloc` roles, when every observation fits them: the
+    /// observations often allow several readings (`f(opaque, n, 1)` returning `n`
+    /// bytes is `size=1` as well as `count=1 size=2`), and the code decides between them.
+    fn static_alloc_roles(&self) -> Option<BTreeMap<Role, u8>> {
+        let s = self.statik.as_ref().filter(|s| s.kind == Kind::Alloc && self.n_alloc > 0 && self.n_alloc >= self.n_fixed)?;
+        let fits = match (s.arg(Role::Count), s.arg(Role::Size)) {
+            (Some(c), Some(z)) => c < 6 && z < 6 && self.pairs & (1 << (c * 6 + z)) != 0,
+            (None, Some(z)) => z < 6 && self.size & (1 << z) != 0,
+            _ => false,
+        };
+        fits.then(|| s.args.iter().filter(|(r, _)| matches!(r, Role::Count | Role::Size)).map(|(r, p)| (*r, *p)).collect())
+    }
+}
+
+/// Ordered (count, size) pairs of arguments whose product is `s`.
+fn pair_mask(s: u64, args: &[u64; 6], valid: u8) -> u64 {
+    let mut m = 0;
+    for i in 0..6 {
+        for j in 0..6 {
+            if i != j && valid & (1 << i) != 0 && valid & (1 << j) != 0 && args[i] >= 1 && args[j] >= 1 && args[i].checked_mul(args[j]) == Some(s) {
+                m |= 1 << (i * 6 + j);
+            }
+        }
+    }
+    m
 }
 
 #[derive(Default)]
@@ -512,6 +562,7 @@ impl Tracer {
                 if c != 0 {
                     l.count &= c;
                 }
+                l.pairs &= pair_mask(size, args, valid);
                 l.note(format!("returned a fresh {size}-byte block; argument {} = {}", m.trailing_zeros(), args[m.trailing_zeros() as usize]));
             } else {
                 l.n_fixed += 1;
@@ -519,6 +570,13 @@ impl Tracer {
                     l.varying = true;
                 }
                 l.fixed = Some(size);
+                match l.fixed_args {
+                    None => {
+                        l.fixed_args = Some(*args);
+                        l.fixed_still = (0..6).filter(|&i| valid & (1 << i) != 0 && args[i] <= SCALAR_MAX).fold(0, |m, i| m | 1 << i);
+                    }
+                    Some(first) => l.fixed_still &= (0..6).filter(|&i| args[i] == first[i]).fold(0, |m, i| m | 1 << i),
+                }
                 l.note(format!("returned a fresh {size}-byte block, size from no argument"));
             }
         } else if let Some((lo, owned)) = block.filter(|_| rax != 0) {
@@ -547,6 +605,12 @@ impl Tracer {
         }) {
             l.n_free += 1;
             l.fptr &= pm & valid;
+            let freed = events.iter().fold(0, |m, e| match *e {
+                Ev::Freed(p) => m | ptr_mask(p, args),
+                _ => m,
+            });
+            let null = (0..6).filter(|&i| args[i] == 0).fold(0, |m, i| m | 1 << i);
+            l.free_fit &= (freed | null) & valid;
             l.note(format!("freed argument {}", pm.trailing_zeros()));
         } else {
             l.n_none += 1;
