@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use support::{ok, root, Scratch};
+use support::{functions, ok, root, Scratch};
 
 fn allocsite() -> &'static str {
     env!("CARGO_BIN_EXE_allocsite")
@@ -672,19 +672,6 @@ fn fold_of_tiny_program() {
     assert!(!f.innermost.keys().any(|k| k.0 == "libstdc++.so.6"));
 }
 
-/// `name → (address, size)` of the defined functions of `bin` (from `nm -S`).
-fn functions(bin: &Path) -> BTreeMap<String, (u64, u64)> {
-    let out = ok(Command::new("nm").arg("-S").arg("--defined-only").arg(bin));
-    let mut m = BTreeMap::new();
-    for l in out.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() == 4 && matches!(f[2], "T" | "t" | "W" | "w") {
-            let (a, s) = (u64::from_str_radix(f[0], 16).unwrap(), u64::from_str_radix(f[1], 16).unwrap());
-            m.entry(f[3].to_string()).or_insert((a, s));
-        }
-    }
-    m
-}
 
 #[test]
 fn heaptrack_parser_reads_modules_traces_and_allocations() {

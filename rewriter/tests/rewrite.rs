@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use support::{ok, run, root, Scratch};
+use support::{functions, ok, run, root, Scratch};
 
 fn allocsite() -> &'static str {
     env!("CARGO_BIN_EXE_allocsite")
@@ -33,19 +33,6 @@ fn runtime() -> &'static Path {
     })
 }
 
-/// `name → (address, size)` of the defined functions of `bin` (from `nm -S`).
-fn functions(bin: &Path) -> BTreeMap<String, (u64, u64)> {
-    let out = ok(Command::new("nm").arg("-S").arg("--defined-only").arg(bin));
-    let mut m = BTreeMap::new();
-    for l in out.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() == 4 && matches!(f[2], "T" | "t" | "W" | "w") {
-            let (a, s) = (u64::from_str_radix(f[0], 16).unwrap(), u64::from_str_radix(f[1], 16).unwrap());
-            m.entry(f[3].to_string()).or_insert((a, s));
-        }
-    }
-    m
-}
 
 struct Fn<'a> {
     name: &'a str,

@@ -95,9 +95,10 @@ pub(crate) fn esc(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn site_json(out: &mut String, a: usize) {
-    let s = symbolize(a);
-    let _ = write!(out, "{{\"site\":\"0x{a:x}\",\"object\":");
+/// `"site":…,"object":…,"vaddr":…,"symbol":…,"line":…` of site `a` symbolized as `s`
+/// (also the report's site fields).
+pub(crate) fn site_fields(out: &mut String, a: usize, s: &crate::symbolize::Sym) {
+    let _ = write!(out, "\"site\":\"0x{a:x}\",\"object\":");
     esc(out, &s.object);
     let _ = write!(out, ",\"vaddr\":\"0x{:x}\",\"symbol\":", s.vaddr);
     esc(out, &s.symbol);
@@ -106,6 +107,11 @@ fn site_json(out: &mut String, a: usize) {
         Some(l) => esc(out, l),
         None => out.push_str("null"),
     }
+}
+
+fn site_json(out: &mut String, a: usize) {
+    out.push('{');
+    site_fields(out, a, &symbolize(a));
     out.push('}');
 }
 

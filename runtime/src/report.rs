@@ -116,15 +116,7 @@ impl Syms {
     }
     fn site_fields(&mut self, out: &mut String, a: usize) {
         let s = self.get(a);
-        let _ = write!(out, "\"site\":\"0x{a:x}\",\"object\":");
-        esc(out, &s.object);
-        let _ = write!(out, ",\"vaddr\":\"0x{:x}\",\"symbol\":", s.vaddr);
-        esc(out, &s.symbol);
-        out.push_str(",\"line\":");
-        match &s.line {
-            Some(l) => esc(out, l),
-            None => out.push_str("null"),
-        }
+        crate::findings::site_fields(out, a, s);
         // The allocated type, when the object carries a site → type table.
         if let Some(t) = crate::types::type_at(&s.path, s.vaddr) {
             out.push_str(",\"type\":");

@@ -57,3 +57,17 @@ pub fn ok(cmd: &mut Command) -> String {
     assert!(o.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// `name → (address, size)` of the defined functions of `bin` (from `nm -S`).
+pub fn functions(bin: &Path) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let out = ok(Command::new("nm").arg("-S").arg("--defined-only").arg(bin));
+    let mut m = std::collections::BTreeMap::new();
+    for l in out.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() == 4 && matches!(f[2], "T" | "t" | "W" | "w") {
+            let (a, s) = (u64::from_str_radix(f[0], 16).unwrap(), u64::from_str_radix(f[1], 16).unwrap());
+            m.entry(f[3].to_string()).or_insert((a, s));
+        }
+    }
+    m
+}
