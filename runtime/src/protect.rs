@@ -23,13 +23,7 @@ const PAGE: usize = 4096;
 unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> i32 {
     let info = &*info;
     let hooks = &*(data as *const [usize; 3]);
-    let ph = core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
-    let Some(dynamic) = ph.iter().find(|p| p.p_type == libc::PT_DYNAMIC) else { return 0 };
-    let Some(seg) = ph.iter().find(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_W != 0 && p.p_vaddr == dynamic.p_vaddr)
-    else {
-        return 0;
-    };
-    let base = info.dlpi_addr as usize;
+    let Some((base, dynamic, seg)) = crate::sys::rewriter_segment(info) else { return 0 };
     let start = base + seg.p_vaddr as usize;
     let slots = base + dynamic.p_vaddr as usize + (dynamic.p_memsz as usize).div_ceil(8) * 8;
     let end = start + seg.p_memsz as usize;

@@ -147,3 +147,13 @@ pub fn expand_pid(tmpl: &[u8], out: &mut [u8]) -> usize {
     out[n] = 0;
     n
 }
+
+/// The rewriter's data segment of a loaded object, if it has one: the writable
+/// PT_LOAD that starts with the object's PT_DYNAMIC (the new `.dynamic`, then
+/// `.allocsite.data`). Returns (load base, PT_DYNAMIC, that PT_LOAD).
+pub unsafe fn rewriter_segment(info: &libc::dl_phdr_info) -> Option<(usize, &libc::Elf64_Phdr, &libc::Elf64_Phdr)> {
+    let ph = core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+    let dynamic = ph.iter().find(|p| p.p_type == libc::PT_DYNAMIC)?;
+    let seg = ph.iter().find(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_W != 0 && p.p_vaddr == dynamic.p_vaddr)?;
+    Some((info.dlpi_addr as usize, dynamic, seg))
+}

@@ -11,13 +11,7 @@ pub const MAGIC: &[u8; 16] = b"allocsite-check\0";
 unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> i32 {
     let info = &*info;
     let out = &mut *(data as *mut Option<&'static [u8]>);
-    let ph = core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
-    let Some(dynamic) = ph.iter().find(|p| p.p_type == libc::PT_DYNAMIC) else { return 0 };
-    let Some(seg) = ph.iter().find(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_W != 0 && p.p_vaddr == dynamic.p_vaddr)
-    else {
-        return 0;
-    };
-    let base = info.dlpi_addr as usize;
+    let Some((base, dynamic, seg)) = crate::sys::rewriter_segment(info) else { return 0 };
     let start = base + (dynamic.p_vaddr + dynamic.p_memsz) as usize;
     let end = base + (seg.p_vaddr + seg.p_filesz) as usize;
     let mut a = start.div_ceil(8) * 8;
