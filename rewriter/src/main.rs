@@ -1,6 +1,6 @@
 //! The `allocsite` command line: analyze, rewrite, report.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,28 +34,17 @@ enum By {
 enum Cmd {
     /// Find the allocation functions of BIN.
     Analyze {
+        /// The ELF executable, shared library or object file to analyze (never modified).
         bin: PathBuf,
+        /// Output format: a readable table, the JSON classification the rewriter takes
+        /// (`rewrite --fns`), or liballocs' LIBALLOCS_ALLOC_FNS/LIBALLOCS_FREE_FNS syntax.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         /// Write to FILE (atomically) instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Extra allocators in liballocs syntax, e.g. "my_alloc(Z)p pool_get(pZ)p".
-        #[arg(long)]
-        alloc_fns: Option<String>,
-        /// Extra free functions in liballocs syntax, e.g. "my_free(P)".
-        #[arg(long)]
-        free_fns: Option<String>,
-        /// A dependency's summary (its `analyze --format json` output), repeatable:
-        /// calls of its allocation functions become calls of imported allocation
-        /// functions. Without it, libraries found through DT_RUNPATH are analyzed.
-        /// Or an `allocsite trace -o` output: BIN's traced functions (by build-id, else
-        /// path) join the analysis; contradictions are printed with both sides' evidence.
-        #[arg(long = "with", value_name = "SUMMARY.json|TRACE.json")]
-        with: Vec<PathBuf>,
-        /// Analyze BIN even when it carries a link-time classification (.allocsite).
-        #[arg(long)]
-        reanalyze: bool,
+        #[command(flatten)]
+        analysis: AnalysisOpts,
     },
     /// Write a copy of IN whose allocation functions are hooked.
     Rewrite {
@@ -67,17 +56,8 @@ enum Cmd {
         /// Use this classification (JSON from `analyze --format json`) instead of analyzing.
         #[arg(long)]
         fns: Option<PathBuf>,
-        /// Extra allocators for the analysis, liballocs syntax, e.g. "my_alloc(Z)p".
-        #[arg(long)]
-        alloc_fns: Option<String>,
-        /// Extra free functions for the analysis, liballocs syntax, e.g. "my_free(P)".
-        #[arg(long)]
-        free_fns: Option<String>,
-        /// A dependency's summary for the analysis (as for `analyze --with`), repeatable; unused with --fns.
-        /// A trace (`allocsite trace -o`): IN's traced functions join the analysis (added to
-        /// a --fns classification); contradictions go to standard error.
-        #[arg(long = "with", value_name = "SUMMARY.json|TRACE.json")]
-        with: Vec<PathBuf>,
+        #[command(flatten)]
+        analysis: AnalysisOpts,
         /// Fail if any allocation function cannot be hooked.
         #[arg(long)]
         strict: bool,
@@ -93,16 +73,15 @@ enum Cmd {
         /// Print a summary (counts, sizes, time) to standard error.
         #[arg(short, long)]
         verbose: bool,
-        /// Analyze IN even when it carries a link-time classification (.allocsite).
-        #[arg(long)]
-        reanalyze: bool,
         /// Also embed the site → type table (.allocsite.types): reports and allocsite_get_type() name allocated types.
         #[arg(long)]
         types: bool,
     },
     /// List BIN's classified allocation sites: place, callee, size expression, allocated type.
     Sites {
+        /// The ELF program or library whose sites to list (never modified).
         bin: PathBuf,
+        /// A readable table, or JSON (one object per site).
         #[arg(long, value_enum, default_value = "text")]
         format: SitesFormat,
         /// Write to FILE (atomically) instead of standard output.
@@ -114,20 +93,25 @@ enum Cmd {
     },
     /// Compiler-driver wrapper (CC="allocsite cc"): runs $ALLOCSITE_CC (default cc) with ARGS; a link also embeds .allocsite (ALLOCSITE_INSTRUMENT=1: and rewrites the output).
     Cc {
+        /// The compiler driver's arguments, passed on unchanged.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
     /// The same for C++: runs $ALLOCSITE_CXX (default c++).
     #[command(name = "c++")]
     Cxx {
+        /// The compiler driver's arguments, passed on unchanged.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
     /// Print a per-site table from a runtime report.
     Report {
+        /// A report the runtime wrote (ALLOCSITE_REPORT=FILE).
         path: PathBuf,
-        #[arg(long, default_value_t = 20)]
+        /// Show the N sites holding the most bytes.
+        #[arg(long, value_name = "N", default_value_t = 20)]
         top: usize,
+        /// Group chunks by their innermost classified site or by their outermost allocation call.
         #[arg(long, value_enum, default_value = "innermost")]
         by: By,
         /// Draw a flamegraph of bytes by outermost → innermost site.
@@ -165,6 +149,28 @@ enum Cmd {
     },
 }
 
+/// What steers the analysis, shared by `analyze` and `rewrite`.
+#[derive(Args)]
+struct AnalysisOpts {
+    /// Extra allocators in liballocs syntax, e.g. "my_alloc(Z)p pool_get(pZ)p".
+    #[arg(long)]
+    alloc_fns: Option<String>,
+    /// Extra free functions in liballocs syntax, e.g. "my_free(P)".
+    #[arg(long)]
+    free_fns: Option<String>,
+    /// A dependency's summary (its `analyze --format json` output), repeatable: calls of
+    /// its allocation functions become calls of imported allocation functions. Without
+    /// it, libraries found through DT_RUNPATH are analyzed. Or an `allocsite trace -o`
+    /// output: the binary's traced functions (by build-id, else path) join the analysis
+    /// (also a `rewrite --fns` classification); contradictions are printed with both
+    /// sides' evidence.
+    #[arg(long = "with", value_name = "SUMMARY.json|TRACE.json")]
+    with: Vec<PathBuf>,
+    /// Analyze even when the binary carries a link-time classification (.allocsite).
+    #[arg(long)]
+    reanalyze: bool,
+}
+
 /// A byte count with an optional K/M/G suffix (powers of 1024).
 fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -187,14 +193,25 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Analyze { bin, format, output, alloc_fns, free_fns, with, reanalyze } => {
+        Cmd::Analyze { bin, format, output, analysis: AnalysisOpts { alloc_fns, free_fns, with, reanalyze } } => {
             allocsite_rewriter::cli::analyze(&bin, match format {
                 Format::Text => "text",
                 Format::Json => "json",
                 Format::Liballocs => "liballocs",
             }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), &with, reanalyze)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, check, verbose, reanalyze, types } => {
+        Cmd::Rewrite {
+            input,
+            output,
+            fns,
+            analysis: AnalysisOpts { alloc_fns, free_fns, with, reanalyze },
+            strict,
+            runtime,
+            ctors,
+            check,
+            verbose,
+            types,
+        } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
