@@ -87,6 +87,10 @@ enum Cmd {
         /// Also hook constructors: they then count for the outermost site.
         #[arg(long)]
         ctors: bool,
+        /// Patch the entry of every hooked function (launch pad), also of those whose every
+        /// call is a direct call (default: those are instrumented at their call sites).
+        #[arg(long)]
+        entry_hooks: bool,
         /// Bake heap checks into OUT, e.g. "poison,canary,double-free,quarantine" (ALLOCSITE_CHECK overrides).
         #[arg(long, value_name = "OPTS")]
         check: Option<String>,
@@ -194,7 +198,7 @@ fn main() -> ExitCode {
                 Format::Liballocs => "liballocs",
             }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), &with, reanalyze)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, check, verbose, reanalyze, types } => {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, entry_hooks, check, verbose, reanalyze, types } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
@@ -206,6 +210,7 @@ fn main() -> ExitCode {
                 verbose,
                 ctors,
                 check,
+                entry_hooks,
             }, &with, reanalyze, types)
         }
         Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),
