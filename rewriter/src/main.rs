@@ -87,10 +87,10 @@ enum Cmd {
         /// Also hook constructors: they then count for the outermost site.
         #[arg(long)]
         ctors: bool,
-        /// Patch the entry of every hooked function (launch pad), also of those whose every
-        /// call is a direct call (default: those are instrumented at their call sites).
+        /// Instrument a function reached only by direct calls at its call sites instead of
+        /// patching its entry (faster; gdb's `step` then steps over such a function).
         #[arg(long)]
-        entry_hooks: bool,
+        caller_side: bool,
         /// Bake heap checks into OUT, e.g. "poison,canary,double-free,quarantine" (ALLOCSITE_CHECK overrides).
         #[arg(long, value_name = "OPTS")]
         check: Option<String>,
@@ -198,7 +198,7 @@ fn main() -> ExitCode {
                 Format::Liballocs => "liballocs",
             }, output.as_deref(), alloc_fns.as_deref(), free_fns.as_deref(), &with, reanalyze)
         }
-        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, entry_hooks, check, verbose, reanalyze, types } => {
+        Cmd::Rewrite { input, output, fns, alloc_fns, free_fns, with, strict, runtime, ctors, caller_side, check, verbose, reanalyze, types } => {
             allocsite_rewriter::cli::rewrite(&allocsite_rewriter::rewrite::RewriteArgs {
                 input,
                 output,
@@ -210,7 +210,7 @@ fn main() -> ExitCode {
                 verbose,
                 ctors,
                 check,
-                entry_hooks,
+                caller_side,
             }, &with, reanalyze, types)
         }
         Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),

@@ -764,20 +764,33 @@ fn call_sites_v3() {
         // Behaviour; the hooked calls the runtime sees: the pass-through ones none at
         // all (direct: retargeted; indirect: the trampoline's check), the classified
         // call of xmalloc in make_node once per node, the import trampolines per call.
-        let traces = check_program(&bin, &rw, &[&[]], true);
-        let ev = events(&traces[0]);
-        let count = |f: &str| ev.iter().filter(|e| e.0 == "enter" && e.1 == f).count();
-        assert_eq!(count("xmalloc"), 10, "{v}: {}", traces[0]);
-        assert_eq!(count("xmalloc_hdr"), 10, "{v}");
-        assert_eq!(count("via_ptr"), 10, "{v}");
-        assert_eq!(count("via_ptr_tail"), 10, "{v}");
-        assert_eq!((0..9).map(|k| count(&format!("ptw{k}"))).sum::<usize>(), 10, "{v}");
-        assert_eq!(count("wrap_tail"), 10, "{v}");
-        assert_eq!(count("asprintf"), 1, "{v}: {}", traces[0]);
-        assert_eq!(count(getline), 3, "{v}: {}", traces[0]);
-        assert_eq!(count("make_node"), 0, "{v}");
-
+        let hooked_calls = |rw: &Rewrite| {
+            let traces = check_program(&bin, rw, &[&[]], true);
+            let ev = events(&traces[0]);
+            let count = |f: &str| ev.iter().filter(|e| e.0 == "enter" && e.1 == f).count();
+            assert_eq!(count("xmalloc"), 10, "{v}: {}", traces[0]);
+            assert_eq!(count("xmalloc_hdr"), 10, "{v}");
+            assert_eq!(count("via_ptr"), 10, "{v}");
+            assert_eq!(count("via_ptr_tail"), 10, "{v}");
+            assert_eq!((0..9).map(|k| count(&format!("ptw{k}"))).sum::<usize>(), 10, "{v}");
+            assert_eq!(count("wrap_tail"), 10, "{v}");
+            assert_eq!(count("asprintf"), 1, "{v}: {}", traces[0]);
+            assert_eq!(count(getline), 3, "{v}: {}", traces[0]);
+            assert_eq!(count("make_node"), 0, "{v}");
+        };
+        hooked_calls(&rw);
         check_sites_report(v, &rw.out, getline, false);
+
+        // `--caller-side`: a function reached only by direct calls from outside it keeps
+        // its entry and is instrumented at its call sites; the same hooked calls and the
+        // same report.
+        let cs_dir = d.join(format!("caller-{v}"));
+        std::fs::create_dir_all(&cs_dir).unwrap();
+        let cs = rewrite(&bin, &json, &cs_dir, &["--caller-side"]);
+        assert!(cs.stdout.lines().any(|l| l.starts_with("hooked wrap_tail at ") && l.contains("(caller side: ")), "{v}: {}", cs.stdout);
+        assert!(cs.stdout.lines().any(|l| l.starts_with("hooked xmalloc at ") && l.contains("(pad ")), "{v}: address taken, entry patched: {}", cs.stdout);
+        hooked_calls(&cs);
+        check_sites_report(v, &cs.out, getline, false);
         // The same with the analysis's own classification.
         let an_dir = d.join(format!("analysis-{v}"));
         std::fs::create_dir_all(&an_dir).unwrap();

@@ -64,9 +64,9 @@ pub struct RewriteArgs {
     pub ctors: bool,
     /// Heap-check options baked into OUT (`--check`, issue 12).
     pub check: Option<String>,
-    /// Patch every hooked function's entry (launch pad), also those whose every call
-    /// site is known (default: those are instrumented at their call sites).
-    pub entry_hooks: bool,
+    /// Instrument the functions reached only by direct calls at their call sites
+    /// (`--caller-side`) instead of patching their entries.
+    pub caller_side: bool,
 }
 
 /// What one rewrite produced.
@@ -125,7 +125,7 @@ pub fn run(args: &RewriteArgs, cls: &Classification, data: &[u8]) -> Result<(), 
     if let Some(c) = &args.check {
         check::validate(c)?;
     }
-    let out = rewrite_bytes_with(data, cls, args.ctors, args.check.as_deref(), args.entry_hooks).map_err(|e| format!("{input}: {e}"))?;
+    let out = rewrite_bytes_with(data, cls, args.ctors, args.check.as_deref(), args.caller_side).map_err(|e| format!("{input}: {e}"))?;
     let mut refused = 0;
     let mut log = String::new();
     for o in &out.outcomes {
@@ -196,14 +196,14 @@ pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> R
 }
 
 /// `rewrite_bytes`, with heap-check options to bake in (`rewrite --check`).
-pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool, check: Option<&str>, entry_hooks: bool) -> Result<Rewritten<'c>, String> {
+pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool, check: Option<&str>, caller_side: bool) -> Result<Rewritten<'c>, String> {
     let elf = elf::InputElf::parse(data)?;
     dynamic::check(&elf)?;
     if elf.section(".allocsite.text").is_some() {
         return Err("already rewritten by allocsite".into());
     }
     let eh = cfi::EhFrameIndex::read(&elf)?;
-    let outcomes = plan::plan(&elf, &eh, cls, ctors, entry_hooks);
+    let outcomes = plan::plan(&elf, &eh, cls, ctors, caller_side);
     let local: Vec<&plan::Hook> = outcomes
         .iter()
         .filter_map(|o| match o {

@@ -208,11 +208,22 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     // entries over): unless the runtime records releases (heap checks' free sites) or
     // sends free-kind calls to itself (trace, sub-frees), straight into the unhooked
     // body, before anything else.
-    let mut release_fast = Vec::new();
+    let mut straight = Vec::new();
     if bit == 1 << 2 {
         a.rip(Code::Mov_r64_rm64, RAX, refs.masks_slot)?;
         a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RAX, Register::None, 0), bit | RELEASE_BOOKKEEPING))?;
-        release_fast.push(a.jump(Code::Je_rel32_64)?);
+        straight.push(a.jump(Code::Je_rel32_64)?);
+    }
+    // A pass-through call (its site is one of the descriptor's pass-through return
+    // addresses) is no allocation site: straight to the pad, before anything else (with
+    // only rax saved: Lua's l_alloc is called this way for every allocation). Sites in
+    // the new code go to the runtime below, which repeats the check after mapping.
+    if !refs.pass_through.is_empty() && refs.pass_through.len() <= PT_UNROLL {
+        for &r in &refs.pass_through {
+            a.rip(Code::Lea_r64_m, RAX, r)?;
+            a.emit(Instruction::with2(Code::Cmp_rm64_r64, mem(RSP, Register::None, 8), RAX))?;
+            straight.push(a.jump(Code::Je_rel32_64)?);
+        }
     }
     for r in [RCX, RDX, R11] {
         a.push(r)?;
@@ -220,19 +231,10 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     let saved4 = a.row.clone();
     let sp_at = 32; // entry_sp = rsp + 32
     let mut slow = Vec::new();
-    // A pass-through call (its site is one of the descriptor's pass-through return
-    // addresses) is no allocation site: straight to the pad, before anything else. Sites
-    // in the new code go to the runtime below, which repeats the check after mapping.
     let mut bypass = Vec::new();
-    if !refs.pass_through.is_empty() {
+    if refs.pass_through.len() > PT_UNROLL {
         a.emit(Instruction::with2(Code::Mov_r64_rm64, RDX, mem(RSP, Register::None, sp_at)))?;
-        if refs.pass_through.len() <= PT_UNROLL {
-            for &r in &refs.pass_through {
-                a.rip(Code::Lea_r64_m, RCX, r)?;
-                a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
-                bypass.push(a.jump(Code::Je_rel32_64)?);
-            }
-        } else {
+        {
             // Binary search of the descriptor's sorted table of (return address - &desc)
             // for site - &desc: rax = first candidate, ecx = candidates, r11d = half.
             a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
@@ -387,7 +389,7 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     // this, its last part, falls through into it (a jmp there would shrink to rel8 once
     // the pad's address is known, and the trampoline's length must not depend on it);
     // call-site mode jumps to the original, far away in the input's code.
-    if !bypass.is_empty() || !release_fast.is_empty() {
+    if !bypass.is_empty() || !straight.is_empty() {
         if !bypass.is_empty() {
             a.row = saved4;
             a.bind(&bypass);
@@ -396,7 +398,7 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
             }
         }
         a.row = saved1;
-        a.bind(&release_fast);
+        a.bind(&straight);
         a.pop(RAX)?;
         if !h.patches_entry() {
             a.emit(Instruction::with_branch(Code::Jmp_rel32_64, pad_addr))?;
