@@ -810,6 +810,43 @@ fn call_sites_v3() {
     }
 }
 
+/// Hook ABI v4: the trampoline of a free-kind function goes straight to its body
+/// (nothing recorded) unless heap checks or the trace need its call; an allocation
+/// function's call is always recorded. Seen from inside the wrappers (release.c), at
+/// -O0 and -O2, entry hooks and `--caller-side`.
+#[test]
+fn free_kind_fast_path() {
+    let d = scratch("release");
+    for (v, flags) in [("O0", &["-O0", "-g"][..]), ("O2", &["-O2", "-g"][..])] {
+        let bin = compile(&d, &format!("release.{v}"), flags, &["release.c"]);
+        let orig = ok(&mut Command::new(&bin));
+        assert_eq!(orig.trim(), "runtime absent, alloc calls recorded 0, release calls recorded 0", "{v}");
+        for mode in [&[][..], &["--caller-side"][..]] {
+            let out_dir = d.join(format!("out-{v}-{}", mode.len()));
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let out = out_dir.join("release");
+            let log = ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--runtime").arg(runtime()).args(mode));
+            for f in ["my_alloc", "my_release"] {
+                assert!(log.contains(&format!("hooked {f} at ")), "{v} {mode:?}: {log}");
+            }
+            let with = |env: &[(&str, &str)]| {
+                let mut c = Command::new(&out);
+                c.env_remove("ALLOCSITE_CHECK").env_remove("ALLOCSITE_TRACE");
+                for (k, val) in env {
+                    c.env(k, val);
+                }
+                ok(&mut c).trim().to_string()
+            };
+            assert_eq!(with(&[]), "runtime loaded, alloc calls recorded 10, release calls recorded 0", "{v} {mode:?}");
+            assert_eq!(with(&[("ALLOCSITE_CHECK", "double-free")]), "runtime loaded, alloc calls recorded 10, release calls recorded 10", "{v} {mode:?}");
+            let trace = out_dir.join("trace.txt");
+            assert_eq!(with(&[("ALLOCSITE_TRACE", trace.to_str().unwrap())]), "runtime loaded, alloc calls recorded 10, release calls recorded 10", "{v} {mode:?}");
+            let t = std::fs::read_to_string(&trace).unwrap();
+            assert_eq!(t.lines().filter(|l| l.starts_with("enter ") && l.contains(" fn=my_release ")).count(), 10, "{v} {mode:?}: {t}");
+        }
+    }
+}
+
 /// The report of a rewritten sites.c names the classified calls, never a pass-through
 /// one: `(symbol's function, line, allocator)` per innermost site in sites.c, and the
 /// node's outermost site (main's call of make_node with `--ctors`, else make_node's
