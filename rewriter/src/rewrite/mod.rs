@@ -606,7 +606,8 @@ mod tests {
     use allocsite_analysis::{Addr, AllocFn};
     use elf::bytes::{u16_at, u32_at, u64_at};
 
-    /// The v3 layout of runtime/README.md: the fields where the runtime reads them.
+    /// The descriptor layout of runtime/README.md (v3's, unchanged in v4 but for the
+    /// magic): the fields where the runtime reads them.
     #[test]
     fn descriptor_v3_layout() {
         let f = AllocFn {

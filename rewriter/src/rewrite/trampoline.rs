@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! f.allocsite_entry:
+//!     free kind: unless the masks ask for releases, straight to the pad (hook ABI v4)
+//!     pass-through site (≤ 8 compared inline, with only rax saved): straight to the pad
 //!     enter bookkeeping, inline (push one entry on the per-thread stack)
 //!     sub rsp, F-8m ; push m stack argument words              ; F ≡ 8 (mod 16)
 //!     call f.allocsite_pad                                      ; (call-site mode: call f)
