@@ -67,6 +67,10 @@ enum Cmd {
         /// Also hook constructors: they then count for the outermost site.
         #[arg(long)]
         ctors: bool,
+        /// Instrument a function reached only by direct calls at its call sites instead of
+        /// patching its entry (faster; gdb's `step` then steps over such a function).
+        #[arg(long)]
+        caller_side: bool,
         /// Bake heap checks into OUT, e.g. "poison,canary,double-free,quarantine" (ALLOCSITE_CHECK overrides).
         #[arg(long, value_name = "OPTS")]
         check: Option<String>,
@@ -208,6 +212,7 @@ fn main() -> ExitCode {
             strict,
             runtime,
             ctors,
+            caller_side,
             check,
             verbose,
             types,
@@ -223,6 +228,7 @@ fn main() -> ExitCode {
                 verbose,
                 ctors,
                 check,
+                caller_side,
             }, &with, reanalyze, types)
         }
         Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),

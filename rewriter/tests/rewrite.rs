@@ -764,20 +764,33 @@ fn call_sites_v3() {
         // Behaviour; the hooked calls the runtime sees: the pass-through ones none at
         // all (direct: retargeted; indirect: the trampoline's check), the classified
         // call of xmalloc in make_node once per node, the import trampolines per call.
-        let traces = check_program(&bin, &rw, &[&[]], true);
-        let ev = events(&traces[0]);
-        let count = |f: &str| ev.iter().filter(|e| e.0 == "enter" && e.1 == f).count();
-        assert_eq!(count("xmalloc"), 10, "{v}: {}", traces[0]);
-        assert_eq!(count("xmalloc_hdr"), 10, "{v}");
-        assert_eq!(count("via_ptr"), 10, "{v}");
-        assert_eq!(count("via_ptr_tail"), 10, "{v}");
-        assert_eq!((0..9).map(|k| count(&format!("ptw{k}"))).sum::<usize>(), 10, "{v}");
-        assert_eq!(count("wrap_tail"), 10, "{v}");
-        assert_eq!(count("asprintf"), 1, "{v}: {}", traces[0]);
-        assert_eq!(count(getline), 3, "{v}: {}", traces[0]);
-        assert_eq!(count("make_node"), 0, "{v}");
-
+        let hooked_calls = |rw: &Rewrite| {
+            let traces = check_program(&bin, rw, &[&[]], true);
+            let ev = events(&traces[0]);
+            let count = |f: &str| ev.iter().filter(|e| e.0 == "enter" && e.1 == f).count();
+            assert_eq!(count("xmalloc"), 10, "{v}: {}", traces[0]);
+            assert_eq!(count("xmalloc_hdr"), 10, "{v}");
+            assert_eq!(count("via_ptr"), 10, "{v}");
+            assert_eq!(count("via_ptr_tail"), 10, "{v}");
+            assert_eq!((0..9).map(|k| count(&format!("ptw{k}"))).sum::<usize>(), 10, "{v}");
+            assert_eq!(count("wrap_tail"), 10, "{v}");
+            assert_eq!(count("asprintf"), 1, "{v}: {}", traces[0]);
+            assert_eq!(count(getline), 3, "{v}: {}", traces[0]);
+            assert_eq!(count("make_node"), 0, "{v}");
+        };
+        hooked_calls(&rw);
         check_sites_report(v, &rw.out, getline, false);
+
+        // `--caller-side`: a function reached only by direct calls from outside it keeps
+        // its entry and is instrumented at its call sites; the same hooked calls and the
+        // same report.
+        let cs_dir = d.join(format!("caller-{v}"));
+        std::fs::create_dir_all(&cs_dir).unwrap();
+        let cs = rewrite(&bin, &json, &cs_dir, &["--caller-side"]);
+        assert!(cs.stdout.lines().any(|l| l.starts_with("hooked wrap_tail at ") && l.contains("(caller side: ")), "{v}: {}", cs.stdout);
+        assert!(cs.stdout.lines().any(|l| l.starts_with("hooked xmalloc at ") && l.contains("(pad ")), "{v}: address taken, entry patched: {}", cs.stdout);
+        hooked_calls(&cs);
+        check_sites_report(v, &cs.out, getline, false);
         // The same with the analysis's own classification.
         let an_dir = d.join(format!("analysis-{v}"));
         std::fs::create_dir_all(&an_dir).unwrap();
@@ -794,6 +807,43 @@ fn call_sites_v3() {
         let traces = check_program(&bin, &rw, &[&[]], true);
         assert_eq!(events(&traces[0]).iter().filter(|e| e.0 == "enter" && e.1 == "make_node").count(), 10, "{v}");
         check_sites_report(v, &rw.out, getline, true);
+    }
+}
+
+/// Hook ABI v4: the trampoline of a free-kind function goes straight to its body
+/// (nothing recorded) unless heap checks or the trace need its call; an allocation
+/// function's call is always recorded. Seen from inside the wrappers (release.c), at
+/// -O0 and -O2, entry hooks and `--caller-side`.
+#[test]
+fn free_kind_fast_path() {
+    let d = scratch("release");
+    for (v, flags) in [("O0", &["-O0", "-g"][..]), ("O2", &["-O2", "-g"][..])] {
+        let bin = compile(&d, &format!("release.{v}"), flags, &["release.c"]);
+        let orig = ok(&mut Command::new(&bin));
+        assert_eq!(orig.trim(), "runtime absent, alloc calls recorded 0, release calls recorded 0", "{v}");
+        for mode in [&[][..], &["--caller-side"][..]] {
+            let out_dir = d.join(format!("out-{v}-{}", mode.len()));
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let out = out_dir.join("release");
+            let log = ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--runtime").arg(runtime()).args(mode));
+            for f in ["my_alloc", "my_release"] {
+                assert!(log.contains(&format!("hooked {f} at ")), "{v} {mode:?}: {log}");
+            }
+            let with = |env: &[(&str, &str)]| {
+                let mut c = Command::new(&out);
+                c.env_remove("ALLOCSITE_CHECK").env_remove("ALLOCSITE_TRACE");
+                for (k, val) in env {
+                    c.env(k, val);
+                }
+                ok(&mut c).trim().to_string()
+            };
+            assert_eq!(with(&[]), "runtime loaded, alloc calls recorded 10, release calls recorded 0", "{v} {mode:?}");
+            assert_eq!(with(&[("ALLOCSITE_CHECK", "double-free")]), "runtime loaded, alloc calls recorded 10, release calls recorded 10", "{v} {mode:?}");
+            let trace = out_dir.join("trace.txt");
+            assert_eq!(with(&[("ALLOCSITE_TRACE", trace.to_str().unwrap())]), "runtime loaded, alloc calls recorded 10, release calls recorded 10", "{v} {mode:?}");
+            let t = std::fs::read_to_string(&trace).unwrap();
+            assert_eq!(t.lines().filter(|l| l.starts_with("enter ") && l.contains(" fn=my_release ")).count(), 10, "{v} {mode:?}: {t}");
+        }
     }
 }
 

@@ -21,9 +21,9 @@
 extern "C" {
 #endif
 
-/* ---------------------------------------------------------------- hook ABI v3 -- */
+/* ---------------------------------------------------------------- hook ABI v4 -- */
 
-#define ALLOCSITE_FN_MAGIC 0x33465341u /* "ASF3" */
+#define ALLOCSITE_FN_MAGIC 0x34465341u /* "ASF4" */
 enum allocsite_fn_kind {
     ALLOCSITE_ALLOC = 0, ALLOCSITE_REALLOC = 1, ALLOCSITE_FREE = 2, ALLOCSITE_SUBALLOC = 3,
     ALLOCSITE_CTOR = 4 /* constructor, hooked only with `rewrite --ctors` */

@@ -34,8 +34,8 @@ const _: () = {
     assert!(core::mem::offset_of!(FnDesc, entry_rel) == 16);
     assert!(core::mem::offset_of!(FnDesc, pt_rel) == 56);
 };
-/// "ASF3" little-endian.
-pub const FN_MAGIC: u32 = 0x3346_5341;
+/// "ASF4" little-endian.
+pub const FN_MAGIC: u32 = 0x3446_5341;
 /// `FnDesc::flags` bit 0: an imported function, hooked at its call sites.
 pub const FN_IMPORT: u16 = 1;
 

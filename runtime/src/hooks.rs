@@ -2,7 +2,7 @@
 //!
 //! The trampolines do the per-thread stack bookkeeping themselves, inline, on the hot
 //! block's documented layout (below). They call into the runtime only when the
-//! `__allocsite_slow_v3` masks say a kind needs more (tracing, recording the result,
+//! `__allocsite_slow_v4` masks say a kind needs more (tracing, recording the result,
 //! sub-frees), or on anything unusual: nesting deeper than recorded, stale entries to
 //! drop, a site inside the new code. Those calls go to the register-preserving
 //! `__allocsite_hook_enter` / `__allocsite_hook_exit`, which save every caller-saved
@@ -15,18 +15,21 @@ use crate::trace;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-// `__allocsite_slow_v3`: two bytes the trampolines read through a GLOB_DAT slot — byte
-// 0: bit k set = entries of functions of kind k go to the runtime; byte 1: the same for
-// exits. Defined here (exported by exports.map) so the name carries the ABI version: a
+// `__allocsite_slow_v4`: two bytes the trampolines read through a GLOB_DAT slot — byte
+// 0: bit k set = entries of functions of kind k go to the runtime; bit 7
+// (`RELEASE_BOOKKEEPING`) set = calls of free-kind functions are recorded on the
+// per-thread stack (with bit 2 clear and bit 7 clear, a free-kind trampoline jumps
+// straight to the unhooked body); byte 1: bit k = exits of kind k go to the runtime.
+// Defined here (exported by exports.map) so the name carries the ABI version: a
 // program rewritten for another layout fails to load instead of corrupting state.
 core::arch::global_asm!(
     ".pushsection .data.allocsite_slow,\"aw\",@progbits",
-    ".globl __allocsite_slow_v3",
-    ".type __allocsite_slow_v3,@object",
-    ".size __allocsite_slow_v3,2",
+    ".globl __allocsite_slow_v4",
+    ".type __allocsite_slow_v4,@object",
+    ".size __allocsite_slow_v4,2",
     ".globl allocsite_slow_masks",
     ".hidden allocsite_slow_masks",
-    "__allocsite_slow_v3:",
+    "__allocsite_slow_v4:",
     "allocsite_slow_masks:",
     ".byte 0, 0",
     ".popsection",
@@ -43,11 +46,19 @@ pub fn update_masks() {
     let record = RECORD_KINDS.load(Ordering::Relaxed);
     // kinds whose results the exit records also need the size argument at entry
     let sub = if crate::index::SUB_USED.load(Ordering::Relaxed) { (1 << KIND_FREE) | (1 << KIND_REALLOC) } else { 0 };
+    // A free-kind call is passed over by the allocation attribution (attribution.rs);
+    // its entry matters only as a free site (heap checks), for sub-frees and the trace
+    // (both above send it to the runtime anyway). Without these the trampolines of
+    // free-kind functions skip all bookkeeping.
+    let releases = if crate::check::on() { RELEASE_BOOKKEEPING } else { 0 };
     unsafe {
-        allocsite_slow_masks[0].store(all | record | sub, Ordering::Relaxed);
+        allocsite_slow_masks[0].store(all | record | sub | releases, Ordering::Relaxed);
         allocsite_slow_masks[1].store(all | record, Ordering::Relaxed);
     }
 }
+
+/// Mask byte 0, bit 7: record calls of free-kind functions (hook ABI v4).
+pub const RELEASE_BOOKKEEPING: u8 = 0x80;
 
 // The hot block layout the trampolines and mark stubs rely on (ABI v3, runtime/README.md; the
 // rewriter's trampoline.rs has the same numbers).

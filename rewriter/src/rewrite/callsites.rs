@@ -257,6 +257,7 @@ pub fn plan<'c>(elf: &InputElf, cls: &'c Classification, hooks: &[&Hook<'c>], ct
             rows: Vec::new(),
             call_sites: Vec::new(),
             why_not_pad: Some("imported".into()),
+            caller_side: false,
             got,
             import: true,
         });

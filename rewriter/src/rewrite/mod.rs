@@ -35,8 +35,8 @@ use plan::Outcome;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// "ASF3": hook ABI version 3 (runtime/README.md).
-pub const DESCRIPTOR_MAGIC: u32 = 0x3346_5341;
+/// "ASF4": hook ABI version 4 (runtime/README.md).
+pub const DESCRIPTOR_MAGIC: u32 = 0x3446_5341;
 /// `struct allocsite_fn` v3 as C lays it out: 16 bytes of header fields, then six
 /// 8-byte fields (64 bytes).
 pub const DESCRIPTOR_SIZE: usize = 64;
@@ -64,6 +64,9 @@ pub struct RewriteArgs {
     pub ctors: bool,
     /// Heap-check options baked into OUT (`--check`, issue 12).
     pub check: Option<String>,
+    /// Instrument the functions reached only by direct calls at their call sites
+    /// (`--caller-side`) instead of patching their entries.
+    pub caller_side: bool,
 }
 
 /// What one rewrite produced.
@@ -79,6 +82,13 @@ pub struct Rewritten<'c> {
 impl Outcome<'_> {
     pub fn line(&self) -> String {
         match self {
+            Outcome::Hook(h) if h.caller_side => format!(
+                "hooked {} at {:#x} (caller side: {} direct call/jmp, the classified ones retargeted to the trampoline, entry untouched; {})",
+                h.name,
+                h.pad.entry,
+                h.call_sites.len(),
+                h.why_not_pad.as_deref().unwrap_or("")
+            ),
             Outcome::Hook(h) if !h.patches_entry() => {
                 let calls = h.call_sites.len();
                 format!(
@@ -115,7 +125,7 @@ pub fn run(args: &RewriteArgs, cls: &Classification, data: &[u8]) -> Result<(), 
     if let Some(c) = &args.check {
         check::validate(c)?;
     }
-    let out = rewrite_bytes_with(data, cls, args.ctors, args.check.as_deref()).map_err(|e| format!("{input}: {e}"))?;
+    let out = rewrite_bytes_with(data, cls, args.ctors, args.check.as_deref(), args.caller_side).map_err(|e| format!("{input}: {e}"))?;
     let mut refused = 0;
     let mut log = String::new();
     for o in &out.outcomes {
@@ -182,18 +192,18 @@ fn descriptor(h: &plan::Hook, at: u64, name_at: u64, map: Option<(u64, u64, u64)
 
 /// Rewrite an ELF image in memory.
 pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> Result<Rewritten<'c>, String> {
-    rewrite_bytes_with(data, cls, ctors, None)
+    rewrite_bytes_with(data, cls, ctors, None, false)
 }
 
 /// `rewrite_bytes`, with heap-check options to bake in (`rewrite --check`).
-pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool, check: Option<&str>) -> Result<Rewritten<'c>, String> {
+pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool, check: Option<&str>, caller_side: bool) -> Result<Rewritten<'c>, String> {
     let elf = elf::InputElf::parse(data)?;
     dynamic::check(&elf)?;
     if elf.section(".allocsite.text").is_some() {
         return Err("already rewritten by allocsite".into());
     }
     let eh = cfi::EhFrameIndex::read(&elf)?;
-    let outcomes = plan::plan(&elf, &eh, cls, ctors);
+    let outcomes = plan::plan(&elf, &eh, cls, ctors, caller_side);
     let local: Vec<&plan::Hook> = outcomes
         .iter()
         .filter_map(|o| match o {
@@ -596,7 +606,8 @@ mod tests {
     use allocsite_analysis::{Addr, AllocFn};
     use elf::bytes::{u16_at, u32_at, u64_at};
 
-    /// The v3 layout of runtime/README.md: the fields where the runtime reads them.
+    /// The descriptor layout of runtime/README.md (v3's, unchanged in v4 but for the
+    /// magic): the fields where the runtime reads them.
     #[test]
     fn descriptor_v3_layout() {
         let f = AllocFn {
@@ -619,13 +630,14 @@ mod tests {
             rows: Vec::new(),
             call_sites: Vec::new(),
             why_not_pad: Some("imported".into()),
+            caller_side: false,
             got: None,
             import: true,
         };
         let (at, name, table) = (0x5000u64, 0x5100u64, 0x5200u64);
         let d = descriptor(&h, at, name, Some((0x6000, 0x7000, 0x6010)), (table, &[0x1200, 0x1300]));
         assert_eq!(d.len(), DESCRIPTOR_SIZE);
-        assert_eq!(u32_at(&d, 0), 0x3346_5341);
+        assert_eq!(u32_at(&d, 0), 0x3446_5341);
         assert_eq!((d[4], d[5] as i8, d[6] as i8, d[7] as i8, d[8] as i8, d[9]), (1, -1, -1, -1, 0, 3));
         assert_eq!(u16_at(&d, 10), FLAG_IMPORT);
         assert_eq!(u32_at(&d, DESC_PT_COUNT as usize), 2);

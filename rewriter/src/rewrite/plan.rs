@@ -7,6 +7,7 @@ use super::pad::{self, Pad};
 use allocsite_analysis::{AllocFn, Classification};
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic, OpKind, Register};
 use object::elf;
+use std::collections::HashMap;
 
 /// A function that will be hooked.
 pub struct Hook<'c> {
@@ -23,6 +24,9 @@ pub struct Hook<'c> {
     pub call_sites: Vec<(u64, u64)>,
     /// Why the entry could not hold a launch pad (call-site mode only).
     pub why_not_pad: Option<String>,
+    /// Call-site mode chosen although a pad was possible: every call of the function is
+    /// a direct call the rewriter can see (caller-side instrumentation, issue 14).
+    pub caller_side: bool,
     /// An import trampoline (hook ABI v3 flag IMPORT) whose callee is reached through
     /// this GOT slot (`call [rip+slot]`) instead of `pad.entry` (its PLT stub).
     pub got: Option<u64>,
@@ -46,7 +50,14 @@ const MAX_STACK_WORDS: u32 = 32;
 
 /// Plan every function of `cls` defined in the binary; constructors only with `ctors`
 /// (`rewrite --ctors`: they count for the outermost site).
-pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification, ctors: bool) -> Vec<Outcome<'c>> {
+/// `caller_side` (`rewrite --caller-side`, issue 14): a function whose every way in is a
+/// direct `call/jmp rel32` from outside it (not exported, its address never taken)
+/// keeps its entry and gets its classified call sites retargeted to its trampoline
+/// (call-site mode); pass-through calls then cost nothing and the function's own code
+/// runs unpatched. Not the default: gdb's `step` into such a call enters the
+/// trampoline, which has no line rows, and so steps over the whole function (gdb 13
+/// knows no DW_AT_trampoline); the measured gain on Lua is within noise (README).
+pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification, ctors: bool, caller_side: bool) -> Vec<Outcome<'c>> {
     // Every place where other code may start: symbols and FDEs in executable code.
     let mut starts: Vec<u64> = elf
         .symbols
@@ -61,6 +72,7 @@ pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification, ctor
 
     let mut out = Vec::new();
     let mut seen: Vec<(u64, String)> = Vec::new();
+    let mut planned = Vec::new();
     for f in cls.functions.iter().filter(|f| !f.external && (ctors || f.kind.is_allocation())) {
         let entry = f.address.0;
         let name = if f.name.is_empty() { format!("sub_{entry:x}") } else { f.name.clone() };
@@ -70,17 +82,30 @@ pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification, ctor
         }
         seen.push((entry, name.clone()));
         match plan_one(elf, eh, &starts, f, entry) {
-            Ok((pad, stack_words, rows, fn_end)) => {
-                let hook = Hook { f, name, pad: Pad::none(entry), stack_words, rows, call_sites: Vec::new(), why_not_pad: None, got: None, import: false };
-                out.push(match pad {
-                    Ok(pad) => Outcome::Hook(Hook { pad, ..hook }),
-                    Err(why) => call_site_mode(elf, hook, fn_end, why),
-                });
-            }
+            Ok((pad, stack_words, rows, fn_end)) => planned.push((f, name, pad, stack_words, rows, fn_end)),
             Err(reason) => out.push(Outcome::Refused { name, address: entry, reason }),
         }
     }
-    refuse_inward_branches(elf, eh, &mut out);
+    // One scan of the code and data for every planned function's ways in.
+    let extents: Vec<(u64, u64)> = planned.iter().map(|p| (p.0.address.0, p.5)).collect();
+    let mut ways = ways_in(elf, &extents);
+    for (f, name, pad, stack_words, rows, _) in planned {
+        let entry = f.address.0;
+        let hook = Hook { f, name, pad: Pad::none(entry), stack_words, rows, call_sites: Vec::new(), why_not_pad: None, caller_side: false, got: None, import: false };
+        let w = ways.remove(&entry).unwrap_or_else(|| WaysIn::blocked("not scanned".into()));
+        out.push(match pad {
+            Ok(_) if caller_side && w.blocked.is_none() && !w.from_inside && !w.sites.is_empty() => Outcome::Hook(Hook {
+                call_sites: w.sites.clone(),
+                why_not_pad: Some("every call of it is a direct call from outside it".into()),
+                caller_side: true,
+                ..hook
+            }),
+            Ok(pad) => Outcome::Hook(Hook { pad, ..hook }),
+            Err(why) => call_site_mode(hook, &w, why),
+        });
+        ways.insert(entry, w);
+    }
+    refuse_inward_branches(elf, eh, &ways, &mut out);
     out
 }
 
@@ -120,50 +145,82 @@ fn plan_one(elf: &InputElf, eh: &EhFrameIndex, starts: &[u64], f: &AllocFn, entr
 /// Fall back to retargeting the direct calls of a function whose entry cannot hold a
 /// launch pad; refused when anything else could reach it (address taken, rel8
 /// branches, exported to other objects).
-fn call_site_mode<'c>(elf: &InputElf, hook: Hook<'c>, fn_end: u64, why: String) -> Outcome<'c> {
+fn call_site_mode<'c>(hook: Hook<'c>, w: &WaysIn, why: String) -> Outcome<'c> {
     let entry = hook.pad.entry;
-    match call_sites(elf, entry, fn_end) {
-        Ok(sites) => Outcome::Hook(Hook { call_sites: sites, why_not_pad: Some(why), ..hook }),
-        Err(e) => Outcome::Refused { name: hook.name, address: entry, reason: format!("{why}; and its call sites cannot all be patched: {e}") },
+    let blocked = w.blocked.clone().or_else(|| w.sites.is_empty().then(|| "no direct calls to redirect".to_string()));
+    match blocked {
+        None => Outcome::Hook(Hook { call_sites: w.sites.clone(), why_not_pad: Some(why), ..hook }),
+        Some(e) => Outcome::Refused { name: hook.name, address: entry, reason: format!("{why}; and its call sites cannot all be patched: {e}") },
     }
 }
 
-/// Every direct `call rel32`/`jmp rel32` to `entry` from outside the function, or why
-/// not all callers can be redirected.
-fn call_sites(elf: &InputElf, entry: u64, fn_end: u64) -> Result<Vec<(u64, u64)>, String> {
-    let exported = elf.dyn_val(elf::DT_SYMTAB).is_some()
-        && elf.section(".dynsym").is_some_and(|(_, s)| {
-            let d = elf.section_data(s);
-            d.chunks_exact(24).any(|e| {
+/// How a function can be reached: every direct `call rel32`/`jmp rel32` to its entry
+/// from outside it, or why not all callers can be redirected (`blocked`).
+pub struct WaysIn {
+    pub sites: Vec<(u64, u64)>,
+    pub blocked: Option<String>,
+    /// A branch from inside the function to its own entry (recursion, a loop back to
+    /// the entry): call-site mode would not see it as a call.
+    pub from_inside: bool,
+}
+
+impl WaysIn {
+    fn blocked(why: String) -> Self {
+        WaysIn { sites: Vec::new(), blocked: Some(why), from_inside: false }
+    }
+}
+
+/// `WaysIn` of each function `(entry, end)`, in one pass over the code and the data.
+fn ways_in(elf: &InputElf, fns: &[(u64, u64)]) -> HashMap<u64, WaysIn> {
+    let mut out: HashMap<u64, WaysIn> = fns.iter().map(|&(e, _)| (e, WaysIn { sites: Vec::new(), blocked: None, from_inside: false })).collect();
+    let ends: HashMap<u64, u64> = fns.iter().copied().collect();
+    let block = |out: &mut HashMap<u64, WaysIn>, e: u64, why: String| {
+        if let Some(w) = out.get_mut(&e) {
+            w.blocked.get_or_insert(why);
+        }
+    };
+    if elf.dyn_val(elf::DT_SYMTAB).is_some() {
+        if let Some((_, s)) = elf.section(".dynsym") {
+            for e in elf.section_data(s).chunks_exact(24) {
                 let shndx = super::elf::bytes::u16_at(e, 6);
                 let bind = e[4] >> 4;
-                shndx != 0 && bind != elf::STB_LOCAL && super::elf::bytes::u64_at(e, 8) == entry
-            })
-        });
-    if exported {
-        return Err("it is exported, so other objects may call it".into());
+                if shndx != 0 && bind != elf::STB_LOCAL {
+                    block(&mut out, super::elf::bytes::u64_at(e, 8), "it is exported, so other objects may call it".into());
+                }
+            }
+        }
     }
-    let mut sites = Vec::new();
     for s in elf.shdrs.iter().filter(|s| s.sh_flags & elf::SHF_EXECINSTR as u64 != 0 && s.sh_type == elf::SHT_PROGBITS) {
         let mut dec = Decoder::with_ip(64, elf.section_data(s), s.sh_addr, DecoderOptions::NONE);
         for i in &mut dec {
             if i.is_invalid() {
                 continue;
             }
-            let inside = i.ip() >= entry && i.ip() < fn_end;
-            let branch = matches!(i.op0_kind(), OpKind::NearBranch64) && i.near_branch_target() == entry;
-            if branch && !inside {
-                match i.code() {
-                    iced_x86::Code::Call_rel32_64 | iced_x86::Code::Jmp_rel32_64 => sites.push((i.ip(), i.next_ip())),
-                    _ => return Err(format!("`{}` at {:#x} reaches it with a branch that cannot be retargeted", pad::fmt(&i), i.ip())),
+            if matches!(i.op0_kind(), OpKind::NearBranch64) {
+                let t = i.near_branch_target();
+                if let Some(&end) = ends.get(&t) {
+                    if i.ip() >= t && i.ip() < end {
+                        if let Some(w) = out.get_mut(&t) {
+                            w.from_inside = true;
+                        }
+                    } else {
+                        match i.code() {
+                            iced_x86::Code::Call_rel32_64 | iced_x86::Code::Jmp_rel32_64 => {
+                                if let Some(w) = out.get_mut(&t) {
+                                    w.sites.push((i.ip(), i.next_ip()));
+                                }
+                            }
+                            _ => block(&mut out, t, format!("`{}` at {:#x} reaches it with a branch that cannot be retargeted", pad::fmt(&i), i.ip())),
+                        }
+                    }
                 }
             }
-            if i.is_ip_rel_memory_operand() && i.ip_rel_memory_address() == entry {
-                return Err(format!("its address is taken at {:#x}", i.ip()));
+            if i.is_ip_rel_memory_operand() && ends.contains_key(&i.ip_rel_memory_address()) {
+                block(&mut out, i.ip_rel_memory_address(), format!("its address is taken at {:#x}", i.ip()));
             }
             for k in 0..i.op_count() {
-                if matches!(i.op_kind(k), OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64) && i.immediate(k) == entry {
-                    return Err(format!("its address is an immediate at {:#x}", i.ip()));
+                if matches!(i.op_kind(k), OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64) && ends.contains_key(&i.immediate(k)) {
+                    block(&mut out, i.immediate(k), format!("its address is an immediate at {:#x}", i.ip()));
                 }
             }
         }
@@ -171,19 +228,22 @@ fn call_sites(elf: &InputElf, entry: u64, fn_end: u64) -> Result<Vec<(u64, u64)>
     for s in elf.shdrs.iter().filter(|s| s.sh_flags & elf::SHF_ALLOC as u64 != 0 && s.sh_flags & elf::SHF_EXECINSTR as u64 == 0) {
         let d = elf.section_data(s);
         if s.sh_type == elf::SHT_RELA {
-            if d.chunks_exact(24).any(|r| super::elf::bytes::u64_at(r, 16) == entry) {
-                return Err(format!("a relocation in {} refers to it", s.name));
+            for r in d.chunks_exact(24) {
+                let a = super::elf::bytes::u64_at(r, 16);
+                if ends.contains_key(&a) {
+                    block(&mut out, a, format!("a relocation in {} refers to it", s.name));
+                }
             }
-        } else if s.name != ".eh_frame" && s.name != ".eh_frame_hdr" {
-            if let Some(k) = (0..d.len().saturating_sub(7)).step_by(8).find(|&k| super::elf::bytes::u64_at(d, k) == entry) {
-                return Err(format!("its address is stored in {} at {:#x}", s.name, s.sh_addr + k as u64));
+        } else if s.name != ".eh_frame" && s.name != ".eh_frame_hdr" && s.sh_type != elf::SHT_NOBITS {
+            for k in (0..d.len().saturating_sub(7)).step_by(8) {
+                let a = super::elf::bytes::u64_at(d, k);
+                if ends.contains_key(&a) {
+                    block(&mut out, a, format!("its address is stored in {} at {:#x}", s.name, s.sh_addr + k as u64));
+                }
             }
         }
     }
-    if sites.is_empty() {
-        return Err("no direct calls to redirect".into());
-    }
-    Ok(sites)
+    out
 }
 
 /// Extent of the function at `a` (symbol size, else FDE).
@@ -254,7 +314,7 @@ fn stack_arg_words(elf: &InputElf, f: &AllocFn, entry: u64, fn_end: u64, rows: &
 
 /// Refuse every planned pad whose interior (the bytes after its first one) is the
 /// target of a branch, a RIP-relative reference or a relative relocation anywhere.
-fn refuse_inward_branches(elf: &InputElf, eh: &EhFrameIndex, out: &mut [Outcome]) {
+fn refuse_inward_branches(elf: &InputElf, eh: &EhFrameIndex, ways: &HashMap<u64, WaysIn>, out: &mut [Outcome]) {
     let mut interiors: Vec<(u64, u64, usize)> = out
         .iter()
         .enumerate()
@@ -316,7 +376,11 @@ fn refuse_inward_branches(elf: &InputElf, eh: &EhFrameIndex, out: &mut [Outcome]
             if let Outcome::Hook(h) = std::mem::replace(&mut out[k], placeholder) {
                 let entry = h.pad.entry;
                 let end = extent(elf, eh, entry).unwrap_or(h.pad.start + h.pad.len).max(h.pad.start + h.pad.len);
-                out[k] = call_site_mode(elf, Hook { pad: Pad::none(entry), ..h }, end, reason);
+                let w = match ways.get(&entry) {
+                    Some(w) => WaysIn { sites: w.sites.clone(), blocked: w.blocked.clone(), from_inside: w.from_inside },
+                    None => ways_in(elf, &[(entry, end)]).remove(&entry).unwrap_or_else(|| WaysIn::blocked("not scanned".into())),
+                };
+                out[k] = call_site_mode(Hook { pad: Pad::none(entry), ..h }, &w, reason);
             }
         }
     }

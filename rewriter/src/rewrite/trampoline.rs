@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! f.allocsite_entry:
+//!     free kind: unless the masks ask for releases, straight to the pad (hook ABI v4)
+//!     pass-through site (≤ 8 compared inline, with only rax saved): straight to the pad
 //!     enter bookkeeping, inline (push one entry on the per-thread stack)
 //!     sub rsp, F-8m ; push m stack argument words              ; F ≡ 8 (mod 16)
 //!     call f.allocsite_pad                                      ; (call-site mode: call f)
@@ -108,7 +110,7 @@ pub struct Refs {
     pub descriptor: u64,
     pub enter_slot: u64,
     pub exit_slot: u64,
-    /// Slot holding the address of the runtime's `__allocsite_slow_v3` masks.
+    /// Slot holding the address of the runtime's `__allocsite_slow_v4` masks.
     pub masks_slot: u64,
     /// Slot holding the thread-pointer offset of the runtime's per-thread block.
     pub tpoff_slot: u64,
@@ -142,6 +144,10 @@ const DEPTH: u32 = 10;
 /// `mark` (u8) in the per-thread block: set by a mark stub right before an interposed
 /// allocator runs, read and cleared by it (hook ABI v3).
 pub const HOT_MARK: i64 = 50;
+/// Mask byte 0, bit 7 (hook ABI v4): the runtime records calls of free-kind functions
+/// (heap checks' free sites); with it and the free kind's own bit clear, their
+/// trampolines go straight to the unhooked body.
+const RELEASE_BOOKKEEPING: u32 = 0x80;
 /// Up to this many pass-through return addresses are compared inline (unrolled); more
 /// are looked up in the descriptor's table (binary search).
 const PT_UNROLL: usize = 8;
@@ -198,25 +204,39 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     let entry_row = a.row.clone();
 
     // ---- enter: entries[depth] = {desc, site, entry_sp}; depth += 1; outermost at depth 0
-    for r in [RAX, RCX, RDX, R11] {
+    a.push(RAX)?;
+    let saved1 = a.row.clone();
+    // A free-kind function's call makes no allocation site (the runtime passes such
+    // entries over): unless the runtime records releases (heap checks' free sites) or
+    // sends free-kind calls to itself (trace, sub-frees), straight into the unhooked
+    // body, before anything else.
+    let mut straight = Vec::new();
+    if bit == 1 << 2 {
+        a.rip(Code::Mov_r64_rm64, RAX, refs.masks_slot)?;
+        a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RAX, Register::None, 0), bit | RELEASE_BOOKKEEPING))?;
+        straight.push(a.jump(Code::Je_rel32_64)?);
+    }
+    // A pass-through call (its site is one of the descriptor's pass-through return
+    // addresses) is no allocation site: straight to the pad, before anything else (with
+    // only rax saved: Lua's l_alloc is called this way for every allocation). Sites in
+    // the new code go to the runtime below, which repeats the check after mapping.
+    if !refs.pass_through.is_empty() && refs.pass_through.len() <= PT_UNROLL {
+        for &r in &refs.pass_through {
+            a.rip(Code::Lea_r64_m, RAX, r)?;
+            a.emit(Instruction::with2(Code::Cmp_rm64_r64, mem(RSP, Register::None, 8), RAX))?;
+            straight.push(a.jump(Code::Je_rel32_64)?);
+        }
+    }
+    for r in [RCX, RDX, R11] {
         a.push(r)?;
     }
     let saved4 = a.row.clone();
     let sp_at = 32; // entry_sp = rsp + 32
     let mut slow = Vec::new();
-    // A pass-through call (its site is one of the descriptor's pass-through return
-    // addresses) is no allocation site: straight to the pad, before anything else. Sites
-    // in the new code go to the runtime below, which repeats the check after mapping.
     let mut bypass = Vec::new();
-    if !refs.pass_through.is_empty() {
+    if refs.pass_through.len() > PT_UNROLL {
         a.emit(Instruction::with2(Code::Mov_r64_rm64, RDX, mem(RSP, Register::None, sp_at)))?;
-        if refs.pass_through.len() <= PT_UNROLL {
-            for &r in &refs.pass_through {
-                a.rip(Code::Lea_r64_m, RCX, r)?;
-                a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
-                bypass.push(a.jump(Code::Je_rel32_64)?);
-            }
-        } else {
+        {
             // Binary search of the descriptor's sorted table of (return address - &desc)
             // for site - &desc: rax = first candidate, ecx = candidates, r11d = half.
             a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
@@ -366,17 +386,22 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     a.hook(refs.descriptor, refs.exit_slot)?;
     a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
     debug_assert_eq!(a.row.cfa_off, entry_row.cfa_off - 8);
-    // a pass-through call: the registers back, then on into the pad as if never hooked.
-    // The relocated pad follows the trampoline, so this, its last part, falls through
-    // into it (a jmp there would shrink to rel8 once the pad's address is known, and
-    // the trampoline's length must not depend on it); call-site mode jumps to the
-    // original, far away in the input's code.
-    if !bypass.is_empty() {
-        a.row = saved4;
-        a.bind(&bypass);
-        for r in [R11, RDX, RCX, RAX] {
-            a.pop(r)?;
+    // a pass-through call (or a free-kind call nobody records): the registers back, then
+    // on into the pad as if never hooked. The relocated pad follows the trampoline, so
+    // this, its last part, falls through into it (a jmp there would shrink to rel8 once
+    // the pad's address is known, and the trampoline's length must not depend on it);
+    // call-site mode jumps to the original, far away in the input's code.
+    if !bypass.is_empty() || !straight.is_empty() {
+        if !bypass.is_empty() {
+            a.row = saved4;
+            a.bind(&bypass);
+            for r in [R11, RDX, RCX] {
+                a.pop(r)?;
+            }
         }
+        a.row = saved1;
+        a.bind(&straight);
+        a.pop(RAX)?;
         if !h.patches_entry() {
             a.emit(Instruction::with_branch(Code::Jmp_rel32_64, pad_addr))?;
         }
