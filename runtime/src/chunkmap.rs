@@ -36,12 +36,12 @@ use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
 pub const TRAILER: usize = 8;
 /// Largest usable size kept in the bitmap.
 pub const MAX_SMALL: usize = 128 * 1024;
-const PAGE_SHIFT: u32 = 18; // one 4 KiB bitmap page (2 bits per granule) covers 256 KiB of heap
-const WORDS: usize = 512; // 32 granules per word
+const PAGE_SHIFT: u32 = 19; // one 8 KiB bitmap page (2 bits per granule) covers 512 KiB of heap
+const WORDS: usize = 1024; // 32 granules per word
 const GRANULES: usize = WORDS * 32;
 const ADDR_LIMIT: usize = 1 << 47;
-// key = addr >> 18 has 29 bits: 12 (top) + 9 (mid) + 8 (leaf of 16-byte slots)
-const TOP: usize = 4096;
+// key = addr >> 19 has 28 bits: 11 (top) + 9 (mid) + 8 (leaf of 16-byte slots)
+const TOP: usize = 2048;
 const LEAF: usize = 256;
 /// Start bits of the 32 granules of a word (the odd bits are out-of-band bits).
 const STARTS: u64 = 0x5555_5555_5555_5555;
@@ -108,7 +108,7 @@ fn decode(base: usize, usable: usize, t: u64) -> Option<(usize, u32)> {
     Some((usable - TRAILER - slack, id))
 }
 
-/// The directory slot of `key` (= addr >> 18); `create`: make the path and the page.
+/// The directory slot of `key` (= addr >> 19); `create`: make the path and the page.
 fn slot_slow(key: usize, create: bool) -> Option<*const Slot> {
     let mid = child(&TOP_TAB[(key >> 17) & (TOP - 1)], create, 4096)?;
     let leaf = child(unsafe { &(*(mid as *const [AtomicPtr<u8>; 512]))[(key >> 8) & 511] }, create, 4096)?;
