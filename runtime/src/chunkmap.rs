@@ -157,7 +157,7 @@ fn pos(p: usize) -> (usize, usize, u32) {
 // A page's out-of-band records are kept per 1 KiB region of heap (64 granules, whose
 // bits are 2 bitmap words): a dense array of 4-byte records
 // `site id << 3 | slack` in address order, in one arena block `[len: u16, cap: u16,
-// records…]`, found through a 256-pointer directory per page (`Slot::oob`). A record's
+// records…]`, found through a 512-pointer directory per page (`Slot::oob`). A record's
 // index is the number of out-of-band bits below its granule in the region (a few
 // popcounts on the line `free` and `malloc` read anyway), so finding it is one load.
 // Invariant: a region's array holds exactly one record per out-of-band bit set in its
@@ -171,8 +171,8 @@ const OOB_ID_LIMIT: u32 = 1 << 29;
 /// Out-of-band bits of the 32 granules of a word.
 const OOBS: u64 = 0xaaaa_aaaa_aaaa_aaaa;
 /// Record block sizes: the arena pool's classes that hold `4 + 4·cap` bytes (a region
-/// holds at most 32 chunks).
-const OOB_SIZES: [usize; 7] = [16, 24, 40, 56, 72, 104, 136];
+/// holds at most 32 chunks, and at most 64 records with orphans).
+const OOB_SIZES: [usize; 8] = [16, 24, 40, 56, 72, 104, 136, 264];
 
 /// Striped locks of the out-of-band records (by page key), taken once there are threads.
 static OOB_LOCKS: [Spin; 64] = [const { Spin::new() }; 64];
@@ -467,14 +467,19 @@ unsafe fn insert_any(p: usize, n: usize, id: u32) -> Result<(), ()> {
         old
     } else if spare < TRAILER && id < OOB_ID_LIMIT {
         let e = id << 3 | spare as u32;
-        if st {
-            insert_oob(s, p, word, sh, e, true)?
+        let r = if st {
+            insert_oob(s, p, word, sh, e, true)
         } else {
             let l = oob_lock(key);
             l.lock();
             let r = insert_oob(s, p, word, sh, e, false);
             l.unlock();
-            r?
+            r
+        };
+        match r {
+            Ok(old) => old,
+            // (the metadata cap refused an array: BIG will likely be refused too)
+            Err(()) => return insert_big(p, n, id),
         }
     } else {
         return insert_big(p, n, id);
