@@ -155,12 +155,18 @@ struct CacheEnt {
 const CACHE_ENTS: usize = 64;
 const CACHE_BYTES: usize = CACHE_ENTS * core::mem::size_of::<CacheEnt>();
 
-/// The id of a site (0 when the table is full or over the metadata cap).
-#[inline]
+/// The id of a site (0 when the table is full or over the metadata cap). The hit in the
+/// most recent entry — the common case — is inlined into the allocators.
+#[inline(always)]
 pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
     if (*h).c_inner == inner && (*h).c_outer == outer && (*h).c_key == key && (*h).c_okey == okey && (*h).c_id != 0 {
         return (*h).c_id;
     }
+    intern_miss(h, inner, outer, key, okey)
+}
+
+#[inline(never)]
+unsafe fn intern_miss(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
     // two-entry MRU cache: swap on a hit in the second entry
     let id = if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_okey == okey && (*h).c2_id != 0 {
         (*h).c2_id
