@@ -69,8 +69,9 @@ pub fn charge(bytes: u64) -> bool {
 }
 
 /// Block sizes in bytes. Region record arrays are an 8-byte header plus 1, 2, 4, 6, 8, 12,
-/// 16, 24, 32, 48, 64, ... records; 512 is a directory leaf, 4096 an interior node.
-pub const CLASSES: [usize; 18] = [16, 24, 40, 56, 72, 104, 136, 200, 264, 392, 512, 520, 776, 1032, 1544, 2056, 3080, 4096];
+/// 16, 24, 32, 48, 64, ... records; 512 is a directory leaf, 4096 an interior node, 8192
+/// a bitmap page of the heap index.
+pub const CLASSES: [usize; 19] = [16, 24, 40, 56, 72, 104, 136, 200, 264, 392, 512, 520, 776, 1032, 1544, 2056, 3080, 4096, 8192];
 const CHUNK: usize = 16 * 1024;
 
 struct Class {

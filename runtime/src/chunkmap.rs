@@ -1,33 +1,58 @@
-//! The index of glibc heap chunks: one start bit per 16-byte granule of heap, and an
-//! 8-byte trailer inside each chunk holding its site and size.
+//! The index of glibc heap chunks: two bits per 16-byte granule of heap (a start bit and
+//! an out-of-band bit), and each chunk's record (site id, requested size) either in an
+//! 8-byte trailer inside the chunk or, when the chunk has no room for one, in a small
+//! out-of-band table of its bitmap page.
 //!
 //! Why this shape: on allocation-heavy programs the index runs on every malloc and free,
-//! so it must not touch memory the allocator has not just touched. The interposed
-//! allocators ask glibc for 8 bytes more than the program did; the trailer sits in the
-//! last 8 usable bytes, next to the following chunk's header that glibc reads and
-//! writes anyway. The start bits (1/128 of the heap's size) stay in cache; they say
-//! which addresses are indexed chunks (so `free` of a chunk made before the runtime
-//! started, or never indexed, is recognised) and give interior-pointer lookups a floor
-//! search that is bounded by the largest bitmapped chunk.
+//! so it must not touch memory the allocator has not just touched, and it must not make
+//! the program's heap bigger. The interposed allocators ask glibc for exactly what the
+//! program asked for. glibc rounds every request up to its size class (usable sizes
+//! 24, 40, 56, …): when that leaves 8 or more spare bytes, the record goes into the last
+//! 8 usable bytes (the trailer), next to the following chunk's header that glibc reads
+//! and writes anyway; otherwise (a 24-byte request in a 24-byte chunk) into the
+//! out-of-band table of the chunk's bitmap page — 4 bytes per chunk at ≤ 3/4 load,
+//! instead of the 16 bytes a larger size class would cost. The bitmap's second bit per
+//! granule says which of the two holds the record, so `free` looks at exactly one.
+//! The bits (1/64 of the heap's size) stay in cache; the start bits say which addresses
+//! are indexed chunks (so `free` of a chunk made before the runtime started, or never
+//! indexed, is recognised) and give interior-pointer lookups a floor search that is
+//! bounded by the largest bitmapped chunk.
 //!
-//! Chunks glibc mmap'd, chunks larger than `MAX_SMALL` and the odd chunk whose slack
-//! does not fit the trailer go to a sorted table (`BIG`) instead, without a trailer.
+//! Chunks glibc mmap'd, chunks larger than `MAX_SMALL`, the odd chunk whose slack does
+//! not fit the trailer and out-of-band chunks of site ids ≥ 2^15 go to a sorted table
+//! (`BIG`) instead.
 //!
 //! Bits change with plain stores while the process is single-threaded
 //! (`__libc_single_threaded`, which glibc clears before the first thread is created)
-//! and with atomic read-modify-writes after.
+//! and with atomic read-modify-writes after; the out-of-band tables are changed under
+//! one of 64 striped spin locks once there are threads.
+use crate::arena::{class_of, POOL};
 use crate::index::{child, Big, BigTab, Chunk};
+use crate::sys::Spin;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
 
-/// Bytes the interposed allocators add to each request.
+/// Size of an in-chunk record.
 pub const TRAILER: usize = 8;
 /// Largest usable size kept in the bitmap.
 pub const MAX_SMALL: usize = 128 * 1024;
-const PAGE_SHIFT: u32 = 19; // one 4 KiB bitmap page covers 512 KiB of heap
-const WORDS: usize = 512;
+const PAGE_SHIFT: u32 = 19; // one 8 KiB bitmap page (2 bits per granule) covers 512 KiB of heap
+const WORDS: usize = 1024; // 32 granules per word
+const GRANULES: usize = WORDS * 32;
 const ADDR_LIMIT: usize = 1 << 47;
-const TOP: usize = 1024; // key = addr >> 19 has 28 bits: 10 (top) + 9 (mid) + 9 (leaf)
+// key = addr >> 19 has 28 bits: 11 (top) + 9 (mid) + 8 (leaf of 16-byte slots)
+const TOP: usize = 2048;
+const LEAF: usize = 256;
+/// Start bits of the 32 granules of a word (the odd bits are out-of-band bits).
+const STARTS: u64 = 0x5555_5555_5555_5555;
+
+/// A bitmap page and its out-of-band table (a leaf slot of the directory).
+#[repr(C)]
+pub struct Slot {
+    page: AtomicPtr<u8>,
+    /// The directory of the page's out-of-band record arrays, one per 4 KiB region.
+    oob: AtomicPtr<u32>,
+}
 
 static TOP_TAB: [AtomicPtr<u8>; TOP] = [const { AtomicPtr::new(null_mut()) }; TOP];
 /// Chunks outside the bitmap.
@@ -83,65 +108,272 @@ fn decode(base: usize, usable: usize, t: u64) -> Option<(usize, u32)> {
     Some((usable - TRAILER - slack, id))
 }
 
-/// The bitmap page of `key` (= addr >> 19), through the directory.
-fn page_slow(key: usize, create: bool) -> Option<*mut AtomicU64> {
-    let mid = child(&TOP_TAB[(key >> 18) & (TOP - 1)], create, 4096)?;
-    let leaf = child(unsafe { &(*(mid as *const [AtomicPtr<u8>; 512]))[(key >> 9) & 511] }, create, 4096)?;
-    let slot = unsafe { &(*(leaf as *const [AtomicPtr<u8>; 512]))[key & 511] };
-    let had = !slot.load(Ordering::Acquire).is_null();
-    let pg = child(slot, create, WORDS * 8)?;
-    if !had {
+/// The directory slot of `key` (= addr >> 19); `create`: make the path and the page.
+fn slot_slow(key: usize, create: bool) -> Option<*const Slot> {
+    let mid = child(&TOP_TAB[(key >> 17) & (TOP - 1)], create, 4096)?;
+    let leaf = child(unsafe { &(*(mid as *const [AtomicPtr<u8>; 512]))[(key >> 8) & 511] }, create, 4096)?;
+    let slot = unsafe { &(*(leaf as *const [Slot; LEAF]))[key & (LEAF - 1)] };
+    if create && slot.page.load(Ordering::Acquire).is_null() {
+        child(&slot.page, true, WORDS * 8)?;
         PAGES.fetch_add(1, Ordering::Relaxed);
+    } else if slot.page.load(Ordering::Acquire).is_null() {
+        return None;
     }
-    Some(pg.cast())
+    Some(slot)
 }
 
-/// The bitmap page through this thread's two-entry cache (pages are never freed, so a
-/// cached address stays valid). Only for code under the runtime's guard: a signal
-/// handler's update could otherwise land between reading a key and its page.
+/// The slot through this thread's two-entry cache (pages are never freed, so a cached
+/// address stays valid). Only for code under the runtime's guard: a signal handler's
+/// update could otherwise land between reading a key and its slot.
 #[inline(always)]
-fn page(key: usize, create: bool) -> Option<*mut AtomicU64> {
+fn slot(key: usize, create: bool) -> Option<*const Slot> {
     let h = crate::tls::hot();
     let w = key & 1;
     unsafe {
         if (*h).pg_key[w] == key + 1 {
-            return Some((*h).pg_ptr[w] as *mut AtomicU64);
+            return Some((*h).pg_ptr[w] as *const Slot);
         }
-        let pg = page_slow(key, create)?;
+        let s = slot_slow(key, create)?;
         (*h).pg_key[w] = key + 1;
-        (*h).pg_ptr[w] = pg as usize;
-        Some(pg)
+        (*h).pg_ptr[w] = s as usize;
+        Some(s)
     }
 }
 
-/// Word and bit of the granule at `p` in its page.
 #[inline(always)]
-fn pos(p: usize) -> (usize, u64) {
-    let g = (p >> 4) & (WORDS * 64 - 1);
-    (g >> 6, 1u64 << (g & 63))
+unsafe fn page_words(s: *const Slot) -> *const AtomicU64 {
+    (*s).page.load(Ordering::Relaxed) as *const AtomicU64
 }
 
-/// Trailers are charged to the metadata count per thread in steps of this many.
-const TRAIL_STEP: i32 = 512;
-
-/// Count trailer bytes as metadata, in steps (a plain per-thread counter on the fast
-/// path). Past the cap, new chunks stop being indexed.
+/// Granule index of `p` in its page, the word holding its bits and their shift.
 #[inline(always)]
-unsafe fn charge_trailers(d: i32) {
-    let h = crate::tls::hot();
-    let t = (*h).trail + d;
-    (*h).trail = t;
-    if t >= TRAIL_STEP {
-        if crate::arena::charge((TRAIL_STEP as usize * TRAILER) as u64) {
-            (*h).trail = t - TRAIL_STEP;
-        } else {
-            crate::arena::INDEXING.store(false, Ordering::Relaxed);
+fn pos(p: usize) -> (usize, usize, u32) {
+    let g = (p >> 4) & (GRANULES - 1);
+    (g, g >> 5, ((g & 31) * 2) as u32)
+}
+
+// ---------------------------------------------------------------- out-of-band records
+
+// A page's out-of-band records are kept per 1 KiB region of heap (64 granules, whose
+// bits are 2 bitmap words): a dense array of 4-byte records
+// `site id << 3 | slack` in address order, in one arena block `[len: u16, cap: u16,
+// records…]`, found through a 512-pointer directory per page (`Slot::oob`). A record's
+// index is the number of out-of-band bits below its granule in the region (a few
+// popcounts on the line `free` and `malloc` read anyway), so finding it is one load.
+// Invariant: a region's array holds exactly one record per out-of-band bit set in its
+// words, in order. Out-of-band bits change only together with the array (under the
+// page's stripe lock once there are threads). A chunk freed by a signal handler that
+// interrupted the runtime loses only its start bit: its out-of-band bit and record
+// stay (an orphan) until a chunk starts at that granule again.
+const REGION_SHIFT: u32 = 10;
+const REGIONS: usize = 1 << (PAGE_SHIFT - REGION_SHIFT);
+const OOB_ID_LIMIT: u32 = 1 << 29;
+/// Out-of-band bits of the 32 granules of a word.
+const OOBS: u64 = 0xaaaa_aaaa_aaaa_aaaa;
+/// Record block sizes: the arena pool's classes that hold `4 + 4·cap` bytes (a region
+/// holds at most 32 chunks, and at most 64 records with orphans).
+const OOB_SIZES: [usize; 8] = [16, 24, 40, 56, 72, 104, 136, 264];
+
+/// Striped locks of the out-of-band records (by page key), taken once there are threads.
+static OOB_LOCKS: [Spin; 64] = [const { Spin::new() }; 64];
+#[inline(always)]
+fn oob_lock(key: usize) -> &'static Spin {
+    &OOB_LOCKS[key & 63]
+}
+
+/// The region's record block slot in the page's directory (made when `create`).
+#[inline(always)]
+unsafe fn oob_region(s: *const Slot, p: usize, create: bool) -> Option<&'static AtomicPtr<u32>> {
+    let dir = child(&*(&(*s).oob as *const AtomicPtr<u32> as *const AtomicPtr<u8>), create, REGIONS * 8)?;
+    Some(&(*(dir as *const [AtomicPtr<u32>; REGIONS]))[(p >> REGION_SHIFT) & (REGIONS - 1)])
+}
+
+/// (len, cap) of a record block.
+#[inline(always)]
+unsafe fn oob_len_cap(b: *mut u32) -> (usize, usize) {
+    let h = *b;
+    ((h & 0xffff) as usize, (h >> 16) as usize)
+}
+
+/// Whether the CPU has `popcnt` (0 = not asked yet, 1 = no, 2 = yes): the runtime is
+/// built for baseline x86-64, whose software bit count costs ~15 instructions a word.
+static POPCNT: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+#[cold]
+fn detect_popcnt() -> bool {
+    let yes = core::arch::x86_64::__cpuid(1).ecx & (1 << 23) != 0;
+    POPCNT.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+    yes
+}
+#[inline(always)]
+fn popcnt(x: u64) -> u32 {
+    let r: u64;
+    unsafe { core::arch::asm!("popcnt {r}, {x}", x = in(reg) x, r = lateout(reg) r, options(pure, nomem, nostack)) };
+    r as u32
+}
+
+/// Index of the record of the chunk at `p` in its region's array: the out-of-band bits
+/// below its granule.
+#[inline(always)]
+unsafe fn oob_rank(pg: *const AtomicU64, p: usize) -> usize {
+    let (_, w, sh) = pos(p);
+    let last = (*pg.add(w)).load(Ordering::Relaxed) & OOBS & ((1u64 << sh) - 1);
+    let hw = match POPCNT.load(Ordering::Relaxed) {
+        2 => true,
+        1 => false,
+        _ => detect_popcnt(),
+    };
+    let mut n = 0;
+    if hw {
+        n += popcnt(last);
+        for i in (w & !1)..w {
+            n += popcnt((*pg.add(i)).load(Ordering::Relaxed) & OOBS);
         }
-    } else if t <= -TRAIL_STEP {
-        crate::arena::META_BYTES.fetch_sub((TRAIL_STEP as usize * TRAILER) as u64, Ordering::Relaxed);
-        (*h).trail = t + TRAIL_STEP;
+    } else {
+        n += last.count_ones();
+        for i in (w & !1)..w {
+            n += ((*pg.add(i)).load(Ordering::Relaxed) & OOBS).count_ones();
+        }
+    }
+    n as usize
+}
+
+/// Put a record at index `i` of the region's array (`replace`: overwrite the one there).
+/// Err when the metadata cap refused memory.
+unsafe fn oob_insert(s: *const Slot, p: usize, i: usize, e: u32, replace: bool) -> Result<(), ()> {
+    let r = oob_region(s, p, true).ok_or(())?;
+    let mut b = r.load(Ordering::Relaxed);
+    let (len, cap) = if b.is_null() { (0, 0) } else { oob_len_cap(b) };
+    if replace && i < len {
+        *b.add(1 + i) = e;
+        return Ok(());
+    }
+    if i > len {
+        return Err(()); // (the invariant is broken: never expected)
+    }
+    if len == cap {
+        let nb = OOB_SIZES.iter().copied().find(|&x| (x - 4) / 4 > cap).ok_or(())?;
+        let n = POOL.alloc(class_of(nb)) as *mut u32;
+        if n.is_null() {
+            return Err(());
+        }
+        if !b.is_null() {
+            core::ptr::copy_nonoverlapping(b.add(1), n.add(1), len);
+        }
+        *n = len as u32 | (((nb - 4) / 4) as u32) << 16;
+        r.store(n, Ordering::Release);
+        if !b.is_null() {
+            POOL.free(class_of(4 + 4 * cap), b.cast());
+        }
+        b = n;
+    }
+    let mut j = len;
+    while j > i {
+        *b.add(1 + j) = *b.add(j);
+        j -= 1;
+    }
+    *b.add(1 + i) = e;
+    *b = (*b & !0xffff) | (len + 1) as u32;
+    Ok(())
+}
+
+/// Take the record at index `i` out of the region's array of chunk `p`.
+unsafe fn oob_remove(s: *const Slot, p: usize, i: usize) -> Option<u32> {
+    let r = oob_region(s, p, false)?;
+    let b = r.load(Ordering::Relaxed);
+    if b.is_null() {
+        return None;
+    }
+    let (len, _) = oob_len_cap(b);
+    if i >= len {
+        return None;
+    }
+    let e = *b.add(1 + i);
+    for j in i + 1..len {
+        *b.add(j) = *b.add(1 + j);
+    }
+    *b = (*b & !0xffff) | (len - 1) as u32;
+    Some(e)
+}
+
+/// The record of the out-of-band chunk at `p` (readers). `wait`: false → never wait.
+unsafe fn oob_get(key: usize, s: *const Slot, p: usize, wait: bool) -> Option<u32> {
+    let st = single_threaded();
+    let l = oob_lock(key);
+    if st {
+        // (writers take no lock while single-threaded: a reader that may have
+        // interrupted one — a signal handler inside the runtime — must not look)
+        if !wait {
+            return None;
+        }
+    } else if wait {
+        l.lock();
+    } else if !l.try_lock() {
+        return None;
+    }
+    let mut out = None;
+    let pg = page_words(s);
+    let (_, w, sh) = pos(p);
+    if ((*pg.add(w)).load(Ordering::Relaxed) >> sh) & 3 == 3 {
+        if let Some(r) = oob_region(s, p, false) {
+            let b = r.load(Ordering::Acquire);
+            let i = oob_rank(pg, p);
+            if !b.is_null() && i < oob_len_cap(b).0 {
+                out = Some(*b.add(1 + i));
+            }
+        }
+    }
+    if !st {
+        l.unlock();
+    }
+    out
+}
+
+/// Index an out-of-band chunk (under the stripe lock once there are threads): its
+/// record, then its bits.
+#[inline(always)]
+unsafe fn insert_oob(s: *const Slot, p: usize, word: &AtomicU64, sh: u32, e: u32, st: bool) -> Result<u64, ()> {
+    let old = word.load(Ordering::Relaxed);
+    // (an orphan or stale record at this granule is replaced)
+    oob_insert(s, p, oob_rank(page_words(s), p), e, (old >> sh) & 2 != 0)?;
+    if st {
+        word.store(old | 3 << sh, Ordering::Relaxed);
+        Ok(old)
+    } else {
+        Ok(word.fetch_or(3 << sh, Ordering::Relaxed))
     }
 }
+
+/// Drop the out-of-band record and bit of the granule of `p` (an orphan, or a stale
+/// chunk's, found where a chunk with a trailer now starts).
+#[cold]
+#[inline(never)]
+unsafe fn drop_orphan(key: usize, s: *const Slot, p: usize, word: &AtomicU64, sh: u32) {
+    let st = single_threaded();
+    if !st {
+        oob_lock(key).lock();
+    }
+    if (word.load(Ordering::Relaxed) >> sh) & 2 != 0 {
+        oob_remove(s, p, oob_rank(page_words(s), p));
+        word.fetch_and(!(2 << sh), Ordering::Relaxed);
+    }
+    if !st {
+        oob_lock(key).unlock();
+    }
+}
+
+/// fork: hold the out-of-band tables' locks across it (`lib.rs`).
+pub fn lock_oob() {
+    for l in &OOB_LOCKS {
+        l.lock();
+    }
+}
+pub fn unlock_oob() {
+    for l in OOB_LOCKS.iter().rev() {
+        l.unlock();
+    }
+}
+
+// ---------------------------------------------------------------- live chunks
 
 /// Indexed chunks (bitmap and `BIG`), as flushed from the threads' counters: each
 /// thread keeps its change since its last flush in the hot block (`live`, plain
@@ -188,29 +420,73 @@ pub fn peak_live_chunks(now: u64) -> u64 {
     (PEAK_LIVE_CHUNKS.load(Ordering::Relaxed).max(0) as u64).max(now)
 }
 
-/// Index a chunk glibc just returned for a request of `n + TRAILER` bytes. Err when the
-/// metadata cap refused a bitmap page.
+// ---------------------------------------------------------------- insert, remove
+
+/// Index a chunk glibc just returned for a request of `n` bytes (plus the checks'
+/// padding, if any). Err when the metadata cap refused memory (then no new chunk is
+/// indexed from now on).
+#[inline(always)]
 pub unsafe fn insert(p: usize, n: usize, id: u32) -> Result<(), ()> {
+    let r = insert_any(p, n, id);
+    if r.is_err() {
+        refused();
+    }
+    r
+}
+
+#[cold]
+#[inline(never)]
+fn refused() {
+    crate::arena::INDEXING.store(false, Ordering::Relaxed);
+}
+
+#[inline(always)]
+unsafe fn insert_any(p: usize, n: usize, id: u32) -> Result<(), ()> {
     let (usable, mmapped) = header(p);
-    let slack = usable.wrapping_sub(n + TRAILER);
-    if mmapped || usable > MAX_SMALL || slack > 0xff || p >= ADDR_LIMIT {
+    if mmapped || usable > MAX_SMALL || p >= ADDR_LIMIT {
         return insert_big(p, n, id);
     }
-    let pg = page(p >> PAGE_SHIFT, true).ok_or(())?;
-    *((p + usable - TRAILER) as *mut u64) = encode(p, slack, id);
-    let (w, b) = pos(p);
-    let word = &*pg.add(w);
-    let old = if single_threaded() {
-        let v = word.load(Ordering::Relaxed);
-        word.store(v | b, Ordering::Relaxed);
-        v
+    let spare = usable.wrapping_sub(n);
+    let key = p >> PAGE_SHIFT;
+    let s = slot(key, true).ok_or(())?;
+    let (_, w, sh) = pos(p);
+    let word = &*page_words(s).add(w);
+    let st = single_threaded();
+    let old = if spare >= TRAILER && spare - TRAILER <= 0xff {
+        *((p + usable - TRAILER) as *mut u64) = encode(p, spare - TRAILER, id);
+        let old = if st {
+            let v = word.load(Ordering::Relaxed);
+            word.store(v | 1 << sh, Ordering::Relaxed);
+            v
+        } else {
+            word.fetch_or(1 << sh, Ordering::Relaxed)
+        };
+        if (old >> sh) & 2 != 0 {
+            drop_orphan(key, s, p, word, sh);
+        }
+        old
+    } else if spare < TRAILER && id < OOB_ID_LIMIT {
+        let e = id << 3 | spare as u32;
+        let r = if st {
+            insert_oob(s, p, word, sh, e, true)
+        } else {
+            let l = oob_lock(key);
+            l.lock();
+            let r = insert_oob(s, p, word, sh, e, false);
+            l.unlock();
+            r
+        };
+        match r {
+            Ok(old) => old,
+            // (the metadata cap refused an array: BIG will likely be refused too)
+            Err(()) => return insert_big(p, n, id),
+        }
     } else {
-        word.fetch_or(b, Ordering::Relaxed)
+        return insert_big(p, n, id);
     };
-    if old & b != 0 {
+    if (old >> sh) & 1 != 0 {
         STALE.fetch_add(1, Ordering::Relaxed);
     } else {
-        charge_trailers(1);
         count_live(1);
     }
     Ok(())
@@ -230,41 +506,49 @@ fn insert_big(p: usize, n: usize, id: u32) -> Result<(), ()> {
     r.map(|_| ())
 }
 
-/// Whether `p` (a chunk glibc gave out) carries a trailer.
+/// Whether `p` (a chunk glibc gave out) is indexed with a trailer in its last 8 usable
+/// bytes.
 pub unsafe fn has_trailer(p: usize) -> bool {
     if p >= ADDR_LIMIT {
         return false;
     }
-    let Some(pg) = page_slow(p >> PAGE_SHIFT, false) else {
+    let Some(s) = slot_slow(p >> PAGE_SHIFT, false) else {
         return false;
     };
-    let (w, b) = pos(p);
-    (*pg.add(w)).load(Ordering::Relaxed) & b != 0
+    let (_, w, sh) = pos(p);
+    ((*page_words(s).add(w)).load(Ordering::Relaxed) >> sh) & 3 == 1
 }
 
 /// Remove the chunk based at `p` (a chunk glibc gave out, about to be freed or
 /// reallocated). None when it was not indexed. `quiet`: only unmark it (a signal
 /// handler interrupted the runtime on this thread; nothing else may be touched).
+#[inline(always)]
 pub unsafe fn remove(p: usize, quiet: bool) -> Option<Chunk> {
     let (usable, mmapped) = header(p);
     if !mmapped && usable <= MAX_SMALL && p < ADDR_LIMIT {
+        let key = p >> PAGE_SHIFT;
         // (quiet: the interrupted runtime may be halfway through updating the page cache)
-        let pg = if quiet { page_slow(p >> PAGE_SHIFT, false) } else { page(p >> PAGE_SHIFT, false) };
-        if let Some(pg) = pg {
-            let (w, b) = pos(p);
-            let word = &*pg.add(w);
+        let s = if quiet { slot_slow(key, false) } else { slot(key, false) };
+        if let Some(s) = s {
+            let (_, w, sh) = pos(p);
+            let word = &*page_words(s).add(w);
             let v = word.load(Ordering::Relaxed);
-            if v & b != 0 {
-                if quiet || !single_threaded() {
-                    word.fetch_and(!b, Ordering::Relaxed);
-                } else {
-                    word.store(v & !b, Ordering::Relaxed);
-                }
+            let b = (v >> sh) & 3;
+            if b & 1 != 0 {
                 if quiet {
+                    // (an out-of-band record and bit stay: an orphan, see above)
+                    word.fetch_and(!(1 << sh), Ordering::Relaxed);
                     return None;
                 }
-                charge_trailers(-1);
                 count_live(-1);
+                if b & 2 != 0 {
+                    return remove_oob(key, s, p, word, sh, usable);
+                }
+                if single_threaded() {
+                    word.store(v & !(1 << sh), Ordering::Relaxed);
+                } else {
+                    word.fetch_and(!(1 << sh), Ordering::Relaxed);
+                }
                 let t = *((p + usable - TRAILER) as *const u64);
                 return match decode(p, usable, t) {
                     Some((size, id)) => Some(Chunk { base: p, size, id }),
@@ -280,11 +564,35 @@ pub unsafe fn remove(p: usize, quiet: bool) -> Option<Chunk> {
     if quiet || BIG.len() == 0 {
         return None;
     }
+    remove_big(p)
+}
+
+/// Remove an out-of-band chunk: its record (at the rank its bits give), then its bits.
+#[inline(always)]
+unsafe fn remove_oob(key: usize, s: *const Slot, p: usize, word: &AtomicU64, sh: u32, usable: usize) -> Option<Chunk> {
+    let st = single_threaded();
+    if !st {
+        oob_lock(key).lock();
+    }
+    let e = oob_remove(s, p, oob_rank(page_words(s), p));
+    if st {
+        word.store(word.load(Ordering::Relaxed) & !(3 << sh), Ordering::Relaxed);
+    } else {
+        word.fetch_and(!(3 << sh), Ordering::Relaxed);
+        oob_lock(key).unlock();
+    }
+    let e = e?;
+    let slack = (e & 7) as usize;
+    Some(Chunk { base: p, size: usable.saturating_sub(slack), id: e >> 3 })
+}
+
+#[inline(never)]
+fn remove_big(p: usize) -> Option<Chunk> {
     BIG.lock.lock();
     let r = BIG.remove(p);
     BIG.lock.unlock();
     if r.is_some() {
-        count_live(-1);
+        unsafe { count_live(-1) };
     }
     r.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 })
 }
@@ -341,8 +649,9 @@ fn read_words(addrs: &[usize], out: &mut [u64], ok: &mut [bool]) {
     }
 }
 
-/// Chunks based at `bases` (bitmap starts), read safely; calls `f` with each valid one.
-fn resolve(bases: &[usize], f: &mut dyn FnMut(Chunk) -> bool) -> bool {
+/// Chunks based at `bases` (bitmap starts; `oob[i]`: its record is out of band), read
+/// safely; calls `f` with each valid one. `wait`: false → never wait for a lock.
+fn resolve(bases: &[usize], oob: &[bool], wait: bool, f: &mut dyn FnMut(Chunk) -> bool) -> bool {
     let n = bases.len();
     let mut hdr_at = [0usize; 256];
     let mut words = [0u64; 256];
@@ -355,11 +664,25 @@ fn resolve(bases: &[usize], f: &mut dyn FnMut(Chunk) -> bool) -> bool {
     let mut tr_at = [0usize; 256];
     let mut m = 0;
     let mut which = [0usize; 256];
+    let mut found = [None; 256];
     for i in 0..n {
         let (u, mm) = decode_header(words[i] as usize);
-        if ok[i] && !mm && u <= MAX_SMALL && u >= TRAILER {
+        if !ok[i] || mm || u > MAX_SMALL {
+            continue;
+        }
+        let base = bases[i];
+        if oob[i] {
+            let key = base >> PAGE_SHIFT;
+            let e = slot_slow(key, false).and_then(|s| unsafe { oob_get(key, s, base, wait) });
+            if let Some(e) = e {
+                let slack = (e & 7) as usize;
+                if slack <= u {
+                    found[i] = Some(Chunk { base, size: u - slack, id: e >> 3 });
+                }
+            }
+        } else if u >= TRAILER {
             usable[m] = u;
-            tr_at[m] = bases[i] + u - TRAILER;
+            tr_at[m] = base + u - TRAILER;
             which[m] = i;
             m += 1;
         }
@@ -368,34 +691,41 @@ fn resolve(bases: &[usize], f: &mut dyn FnMut(Chunk) -> bool) -> bool {
     for j in 0..m {
         let base = bases[which[j]];
         if let Some((size, id)) = ok[j].then(|| decode(base, usable[j], words[j])).flatten() {
-            if f(Chunk { base, size, id }) {
-                return true;
-            }
+            found[which[j]] = Some(Chunk { base, size, id });
+        }
+    }
+    for c in found[..n].iter().flatten() {
+        if f(*c) {
+            return true;
         }
     }
     false
 }
 
-/// The greatest marked start ≤ p that could begin a bitmapped chunk holding p.
-fn floor_start(p: usize) -> Option<usize> {
+/// The greatest marked start ≤ p that could begin a bitmapped chunk holding p, and
+/// whether its record is out of band.
+fn floor_start(p: usize) -> Option<(usize, bool)> {
     let lo = p.saturating_sub(MAX_SMALL) & !15;
     let mut a = p & !15;
     loop {
         let key = a >> PAGE_SHIFT;
-        if let Some(pg) = page_slow(key, false) {
-            let g = (a >> 4) & (WORDS * 64 - 1);
-            let mut w = g >> 6;
-            let mut bits = unsafe { (*pg.add(w)).load(Ordering::Relaxed) } & (u64::MAX >> (63 - (g & 63)));
+        if let Some(s) = slot_slow(key, false) {
+            let pg = unsafe { page_words(s) };
+            let (_, mut w, sh) = pos(a);
+            let mut v = unsafe { (*pg.add(w)).load(Ordering::Relaxed) };
+            let mut bits = v & STARTS & (u64::MAX >> (63 - sh));
             loop {
                 if bits != 0 {
-                    let base = (key << PAGE_SHIFT) | ((w << 6 | (63 - bits.leading_zeros() as usize)) << 4);
-                    return (base >= lo).then_some(base);
+                    let b = 63 - bits.leading_zeros() as usize;
+                    let base = (key << PAGE_SHIFT) | ((w << 5 | b / 2) << 4);
+                    return (base >= lo).then_some((base, (v >> b) & 2 != 0));
                 }
-                if w == 0 || (key << PAGE_SHIFT) + (w << 10) <= lo {
+                if w == 0 || (key << PAGE_SHIFT) + (w << 9) <= lo {
                     break;
                 }
                 w -= 1;
-                bits = unsafe { (*pg.add(w)).load(Ordering::Relaxed) };
+                v = unsafe { (*pg.add(w)).load(Ordering::Relaxed) };
+                bits = v & STARTS;
             }
         }
         let start = key << PAGE_SHIFT;
@@ -409,9 +739,9 @@ fn floor_start(p: usize) -> Option<usize> {
 /// The chunk holding `p` (any interior pointer). `wait`: false → never wait for a lock.
 pub fn lookup(p: usize, wait: bool) -> Option<Chunk> {
     if p < ADDR_LIMIT {
-        if let Some(base) = floor_start(p) {
+        if let Some((base, oob)) = floor_start(p) {
             let mut found = None;
-            resolve(&[base], &mut |c| {
+            resolve(&[base], &[oob], wait, &mut |c| {
                 if p < c.base + c.size.max(1) {
                     found = Some(c);
                 }
@@ -440,6 +770,7 @@ pub fn lookup(p: usize, wait: bool) -> Option<Chunk> {
 pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     let mut n = 0usize;
     let mut bases = [0usize; 256];
+    let mut oob = [false; 256];
     let mut k = 0;
     let mut stop = false;
     let mut count = |c: Chunk| {
@@ -456,21 +787,23 @@ pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
             if leaf.is_null() {
                 continue;
             }
-            for li in 0..512 {
-                let pg = unsafe { (*(leaf as *const [AtomicPtr<u8>; 512]))[li].load(Ordering::Acquire) } as *const AtomicU64;
+            for li in 0..LEAF {
+                let pg = unsafe { (*(leaf as *const [Slot; LEAF]))[li].page.load(Ordering::Acquire) } as *const AtomicU64;
                 if pg.is_null() {
                     continue;
                 }
-                let key = (ti << 18) | (mi << 9) | li;
+                let key = (ti << 17) | (mi << 8) | li;
                 for w in 0..WORDS {
-                    let mut bits = unsafe { (*pg.add(w)).load(Ordering::Relaxed) };
+                    let v = unsafe { (*pg.add(w)).load(Ordering::Relaxed) };
+                    let mut bits = v & STARTS;
                     while bits != 0 {
                         let b = bits.trailing_zeros() as usize;
                         bits &= bits - 1;
-                        bases[k] = (key << PAGE_SHIFT) | ((w << 6 | b) << 4);
+                        bases[k] = (key << PAGE_SHIFT) | ((w << 5 | b / 2) << 4);
+                        oob[k] = (v >> b) & 2 != 0;
                         k += 1;
                         if k == bases.len() {
-                            if resolve(&bases[..k], &mut count) {
+                            if resolve(&bases[..k], &oob[..k], true, &mut count) {
                                 stop = true;
                                 break 'top;
                             }
@@ -482,7 +815,7 @@ pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
         }
     }
     if !stop && k > 0 {
-        stop = resolve(&bases[..k], &mut count);
+        stop = resolve(&bases[..k], &oob[..k], true, &mut count);
     }
     if !stop {
         let mut i = 0;

@@ -2,8 +2,8 @@
 //! Each exported entry point is a naked shim that passes the caller's return address
 //! (rcx), its entry stack pointer (r8) and the hot block's mark byte, cleared (r9), to
 //! the Rust implementation, which forwards to
-//! glibc's `__libc_*` functions, asking for `chunkmap::TRAILER` bytes more, and records
-//! the chunk in the index.
+//! glibc's `__libc_*` functions (asking for the requested size; with heap checks on, for
+//! room for the trailer and the canary as well), and records the chunk in the index.
 use crate::chunkmap::{self, TRAILER};
 use crate::index;
 use crate::sites::{self, *};
@@ -103,12 +103,18 @@ macro_rules! shim {
 
 type P = *mut c_void;
 
-/// The size to ask glibc for: room for the trailer (a request too large to add to
-/// fails in glibc as the original would have).
+/// The size to ask glibc for: the request itself (the index keeps the record in the
+/// chunk's spare bytes when glibc's size class leaves 8, else out of band, so the
+/// program's chunks stay in their size class). With heap checks on, every chunk gets
+/// room for the trailer (the checks keep a freed chunk's record there) and the canary
+/// (a request too large to add to fails in glibc as the original would have).
 #[inline(always)]
 fn req(n: usize) -> usize {
-    // (with the canary on, PAD leaves room for it after the requested size)
-    n.saturating_add(check::options::PAD.load(Ordering::Relaxed))
+    if check::on() {
+        n.saturating_add(check::options::PAD.load(Ordering::Relaxed))
+    } else {
+        n
+    }
 }
 
 unsafe extern "C" fn malloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
@@ -134,15 +140,7 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
         return realloc_checked(p, n, code, ra, sp, mark);
     }
     if p.is_null() {
-        let q = __libc_realloc(p, req(n));
-        if !q.is_null() {
-            record(q, n, code, ra, sp, mark);
-            if check::on() {
-                // (realloc(NULL, n) makes a new chunk like malloc)
-                checked::fresh(q as usize, n, false);
-            }
-        }
-        return q;
+        return realloc_null(n, code, ra, sp, mark);
     }
     let old = unrecord(p);
     // (realloc to 0 frees in glibc: keep it a free)
@@ -162,6 +160,20 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
     let _ = old;
     if !q.is_null() {
         record(q, n, code, ra, sp, mark);
+    }
+    q
+}
+/// `realloc(NULL, n)` (Lua's allocator makes every object this way): as cheap as
+/// `malloc(n)`, which glibc's `realloc` calls for it.
+#[inline(never)]
+unsafe fn realloc_null(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
+    let q = __libc_malloc(req(n));
+    if !q.is_null() {
+        record(q, n, code, ra, sp, mark);
+        if check::on() {
+            // (realloc(NULL, n) makes a new chunk like malloc)
+            checked::fresh(q as usize, n, false);
+        }
     }
     q
 }

@@ -51,6 +51,7 @@ fn lock_all() {
     // region's lock is held while its array grows from the pool).
     index::lock_regions(&index::SUB);
     chunkmap::BIG.lock.lock();
+    chunkmap::lock_oob();
     index::SUB.big.lock.lock();
     arena::POOL.lock_all();
     sites::LOCK.lock();
@@ -59,6 +60,7 @@ fn unlock_all(child: bool) {
     sites::LOCK.unlock();
     arena::POOL.unlock_all(child);
     index::SUB.big.lock.unlock();
+    chunkmap::unlock_oob();
     chunkmap::BIG.lock.unlock();
     index::unlock_regions(&index::SUB);
     // (Spin::unlock is a plain store: the child may release what its parent's thread took)

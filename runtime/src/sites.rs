@@ -8,7 +8,7 @@ use crate::abi::FnDesc;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub const MAX_SITES: usize = 1 << 18;
-const HASH_SLOTS: usize = MAX_SITES * 2;
+const HASH_SLOTS: usize = MAX_SITES * 4;
 
 /// Allocator codes (the C/C++ entry point that produced a chunk).
 pub const ALLOCATORS: [&str; 17] = [
@@ -110,6 +110,13 @@ fn init() -> bool {
     }
 }
 
+/// The hash table's generations `(first slot, slots)`: a program with few sites touches
+/// one page of it (a single table of `HASH_SLOTS` slots spreads even 40 sites over as
+/// many pages: 160 KiB of resident memory). A site goes into the first generation that
+/// is less than half full; lookups probe every generation in use.
+const GENS: [(usize, usize); 3] = [(0, 1024), (1024, 16384), (1024 + 16384, MAX_SITES * 2)];
+static GEN_USED: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
+
 #[inline]
 fn hash(inner: usize, outer: usize, key: usize, okey: usize) -> usize {
     let mut h = inner.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -148,12 +155,18 @@ struct CacheEnt {
 const CACHE_ENTS: usize = 64;
 const CACHE_BYTES: usize = CACHE_ENTS * core::mem::size_of::<CacheEnt>();
 
-/// The id of a site (0 when the table is full or over the metadata cap).
-#[inline]
+/// The id of a site (0 when the table is full or over the metadata cap). The hit in the
+/// most recent entry — the common case — is inlined into the allocators.
+#[inline(always)]
 pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
     if (*h).c_inner == inner && (*h).c_outer == outer && (*h).c_key == key && (*h).c_okey == okey && (*h).c_id != 0 {
         return (*h).c_id;
     }
+    intern_miss(h, inner, outer, key, okey)
+}
+
+#[inline(never)]
+unsafe fn intern_miss(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
     // two-entry MRU cache: swap on a hit in the second entry
     let id = if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_okey == okey && (*h).c2_id != 0 {
         (*h).c2_id
@@ -223,20 +236,32 @@ unsafe fn intern_slow(inner: usize, outer: usize, k: usize, okey: usize) -> u32 
     }
     let tab = HASH.load(Ordering::Relaxed);
     let h0 = hash(inner, outer, k, okey);
-    let find = |locked: bool| -> Result<u32, usize> {
-        let mut i = h0;
-        loop {
-            let id = (*tab.add(i)).load(Ordering::Acquire);
-            if id == 0 {
-                return Err(i);
+    // Open addressing in generations (see `GENS`): each probed from its own home slot
+    // up to an empty one; Err(the empty slot of the first generation with room).
+    let find = |_locked: bool| -> Result<u32, usize> {
+        let mut room = usize::MAX;
+        for (g, &(lo, n)) in GENS.iter().enumerate() {
+            let used = GEN_USED[g].load(Ordering::Acquire) as usize;
+            if used == 0 && room != usize::MAX {
+                break;
             }
-            let e = key(id);
-            if e.inner == inner && e.outer == outer && e.key == k && e.okey == okey {
-                return Ok(id);
+            let mut i = h0 & (n - 1);
+            loop {
+                let id = (*tab.add(lo + i)).load(Ordering::Acquire);
+                if id == 0 {
+                    if room == usize::MAX && used < n / 2 {
+                        room = lo + i;
+                    }
+                    break;
+                }
+                let e = key(id);
+                if e.inner == inner && e.outer == outer && e.key == k && e.okey == okey {
+                    return Ok(id);
+                }
+                i = (i + 1) & (n - 1);
             }
-            i = (i + 1) & (HASH_SLOTS - 1);
-            let _ = locked;
         }
+        Err(room)
     };
     if let Ok(id) = find(false) {
         return id;
@@ -246,8 +271,10 @@ unsafe fn intern_slow(inner: usize, outer: usize, k: usize, okey: usize) -> u32 
         Ok(id) => id,
         Err(slot) => {
             let id = NEXT.load(Ordering::Relaxed);
+            let gen = GENS.iter().position(|&(lo, n)| slot >= lo && slot < lo + n).unwrap_or(GENS.len());
             // Count pages as they are first touched: keys, stats, hash slots.
             let ok = (id as usize) < MAX_SITES - 1
+                && gen < GENS.len()
                 && (id as usize % (4096 / 32) != 0 && id != 1 || arena::charge(4096))
                 && (id as usize % (4096 / 64) != 0 && id != 1 || arena::charge(4096))
                 && {
@@ -268,6 +295,7 @@ unsafe fn intern_slow(inner: usize, outer: usize, k: usize, okey: usize) -> u32 
                 e.key = k;
                 e.okey = okey;
                 NEXT.store(id + 1, Ordering::Release);
+                GEN_USED[gen].fetch_add(1, Ordering::Release);
                 (*tab.add(slot)).store(id, Ordering::Release);
                 id
             }

@@ -404,10 +404,10 @@ NOINLINE static int suballoc(void) {
 }
 
 /* ------------------------------------------------------------ trailers */
-/* The runtime keeps each chunk's site in 8 bytes it adds at the chunk's end: the
- * program must be able to use every byte malloc_usable_size promises, chunks the
- * runtime never saw must pass through, and a small overflow that hits the trailer must
- * be counted, not crash. Run once single-threaded and once after a thread existed
+/* The runtime keeps each chunk's site in its last 8 usable bytes when glibc's size
+ * class leaves them spare, else out of band: the program must be able to use every
+ * byte malloc_usable_size promises, chunks the runtime never saw must pass through,
+ * and a small overflow that hits a trailer must be counted, not crash. Run once single-threaded and once after a thread existed
  * (readers then go through process_vm_readv). */
 extern void *__libc_malloc(size_t);
 static void *thread_noop(void *a) { return a; }
@@ -450,8 +450,14 @@ NOINLINE static void trailer_round(void) {
     __asm__ volatile("" : : "r"(raw) : "memory");
     free(raw);
     CHECK(T().live_chunks == t0.live_chunks);
-    /* an 8-byte overflow past malloc_usable_size lands in the trailer: counted */
-    char *o = malloc(40);
+    /* an 8-byte overflow past malloc_usable_size lands in the trailer: counted (a
+     * 32-byte request gets glibc's 40-byte chunk, with room for one) */
+    char *o = malloc(32);
+    CHECK(malloc_usable_size(o) == 32);
+    /* indexing keeps requests in their glibc size class (24 bytes: a 32-byte chunk) */
+    char *s24 = malloc(24);
+    CHECK(malloc_usable_size(s24) == 24 && allocsite_lookup(s24 + 23, &c) == 1 && c.base == s24 && c.size == 24);
+    free(s24);
     memset(o, 0xFF, malloc_usable_size(o) + 8);
     __asm__ volatile("" : : "r"(o) : "memory"); /* (not a dead store before free) */
     free(o);
