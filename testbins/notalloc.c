@@ -299,3 +299,77 @@ int holder_set(struct holder *h, char *s, size_t n)
     h->text[n] = '\0';
     return 0;
 }
+
+/* Takes ownership of cols (SQLite's sqlite3BeginTrigger): on success the list
+ * moves into a fresh trigger that the context keeps, and the local is cleared;
+ * the cleanup deletes whatever is still owned. At -O0 the deletion's argument
+ * is `cols` or NULL: on the success path it frees nothing, so this is no free. */
+void trig_begin(struct parse *ps, const char *name, struct cols *cols)
+{
+    struct trig *t = NULL;
+    if (name == NULL || name[0] == '\0')
+        goto cleanup;
+    t = malloc(sizeof *t);
+    if (t == NULL)
+        goto cleanup;
+    t->name = name;
+    t->cols = cols;
+    cols = NULL;
+    ps->trig = t;
+    ps->ntrig++;
+cleanup:
+    free(cols);
+}
+
+/* Grows w->pages to hold page i and hands that page back through *out (SQLite's
+ * walIndexPageRealloc). Only on the failure path does *out get realloc's
+ * result, and there it is NULL: no storage comes back through *out. */
+int pages_get(struct pages *w, int i, char **out)
+{
+    if (w->n <= i) {
+        char **a = realloc(w->pages, sizeof(char *) * (size_t)(i + 1));
+        if (a == NULL) {
+            *out = (char *)a;
+            return -1;
+        }
+        memset(&a[w->n], 0, sizeof(char *) * (size_t)(i + 1 - w->n));
+        w->pages = a;
+        w->n = i + 1;
+    }
+    *out = w->pages[i];
+    return 0;
+}
+
+/* A thread-pool task (zstd's COVER_tryParameters): mallocs scratch buffers,
+ * works, frees them and, last, the task it was handed. Releasing the task is
+ * the end of the job, not what the function is for. */
+void scratch_task(void *opaque)
+{
+    struct task *tk = opaque;
+    char *buf = malloc(tk->n);
+    long sum = 0;
+    if (buf != NULL) {
+        memset(buf, 7, tk->n);
+        for (size_t i = 0; i < tk->n; i++)
+            sum += buf[i];
+    }
+    *tk->result = sum;
+    free(buf);
+    free(tk);
+}
+
+/* Makes room for `extra` more items (SQLite's sqlite3SrcListEnlarge): the new
+ * capacity is computed from the count the list holds, 2 * n + extra. The
+ * caller asks for room, not for a size: no realloc function. */
+struct plist *plist_reserve(struct plist *l, int extra)
+{
+    if (l->n + extra > l->cap) {
+        int cap = 2 * l->n + extra;
+        struct plist *nl = realloc(l, sizeof *l + (size_t)cap * sizeof l->items[0]);
+        if (nl == NULL)
+            return NULL;
+        l = nl;
+        l->cap = cap;
+    }
+    return l;
+}

@@ -36,5 +36,14 @@ struct holder {
     size_t limit;
 };
 int holder_set(struct holder *h, char *s, size_t n);
+struct cols { int n; };
+struct trig { const char *name; struct cols *cols; };
+struct parse { int ntrig; struct trig *trig; };
+void trig_begin(struct parse *ps, const char *name, struct cols *cols);   /* takes cols over */
+struct pages { int n; char **pages; };
+int pages_get(struct pages *w, int i, char **out);
+struct task { size_t n; long *result; };
+void scratch_task(void *opaque);       /* a pool job: scratch buffers, then frees its task */
+struct plist *plist_reserve(struct plist *l, int extra);   /* room for extra more items */
 
 #endif

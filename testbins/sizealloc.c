@@ -238,3 +238,22 @@ void wfile_close(int *err, struct wfile *w)
     }
     wfile_close_body(err, w);
 }
+
+/* Copies the first word of zIn into a fresh string at *pzWord (SQLite's
+ * sqlite3Fts5ConfigParseRank): the length is `p - zIn`, a difference of two
+ * pointers into zIn, not a size the caller chose. DWARF declares zIn a
+ * pointer, so it is no size role, and storage handed back through an
+ * out-parameter without a size makes a constructor. */
+int first_word(const char *zIn, char **pzWord)
+{
+    const char *p = zIn;
+    while (*p != '\0' && *p != ' ')
+        p++;
+    char *w = malloc(1 + (size_t)(p - zIn));
+    if (w == NULL)
+        return -1;
+    memcpy(w, zIn, (size_t)(p - zIn));
+    w[p - zIn] = '\0';
+    *pzWord = w;
+    return 0;
+}

@@ -31,4 +31,5 @@ char *dup_name(const char *s);                   /* strdup(s): sized by the stri
 char *default_name(void);                        /* dup_name("default"): a constructor */
 struct wfile { int writing; int err; char *buf; };
 void wfile_close(int *err, struct wfile *w);     /* entry tests, then wfile_close.part.0 */
+int first_word(const char *zIn, char **pzWord);  /* copies zIn's first word to *pzWord */
 #endif

@@ -131,6 +131,11 @@ int main(void)
     free(cc.slot);
 
     char *nm = dup_name("sizes"), *dn = default_name();
+    char *fw = NULL;
+    if (first_word("first words", &fw) == 0) {
+        printf("sizes: first word %s\n", fw);
+        free(fw);
+    }
     printf("sizes: names %s %s\n", nm, dn);
     free(nm);
     free(dn);

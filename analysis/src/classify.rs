@@ -388,6 +388,19 @@ impl<'a> Classifier<'a> {
                 }
             }
         }
+        // A size or count is a number: a declared pointer that reaches an
+        // allocator's size does so through pointer differences into it (`end -
+        // start`, `1 + p - zIn` while parsing zIn), a length taken of what it points
+        // to, not a size the caller chose (SQLite's sqlite3Fts5ConfigParseRank,
+        // sqlite3PagerOpen's zFilename). The string copy stays an allocation;
+        // it just has no size role.
+        if let Some(d) = dw.filter(|_| !self.bin.funcs[f].name.contains('.')) {
+            for role in [&mut spec.size, &mut spec.count] {
+                if role.is_some_and(|p| declared_pointer(d, p)) {
+                    *role = None;
+                }
+            }
+        }
         // Beyond the six register arguments, a position is only meaningful when
         // DWARF shows that many declared parameters.
         let declared = dw.map(|d| d.args.len()).unwrap_or(0);
@@ -450,8 +463,13 @@ impl<'a> Classifier<'a> {
             }
             if spec.kind == Some(Kind::Free) {
                 // Freed on every path (NULL checks aside), not just on an error
-                // path; possibly by different calls on different paths.
-                if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {
+                // path; possibly by different calls on different paths. A pointer
+                // that may also be a literal NULL is the parameter only on some
+                // paths: the local was cleared once the block was handed off
+                // (`t->cols = cols; cols = 0; ... cleanup: list_delete(cols)`,
+                // SQLite's sqlite3BeginTrigger), so that call frees nothing there.
+                let freed_arg = |k: u8| Some(arg(cs, k)).filter(|v| !v.has(crate::flow::value::CONST))?.as_param_arith();
+                if let Some(p) = spec.ptr.and_then(freed_arg) {
                     let (blocks, _) = frees.entry(p).or_insert_with(|| (Vec::new(), format!("{} → {} ptr", arg_name(p), callee.name)));
                     blocks.push(cs.block);
                 }
@@ -524,6 +542,15 @@ impl<'a> Classifier<'a> {
                     spec_out.kind = Some(Kind::Realloc);
                     spec_out.ptr = Some(p);
                     ev.push(format!("{} → {} ptr", arg_name(p), callee.name));
+                    // A new size computed from what the block holds (`2 * l->n +
+                    // extra`, SQLite's sqlite3SrcListEnlarge and sqlite3VListAdd)
+                    // grows a container by the room it needs: a parameter in it is
+                    // a number of elements to add, not a size (see below).
+                    let own = |v: &Option<Val>| v.is_some_and(|v| v.lparams & (1 << p) != 0);
+                    if own(&size_v) || own(&count_v) {
+                        (spec_out.count, spec_out.size) = (None, None);
+                        ev.retain(|e| !e.ends_with(" size") && !e.ends_with(" count"));
+                    }
                 }
             }
             match how {
@@ -568,7 +595,7 @@ impl<'a> Classifier<'a> {
                 None => self.result_read[f],
             };
             let paths = crate::flow::paths::Paths { returns_value, ..s.paths.view() };
-            if freed.is_none() && paths.unavoidable_set(blocks, 1 << p) != 0 {
+            if freed.is_none() && paths.unavoidable_set(blocks, 1 << p) != 0 && !scratch_job(s, &callees, &paths, p) {
                 freed = Some((p, why.clone()));
             }
         }
@@ -718,6 +745,24 @@ impl<'a> Classifier<'a> {
         Some(Found { spec, evidence })
     }
 
+}
+
+/// A job done with scratch storage: on every path that releases parameter p,
+/// the function also makes fresh storage that it frees again itself (zstd's
+/// `COVER_tryParameters(opaque)`: mallocs its buffers, builds a dictionary,
+/// frees the buffers and, last, the task it was handed). Releasing p is the end
+/// of the task, not what the function is for; a destructor makes no storage.
+fn scratch_job(s: &Summary, callees: &[Option<Callee>], paths: &crate::flow::paths::Paths, p: u8) -> bool {
+    let frees_result = |c: usize| {
+        s.calls.iter().zip(callees).any(|(cs, callee)| {
+            callee.as_ref().is_some_and(|g| g.spec.kind == Some(Kind::Free) && g.spec.ptr.is_some_and(|k| arg(cs, k).calls & bit(c) != 0))
+        })
+    };
+    s.calls.iter().zip(callees).enumerate().take(31).any(|(c, (cs, callee))| {
+        callee.as_ref().is_some_and(|g| g.spec.kind == Some(Kind::Alloc) && g.spec.out.is_none())
+            && frees_result(c)
+            && paths.unavoidable_set(&[cs.block], 1 << p) != 0
+    })
 }
 
 /// A block plus a scaled index (`&f->upvalues[fs->nups++]` right after growing
@@ -884,4 +929,16 @@ fn ret_is_fresh(r: &Val, storage_calls: u32, out_calls: u32, realloc_ptrs: u8) -
         return false;
     }
     r.calls & !storage_calls == 0 && r.outcalls & !out_calls == 0 && (r.calls != 0 || r.outcalls != 0 || r.lparams != 0)
+}
+
+/// Integer argument `p` is a parameter DWARF declares as a pointer. Only when
+/// every parameter before it takes one integer register (a pointer or an integer,
+/// no struct by value, no floating point), so that DWARF's order is the registers'.
+fn declared_pointer(d: &crate::dwarf::FnParams, p: u8) -> bool {
+    let p = p as usize;
+    if p >= 6 || p >= d.args.len() {
+        return false;
+    }
+    let one_register = |a: &crate::dwarf::Param| a.ty.ends_with('*') || (matches!(a.letter, 'i' | 'z') && !matches!(a.ty.as_str(), "float" | "double" | "long double" | "_Float128" | "__float128"));
+    d.args[..p].iter().all(one_register) && d.args[p].ty.ends_with('*')
 }

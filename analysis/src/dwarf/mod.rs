@@ -5,7 +5,7 @@
 mod params;
 mod types;
 
-pub use params::Params;
+pub use params::{FnParams, Param, Params};
 pub use types::{SlotKey, Types};
 
 use gimli::{EndianSlice, LittleEndian};

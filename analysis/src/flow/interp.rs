@@ -210,6 +210,8 @@ impl<'a, E: Env> Interp<'a, E> {
                 let mut succs = Vec::new();
                 // Values this block stores into objects (not its own frame).
                 let mut written: Vec<Val> = Vec::new();
+                // A call's result tested for NULL, and the instruction its NULL edge goes to.
+                let mut null_result: Option<(Val, usize)> = None;
                 for i in first..last {
                     if i > first && self.insns[i].flow_control() == FlowControl::ConditionalBranch {
                         let (cmp, jcc) = (&self.insns[i - 1], &self.insns[i]);
@@ -231,6 +233,7 @@ impl<'a, E: Env> Interp<'a, E> {
                             }
                         });
                         range_test[b] = range_test[b].or(self.tag_range_test(cmp, jcc, &st));
+                        null_result = self.null_result_test(cmp, jcc, i, &st);
                     }
                     if let Some(v) = self.stored_to_object(i, &st) {
                         written.push(v);
@@ -258,10 +261,22 @@ impl<'a, E: Env> Interp<'a, E> {
                     if !succ_of[b].contains(&sb) {
                         succ_of[b].push(sb);
                     }
+                    // On the edge where a call's result was found NULL, that value is
+                    // the constant 0 wherever it is held: `*out = p` on the failure
+                    // path of `p = realloc(...); if (!p) { *out = p; return ERR; }`
+                    // hands back no storage.
+                    let nulled;
+                    let out_st = match null_result {
+                        Some((v, t)) if t == s => {
+                            nulled = st.nulled(&v);
+                            &nulled
+                        }
+                        _ => &st,
+                    };
                     let changed = match &mut input[sb] {
-                        Some(old) => old.join_from(&st),
+                        Some(old) => old.join_from(out_st),
                         slot @ None => {
-                            *slot = Some(st.clone());
+                            *slot = Some(out_st.clone());
                             true
                         }
                     };
@@ -495,6 +510,30 @@ impl<'a, E: Env> Interp<'a, E> {
             _ => return None,
         };
         v.as_param()
+    }
+
+    /// A call's result (or what a call wrote into a local) that `cmp`/`test` +
+    /// `je`/`jne` compare with zero, and the instruction the branch goes to when
+    /// it is NULL.
+    fn null_result_test(&self, cmp: &Instruction, jcc: &Instruction, i: usize, st: &State) -> Option<(Val, usize)> {
+        let v = match cmp.mnemonic() {
+            Mnemonic::Test if cmp.op_count() == 2 && cmp.op0_kind() == OpKind::Register && cmp.op1_kind() == OpKind::Register && cmp.op0_register() == cmp.op1_register() => {
+                self.read(cmp, 0, st)
+            }
+            Mnemonic::Cmp if cmp.op_count() == 2 && cmp.op1_kind() != OpKind::Register && cmp.op1_kind() != OpKind::Memory && cmp.immediate(1) == 0 => self.read(cmp, 0, st),
+            _ => return None,
+        };
+        // Only a whole pointer: a 32-bit test of an int status says nothing of a pointer.
+        let width = if cmp.op0_kind() == OpKind::Register { cmp.op0_register().size() } else { cmp.memory_size().size() };
+        let pure = v.kinds == 0 && v.params == 0 && v.lparams == 0 && (v.calls != 0 || v.outcalls != 0);
+        if !pure || width != 8 {
+            return None;
+        }
+        match jcc.mnemonic() {
+            Mnemonic::Je => Some((v, self.local_target(jcc)?)),
+            Mnemonic::Jne => Some((v, i + 1)),
+            _ => None,
+        }
     }
 
     /// Parameter p when `cmp` + `ja`/`jae` compare a value read from the object p
