@@ -735,6 +735,21 @@ impl<'a> Classifier<'a> {
                 && !(st.val.params & !(1 << pool) == 0 && st.val.kinds & (CONST | STACK | GLOBAL | GLOAD) == 0 && st.val.num.abs() == 1)
         })?;
         let (count, size) = count_size(Val { params: st.val.params & !(1 << pool), ..st.val });
+        // Bumped by a constant alone (`return p->pFresh++` over 24-byte entries,
+        // SQLite's rowSetEntryAlloc): every piece has one size, fixed inside —
+        // a constructor handing out objects from its pool (DESIGN.md §1).
+        let own = crate::flow::value::field_bit(st.param, st.via, st.off);
+        let fixed = size.is_none()
+            && count.is_none()
+            && st.val.lfields == own
+            && st.val.num != 0
+            && st.val.kinds & (CONST | STACK | GLOBAL | GLOAD | crate::flow::value::TOP | crate::flow::value::MUL) == 0;
+        if fixed {
+            let mut spec = Spec { kind: Some(Kind::Ctor), ..Spec::default() };
+            spec.nargs = role_arity(&spec);
+            let why = format!("fixed size {} inside: member +{:#x} of memory reached through {} is bumped by it", st.val.num.abs(), st.off, arg_name(pool));
+            return Some(Found { spec, evidence: vec![why] });
+        }
         let mut spec = Spec { kind: Some(Kind::Suballoc), size, count, ..Spec::default() };
         spec.nargs = role_arity(&spec);
         let mut evidence = vec![format!("member +{:#x} of memory reached through {} is bumped", st.off, arg_name(pool))];
