@@ -129,5 +129,12 @@ int main(void)
     pr2 = plist_reserve(pr2, 3);
     printf("negatives: plist_reserve cap %d\n", pr2 ? pr2->cap : -1);
     free(pr2);
+    struct win wn = { NULL, 0 };
+    struct part *pa = malloc(sizeof *pa);
+    pa->v = 4;
+    part_attach(&wn, pa);
+    part_attach(NULL, malloc(sizeof *pa));
+    printf("negatives: part_attach %d %d\n", wn.nattach, wn.part->v);
+    free(wn.part);
     return 0;
 }

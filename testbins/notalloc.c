@@ -373,3 +373,17 @@ struct plist *plist_reserve(struct plist *l, int extra)
     }
     return l;
 }
+
+/* Attaches part to w, or deletes it when there is no w (SQLite's
+ * sqlite3WindowAssemble / sqlite3WindowAttach). Keeping part in w->part is
+ * taking ownership, not caching it: the slot is overwritten, not found empty,
+ * and nothing links its old value. No free function. */
+void part_attach(struct win *w, struct part *part)
+{
+    if (w != NULL) {
+        w->part = part;
+        w->nattach++;
+    } else {
+        free(part);
+    }
+}

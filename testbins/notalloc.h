@@ -45,5 +45,8 @@ int pages_get(struct pages *w, int i, char **out);
 struct task { size_t n; long *result; };
 void scratch_task(void *opaque);       /* a pool job: scratch buffers, then frees its task */
 struct plist *plist_reserve(struct plist *l, int extra);   /* room for extra more items */
+struct part { int v; };
+struct win { struct part *part; int nattach; };
+void part_attach(struct win *w, struct part *part);   /* attach to w, or delete */
 
 #endif

@@ -257,3 +257,17 @@ int first_word(const char *zIn, char **pzWord)
     *pzWord = w;
     return 0;
 }
+
+/* Keeps up to 8 released nodes on a free list (n->next = a->free; a->free = n),
+ * frees the rest: the old head linked into the block is a push, a keep that
+ * counts as a release, like the one-slot cache of cached_free. */
+void node_release(struct nodepool *a, struct node *n)
+{
+    if (a->nfree < 8) {
+        n->next = a->free;
+        a->free = n;
+        a->nfree++;
+    } else {
+        free(n);
+    }
+}

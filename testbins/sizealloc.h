@@ -32,4 +32,7 @@ char *default_name(void);                        /* dup_name("default"): a const
 struct wfile { int writing; int err; char *buf; };
 void wfile_close(int *err, struct wfile *w);     /* entry tests, then wfile_close.part.0 */
 int first_word(const char *zIn, char **pzWord);  /* copies zIn's first word to *pzWord */
+struct node { struct node *next; long v; };
+struct nodepool { struct node *free; int nfree; };
+void node_release(struct nodepool *a, struct node *n);   /* free list of 8, then free */
 #endif

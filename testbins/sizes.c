@@ -143,5 +143,15 @@ int main(void)
     free(r); free(a); free(u); tagged_free(t); arena_free(z); arena_free(nz);
     free(i32); free(u32); free(buf); free(line); free(s); free(b); free(spa);
     printf("sizes: alloc_i32(-1) %s, checksum %08x\n", neg ? "allocated" : "refused", sum);
+    struct nodepool np = { NULL, 0 };
+    for (int i = 0; i < 10; i++)
+        node_release(&np, malloc(sizeof(struct node)));
+    int nfree = np.nfree;
+    while (np.free != NULL) {
+        struct node *nx = np.free->next;
+        free(np.free);
+        np.free = nx;
+    }
+    printf("sizes: node_release kept %d\n", nfree);
     return 0;
 }

@@ -81,6 +81,8 @@ pub(super) struct Interp<'a, E: Env> {
     /// Block being interpreted, and per block the parameters it stores to memory.
     cur_block: usize,
     keeps: Vec<u8>,
+    /// Keeps in member slots, excused or not once the block graph is known.
+    slot_keeps: super::keeps::SlotKeeps,
     /// Instructions right after a call that never returns: gcc still emits the
     /// code it would run if the callee returned (`fatal_error(...); return p;`
     /// becomes a call and a `jmp` back to the return path) when it cannot see
@@ -111,6 +113,7 @@ pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, size: u64) -> Summary
         ret_at: BTreeMap::new(),
         cur_block: 0,
         keeps: Vec::new(),
+        slot_keeps: Default::default(),
         after_noreturn: Vec::new(),
         struct_params: Cell::new(0),
         used_calls: Default::default(),
@@ -234,6 +237,9 @@ impl<'a, E: Env> Interp<'a, E> {
                         });
                         range_test[b] = range_test[b].or(self.tag_range_test(cmp, jcc, &st));
                         null_result = self.null_result_test(cmp, jcc, i, &st);
+                        if let Some((s, to)) = self.null_slot_test(cmp, jcc, i, &st) {
+                            self.slot_keeps.test(b, s, to);
+                        }
                     }
                     if let Some(v) = self.stored_to_object(i, &st) {
                         written.push(v);
@@ -368,6 +374,7 @@ impl<'a, E: Env> Interp<'a, E> {
             })
             .collect();
         let (quiet, quiet_returns) = super::paths::quiet_blocks(&succ_of, &has_call, &returns);
+        self.slot_keeps.excused_into(&succ_of, block_of, &mut self.keeps);
         let graph = super::paths::Graph { succ: succ_of, exits, guard, null_edge: null_block, checks, quiet, quiet_returns, keeps: std::mem::take(&mut self.keeps) };
         let loose = super::paths::Graph { guard: entry_guard, null_edge: Vec::new(), checks: Vec::new(), ..graph.clone() };
         for (c, bc) in calls {
@@ -510,6 +517,24 @@ impl<'a, E: Env> Interp<'a, E> {
             _ => return None,
         };
         v.as_param()
+    }
+
+    /// A member slot that `cmp $0`/`test` + `je`/`jne` compare with zero, and
+    /// the instruction the branch goes to when it is NULL.
+    fn null_slot_test(&self, cmp: &Instruction, jcc: &Instruction, i: usize, st: &State) -> Option<(super::keeps::Slot, usize)> {
+        let v = match cmp.mnemonic() {
+            Mnemonic::Test if cmp.op_count() == 2 && cmp.op0_kind() == OpKind::Register && cmp.op1_kind() == OpKind::Register && cmp.op0_register() == cmp.op1_register() => {
+                self.read(cmp, 0, st)
+            }
+            Mnemonic::Cmp if cmp.op_count() == 2 && cmp.op1_kind() != OpKind::Register && cmp.op1_kind() != OpKind::Memory && cmp.immediate(1) == 0 => self.read(cmp, 0, st),
+            _ => return None,
+        };
+        let s = super::keeps::slot_of(&v)?;
+        match jcc.mnemonic() {
+            Mnemonic::Je => Some((s, self.local_target(jcc)?)),
+            Mnemonic::Jne => Some((s, i + 1)),
+            _ => None,
+        }
     }
 
     /// A call's result (or what a call wrote into a local) that `cmp`/`test` +
@@ -911,7 +936,11 @@ impl<'a, E: Env> Interp<'a, E> {
                 if self.sum.stores.len() < 4096 {
                     self.sum.stores.push(ParamStore { param: p, via: None, off: d, val: v });
                 }
-                self.note_param_member(&v, d, true);
+                self.note_param_member(&v, d, Some((p, 0, d)));
+                // The value of a slot linked into a parameter's block (`n->next = a->free`).
+                if let Some(s) = super::keeps::slot_of(&v) {
+                    self.slot_keeps.link(p, s);
+                }
                 if let Some(f) = self.fn_addr(&v) {
                     self.push_ref(FnRef::AtMember { off: d, func: f, via: Some(Via { param: p, load: None }) });
                 }
@@ -920,7 +949,16 @@ impl<'a, E: Env> Interp<'a, E> {
                 // Kept where a cache or free list lives (a member of something a
                 // parameter reaches); an array element or a fresh node's member
                 // is a container taking the block, not a free.
-                self.note_param_member(&v, d, via != 0 && fixed);
+                let slot = match chain {
+                    Some(Via { param, load: Some(l) }) => Some((super::value::LOAD2 | param, l as i64, d)),
+                    _ => None,
+                };
+                if via != 0 && fixed {
+                    self.note_param_member(&v, d, slot);
+                    self.keep_unless_slot(&v, slot.is_none());
+                } else {
+                    self.note_param_member(&v, d, None);
+                }
                 // Memory reached through a parameter (`op->arena->used += n`): the
                 // sub-allocator rule wants these too.
                 if via != 0 && (v.lparams & via != 0 || v.as_const().is_some()) && self.sum.stores.len() < 4096 {
@@ -963,10 +1001,21 @@ impl<'a, E: Env> Interp<'a, E> {
         }
     }
 
-    fn note_param_member(&mut self, v: &Val, off: i32, keep: bool) {
-        if let Some(k) = v.as_param() {
-            if let Some(m) = self.keeps.get_mut(self.cur_block).filter(|_| keep) {
+    /// A member of an untraceable object kept a parameter: excused as before.
+    fn keep_unless_slot(&mut self, v: &Val, unknown_slot: bool) {
+        if let (Some(k), true) = (v.as_param(), unknown_slot) {
+            if let Some(m) = self.keeps.get_mut(self.cur_block) {
                 *m |= 1 << k;
+            }
+        }
+    }
+
+    /// Parameter v stored into member `off` (of slot `slot` when known: a keep
+    /// judged by `keeps.rs` once the block graph is known).
+    fn note_param_member(&mut self, v: &Val, off: i32, slot: Option<super::keeps::Slot>) {
+        if let Some(k) = v.as_param() {
+            if let Some(s) = slot {
+                self.slot_keeps.keep(self.cur_block, k, s);
             }
             if !self.sum.param_members.contains(&(k, off)) {
                 self.sum.param_members.push((k, off));

@@ -2,6 +2,7 @@
 //! arguments, returns and stores.
 
 pub mod interp;
+pub(crate) mod keeps;
 pub(crate) mod paths;
 mod state;
 pub mod summary;
