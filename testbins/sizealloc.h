@@ -35,4 +35,6 @@ int first_word(const char *zIn, char **pzWord);  /* copies zIn's first word to *
 struct node { struct node *next; long v; };
 struct nodepool { struct node *free; int nfree; };
 void node_release(struct nodepool *a, struct node *n);   /* free list of 8, then free */
+struct span { const char *z; unsigned n; };
+char *span_node(int op, struct span t);          /* 16-byte header + a copy of t's text */
 #endif

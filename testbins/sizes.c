@@ -153,5 +153,9 @@ int main(void)
         np.free = nx;
     }
     printf("sizes: node_release kept %d\n", nfree);
+    struct span spn = { "spanned text", 7 };
+    char *sn = span_node(3, spn);
+    printf("sizes: span_node %d %s\n", sn[0], sn + 16);
+    free(sn);
     return 0;
 }

@@ -402,13 +402,20 @@ impl<'a> Classifier<'a> {
             }
         }
         // Beyond the six register arguments, a position is only meaningful when
-        // DWARF shows that many declared parameters.
+        // DWARF shows that many declared parameters. Where DWARF declares fewer
+        // parameters than the position, even in a register, the register holds a
+        // member of a struct passed by value (SQLite's `tokenExpr(pParse, op,
+        // Token t)`: t.n in %rcx) or a variadic argument: no parameter of its own,
+        // no role (clones are left alone: their DWARF may list the origin's).
         let declared = dw.map(|d| d.args.len()).unwrap_or(0);
+        let own_dwarf = dw.is_some() && !self.bin.funcs[f].name.contains('.');
         for role in [&mut spec.size, &mut spec.count, &mut spec.ptr, &mut spec.out] {
-            if role.is_some_and(|p| p >= 6 && p as usize >= declared) {
+            if role.is_some_and(|p| (p >= 6 || own_dwarf) && p as usize >= declared) {
                 *role = None;
             }
         }
+        // The arity the remaining roles prove (a dropped role proves nothing).
+        spec.nargs = role_arity(spec);
         if spec.kind == Some(Kind::Free) && spec.ptr.is_none() {
             return None;
         }
