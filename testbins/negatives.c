@@ -136,5 +136,11 @@ int main(void)
     part_attach(NULL, malloc(sizeof *pa));
     printf("negatives: part_attach %d %d\n", wn.nattach, wn.part->v);
     free(wn.part);
+    struct shared *sw = calloc(1, sizeof *sw);
+    sw->busy = 1;
+    int rw = shared_work(sw, 3, 2);
+    sw->busy--;
+    int rw2 = shared_work(sw, 200, 0);   /* the last holder: frees it */
+    printf("negatives: shared_work %d %d\n", rw, rw2);
     return 0;
 }

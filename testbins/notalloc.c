@@ -1,5 +1,6 @@
 /* Negatives: each of these calls an allocator or has size-like parameters,
  * and none is an allocation function. See negatives.expect for why. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "notalloc.h"
@@ -386,4 +387,41 @@ void part_attach(struct win *w, struct part *part)
     } else {
         free(part);
     }
+}
+
+__attribute__((noinline)) int shared_error(struct shared *o, int v)
+{
+    printf("shared: error %d\n", v);
+    return o->val + v;
+}
+
+/* As shared_update, with several paths into the release: gcc tests the
+ * decremented count before storing it back (SQLite's rtreeUpdate), and -O0
+ * stores it and reads it back from the object to test it. Either way the test
+ * is of the counter being written, not of o's state: no free function. */
+int shared_work(struct shared *o, int v, int w)
+{
+    int rc = 0;
+    if (o->pad)
+        return 5;
+    o->busy++;
+    if (v > 100) {
+        rc = shared_error(o, v);
+        goto out;
+    }
+    for (int i = 0; i < w; i++) {
+        if (o->val + i > v) {
+            rc = shared_error(o, i);
+            goto out;
+        }
+    }
+    if (v < 0) {
+        rc = -1;
+        goto out;
+    }
+    o->val += v;
+out:
+    if (--o->busy == 0)
+        free(o);
+    return rc;
 }

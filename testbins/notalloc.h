@@ -25,6 +25,8 @@ char **vec_slot(struct vec *v);       /* the next element, after growing the arr
 struct plist { int n, cap; void *items[]; };
 struct shared { long pad; int busy; int val; };
 int shared_update(struct shared *o, int v);   /* holds a reference while it works, drops it */
+int shared_error(struct shared *o, int v);
+int shared_work(struct shared *o, int v, int w);   /* shared_update with several paths to the drop */
 struct plist *plist_push(struct plist *l, void *x);   /* appends, growing the list to a size it reads from it */
 struct tickets { const char *name; long next; };
 long ticket_take(struct tickets *t);

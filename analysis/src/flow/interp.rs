@@ -83,6 +83,10 @@ pub(super) struct Interp<'a, E: Env> {
     keeps: Vec<u8>,
     /// Keeps in member slots, excused or not once the block graph is known.
     slot_keeps: super::keeps::SlotKeeps,
+    /// The last store of this block into memory, when it went to member `.1` of
+    /// parameter `.0` with width `.2`: a load of that member right after reads
+    /// back `.3` (-O0 stores `--p->busy` and reloads it to test it).
+    fwd: Option<(u8, i32, usize, Val)>,
     /// Instructions right after a call that never returns: gcc still emits the
     /// code it would run if the callee returned (`fatal_error(...); return p;`
     /// becomes a call and a `jmp` back to the return path) when it cannot see
@@ -114,6 +118,7 @@ pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, size: u64) -> Summary
         cur_block: 0,
         keeps: Vec::new(),
         slot_keeps: Default::default(),
+        fwd: None,
         after_noreturn: Vec::new(),
         struct_params: Cell::new(0),
         used_calls: Default::default(),
@@ -193,6 +198,8 @@ impl<'a, E: Env> Interp<'a, E> {
         // (parameter, instruction the branch goes to when it is NULL)
         let mut null_edge: Vec<Option<(u8, usize)>> = vec![None; nblocks];
         let mut checks: Vec<u8> = vec![0; nblocks];
+        // The values each block's checking branch compares (see `stored_back`).
+        let mut tested: Vec<[Val; 2]> = vec![[Val::TOP; 2]; nblocks];
         self.keeps = vec![0; nblocks];
         let mut switch_blocks: Vec<usize> = Vec::new();
         let mut range_test: Vec<Option<u8>> = vec![None; nblocks];
@@ -208,6 +215,7 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
                 let Some(mut st) = input[b].clone() else { continue };
                 self.cur_block = b;
+                self.fwd = None;
                 let first = leaders[b];
                 let last = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
                 let mut succs = Vec::new();
@@ -215,6 +223,11 @@ impl<'a, E: Env> Interp<'a, E> {
                 let mut written: Vec<Val> = Vec::new();
                 // A call's result tested for NULL, and the instruction its NULL edge goes to.
                 let mut null_result: Option<(Val, usize)> = None;
+                // What the branch checks is judged on this visit's state, the widest
+                // so far: an early visit may have seen only some of the paths in
+                // (SQLite's rtreeUpdate reaches `nBusy--; if (nBusy == 0)` from a
+                // path that did not decrement yet, then from those that did).
+                checks[b] = 0;
                 for i in first..last {
                     if i > first && self.insns[i].flow_control() == FlowControl::ConditionalBranch {
                         let (cmp, jcc) = (&self.insns[i - 1], &self.insns[i]);
@@ -224,6 +237,7 @@ impl<'a, E: Env> Interp<'a, E> {
                         if let Some(setter) = (first..i).rev().map(|j| &self.insns[j]).find(|x| x.rflags_modified() != 0) {
                             if !self.tests_written_counter(setter, &st, &written) {
                                 checks[b] |= self.checked_params(setter, &st);
+                                tested[b] = self.tested_values(setter, &st);
                             }
                         }
                         null_edge[b] = null_edge[b].or_else(|| {
@@ -343,6 +357,15 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
             }
         }
+        // A tested value that the function writes back into the member it was read
+        // from, in any block, is a counter being updated (`if (--p->busy == 0)
+        // free(p)` where gcc tests before it stores): a reference count reaching
+        // zero, no check of p's state whose other edge refuses p.
+        for b in 0..nblocks {
+            if checks[b] != 0 && tested[b].iter().any(|v| self.stored_back(v)) {
+                checks[b] = 0;
+            }
+        }
         let exits: Vec<bool> = (0..nblocks)
             .map(|b| {
                 let hi = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
@@ -447,6 +470,24 @@ impl<'a, E: Env> Interp<'a, E> {
             let v = self.read(ins, k, st);
             v.has(super::value::ARITH) && v.lparams != 0 && written.contains(&v)
         })
+    }
+
+    /// The two operands of a `test`/`cmp`.
+    fn tested_values(&self, ins: &Instruction, st: &State) -> [Val; 2] {
+        if !matches!(ins.mnemonic(), Mnemonic::Test | Mnemonic::Cmp) || ins.op_count() != 2 {
+            return [Val::TOP; 2];
+        }
+        [self.read(ins, 0, st), self.read(ins, 1, st)]
+    }
+
+    /// Value `v`, read from members of parameters, is stored back into one of
+    /// those very members somewhere in the function.
+    fn stored_back(&self, v: &Val) -> bool {
+        v.lparams != 0
+            && v.calls == 0
+            && v.outcalls == 0
+            && !v.has(super::value::TOP)
+            && self.sum.stores.iter().any(|st| st.val == *v && super::value::field_bit(st.param, st.via, st.off) & v.lfields != 0)
     }
 
     /// Parameters a `test`/`cmp` checks: the pointer itself, a member of the
@@ -887,7 +928,13 @@ impl<'a, E: Env> Interp<'a, E> {
     }
 
     pub(super) fn load(&self, ins: &Instruction, st: &State) -> Val {
-        self.load_mem(self.mem(ins, st), st)
+        let m = self.mem(ins, st);
+        if let (Mem::Param(p, d), Some((q, e, w, v))) = (&m, self.fwd) {
+            if (*p, *d) == (q, e) && ins.memory_size().size() == w {
+                return v;
+            }
+        }
+        self.load_mem(m, st)
     }
 
     pub(super) fn load_mem(&self, m: Mem, st: &State) -> Val {
@@ -921,6 +968,11 @@ impl<'a, E: Env> Interp<'a, E> {
     }
 
     pub(super) fn store_mem(&mut self, m: Mem, st: &mut State, v: Val, size: usize) {
+        match m {
+            Mem::Stack(_) => {}
+            Mem::Param(p, d) if size >= 4 => self.fwd = Some((p, d, size, v)),
+            _ => self.fwd = None,
+        }
         match m {
             Mem::Stack(o) => {
                 let size = size.max(1) as i64;
