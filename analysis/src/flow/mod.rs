@@ -1,6 +1,7 @@
 //! Per-function data flow: which parameters and call results reach which call
 //! arguments, returns and stores.
 
+mod branch;
 pub mod interp;
 pub(crate) mod keeps;
 pub(crate) mod paths;
