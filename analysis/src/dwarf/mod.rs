@@ -4,6 +4,7 @@
 
 mod params;
 mod types;
+pub(crate) mod walk;
 
 pub use params::{FnParams, Param, Params};
 pub use types::{SlotKey, Types};
