@@ -287,3 +287,19 @@ char *span_node(int op, struct span t)
     p[16 + t.n] = '\0';
     return p;
 }
+
+/* Keys for the items of l from index start on (SQLite's
+ * sqlite3KeyInfoFromExprList): l->n - start of them. The larger start, the
+ * smaller the block: start says where to begin, not how much to allocate, so
+ * it is no size role (an alloc without a role, sized from l's count). */
+struct keys *keys_from(const struct ilist *l, int start)
+{
+    int n = l->n - start;
+    struct keys *k = malloc(sizeof *k + (size_t)n * sizeof k->key[0]);
+    if (k == NULL)
+        return NULL;
+    k->n = n;
+    for (int i = 0; i < n; i++)
+        k->key[i] = l->item[start + i];
+    return k;
+}

@@ -37,4 +37,7 @@ struct nodepool { struct node *free; int nfree; };
 void node_release(struct nodepool *a, struct node *n);   /* free list of 8, then free */
 struct span { const char *z; unsigned n; };
 char *span_node(int op, struct span t);          /* 16-byte header + a copy of t's text */
+struct ilist { int n; int item[16]; };
+struct keys { int n; int key[]; };
+struct keys *keys_from(const struct ilist *l, int start);   /* l->n - start keys */
 #endif

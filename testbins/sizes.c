@@ -157,5 +157,9 @@ int main(void)
     char *sn = span_node(3, spn);
     printf("sizes: span_node %d %s\n", sn[0], sn + 16);
     free(sn);
+    struct ilist il = { 5, { 1, 2, 3, 4, 5 } };
+    struct keys *ks = keys_from(&il, 2);
+    printf("sizes: keys_from %d keys, first %d\n", ks->n, ks->key[0]);
+    free(ks);
     return 0;
 }

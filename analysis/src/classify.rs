@@ -846,6 +846,11 @@ fn caller_key(t: &Target, caller: u64) -> u64 {
 /// size arguments: the count from the count argument and the size from what the
 /// size argument adds; a lone byte count goes through `count_size`.
 fn call_roles(count_v: Option<Val>, size_v: Option<Val>) -> (Option<u8>, Option<u8>) {
+    // A parameter subtracted from what no parameter gave (`n->nExpr - iStart`,
+    // SQLite's sqlite3KeyInfoFromExprList) makes the block smaller the larger it
+    // is: it says where to start, not how much to allocate. No role from it.
+    let sized = |v: Val| if v.has(crate::flow::value::SUBTRACTED) { Val { params: 0, ..v } } else { v };
+    let (count_v, size_v) = (count_v.map(sized), size_v.map(sized));
     match (count_v, size_v) {
         (Some(cv), Some(sv)) => {
             let count = lowest(cv.params);
