@@ -94,5 +94,53 @@ int main(void)
     int r3 = holder_set(&hd, NULL, 0);
     printf("negatives: holder_set %d %d %d, text %s\n", r1, r2, r3, hd.text);
     free(hd.text);
+
+    struct parse ps = { 0, NULL };
+    struct cols *cl = malloc(sizeof *cl);
+    cl->n = 2;
+    trig_begin(&ps, "", cl);                 /* refused: cols deleted */
+    cl = malloc(sizeof *cl);
+    cl->n = 3;
+    trig_begin(&ps, "tr", cl);               /* cols moves into the trigger */
+    printf("negatives: trigger %s with %d cols\n", ps.trig->name, ps.trig->cols->n);
+    free(ps.trig->cols);
+    free(ps.trig);
+
+    static char page0[16] = "page0", page3[16] = "page3";
+    struct pages pg = { 0, NULL };
+    char *pp = NULL;
+    int pr = pages_get(&pg, 3, &pp);
+    pg.pages[0] = page0;
+    pg.pages[3] = page3;
+    pages_get(&pg, 0, &pp);
+    printf("negatives: pages_get %d, %d pages, page %s\n", pr, pg.n, pp);
+    free(pg.pages);
+
+    long tres = 0;
+    struct task *job = malloc(sizeof *job);
+    job->n = 10;
+    job->result = &tres;
+    scratch_task(job);
+    printf("negatives: scratch_task %ld\n", tres);
+
+    struct plist *pr2 = malloc(sizeof *pr2 + sizeof pr2->items[0]);
+    pr2->n = 1;
+    pr2->cap = 1;
+    pr2 = plist_reserve(pr2, 3);
+    printf("negatives: plist_reserve cap %d\n", pr2 ? pr2->cap : -1);
+    free(pr2);
+    struct win wn = { NULL, 0 };
+    struct part *pa = malloc(sizeof *pa);
+    pa->v = 4;
+    part_attach(&wn, pa);
+    part_attach(NULL, malloc(sizeof *pa));
+    printf("negatives: part_attach %d %d\n", wn.nattach, wn.part->v);
+    free(wn.part);
+    struct shared *sw = calloc(1, sizeof *sw);
+    sw->busy = 1;
+    int rw = shared_work(sw, 3, 2);
+    sw->busy--;
+    int rw2 = shared_work(sw, 200, 0);   /* the last holder: frees it */
+    printf("negatives: shared_work %d %d\n", rw, rw2);
     return 0;
 }

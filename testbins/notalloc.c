@@ -1,5 +1,6 @@
 /* Negatives: each of these calls an allocator or has size-like parameters,
  * and none is an allocation function. See negatives.expect for why. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "notalloc.h"
@@ -298,4 +299,129 @@ int holder_set(struct holder *h, char *s, size_t n)
     memcpy(h->text, s, n);
     h->text[n] = '\0';
     return 0;
+}
+
+/* Takes ownership of cols (SQLite's sqlite3BeginTrigger): on success the list
+ * moves into a fresh trigger that the context keeps, and the local is cleared;
+ * the cleanup deletes whatever is still owned. At -O0 the deletion's argument
+ * is `cols` or NULL: on the success path it frees nothing, so this is no free. */
+void trig_begin(struct parse *ps, const char *name, struct cols *cols)
+{
+    struct trig *t = NULL;
+    if (name == NULL || name[0] == '\0')
+        goto cleanup;
+    t = malloc(sizeof *t);
+    if (t == NULL)
+        goto cleanup;
+    t->name = name;
+    t->cols = cols;
+    cols = NULL;
+    ps->trig = t;
+    ps->ntrig++;
+cleanup:
+    free(cols);
+}
+
+/* Grows w->pages to hold page i and hands that page back through *out (SQLite's
+ * walIndexPageRealloc). Only on the failure path does *out get realloc's
+ * result, and there it is NULL: no storage comes back through *out. */
+int pages_get(struct pages *w, int i, char **out)
+{
+    if (w->n <= i) {
+        char **a = realloc(w->pages, sizeof(char *) * (size_t)(i + 1));
+        if (a == NULL) {
+            *out = (char *)a;
+            return -1;
+        }
+        memset(&a[w->n], 0, sizeof(char *) * (size_t)(i + 1 - w->n));
+        w->pages = a;
+        w->n = i + 1;
+    }
+    *out = w->pages[i];
+    return 0;
+}
+
+/* A thread-pool task (zstd's COVER_tryParameters): mallocs scratch buffers,
+ * works, frees them and, last, the task it was handed. Releasing the task is
+ * the end of the job, not what the function is for. */
+void scratch_task(void *opaque)
+{
+    struct task *tk = opaque;
+    char *buf = malloc(tk->n);
+    long sum = 0;
+    if (buf != NULL) {
+        memset(buf, 7, tk->n);
+        for (size_t i = 0; i < tk->n; i++)
+            sum += buf[i];
+    }
+    *tk->result = sum;
+    free(buf);
+    free(tk);
+}
+
+/* Makes room for `extra` more items (SQLite's sqlite3SrcListEnlarge): the new
+ * capacity is computed from the count the list holds, 2 * n + extra. The
+ * caller asks for room, not for a size: no realloc function. */
+struct plist *plist_reserve(struct plist *l, int extra)
+{
+    if (l->n + extra > l->cap) {
+        int cap = 2 * l->n + extra;
+        struct plist *nl = realloc(l, sizeof *l + (size_t)cap * sizeof l->items[0]);
+        if (nl == NULL)
+            return NULL;
+        l = nl;
+        l->cap = cap;
+    }
+    return l;
+}
+
+/* Attaches part to w, or deletes it when there is no w (SQLite's
+ * sqlite3WindowAssemble / sqlite3WindowAttach). Keeping part in w->part is
+ * taking ownership, not caching it: the slot is overwritten, not found empty,
+ * and nothing links its old value. No free function. */
+void part_attach(struct win *w, struct part *part)
+{
+    if (w != NULL) {
+        w->part = part;
+        w->nattach++;
+    } else {
+        free(part);
+    }
+}
+
+__attribute__((noinline)) int shared_error(struct shared *o, int v)
+{
+    printf("shared: error %d\n", v);
+    return o->val + v;
+}
+
+/* As shared_update, with several paths into the release: gcc tests the
+ * decremented count before storing it back (SQLite's rtreeUpdate), and -O0
+ * stores it and reads it back from the object to test it. Either way the test
+ * is of the counter being written, not of o's state: no free function. */
+int shared_work(struct shared *o, int v, int w)
+{
+    int rc = 0;
+    if (o->pad)
+        return 5;
+    o->busy++;
+    if (v > 100) {
+        rc = shared_error(o, v);
+        goto out;
+    }
+    for (int i = 0; i < w; i++) {
+        if (o->val + i > v) {
+            rc = shared_error(o, i);
+            goto out;
+        }
+    }
+    if (v < 0) {
+        rc = -1;
+        goto out;
+    }
+    o->val += v;
+out:
+    if (--o->busy == 0)
+        free(o);
+    return rc;
 }

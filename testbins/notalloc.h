@@ -25,6 +25,8 @@ char **vec_slot(struct vec *v);       /* the next element, after growing the arr
 struct plist { int n, cap; void *items[]; };
 struct shared { long pad; int busy; int val; };
 int shared_update(struct shared *o, int v);   /* holds a reference while it works, drops it */
+int shared_error(struct shared *o, int v);
+int shared_work(struct shared *o, int v, int w);   /* shared_update with several paths to the drop */
 struct plist *plist_push(struct plist *l, void *x);   /* appends, growing the list to a size it reads from it */
 struct tickets { const char *name; long next; };
 long ticket_take(struct tickets *t);
@@ -36,5 +38,17 @@ struct holder {
     size_t limit;
 };
 int holder_set(struct holder *h, char *s, size_t n);
+struct cols { int n; };
+struct trig { const char *name; struct cols *cols; };
+struct parse { int ntrig; struct trig *trig; };
+void trig_begin(struct parse *ps, const char *name, struct cols *cols);   /* takes cols over */
+struct pages { int n; char **pages; };
+int pages_get(struct pages *w, int i, char **out);
+struct task { size_t n; long *result; };
+void scratch_task(void *opaque);       /* a pool job: scratch buffers, then frees its task */
+struct plist *plist_reserve(struct plist *l, int extra);   /* room for extra more items */
+struct part { int v; };
+struct win { struct part *part; int nattach; };
+void part_attach(struct win *w, struct part *part);   /* attach to w, or delete */
 
 #endif

@@ -127,5 +127,18 @@ int main(void)
     pool_reset(p);
     printf("pool: after reset %zu bytes used, checksum %08x\n", pool_used(p), sum);
     pool_destroy(p);
+    struct entries ents = { NULL, NULL, 0 };
+    long esum = 0;
+    for (int i = 0; i < 20; i++) {
+        struct entry *e = entry_take(&ents);
+        e->v = i;
+        esum += e->v;
+    }
+    while (ents.chunks != NULL) {
+        struct entry_chunk *n = ents.chunks->next;
+        free(ents.chunks);
+        ents.chunks = n;
+    }
+    printf("pool: entries sum %ld\n", esum);
     return 0;
 }

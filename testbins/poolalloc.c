@@ -182,3 +182,21 @@ void *down_alloc(struct downpool *d, size_t n)
     d->top = p;
     return p;
 }
+
+/* Hands out the next entry of the current chunk, mallocing a new chunk when it
+ * is used up (SQLite's rowSetEntryAlloc): `p->fresh++` bumps by one entry, a
+ * constant. Every piece has the same size, fixed inside: a constructor. */
+struct entry *entry_take(struct entries *p)
+{
+    if (p->nfresh == 0) {
+        struct entry_chunk *c = malloc(sizeof *c);
+        if (c == NULL)
+            return NULL;
+        c->next = p->chunks;
+        p->chunks = c;
+        p->fresh = c->e;
+        p->nfresh = 8;
+    }
+    p->nfresh--;
+    return p->fresh++;
+}

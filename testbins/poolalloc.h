@@ -54,4 +54,10 @@ void hd_free(void *p);                                    /* the header's free(h
 /* A workspace carved from its top down (zstd's cwksp buffers). */
 struct downpool { char *bottom, *top; };
 void *down_alloc(struct downpool *d, size_t n);          /* suballoc size=1: top -= n */
+
+/* Fixed-size entries handed out of chunks (SQLite's rowSetEntryAlloc). */
+struct entry { struct entry *next; long v; };
+struct entry_chunk { struct entry_chunk *next; struct entry e[8]; };
+struct entries { struct entry_chunk *chunks; struct entry *fresh; int nfresh; };
+struct entry *entry_take(struct entries *p);             /* ctor: return p->fresh++ */
 #endif

@@ -238,3 +238,68 @@ void wfile_close(int *err, struct wfile *w)
     }
     wfile_close_body(err, w);
 }
+
+/* Copies the first word of zIn into a fresh string at *pzWord (SQLite's
+ * sqlite3Fts5ConfigParseRank): the length is `p - zIn`, a difference of two
+ * pointers into zIn, not a size the caller chose. DWARF declares zIn a
+ * pointer, so it is no size role, and storage handed back through an
+ * out-parameter without a size makes a constructor. */
+int first_word(const char *zIn, char **pzWord)
+{
+    const char *p = zIn;
+    while (*p != '\0' && *p != ' ')
+        p++;
+    char *w = malloc(1 + (size_t)(p - zIn));
+    if (w == NULL)
+        return -1;
+    memcpy(w, zIn, (size_t)(p - zIn));
+    w[p - zIn] = '\0';
+    *pzWord = w;
+    return 0;
+}
+
+/* Keeps up to 8 released nodes on a free list (n->next = a->free; a->free = n),
+ * frees the rest: the old head linked into the block is a push, a keep that
+ * counts as a release, like the one-slot cache of cached_free. */
+void node_release(struct nodepool *a, struct node *n)
+{
+    if (a->nfree < 8) {
+        n->next = a->free;
+        a->free = n;
+        a->nfree++;
+    } else {
+        free(n);
+    }
+}
+
+/* A node holding a copy of a token's text (SQLite's tokenExpr(pParse, op,
+ * Token t)): its size follows t.n, a member of a struct passed by value in
+ * %rdx. DWARF declares two parameters, so position 2 is no parameter of its
+ * own and no size role; stripped, nothing tells. */
+char *span_node(int op, struct span t)
+{
+    char *p = malloc(16 + (size_t)t.n + 1);
+    if (p == NULL)
+        return NULL;
+    memset(p, 0, 16);
+    p[0] = (char)op;
+    memcpy(p + 16, t.z, t.n);
+    p[16 + t.n] = '\0';
+    return p;
+}
+
+/* Keys for the items of l from index start on (SQLite's
+ * sqlite3KeyInfoFromExprList): l->n - start of them. The larger start, the
+ * smaller the block: start says where to begin, not how much to allocate, so
+ * it is no size role (an alloc without a role, sized from l's count). */
+struct keys *keys_from(const struct ilist *l, int start)
+{
+    int n = l->n - start;
+    struct keys *k = malloc(sizeof *k + (size_t)n * sizeof k->key[0]);
+    if (k == NULL)
+        return NULL;
+    k->n = n;
+    for (int i = 0; i < n; i++)
+        k->key[i] = l->item[start + i];
+    return k;
+}

@@ -31,4 +31,13 @@ char *dup_name(const char *s);                   /* strdup(s): sized by the stri
 char *default_name(void);                        /* dup_name("default"): a constructor */
 struct wfile { int writing; int err; char *buf; };
 void wfile_close(int *err, struct wfile *w);     /* entry tests, then wfile_close.part.0 */
+int first_word(const char *zIn, char **pzWord);  /* copies zIn's first word to *pzWord */
+struct node { struct node *next; long v; };
+struct nodepool { struct node *free; int nfree; };
+void node_release(struct nodepool *a, struct node *n);   /* free list of 8, then free */
+struct span { const char *z; unsigned n; };
+char *span_node(int op, struct span t);          /* 16-byte header + a copy of t's text */
+struct ilist { int n; int item[16]; };
+struct keys { int n; int key[]; };
+struct keys *keys_from(const struct ilist *l, int start);   /* l->n - start keys */
 #endif

@@ -131,6 +131,11 @@ int main(void)
     free(cc.slot);
 
     char *nm = dup_name("sizes"), *dn = default_name();
+    char *fw = NULL;
+    if (first_word("first words", &fw) == 0) {
+        printf("sizes: first word %s\n", fw);
+        free(fw);
+    }
     printf("sizes: names %s %s\n", nm, dn);
     free(nm);
     free(dn);
@@ -138,5 +143,23 @@ int main(void)
     free(r); free(a); free(u); tagged_free(t); arena_free(z); arena_free(nz);
     free(i32); free(u32); free(buf); free(line); free(s); free(b); free(spa);
     printf("sizes: alloc_i32(-1) %s, checksum %08x\n", neg ? "allocated" : "refused", sum);
+    struct nodepool np = { NULL, 0 };
+    for (int i = 0; i < 10; i++)
+        node_release(&np, malloc(sizeof(struct node)));
+    int nfree = np.nfree;
+    while (np.free != NULL) {
+        struct node *nx = np.free->next;
+        free(np.free);
+        np.free = nx;
+    }
+    printf("sizes: node_release kept %d\n", nfree);
+    struct span spn = { "spanned text", 7 };
+    char *sn = span_node(3, spn);
+    printf("sizes: span_node %d %s\n", sn[0], sn + 16);
+    free(sn);
+    struct ilist il = { 5, { 1, 2, 3, 4, 5 } };
+    struct keys *ks = keys_from(&il, 2);
+    printf("sizes: keys_from %d keys, first %d\n", ks->n, ks->key[0]);
+    free(ks);
     return 0;
 }

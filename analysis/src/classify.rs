@@ -388,14 +388,34 @@ impl<'a> Classifier<'a> {
                 }
             }
         }
+        // A size or count is a number: a declared pointer that reaches an
+        // allocator's size does so through pointer differences into it (`end -
+        // start`, `1 + p - zIn` while parsing zIn), a length taken of what it points
+        // to, not a size the caller chose (SQLite's sqlite3Fts5ConfigParseRank,
+        // sqlite3PagerOpen's zFilename). The string copy stays an allocation;
+        // it just has no size role.
+        if let Some(d) = dw.filter(|_| !self.bin.funcs[f].name.contains('.')) {
+            for role in [&mut spec.size, &mut spec.count] {
+                if role.is_some_and(|p| declared_pointer(d, p)) {
+                    *role = None;
+                }
+            }
+        }
         // Beyond the six register arguments, a position is only meaningful when
-        // DWARF shows that many declared parameters.
+        // DWARF shows that many declared parameters. Where DWARF declares fewer
+        // parameters than the position, even in a register, the register holds a
+        // member of a struct passed by value (SQLite's `tokenExpr(pParse, op,
+        // Token t)`: t.n in %rcx) or a variadic argument: no parameter of its own,
+        // no role (clones are left alone: their DWARF may list the origin's).
         let declared = dw.map(|d| d.args.len()).unwrap_or(0);
+        let own_dwarf = dw.is_some() && !self.bin.funcs[f].name.contains('.');
         for role in [&mut spec.size, &mut spec.count, &mut spec.ptr, &mut spec.out] {
-            if role.is_some_and(|p| p >= 6 && p as usize >= declared) {
+            if role.is_some_and(|p| (p >= 6 || own_dwarf) && p as usize >= declared) {
                 *role = None;
             }
         }
+        // The arity the remaining roles prove (a dropped role proves nothing).
+        spec.nargs = role_arity(spec);
         if spec.kind == Some(Kind::Free) && spec.ptr.is_none() {
             return None;
         }
@@ -450,8 +470,13 @@ impl<'a> Classifier<'a> {
             }
             if spec.kind == Some(Kind::Free) {
                 // Freed on every path (NULL checks aside), not just on an error
-                // path; possibly by different calls on different paths.
-                if let Some(p) = spec.ptr.and_then(|k| arg(cs, k).as_param_arith()) {
+                // path; possibly by different calls on different paths. A pointer
+                // that may also be a literal NULL is the parameter only on some
+                // paths: the local was cleared once the block was handed off
+                // (`t->cols = cols; cols = 0; ... cleanup: list_delete(cols)`,
+                // SQLite's sqlite3BeginTrigger), so that call frees nothing there.
+                let freed_arg = |k: u8| Some(arg(cs, k)).filter(|v| !v.has(crate::flow::value::CONST))?.as_param_arith();
+                if let Some(p) = spec.ptr.and_then(freed_arg) {
                     let (blocks, _) = frees.entry(p).or_insert_with(|| (Vec::new(), format!("{} → {} ptr", arg_name(p), callee.name)));
                     blocks.push(cs.block);
                 }
@@ -524,6 +549,15 @@ impl<'a> Classifier<'a> {
                     spec_out.kind = Some(Kind::Realloc);
                     spec_out.ptr = Some(p);
                     ev.push(format!("{} → {} ptr", arg_name(p), callee.name));
+                    // A new size computed from what the block holds (`2 * l->n +
+                    // extra`, SQLite's sqlite3SrcListEnlarge and sqlite3VListAdd)
+                    // grows a container by the room it needs: a parameter in it is
+                    // a number of elements to add, not a size (see below).
+                    let own = |v: &Option<Val>| v.is_some_and(|v| v.lparams & (1 << p) != 0);
+                    if own(&size_v) || own(&count_v) {
+                        (spec_out.count, spec_out.size) = (None, None);
+                        ev.retain(|e| !e.ends_with(" size") && !e.ends_with(" count"));
+                    }
                 }
             }
             match how {
@@ -568,7 +602,7 @@ impl<'a> Classifier<'a> {
                 None => self.result_read[f],
             };
             let paths = crate::flow::paths::Paths { returns_value, ..s.paths.view() };
-            if freed.is_none() && paths.unavoidable_set(blocks, 1 << p) != 0 {
+            if freed.is_none() && paths.unavoidable_set(blocks, 1 << p) != 0 && !scratch_job(s, &callees, &paths, p) {
                 freed = Some((p, why.clone()));
             }
         }
@@ -708,6 +742,21 @@ impl<'a> Classifier<'a> {
                 && !(st.val.params & !(1 << pool) == 0 && st.val.kinds & (CONST | STACK | GLOBAL | GLOAD) == 0 && st.val.num.abs() == 1)
         })?;
         let (count, size) = count_size(Val { params: st.val.params & !(1 << pool), ..st.val });
+        // Bumped by a constant alone (`return p->pFresh++` over 24-byte entries,
+        // SQLite's rowSetEntryAlloc): every piece has one size, fixed inside —
+        // a constructor handing out objects from its pool (DESIGN.md §1).
+        let own = crate::flow::value::field_bit(st.param, st.via, st.off);
+        let fixed = size.is_none()
+            && count.is_none()
+            && st.val.lfields == own
+            && st.val.num != 0
+            && st.val.kinds & (CONST | STACK | GLOBAL | GLOAD | crate::flow::value::TOP | crate::flow::value::MUL) == 0;
+        if fixed {
+            let mut spec = Spec { kind: Some(Kind::Ctor), ..Spec::default() };
+            spec.nargs = role_arity(&spec);
+            let why = format!("fixed size {} inside: member +{:#x} of memory reached through {} is bumped by it", st.val.num.abs(), st.off, arg_name(pool));
+            return Some(Found { spec, evidence: vec![why] });
+        }
         let mut spec = Spec { kind: Some(Kind::Suballoc), size, count, ..Spec::default() };
         spec.nargs = role_arity(&spec);
         let mut evidence = vec![format!("member +{:#x} of memory reached through {} is bumped", st.off, arg_name(pool))];
@@ -718,6 +767,24 @@ impl<'a> Classifier<'a> {
         Some(Found { spec, evidence })
     }
 
+}
+
+/// A job done with scratch storage: on every path that releases parameter p,
+/// the function also makes fresh storage that it frees again itself (zstd's
+/// `COVER_tryParameters(opaque)`: mallocs its buffers, builds a dictionary,
+/// frees the buffers and, last, the task it was handed). Releasing p is the end
+/// of the task, not what the function is for; a destructor makes no storage.
+fn scratch_job(s: &Summary, callees: &[Option<Callee>], paths: &crate::flow::paths::Paths, p: u8) -> bool {
+    let frees_result = |c: usize| {
+        s.calls.iter().zip(callees).any(|(cs, callee)| {
+            callee.as_ref().is_some_and(|g| g.spec.kind == Some(Kind::Free) && g.spec.ptr.is_some_and(|k| arg(cs, k).calls & bit(c) != 0))
+        })
+    };
+    s.calls.iter().zip(callees).enumerate().take(31).any(|(c, (cs, callee))| {
+        callee.as_ref().is_some_and(|g| g.spec.kind == Some(Kind::Alloc) && g.spec.out.is_none())
+            && frees_result(c)
+            && paths.unavoidable_set(&[cs.block], 1 << p) != 0
+    })
 }
 
 /// A block plus a scaled index (`&f->upvalues[fs->nups++]` right after growing
@@ -779,6 +846,11 @@ fn caller_key(t: &Target, caller: u64) -> u64 {
 /// size arguments: the count from the count argument and the size from what the
 /// size argument adds; a lone byte count goes through `count_size`.
 fn call_roles(count_v: Option<Val>, size_v: Option<Val>) -> (Option<u8>, Option<u8>) {
+    // A parameter subtracted from what no parameter gave (`n->nExpr - iStart`,
+    // SQLite's sqlite3KeyInfoFromExprList) makes the block smaller the larger it
+    // is: it says where to start, not how much to allocate. No role from it.
+    let sized = |v: Val| if v.has(crate::flow::value::SUBTRACTED) { Val { params: 0, ..v } } else { v };
+    let (count_v, size_v) = (count_v.map(sized), size_v.map(sized));
     match (count_v, size_v) {
         (Some(cv), Some(sv)) => {
             let count = lowest(cv.params);
@@ -884,4 +956,16 @@ fn ret_is_fresh(r: &Val, storage_calls: u32, out_calls: u32, realloc_ptrs: u8) -
         return false;
     }
     r.calls & !storage_calls == 0 && r.outcalls & !out_calls == 0 && (r.calls != 0 || r.outcalls != 0 || r.lparams != 0)
+}
+
+/// Integer argument `p` is a parameter DWARF declares as a pointer. Only when
+/// every parameter before it takes one integer register (a pointer or an integer,
+/// no struct by value, no floating point), so that DWARF's order is the registers'.
+fn declared_pointer(d: &crate::dwarf::FnParams, p: u8) -> bool {
+    let p = p as usize;
+    if p >= 6 || p >= d.args.len() {
+        return false;
+    }
+    let one_register = |a: &crate::dwarf::Param| a.ty.ends_with('*') || (matches!(a.letter, 'i' | 'z') && !matches!(a.ty.as_str(), "float" | "double" | "long double" | "_Float128" | "__float128"));
+    d.args[..p].iter().all(one_register) && d.args[p].ty.ends_with('*')
 }

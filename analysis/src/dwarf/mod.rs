@@ -4,8 +4,9 @@
 
 mod params;
 mod types;
+pub(crate) mod walk;
 
-pub use params::Params;
+pub use params::{FnParams, Param, Params};
 pub use types::{SlotKey, Types};
 
 use gimli::{EndianSlice, LittleEndian};

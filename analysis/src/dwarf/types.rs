@@ -4,6 +4,7 @@
 //! `defaultMethods.xMalloc` both become (sqlite3_mem_methods, +0), so a call
 //! through the first reaches what was stored in the second.
 
+use super::walk::{byte_size, member_containing, strip, udata, MAX_DEPTH};
 use super::{attr_string, Loaded, R};
 use gimli::{AttributeValue, UnitOffset};
 
@@ -28,7 +29,6 @@ pub struct Types<'a> {
 }
 
 const DW_OP_ADDR: u8 = 0x03;
-const MAX_DEPTH: u32 = 24;
 
 impl<'a> Types<'a> {
     pub fn read(dw: &'a Loaded<'a>) -> Types<'a> {
@@ -51,7 +51,7 @@ impl<'a> Types<'a> {
                     },
                 };
                 let Some(ty) = ty else { continue };
-                let size = byte_size(unit, ty, 0).unwrap_or(0);
+                let size = byte_size(unit, ty).unwrap_or(0);
                 if size > 0 {
                     vars.push(Var { addr, size, unit: ui, ty });
                 }
@@ -87,7 +87,7 @@ impl<'a> Types<'a> {
         let Some(u) = self.dw.units.get(unit) else { return (None, None) };
         let Some(mut st) = pointee_struct(u, param_ty) else { return (None, None) };
         if let Some(l) = load {
-            let Some((mt, moff)) = member_at(u, st, l as u64) else { return (None, None) };
+            let Some(super::walk::Member { ty: mt, offset: moff, .. }) = member_containing(u, st, l as u64) else { return (None, None) };
             if moff != l as u64 {
                 return (None, None);
             }
@@ -135,7 +135,7 @@ impl<'a> Types<'a> {
                 }
                 gimli::DW_TAG_array_type => {
                     let Some(elem) = inner else { return (key, None) };
-                    match byte_size(unit, elem, 0) {
+                    match byte_size(unit, elem) {
                         Some(es) if es > 0 => off %= es,
                         _ => return (key, None),
                     }
@@ -148,9 +148,9 @@ impl<'a> Types<'a> {
                     if let Some(n) = name {
                         key = Some(SlotKey { ty: n, size, off });
                     }
-                    let Some((member_ty, member_off)) = member_at(unit, ty, off) else { return (key, None) };
-                    off -= member_off;
-                    ty = member_ty;
+                    let Some(m) = member_containing(unit, ty, off) else { return (key, None) };
+                    off -= m.offset;
+                    ty = m.ty;
                 }
                 gimli::DW_TAG_pointer_type => {
                     let fnt = if off == 0 && inner.is_some_and(|t| unit.entry(t).is_ok_and(|x| x.tag() == gimli::DW_TAG_subroutine_type)) {
@@ -167,102 +167,25 @@ impl<'a> Types<'a> {
     }
 }
 
-/// Through typedefs and qualifiers.
-fn strip(unit: &gimli::Unit<R>, mut ty: UnitOffset) -> Option<(UnitOffset, gimli::DwTag)> {
-    for _ in 0..MAX_DEPTH {
-        let e = unit.entry(ty).ok()?;
-        match e.tag() {
-            gimli::DW_TAG_typedef | gimli::DW_TAG_const_type | gimli::DW_TAG_volatile_type | gimli::DW_TAG_restrict_type => {
-                match e.attr_value(gimli::DW_AT_type) {
-                    Ok(Some(AttributeValue::UnitRef(t))) => ty = t,
-                    _ => return None,
-                }
-            }
-            tag => return Some((ty, tag)),
-        }
-    }
-    None
-}
-
 /// The struct a pointer type points to.
 fn pointee_struct(unit: &gimli::Unit<R>, ty: UnitOffset) -> Option<UnitOffset> {
-    let (p, tag) = strip(unit, ty)?;
+    let (p, tag) = strip(unit, ty, true)?;
     if tag != gimli::DW_TAG_pointer_type {
         return None;
     }
     let Ok(Some(AttributeValue::UnitRef(t))) = unit.entry(p).ok()?.attr_value(gimli::DW_AT_type) else { return None };
-    let (s, tag) = strip(unit, t)?;
+    let (s, tag) = strip(unit, t, true)?;
     matches!(tag, gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_class_type).then_some(s)
 }
 
 fn is_fn_pointer(unit: &gimli::Unit<R>, ty: UnitOffset) -> bool {
-    let Some((p, tag)) = strip(unit, ty) else { return false };
+    let Some((p, tag)) = strip(unit, ty, true) else { return false };
     if tag != gimli::DW_TAG_pointer_type {
         return false;
     }
     match unit.entry(p).ok().and_then(|e| e.attr_value(gimli::DW_AT_type).ok().flatten()) {
         Some(AttributeValue::UnitRef(t)) => unit.entry(t).is_ok_and(|x| x.tag() == gimli::DW_TAG_subroutine_type),
         _ => false,
-    }
-}
-
-/// The member of struct `ty` whose bytes contain `off`: (its type, its offset).
-fn member_at(unit: &gimli::Unit<R>, ty: UnitOffset, off: u64) -> Option<(UnitOffset, u64)> {
-    let mut tree = unit.entries_tree(Some(ty)).ok()?;
-    let root = tree.root().ok()?;
-    let mut kids = root.children();
-    while let Ok(Some(k)) = kids.next() {
-        let e = k.entry();
-        if e.tag() != gimli::DW_TAG_member {
-            continue;
-        }
-        let Ok(Some(AttributeValue::UnitRef(mt))) = e.attr_value(gimli::DW_AT_type) else { continue };
-        let loc = udata(e, gimli::DW_AT_data_member_location).unwrap_or(0);
-        let size = byte_size(unit, mt, 0).unwrap_or(0);
-        if off >= loc && off < loc.saturating_add(size.max(1)) {
-            return Some((mt, loc));
-        }
-    }
-    None
-}
-
-fn udata(e: &gimli::DebuggingInformationEntry<R>, at: gimli::DwAt) -> Option<u64> {
-    e.attr_value(at).ok()?.and_then(|v| v.udata_value())
-}
-
-fn byte_size(unit: &gimli::Unit<R>, ty: UnitOffset, depth: u32) -> Option<u64> {
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    let e = unit.entry(ty).ok()?;
-    if let Some(s) = udata(&e, gimli::DW_AT_byte_size) {
-        return Some(s);
-    }
-    let inner = match e.attr_value(gimli::DW_AT_type) {
-        Ok(Some(AttributeValue::UnitRef(t))) => Some(t),
-        _ => None,
-    };
-    match e.tag() {
-        gimli::DW_TAG_typedef | gimli::DW_TAG_const_type | gimli::DW_TAG_volatile_type => byte_size(unit, inner?, depth + 1),
-        gimli::DW_TAG_array_type => {
-            let elem = byte_size(unit, inner?, depth + 1)?;
-            let mut count = 1u64;
-            let mut tree = unit.entries_tree(Some(ty)).ok()?;
-            let root = tree.root().ok()?;
-            let mut kids = root.children();
-            while let Ok(Some(k)) = kids.next() {
-                let ke = k.entry();
-                if ke.tag() == gimli::DW_TAG_subrange_type {
-                    let n = udata(ke, gimli::DW_AT_count)
-                        .or_else(|| udata(ke, gimli::DW_AT_upper_bound).map(|u| u + 1))
-                        .unwrap_or(0);
-                    count = count.saturating_mul(n);
-                }
-            }
-            Some(elem.saturating_mul(count))
-        }
-        gimli::DW_TAG_pointer_type => Some(8),
-        _ => None,
     }
 }
 

@@ -73,7 +73,7 @@ pub(super) struct Interp<'a, E: Env> {
     env: &'a E,
     start: u64,
     end: u64,
-    insns: &'a [Instruction],
+    pub(super) insns: &'a [Instruction],
     /// Instruction index → call-site index.
     call_idx: BTreeMap<usize, usize>,
     pub(super) sum: Summary,
@@ -81,6 +81,12 @@ pub(super) struct Interp<'a, E: Env> {
     /// Block being interpreted, and per block the parameters it stores to memory.
     cur_block: usize,
     keeps: Vec<u8>,
+    /// Keeps in member slots, excused or not once the block graph is known.
+    slot_keeps: super::keeps::SlotKeeps,
+    /// The last store of this block into memory, when it went to member `.1` of
+    /// parameter `.0` with width `.2`: a load of that member right after reads
+    /// back `.3` (-O0 stores `--p->busy` and reloads it to test it).
+    fwd: Option<(u8, i32, usize, Val)>,
     /// Instructions right after a call that never returns: gcc still emits the
     /// code it would run if the callee returned (`fatal_error(...); return p;`
     /// becomes a call and a `jmp` back to the return path) when it cannot see
@@ -111,6 +117,8 @@ pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, size: u64) -> Summary
         ret_at: BTreeMap::new(),
         cur_block: 0,
         keeps: Vec::new(),
+        slot_keeps: Default::default(),
+        fwd: None,
         after_noreturn: Vec::new(),
         struct_params: Cell::new(0),
         used_calls: Default::default(),
@@ -135,7 +143,7 @@ impl<'a, E: Env> Interp<'a, E> {
 
     /// The instruction a direct branch goes to inside this function (in a `.o`,
     /// only where no relocation sends it elsewhere).
-    fn local_target(&self, ins: &Instruction) -> Option<usize> {
+    pub(super) fn local_target(&self, ins: &Instruction) -> Option<usize> {
         self.index_of(ins.near_branch_target()).filter(|_| !self.relocated(ins))
     }
 
@@ -190,6 +198,8 @@ impl<'a, E: Env> Interp<'a, E> {
         // (parameter, instruction the branch goes to when it is NULL)
         let mut null_edge: Vec<Option<(u8, usize)>> = vec![None; nblocks];
         let mut checks: Vec<u8> = vec![0; nblocks];
+        // The values each block's checking branch compares (see `stored_back`).
+        let mut tested: Vec<[Val; 2]> = vec![[Val::TOP; 2]; nblocks];
         self.keeps = vec![0; nblocks];
         let mut switch_blocks: Vec<usize> = Vec::new();
         let mut range_test: Vec<Option<u8>> = vec![None; nblocks];
@@ -205,11 +215,19 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
                 let Some(mut st) = input[b].clone() else { continue };
                 self.cur_block = b;
+                self.fwd = None;
                 let first = leaders[b];
                 let last = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
                 let mut succs = Vec::new();
                 // Values this block stores into objects (not its own frame).
                 let mut written: Vec<Val> = Vec::new();
+                // A call's result tested for NULL, and the instruction its NULL edge goes to.
+                let mut null_result: Option<(Val, usize)> = None;
+                // What the branch checks is judged on this visit's state, the widest
+                // so far: an early visit may have seen only some of the paths in
+                // (SQLite's rtreeUpdate reaches `nBusy--; if (nBusy == 0)` from a
+                // path that did not decrement yet, then from those that did).
+                checks[b] = 0;
                 for i in first..last {
                     if i > first && self.insns[i].flow_control() == FlowControl::ConditionalBranch {
                         let (cmp, jcc) = (&self.insns[i - 1], &self.insns[i]);
@@ -219,6 +237,7 @@ impl<'a, E: Env> Interp<'a, E> {
                         if let Some(setter) = (first..i).rev().map(|j| &self.insns[j]).find(|x| x.rflags_modified() != 0) {
                             if !self.tests_written_counter(setter, &st, &written) {
                                 checks[b] |= self.checked_params(setter, &st);
+                                tested[b] = self.tested_values(setter, &st);
                             }
                         }
                         null_edge[b] = null_edge[b].or_else(|| {
@@ -231,6 +250,10 @@ impl<'a, E: Env> Interp<'a, E> {
                             }
                         });
                         range_test[b] = range_test[b].or(self.tag_range_test(cmp, jcc, &st));
+                        null_result = self.null_result_test(cmp, jcc, i, &st);
+                        if let Some((s, to)) = self.null_slot_test(cmp, jcc, i, &st) {
+                            self.slot_keeps.test(b, s, to);
+                        }
                     }
                     if let Some(v) = self.stored_to_object(i, &st) {
                         written.push(v);
@@ -258,10 +281,22 @@ impl<'a, E: Env> Interp<'a, E> {
                     if !succ_of[b].contains(&sb) {
                         succ_of[b].push(sb);
                     }
+                    // On the edge where a call's result was found NULL, that value is
+                    // the constant 0 wherever it is held: `*out = p` on the failure
+                    // path of `p = realloc(...); if (!p) { *out = p; return ERR; }`
+                    // hands back no storage.
+                    let nulled;
+                    let out_st = match null_result {
+                        Some((v, t)) if t == s => {
+                            nulled = st.nulled(&v);
+                            &nulled
+                        }
+                        _ => &st,
+                    };
                     let changed = match &mut input[sb] {
-                        Some(old) => old.join_from(&st),
+                        Some(old) => old.join_from(out_st),
                         slot @ None => {
-                            *slot = Some(st.clone());
+                            *slot = Some(out_st.clone());
                             true
                         }
                     };
@@ -322,6 +357,15 @@ impl<'a, E: Env> Interp<'a, E> {
                 }
             }
         }
+        // A tested value that the function writes back into the member it was read
+        // from, in any block, is a counter being updated (`if (--p->busy == 0)
+        // free(p)` where gcc tests before it stores): a reference count reaching
+        // zero, no check of p's state whose other edge refuses p.
+        for b in 0..nblocks {
+            if checks[b] != 0 && tested[b].iter().any(|v| self.stored_back(v)) {
+                checks[b] = 0;
+            }
+        }
         let exits: Vec<bool> = (0..nblocks)
             .map(|b| {
                 let hi = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
@@ -353,6 +397,7 @@ impl<'a, E: Env> Interp<'a, E> {
             })
             .collect();
         let (quiet, quiet_returns) = super::paths::quiet_blocks(&succ_of, &has_call, &returns);
+        self.slot_keeps.excused_into(&succ_of, block_of, &mut self.keeps);
         let graph = super::paths::Graph { succ: succ_of, exits, guard, null_edge: null_block, checks, quiet, quiet_returns, keeps: std::mem::take(&mut self.keeps) };
         let loose = super::paths::Graph { guard: entry_guard, null_edge: Vec::new(), checks: Vec::new(), ..graph.clone() };
         for (c, bc) in calls {
@@ -412,126 +457,6 @@ impl<'a, E: Env> Interp<'a, E> {
             return None;
         }
         Some(self.read(ins, 1, st))
-    }
-
-    /// A `test`/`cmp` of a member's updated value that the block has just
-    /// written back (`if (--p->nBusy == 0) release(p)`): a reference count
-    /// reaching zero, not a check of p's state whose other edge refuses p.
-    fn tests_written_counter(&self, ins: &Instruction, st: &State, written: &[Val]) -> bool {
-        if !matches!(ins.mnemonic(), Mnemonic::Test | Mnemonic::Cmp) || ins.op_count() != 2 {
-            return false;
-        }
-        (0..2).any(|k| {
-            let v = self.read(ins, k, st);
-            v.has(super::value::ARITH) && v.lparams != 0 && written.contains(&v)
-        })
-    }
-
-    /// Parameters a `test`/`cmp` checks: the pointer itself, a member of the
-    /// object it points to (`bzf->writing`), or the result of a call given
-    /// either (`ferror(bzf->handle)`, `owns_buffer(&c->ws, c)`).
-    fn checked_params(&self, ins: &Instruction, st: &State) -> u8 {
-        if !matches!(ins.mnemonic(), Mnemonic::Test | Mnemonic::Cmp) || ins.op_count() != 2 {
-            return 0;
-        }
-        let of_one = |v: &Val| -> u8 {
-            if let Some(p) = v.as_param() {
-                return 1 << p;
-            }
-            // A verdict on p and its members (`setcc` after `cmp p, p->end`).
-            let on = v.params | v.lparams;
-            if v.calls == 0 && v.outcalls == 0 && on.count_ones() == 1 && !v.has(super::value::TOP) {
-                return on;
-            }
-            match v.as_load() {
-                Some((b, _)) if b < 6 => 1 << b,
-                _ => 0,
-            }
-        };
-        let mut m = 0;
-        for k in 0..2 {
-            let v = self.read(ins, k, st);
-            m |= of_one(&v);
-            if v.calls != 0 && v.params == 0 && v.lparams == 0 && v.calls.count_ones() == 1 {
-                let c = v.calls.trailing_zeros() as usize;
-                // A verdict is an int (`test %eax,%eax`), not a pointer: a
-                // realloc's result given p is no check of p.
-                let width = if ins.op0_kind() == OpKind::Register { ins.op0_register().size() } else { ins.memory_size().size() };
-                let verdict = (1..=4).contains(&width);
-                if let Some(cs) = self.sum.calls.get(c).filter(|_| c < 31 && verdict) {
-                    for a in &cs.args[..2] {
-                        let whole = Val { kinds: a.kinds & !super::value::ARITH, ..*a };
-                        m |= of_one(&whole);
-                    }
-                }
-            }
-        }
-        m & 0x3f
-    }
-
-    /// `setcc %r8` after a comparison in the same block: the byte is a verdict
-    /// on the compared values (`in_ws = p >= c->ws.start`), kept whole in its
-    /// register so that a later test of it still checks those values.
-    fn setcc_source(&self, first: usize, i: usize, st: &State) -> Option<(usize, Val)> {
-        let ins = &self.insns[i];
-        if ins.flow_control() != FlowControl::Next || !format!("{:?}", ins.mnemonic()).starts_with("Set") || ins.op0_kind() != OpKind::Register {
-            return None;
-        }
-        let g = gpr(ins.op0_register())?;
-        let setter = (first..i).rev().map(|j| &self.insns[j]).find(|x| x.rflags_modified() != 0)?;
-        if setter.mnemonic() != Mnemonic::Cmp || setter.op_count() != 2 {
-            return None;
-        }
-        Some((g, self.read(setter, 0, st).join(&self.read(setter, 1, st)).transformed()))
-    }
-
-    /// The parameter a `test %r,%r` / `cmp $0,x` compares with zero, if any.
-    fn null_test(&self, ins: &Instruction, st: &State) -> Option<u8> {
-        let v = match ins.mnemonic() {
-            Mnemonic::Test if ins.op_count() == 2 && ins.op0_kind() == OpKind::Register && ins.op1_kind() == OpKind::Register && ins.op0_register() == ins.op1_register() => {
-                self.read(ins, 0, st)
-            }
-            Mnemonic::Cmp if ins.op1_kind() != OpKind::Register && ins.op1_kind() != OpKind::Memory && ins.immediate(1) == 0 => self.read(ins, 0, st),
-            _ => return None,
-        };
-        v.as_param()
-    }
-
-    /// Parameter p when `cmp` + `ja`/`jae` compare a value read from the object p
-    /// points to (a type tag, possibly rebased: `o->tt - 4`) with a constant: the
-    /// range check of a switch on that tag.
-    fn tag_range_test(&self, cmp: &Instruction, jcc: &Instruction, st: &State) -> Option<u8> {
-        if !matches!(jcc.mnemonic(), Mnemonic::Ja | Mnemonic::Jae) || cmp.mnemonic() != Mnemonic::Cmp || cmp.op_count() != 2 {
-            return None;
-        }
-        if !matches!(self.read(cmp, 1, st).as_const(), Some(_)) {
-            return None;
-        }
-        let v = self.read(cmp, 0, st);
-        let tag = v.calls == 0 && v.outcalls == 0 && v.params == 0 && v.lparams.count_ones() == 1 && !v.has(super::value::TOP);
-        tag.then(|| v.lparams.trailing_zeros() as u8)
-    }
-
-    /// Parameter p when `cmp` + `jcc` test whether p lies below or above a bound
-    /// read through another parameter (`p < db->lookaside.pEnd`): the pointer is
-    /// checked for membership in a pool that context owns. Paths through that
-    /// test may hand the block back to the pool (or account for it there), so
-    /// for the must-pass analysis they are excused like a NULL test: SQLite's
-    /// `sqlite3DbFreeNN(db, p)` frees on every path that is not the pool's.
-    fn pool_test(&self, cmp: &Instruction, jcc: &Instruction, st: &State) -> Option<u8> {
-        let unsigned_order = matches!(jcc.mnemonic(), Mnemonic::Jae | Mnemonic::Jb | Mnemonic::Ja | Mnemonic::Jbe);
-        if !unsigned_order || cmp.mnemonic() != Mnemonic::Cmp || cmp.op_count() != 2 {
-            return None;
-        }
-        let (a, b) = (self.read(cmp, 0, st), self.read(cmp, 1, st));
-        // The bound is a member of the context itself (`db->lookaside.pEnd`), not
-        // of an object it leads to (`pMem->db->...`: inlined size queries).
-        let bound_of = |p: u8, v: &Val| v.as_load().is_some_and(|(b, _)| b < 8 && b != p);
-        match (a.as_param(), b.as_param()) {
-            (Some(p), _) if bound_of(p, &b) => Some(p),
-            (_, Some(p)) if bound_of(p, &a) => Some(p),
-            _ => None,
-        }
     }
 
     /// Interpret instruction `i`. Returns Some(successor instruction indices) when
@@ -823,7 +748,13 @@ impl<'a, E: Env> Interp<'a, E> {
     }
 
     pub(super) fn load(&self, ins: &Instruction, st: &State) -> Val {
-        self.load_mem(self.mem(ins, st), st)
+        let m = self.mem(ins, st);
+        if let (Mem::Param(p, d), Some((q, e, w, v))) = (&m, self.fwd) {
+            if (*p, *d) == (q, e) && ins.memory_size().size() == w {
+                return v;
+            }
+        }
+        self.load_mem(m, st)
     }
 
     pub(super) fn load_mem(&self, m: Mem, st: &State) -> Val {
@@ -858,6 +789,11 @@ impl<'a, E: Env> Interp<'a, E> {
 
     pub(super) fn store_mem(&mut self, m: Mem, st: &mut State, v: Val, size: usize) {
         match m {
+            Mem::Stack(_) => {}
+            Mem::Param(p, d) if size >= 4 => self.fwd = Some((p, d, size, v)),
+            _ => self.fwd = None,
+        }
+        match m {
             Mem::Stack(o) => {
                 let size = size.max(1) as i64;
                 let stale: Vec<i64> = st.slots.keys_in(o.saturating_sub(7), o.saturating_add(size)).into_iter().filter(|&k| k != o).collect();
@@ -872,7 +808,11 @@ impl<'a, E: Env> Interp<'a, E> {
                 if self.sum.stores.len() < 4096 {
                     self.sum.stores.push(ParamStore { param: p, via: None, off: d, val: v });
                 }
-                self.note_param_member(&v, d, true);
+                self.note_param_member(&v, d, Some((p, 0, d)));
+                // The value of a slot linked into a parameter's block (`n->next = a->free`).
+                if let Some(s) = super::keeps::slot_of(&v) {
+                    self.slot_keeps.link(p, s);
+                }
                 if let Some(f) = self.fn_addr(&v) {
                     self.push_ref(FnRef::AtMember { off: d, func: f, via: Some(Via { param: p, load: None }) });
                 }
@@ -881,7 +821,16 @@ impl<'a, E: Env> Interp<'a, E> {
                 // Kept where a cache or free list lives (a member of something a
                 // parameter reaches); an array element or a fresh node's member
                 // is a container taking the block, not a free.
-                self.note_param_member(&v, d, via != 0 && fixed);
+                let slot = match chain {
+                    Some(Via { param, load: Some(l) }) => Some((super::value::LOAD2 | param, l as i64, d)),
+                    _ => None,
+                };
+                if via != 0 && fixed {
+                    self.note_param_member(&v, d, slot);
+                    self.keep_unless_slot(&v, slot.is_none());
+                } else {
+                    self.note_param_member(&v, d, None);
+                }
                 // Memory reached through a parameter (`op->arena->used += n`): the
                 // sub-allocator rule wants these too.
                 if via != 0 && (v.lparams & via != 0 || v.as_const().is_some()) && self.sum.stores.len() < 4096 {
@@ -924,10 +873,21 @@ impl<'a, E: Env> Interp<'a, E> {
         }
     }
 
-    fn note_param_member(&mut self, v: &Val, off: i32, keep: bool) {
-        if let Some(k) = v.as_param() {
-            if let Some(m) = self.keeps.get_mut(self.cur_block).filter(|_| keep) {
+    /// A member of an untraceable object kept a parameter: excused as before.
+    fn keep_unless_slot(&mut self, v: &Val, unknown_slot: bool) {
+        if let (Some(k), true) = (v.as_param(), unknown_slot) {
+            if let Some(m) = self.keeps.get_mut(self.cur_block) {
                 *m |= 1 << k;
+            }
+        }
+    }
+
+    /// Parameter v stored into member `off` (of slot `slot` when known: a keep
+    /// judged by `keeps.rs` once the block graph is known).
+    fn note_param_member(&mut self, v: &Val, off: i32, slot: Option<super::keeps::Slot>) {
+        if let Some(k) = v.as_param() {
+            if let Some(s) = slot {
+                self.slot_keeps.keep(self.cur_block, k, s);
             }
             if !self.sum.param_members.contains(&(k, off)) {
                 self.sum.param_members.push((k, off));

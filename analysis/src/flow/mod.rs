@@ -1,7 +1,9 @@
 //! Per-function data flow: which parameters and call results reach which call
 //! arguments, returns and stores.
 
+mod branch;
 pub mod interp;
+pub(crate) mod keeps;
 pub(crate) mod paths;
 mod state;
 pub mod summary;

@@ -130,6 +130,19 @@ impl State {
         State { regs: [Val::TOP; 16], xmm: Xmm::default(), slots: Slots::default(), rax_calls: Vec::new() }
     }
 
+    /// This state with every register and stack slot holding exactly `v`
+    /// replaced by the constant 0 (the edge of a branch where `v` is NULL).
+    pub(super) fn nulled(&self, v: &Val) -> State {
+        let mut st = self.clone();
+        for r in st.regs.iter_mut().filter(|r| *r == v) {
+            *r = Val::konst(0);
+        }
+        for e in st.slots.0.iter_mut().filter(|e| e.1 == *v) {
+            e.1 = Val::konst(0);
+        }
+        st
+    }
+
     /// Join `o` into self; true when self changed.
     pub(super) fn join_from(&mut self, o: &State) -> bool {
         let mut changed = false;

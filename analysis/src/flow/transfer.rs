@@ -87,7 +87,12 @@ impl<'a, E: Env> Interp<'a, E> {
                     Some(k) => Val::konst(k.wrapping_neg()),
                     None => b,
                 };
-                let v = self.read(ins, 0, st).arith(&b);
+                let a = self.read(ins, 0, st);
+                let mut v = a.arith(&b);
+                // `n->nExpr - iStart`: the parameter shrinks the result.
+                if b.params != 0 && a.params == 0 {
+                    v.kinds |= super::value::SUBTRACTED;
+                }
                 self.write(ins, 0, st, v);
             }
             M::And => {
@@ -140,6 +145,11 @@ impl<'a, E: Env> Interp<'a, E> {
                 let a = self.read(ins, 0, st);
                 let v = match a.as_const() {
                     Some(k) => Val::konst(k.wrapping_neg()),
+                    None if a.params != 0 => {
+                        let mut v = a.arith(&Val::konst(0));
+                        v.kinds |= super::value::SUBTRACTED;
+                        v
+                    }
                     None => a.arith(&Val::konst(0)),
                 };
                 self.write(ins, 0, st, v);

@@ -16,6 +16,7 @@ pub const MUL: u16 = 1 << 6; // product of two non-constant values
 pub const TOP: u16 = 1 << 7; // may hold anything else
 pub const SCALED: u16 = 1 << 8; // multiplied, divided or shifted: no longer an address
 pub const ORNULL: u16 = 1 << 9; // GLOAD, or NULL on another path (`p = NULL; if (list) p = list;`)
+pub const SUBTRACTED: u16 = 1 << 10; // a parameter was subtracted from (or negated into) a value no parameter gave: more of it is less of this
 
 /// `load_base` when the loaded-from object is not a parameter.
 pub const OTHER_BASE: u8 = 0xff;

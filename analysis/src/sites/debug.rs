@@ -3,6 +3,7 @@
 //! (location lists), and the shape of the type a pointer points to (name, size,
 //! trailing array, members). Malformed or missing DWARF yields no facts.
 
+use crate::dwarf::walk::{self, MAX_DEPTH};
 use crate::dwarf::{attr_string, Loaded, R};
 use super::size::Expr;
 use gimli::{AttributeValue, UnitOffset};
@@ -61,8 +62,6 @@ pub struct Debug<'a> {
     rows: Vec<(u64, u32, u32, bool)>,
     files: Vec<String>,
 }
-
-const MAX_DEPTH: u32 = 24;
 
 impl<'a> Debug<'a> {
     pub fn read(dw: &'a Loaded<'a>) -> Debug<'a> {
@@ -254,7 +253,7 @@ impl<'a> Debug<'a> {
     /// What a pointer type `ty` points to; None for non-pointers and `void *`.
     pub fn pointee(&self, ui: usize, ty: UnitOffset) -> Option<Pointee> {
         let unit = self.dw.units.get(ui)?;
-        let (p, tag) = self.strip(unit, ty, true)?;
+        let (p, tag) = walk::strip(unit, ty, true)?;
         if tag != gimli::DW_TAG_pointer_type {
             return None;
         }
@@ -263,8 +262,8 @@ impl<'a> Debug<'a> {
             _ => return None, // void *
         };
         let name = self.type_name(unit, target, 0)?;
-        let (base, btag) = self.strip(unit, target, true)?;
-        let size = self.byte_size(unit, base, 0)?;
+        let (base, btag) = walk::strip(unit, target, true)?;
+        let size = walk::byte_size(unit, base)?;
         if size == 0 {
             return None;
         }
@@ -284,22 +283,11 @@ impl<'a> Debug<'a> {
             return None;
         }
         let unit = self.dw.units.get(ui)?;
-        let mut tree = unit.entries_tree(Some(rec)).ok()?;
-        let root = tree.root().ok()?;
-        let mut kids = root.children();
-        while let Ok(Some(k)) = kids.next() {
-            let e = k.entry();
-            if e.tag() != gimli::DW_TAG_member {
-                continue;
-            }
-            let Ok(Some(AttributeValue::UnitRef(t))) = e.attr_value(gimli::DW_AT_type) else { continue };
-            let at = member_offset(e).unwrap_or(0);
-            let size = self.byte_size(unit, t, 0).unwrap_or(0);
-            if off < at || off >= at + size.max(1) {
-                continue;
-            }
-            let name = attr_string(&self.dw.dwarf, unit, e, gimli::DW_AT_name).unwrap_or_default();
-            let (base, tag) = self.strip(unit, t, true)?;
+        // Every member containing `off`: a union's overlap.
+        for m in walk::members(unit, rec).iter().filter(|m| walk::contains(unit, m, off)) {
+            let (t, at) = (m.ty, m.offset);
+            let name = unit.entry(m.entry).ok().and_then(|e| attr_string(&self.dw.dwarf, unit, &e, gimli::DW_AT_name)).unwrap_or_default();
+            let (base, tag) = walk::strip(unit, t, true)?;
             if off == at && tag == gimli::DW_TAG_pointer_type {
                 return Some((ui, t, name));
             }
@@ -313,20 +301,9 @@ impl<'a> Debug<'a> {
     }
 
     fn trailing_array(&self, unit: &gimli::Unit<R<'a>>, record: UnitOffset) -> Option<(u64, u64)> {
-        let mut tree = unit.entries_tree(Some(record)).ok()?;
-        let root = tree.root().ok()?;
-        let mut kids = root.children();
-        let mut last = None;
-        while let Ok(Some(k)) = kids.next() {
-            let e = k.entry();
-            if e.tag() == gimli::DW_TAG_member {
-                if let Ok(Some(AttributeValue::UnitRef(t))) = e.attr_value(gimli::DW_AT_type) {
-                    last = Some((member_offset(e).unwrap_or(0), t));
-                }
-            }
-        }
-        let (off, t) = last?;
-        let (arr, tag) = self.strip(unit, t, true)?;
+        let last = *walk::members(unit, record).last()?;
+        let (off, t) = (last.offset, last.ty);
+        let (arr, tag) = walk::strip(unit, t, true)?;
         if tag != gimli::DW_TAG_array_type {
             return None;
         }
@@ -334,40 +311,8 @@ impl<'a> Debug<'a> {
             Some(AttributeValue::UnitRef(e)) => e,
             _ => return None,
         };
-        let es = self.byte_size(unit, elem, 0)?;
+        let es = walk::byte_size(unit, elem)?;
         (es > 0).then_some((off, es))
-    }
-
-    /// Strips typedefs and qualifiers (typedefs only when `typedefs`).
-    fn strip(&self, unit: &gimli::Unit<R<'a>>, mut ty: UnitOffset, typedefs: bool) -> Option<(UnitOffset, gimli::DwTag)> {
-        for _ in 0..MAX_DEPTH {
-            let e = unit.entry(ty).ok()?;
-            let tag = e.tag();
-            let qual = matches!(tag, gimli::DW_TAG_const_type | gimli::DW_TAG_volatile_type | gimli::DW_TAG_restrict_type | gimli::DW_TAG_atomic_type)
-                || (typedefs && tag == gimli::DW_TAG_typedef);
-            if !qual {
-                return Some((ty, tag));
-            }
-            match e.attr_value(gimli::DW_AT_type).ok()? {
-                Some(AttributeValue::UnitRef(t)) => ty = t,
-                _ => return None, // const void
-            }
-        }
-        None
-    }
-
-    fn byte_size(&self, unit: &gimli::Unit<R<'a>>, ty: UnitOffset, depth: u32) -> Option<u64> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        let e = unit.entry(ty).ok()?;
-        if let Some(s) = e.attr_value(gimli::DW_AT_byte_size).ok()?.and_then(|v| v.udata_value()) {
-            return Some(s);
-        }
-        match e.attr_value(gimli::DW_AT_type).ok()? {
-            Some(AttributeValue::UnitRef(t)) => self.byte_size(unit, t, depth + 1),
-            _ => None,
-        }
     }
 
     fn type_name(&self, unit: &gimli::Unit<R<'a>>, ty: UnitOffset, depth: u32) -> Option<String> {
@@ -386,10 +331,6 @@ impl<'a> Debug<'a> {
             _ => Some(attr_string(&self.dw.dwarf, unit, &e, gimli::DW_AT_name).unwrap_or_else(|| "<anonymous>".into())),
         }
     }
-}
-
-fn member_offset(e: &gimli::DebuggingInformationEntry<R>) -> Option<u64> {
-    e.attr_value(gimli::DW_AT_data_member_location).ok()??.udata_value()
 }
 
 /// A location expression of one operation: a register, or a frame-base offset.
