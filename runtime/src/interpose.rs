@@ -282,45 +282,68 @@ unsafe fn free_checked(p: P, ra: usize, sp: usize, mark: usize) {
     guard_off(h);
 }
 
-/// `realloc(p, n)` with checks on: a new chunk, the contents copied, the old chunk
-/// freed as by `free` (so it is checked and quarantined like any other).
+/// `realloc(p, n)` with checks on. The old chunk leaves the index first (as at
+/// `free`). When it already holds `n` bytes and the pad (shrinking, or growing into
+/// glibc's slack) it is kept: reindexed with the new size, the grown part poisoned and
+/// the canary put after `n`. Otherwise a new chunk, the contents copied, the old chunk
+/// freed as by `free` (checked and quarantined: a stale pointer to it is caught). A
+/// pointer the index does not hold is checked like a bad free; a chunk the runtime
+/// never indexed (made before it) goes to glibc's realloc.
 unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
     if n == 0 {
         free_checked(p, ra, sp, mark);
         return null_mut();
     }
     let h = hot();
-    guard_on(h, GUARD_WORK);
-    let old = chunkmap::lookup(p as usize, true).filter(|c| c.base == p as usize);
-    let old_size = match old {
-        Some(c) => c.size,
-        None => {
-            let fid = free_site(ra, sp, mark);
-            if let Some(f) = checked::unknown(p as usize, fid, p as usize % 16 == 0 && chunkmap::has_trailer(p as usize)) {
-                guard_off(h);
-                check::finding::raise(f);
-                return null_mut();
-            }
-            // a chunk made before the runtime (or never indexed): glibc's usable size
-            chunkmap::header(p as usize).0
+    let over = chunkmap::OVERWRITTEN.load(Ordering::Relaxed);
+    let c = if p as usize % 16 == 0 { unrecord(p) } else { None };
+    let Some(c) = c else {
+        let marked = chunkmap::OVERWRITTEN.load(Ordering::Relaxed) != over;
+        guard_on(h, GUARD_WORK);
+        let f = checked::unknown(p as usize, free_site(ra, sp, mark), marked);
+        guard_off(h);
+        if let Some(f) = f {
+            check::finding::raise(f);
+            return null_mut();
         }
+        let q = __libc_realloc(p, req(n));
+        if !q.is_null() {
+            record(q, n, code, ra, sp, mark);
+            checked::fresh(q as usize, n, true);
+        }
+        return q;
     };
-    guard_off(h);
+    if checked::usable_for(c.base, c.size).is_some_and(|u| u >= req(n)) {
+        // (the canary is checked before it moves; a chunk made before the checks gets
+        // one from now on)
+        guard_on(h, GUARD_WORK);
+        if let Some(mut f) = checked::canary_finding(&c, true) {
+            f.this_free_id = free_site(ra, sp, mark);
+            guard_off(h);
+            check::finding::raise(f);
+            guard_on(h, GUARD_WORK);
+        }
+        guard_off(h);
+        record(p, n, code, ra, sp, mark);
+        checked::resized(p as usize, c.size, n);
+        return p;
+    }
     let q = __libc_malloc(req(n));
     if q.is_null() {
+        // p is untouched: put its record back
+        guard_on(h, GUARD_WORK);
+        if chunkmap::insert(c.base, c.size, c.id).is_ok() {
+            sites::on_restore(h, c.id, c.size as u64);
+        }
+        guard_off(h);
         return q;
     }
     record(q, n, code, ra, sp, mark);
-    checked::fresh(q as usize, n, true);
-    core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old_size.min(n));
-    if n > old_size && check::options::has(check::options::POISON) {
-        core::ptr::write_bytes((q as *mut u8).add(old_size), check::pattern::poison_byte(), n - old_size);
-    }
-    if old.is_some() {
-        free_checked(p, ra, sp, mark);
-    } else {
-        __libc_free(p);
-    }
+    core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, c.size.min(n));
+    checked::resized(q as usize, c.size, n);
+    guard_on(h, GUARD_WORK);
+    checked::release(c, free_site(ra, sp, mark));
+    guard_off(h);
     q
 }
 
