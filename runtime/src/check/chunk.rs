@@ -140,6 +140,10 @@ pub unsafe fn release(c: Chunk, free_id: u32) {
         f.this_free_id = free_id;
         raise(f);
     }
+    if crate::index::SUB_USED.load(Ordering::Relaxed) {
+        // (the pieces a pool freed inside this chunk: their free pattern)
+        super::sub::chunk_released(c.base, c.size);
+    }
     let u = usable_for(c.base, c.size);
     if has(POISON | QUARANTINE) {
         pattern::fill(c.base, c.size, pattern::free_byte());
@@ -236,4 +240,5 @@ pub fn at_exit() {
     if has(QUARANTINE) {
         quarantine::check_all();
     }
+    super::sub::at_exit();
 }
