@@ -9,9 +9,6 @@ use crate::index::Chunk;
 use crate::sys::Spin;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-extern "C" {
-    fn __libc_free(p: *mut core::ffi::c_void);
-}
 
 // Chunks indexed before the checks were put in force (libc's start-up allocations)
 // have no canary: their bases, so that their frees skip the canary check.
@@ -155,7 +152,7 @@ pub unsafe fn release(c: Chunk, free_id: u32) {
     if has(QUARANTINE) {
         quarantine::push(quarantine::Entry { base: c.base, size: c.size, usable: u, alloc_id: c.id, free_id });
     } else {
-        __libc_free(c.base as *mut _);
+        super::nested::free(c.base as *mut _);
     }
 }
 

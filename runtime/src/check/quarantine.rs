@@ -6,9 +6,6 @@ use super::pattern;
 use crate::sys::Spin;
 use core::sync::atomic::Ordering;
 
-extern "C" {
-    fn __libc_free(p: *mut core::ffi::c_void);
-}
 
 #[derive(Clone, Copy)]
 pub struct Entry {
@@ -89,7 +86,7 @@ unsafe fn leave(e: Entry, release: bool) {
         raise(f);
     }
     if release {
-        __libc_free(e.base as *mut _);
+        super::nested::free(e.base as *mut _);
     }
 }
 
