@@ -5,7 +5,8 @@
  * "never" (a pointer into the arena the pool never handed out), "uaf" (a read after
  * the piece went back: the free pattern shows), "overflow" (an off-by-one strcpy into
  * a piece of strlen bytes, found as it goes back), "overflow-live" (the same, found at
- * exit: the piece stays live). */
+ * exit: the piece stays live), "uaf-write" (a write into a piece after it went back,
+ * found when the pool's block is freed), "uaf-write-live" (the same, found at exit). */
 #include <stdio.h>
 #include <string.h>
 #include "poolalloc.h"
@@ -38,6 +39,11 @@ int main(int argc, char **argv)
             return 0; /* the pool stays: its piece is checked at exit */
         }
         give_back(&op, s); /* sub-free of the overflowed piece */
+    } else if (!strncmp(mode, "uaf-write", 9)) {
+        give_back(&op, a); /* sub-free before the write */
+        a[40] = 'w'; /* bug: write after sub-free */
+        if (!strcmp(mode, "uaf-write-live"))
+            return 0; /* the pool's block stays: checked at exit */
     } else if (!strcmp(mode, "uaf")) {
         give_back(&op, b);
         printf("b[40] = %02x\n", (unsigned char)b[40]); /* bug: read after sub-free */

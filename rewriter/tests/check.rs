@@ -237,6 +237,26 @@ fn pool_suballocator_bad_sub_frees() {
     let (o, fs) = run(&exe, &["uaf"], ALL);
     assert!(o.status.success() && fs.is_empty(), "{fs:#?}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("b[40] = 5a"));
+    // a write into a piece after it went back (the pool's own link in its first word
+    // is no finding): found when the pool's block is freed, or at exit
+    let put = format!("{src}:{}", line_of(src, "/* sub-free before the write */"));
+    for mode in ["uaf-write", "uaf-write-live"] {
+        let (o, fs) = run(&exe, &[mode], ALL);
+        assert_eq!(o.status.signal(), Some(6), "{mode}");
+        assert_eq!(fs.len(), 1, "{mode}: {fs:#?}");
+        let f = &fs[0];
+        assert_eq!(f["kind"], "write-after-free", "{mode}: {f}");
+        assert_eq!(lines(f, "allocated").0, piece, "{mode}: {f}");
+        assert_eq!(f["allocated"]["allocator"], "pool_alloc", "{mode}: {f}");
+        assert_eq!(lines(f, "last_free").0, put, "{mode}: {f}");
+        assert_eq!((f["size"].as_u64(), f["offset"].as_u64()), (Some(64), Some(40)), "{mode}: {f}");
+        assert!(f["found"].as_str().unwrap().starts_with("775a"), "{mode}: 'w', then the free pattern: {f}");
+        let (o, fs) = run(&exe, &[mode], "poison,double-free,quarantine,fail=warn");
+        assert!(o.status.success() && fs.len() == 1, "{mode}: {fs:#?}");
+    }
+    // without a free pattern (no poison, no quarantine) nothing is looked at
+    let (o, fs) = run(&exe, &["uaf-write"], "canary,double-free");
+    assert!(o.status.success() && fs.is_empty(), "{fs:#?}");
 }
 
 #[test]

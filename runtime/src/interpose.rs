@@ -9,7 +9,7 @@ use crate::index;
 use crate::sites::{self, *};
 use crate::stats;
 use crate::arena::INDEXING;
-use crate::check::{self, chunk as checked};
+use crate::check::{self, chunk as checked, nested as lc};
 use crate::attribution::attribute;
 use crate::tls::{guard_off, guard_on, hot, GUARD_WORK};
 use core::ffi::c_void;
@@ -118,7 +118,7 @@ fn req(n: usize) -> usize {
 }
 
 unsafe extern "C" fn malloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
-    let p = __libc_malloc(req(n));
+    let p = lc::malloc(req(n));
     if !p.is_null() {
         record(p, n, A_MALLOC, ra, sp, mark);
     }
@@ -129,7 +129,7 @@ unsafe extern "C" fn calloc_impl(n: usize, s: usize, _: usize, ra: usize, sp: us
         *libc::__errno_location() = libc::ENOMEM;
         return null_mut();
     };
-    let p = __libc_calloc(req(t), 1);
+    let p = lc::calloc(req(t), 1);
     if !p.is_null() {
         record(p, t, A_CALLOC, ra, sp, mark);
     }
@@ -144,7 +144,7 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
     }
     let old = unrecord(p);
     // (realloc to 0 frees in glibc: keep it a free)
-    let q = __libc_realloc(p, if n == 0 { 0 } else { req(n) });
+    let q = lc::realloc(p, if n == 0 { 0 } else { req(n) });
     if q.is_null() && n != 0 {
         // failed: p is untouched, put its record back
         if let Some(c) = old {
@@ -196,13 +196,13 @@ unsafe extern "C" fn free_impl(p: P, _: usize, _: usize, ra: usize, sp: usize, m
         return;
     }
     unrecord(p);
-    __libc_free(p);
+    lc::free(p);
 }
 unsafe extern "C" fn posix_memalign_impl(pp: *mut P, a: usize, n: usize, ra: usize, sp: usize, mark: usize) -> i32 {
     if a % core::mem::size_of::<usize>() != 0 || !a.is_power_of_two() {
         return libc::EINVAL;
     }
-    let p = __libc_memalign(a, req(n));
+    let p = lc::memalign(a, req(n));
     if p.is_null() {
         return libc::ENOMEM;
     }
@@ -211,28 +211,28 @@ unsafe extern "C" fn posix_memalign_impl(pp: *mut P, a: usize, n: usize, ra: usi
     0
 }
 unsafe extern "C" fn aligned_alloc_impl(a: usize, n: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
-    let p = __libc_memalign(a, req(n));
+    let p = lc::memalign(a, req(n));
     if !p.is_null() {
         record(p, n, A_ALIGNED_ALLOC, ra, sp, mark);
     }
     p
 }
 unsafe extern "C" fn memalign_impl(a: usize, n: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
-    let p = __libc_memalign(a, req(n));
+    let p = lc::memalign(a, req(n));
     if !p.is_null() {
         record(p, n, A_MEMALIGN, ra, sp, mark);
     }
     p
 }
 unsafe extern "C" fn valloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
-    let p = __libc_valloc(req(n));
+    let p = lc::valloc(req(n));
     if !p.is_null() {
         record(p, n, A_VALLOC, ra, sp, mark);
     }
     p
 }
 unsafe extern "C" fn pvalloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
-    let p = __libc_pvalloc(req(n));
+    let p = lc::pvalloc(req(n));
     if !p.is_null() {
         let pg = libc::sysconf(libc::_SC_PAGESIZE) as usize;
         record(p, (n + pg - 1) & !(pg - 1), A_PVALLOC, ra, sp, mark);
@@ -241,7 +241,7 @@ unsafe extern "C" fn pvalloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: u
 }
 unsafe extern "C" fn strdup_impl(s: *const i8, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let n = libc::strlen(s) + 1;
-    let p = __libc_malloc(req(n));
+    let p = lc::malloc(req(n));
     if !p.is_null() {
         // (recorded first: a check may poison the new chunk)
         record(p, n, A_STRDUP, ra, sp, mark);
@@ -251,7 +251,7 @@ unsafe extern "C" fn strdup_impl(s: *const i8, _: usize, _: usize, ra: usize, sp
 }
 unsafe extern "C" fn strndup_impl(s: *const i8, m: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let n = libc::strnlen(s, m);
-    let p = __libc_malloc(req(n + 1));
+    let p = lc::malloc(req(n + 1));
     if !p.is_null() {
         record(p, n + 1, A_STRNDUP, ra, sp, mark);
         core::ptr::copy_nonoverlapping(s as *const u8, p as *mut u8, n);
@@ -272,6 +272,11 @@ unsafe fn free_site(ra: usize, sp: usize, mark: usize) -> u32 {
 /// pattern and the quarantine; a pointer the index does not hold is checked for a
 /// double or wrong free. A bad free is reported and, with `fail=warn`, skipped.
 unsafe fn free_checked(p: P, ra: usize, sp: usize, mark: usize) {
+    // (chunks a signal handler made or freed inside glibc: check/nested.rs)
+    lc::drain();
+    if lc::owns(p as usize) {
+        return lc::release(p as usize);
+    }
     let h = hot();
     guard_on(h, GUARD_WORK);
     let fid = free_site(ra, sp, mark);
@@ -288,51 +293,82 @@ unsafe fn free_checked(p: P, ra: usize, sp: usize, mark: usize) {
         Some(c) => checked::release(c, fid),
         None => match checked::unknown(p as usize, fid, marked) {
             Some(f) => check::finding::raise(f),
-            None => __libc_free(p),
+            None => lc::free(p),
         },
     }
     guard_off(h);
 }
 
-/// `realloc(p, n)` with checks on: a new chunk, the contents copied, the old chunk
-/// freed as by `free` (so it is checked and quarantined like any other).
+/// `realloc(p, n)` with checks on. The old chunk leaves the index first (as at
+/// `free`). When it already holds `n` bytes and the pad (shrinking, or growing into
+/// glibc's slack) it is kept: reindexed with the new size, the grown part poisoned and
+/// the canary put after `n`. Otherwise a new chunk, the contents copied, the old chunk
+/// freed as by `free` (checked and quarantined: a stale pointer to it is caught). A
+/// pointer the index does not hold is checked like a bad free; a chunk the runtime
+/// never indexed (made before it) goes to glibc's realloc.
 unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
     if n == 0 {
         free_checked(p, ra, sp, mark);
         return null_mut();
     }
-    let h = hot();
-    guard_on(h, GUARD_WORK);
-    let old = chunkmap::lookup(p as usize, true).filter(|c| c.base == p as usize);
-    let old_size = match old {
-        Some(c) => c.size,
-        None => {
-            let fid = free_site(ra, sp, mark);
-            if let Some(f) = checked::unknown(p as usize, fid, p as usize % 16 == 0 && chunkmap::has_trailer(p as usize)) {
-                guard_off(h);
-                check::finding::raise(f);
-                return null_mut();
-            }
-            // a chunk made before the runtime (or never indexed): glibc's usable size
-            chunkmap::header(p as usize).0
+    if lc::owns(p as usize) {
+        let q = lc::realloc(p, req(n));
+        if !q.is_null() {
+            record(q, n, code, ra, sp, mark);
+            checked::fresh(q as usize, n, true);
         }
+        return q;
+    }
+    let h = hot();
+    let over = chunkmap::OVERWRITTEN.load(Ordering::Relaxed);
+    let c = if p as usize % 16 == 0 { unrecord(p) } else { None };
+    let Some(c) = c else {
+        let marked = chunkmap::OVERWRITTEN.load(Ordering::Relaxed) != over;
+        guard_on(h, GUARD_WORK);
+        let f = checked::unknown(p as usize, free_site(ra, sp, mark), marked);
+        guard_off(h);
+        if let Some(f) = f {
+            check::finding::raise(f);
+            return null_mut();
+        }
+        let q = lc::realloc(p, req(n));
+        if !q.is_null() {
+            record(q, n, code, ra, sp, mark);
+            checked::fresh(q as usize, n, true);
+        }
+        return q;
     };
-    guard_off(h);
-    let q = __libc_malloc(req(n));
+    if checked::usable_for(c.base, c.size).is_some_and(|u| u >= req(n)) {
+        // (the canary is checked before it moves; a chunk made before the checks gets
+        // one from now on)
+        guard_on(h, GUARD_WORK);
+        if let Some(mut f) = checked::canary_finding(&c, true) {
+            f.this_free_id = free_site(ra, sp, mark);
+            guard_off(h);
+            check::finding::raise(f);
+            guard_on(h, GUARD_WORK);
+        }
+        guard_off(h);
+        record(p, n, code, ra, sp, mark);
+        checked::resized(p as usize, c.size, n);
+        return p;
+    }
+    let q = lc::malloc(req(n));
     if q.is_null() {
+        // p is untouched: put its record back
+        guard_on(h, GUARD_WORK);
+        if chunkmap::insert(c.base, c.size, c.id).is_ok() {
+            sites::on_restore(h, c.id, c.size as u64);
+        }
+        guard_off(h);
         return q;
     }
     record(q, n, code, ra, sp, mark);
-    checked::fresh(q as usize, n, true);
-    core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old_size.min(n));
-    if n > old_size && check::options::has(check::options::POISON) {
-        core::ptr::write_bytes((q as *mut u8).add(old_size), check::pattern::poison_byte(), n - old_size);
-    }
-    if old.is_some() {
-        free_checked(p, ra, sp, mark);
-    } else {
-        __libc_free(p);
-    }
+    core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, c.size.min(n));
+    checked::resized(q as usize, c.size, n);
+    guard_on(h, GUARD_WORK);
+    checked::release(c, free_site(ra, sp, mark));
+    guard_off(h);
     q
 }
 
@@ -375,28 +411,28 @@ pub unsafe extern "C" fn malloc_usable_size(p: P) -> usize {
 // ---------------------------------------------------------------- C++
 
 unsafe extern "C" fn new_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
-    let p = __libc_malloc(req(n.max(1)));
+    let p = lc::malloc(req(n.max(1)));
     if !p.is_null() {
         record(p, n, A_NEW, ra, sp, mark);
     }
     p
 }
 unsafe extern "C" fn new_arr_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
-    let p = __libc_malloc(req(n.max(1)));
+    let p = lc::malloc(req(n.max(1)));
     if !p.is_null() {
         record(p, n, A_NEW_ARR, ra, sp, mark);
     }
     p
 }
 unsafe extern "C" fn new_al_impl(n: usize, a: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
-    let p = __libc_memalign(a, req(n.max(1)));
+    let p = lc::memalign(a, req(n.max(1)));
     if !p.is_null() {
         record(p, n, A_NEW, ra, sp, mark);
     }
     p
 }
 unsafe extern "C" fn new_arr_al_impl(n: usize, a: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
-    let p = __libc_memalign(a, req(n.max(1)));
+    let p = lc::memalign(a, req(n.max(1)));
     if !p.is_null() {
         record(p, n, A_NEW_ARR, ra, sp, mark);
     }

@@ -153,6 +153,7 @@ fn init_checks() {
                 sys::write_all(2, b"allocsite: ALLOCSITE_CHECK: canary off (too many chunks made before the runtime started)\n");
             }
             check::options::set(&p);
+            check::quarantine::start();
         }
         Err(bad) => {
             let mut b = sys::Buf::<256>::new();

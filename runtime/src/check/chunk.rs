@@ -9,9 +9,6 @@ use crate::index::Chunk;
 use crate::sys::Spin;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-extern "C" {
-    fn __libc_free(p: *mut core::ffi::c_void);
-}
 
 // Chunks indexed before the checks were put in force (libc's start-up allocations)
 // have no canary: their bases, so that their frees skip the canary check.
@@ -61,6 +58,30 @@ fn usable(base: usize) -> usize {
     unsafe { chunkmap::header(base).0 }
 }
 
+/// Most bytes glibc hands out beyond a request (and the pad): an mmap'd chunk's page
+/// rounding, with room for its header.
+const MAX_EXTRA: usize = 4096 + 64;
+
+/// The usable size glibc's header gives the chunk at `base` made for `n` bytes, when
+/// it fits the request: at least what the runtime asked for (`n` + the pad), at most a
+/// page more. Under another malloc (valgrind's memcheck replaces glibc's, and its
+/// blocks have no glibc header) the word before the chunk is anything: the checks then
+/// keep to the bytes the runtime asked for, and write nothing after them.
+pub fn usable_for(base: usize, n: usize) -> Option<usize> {
+    let u = usable(base);
+    let pad = super::options::PAD.load(Ordering::Relaxed);
+    (u >= n.saturating_add(pad) && u - n - pad <= MAX_EXTRA).then_some(u)
+}
+
+/// The end (offset) of the canary area of a chunk of `n` bytes: up to the trailer, or
+/// only the pad's canary bytes when the header does not fit (`usable_for`).
+fn canary_end(base: usize, n: usize) -> usize {
+    match usable_for(base, n) {
+        Some(u) => u - TRAILER,
+        None => n + super::options::PAD.load(Ordering::Relaxed) - TRAILER,
+    }
+}
+
 /// A chunk just made for a request of `n` bytes; `zeroed`: calloc's (not poisoned),
 /// `keep`: realloc's copy (neither).
 pub unsafe fn fresh(p: usize, n: usize, zeroed: bool) {
@@ -68,7 +89,21 @@ pub unsafe fn fresh(p: usize, n: usize, zeroed: bool) {
         pattern::fill(p, n, pattern::poison_byte());
     }
     if has(CANARY) {
-        let end = usable(p).saturating_sub(TRAILER);
+        let end = canary_end(p, n);
+        if end > n {
+            pattern::put_canary(p, n, end);
+        }
+    }
+}
+
+/// A chunk whose `old` first bytes hold a realloc's contents now serves a request of
+/// `n` bytes: the grown part is poisoned, the canary put after `n`.
+pub unsafe fn resized(p: usize, old: usize, n: usize) {
+    if has(POISON) && n > old {
+        pattern::fill(p + old, n - old, pattern::poison_byte());
+    }
+    if has(CANARY) {
+        let end = canary_end(p, n);
         if end > n {
             pattern::put_canary(p, n, end);
         }
@@ -88,7 +123,7 @@ pub unsafe fn canary_finding(c: &Chunk, forget: bool) -> Option<Finding> {
     if !has(CANARY) || unchecked(c.base, forget) {
         return None;
     }
-    let end = usable(c.base).saturating_sub(TRAILER);
+    let end = canary_end(c.base, c.size);
     let off = pattern::check_canary(c.base, c.size, end)?;
     let mut f = chunk_finding(Kind::Overflow, c.base, c);
     f.offset = Some(off);
@@ -102,17 +137,22 @@ pub unsafe fn release(c: Chunk, free_id: u32) {
         f.this_free_id = free_id;
         raise(f);
     }
-    let u = usable(c.base);
+    if crate::index::SUB_USED.load(Ordering::Relaxed) {
+        // (the pieces a pool freed inside this chunk: their free pattern)
+        super::sub::chunk_released(c.base, c.size);
+    }
+    let u = usable_for(c.base, c.size);
     if has(POISON | QUARANTINE) {
         pattern::fill(c.base, c.size, pattern::free_byte());
     }
-    if u >= c.size + TRAILER {
+    if let Some(u) = u {
         freed::mark(c.base, u, c.size, c.id, free_id);
     }
+    let u = u.unwrap_or(c.size);
     if has(QUARANTINE) {
         quarantine::push(quarantine::Entry { base: c.base, size: c.size, usable: u, alloc_id: c.id, free_id });
     } else {
-        __libc_free(c.base as *mut _);
+        super::nested::free(c.base as *mut _);
     }
 }
 
@@ -197,4 +237,5 @@ pub fn at_exit() {
     if has(QUARANTINE) {
         quarantine::check_all();
     }
+    super::sub::at_exit();
 }

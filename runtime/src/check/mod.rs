@@ -7,6 +7,7 @@
 //! it); what a finding prints is symbolized by `findings.rs` in the report layer, which
 //! `lib.rs` installs as `finding::SINK` at start-up.
 pub mod options;
+pub mod nested;
 pub mod pattern;
 pub mod freed;
 pub mod finding;

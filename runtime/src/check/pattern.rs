@@ -14,8 +14,33 @@ pub fn free_byte() -> u8 {
     !POISON_BYTE.load(Ordering::Relaxed)
 }
 
+/// Fill [p, p+n) with `b`. Most chunks are small (Lua's average 47 bytes): up to 64
+/// bytes they take a few overlapping stores inline, not a call of glibc's memset (whose
+/// call and size dispatch cost more than the stores; it was 10 % of a Lua run with
+/// all checks).
+#[inline(always)]
 pub unsafe fn fill(p: usize, n: usize, b: u8) {
-    core::ptr::write_bytes(p as *mut u8, b, n);
+    let w8 = u64::from_ne_bytes([b; 8]);
+    let w16 = (w8 as u128) << 64 | w8 as u128;
+    let at = |o: usize| (p + o) as *mut u8;
+    if n >= 32 && n <= 64 {
+        (at(0) as *mut u128).write_unaligned(w16);
+        (at(16) as *mut u128).write_unaligned(w16);
+        (at(n - 32) as *mut u128).write_unaligned(w16);
+        (at(n - 16) as *mut u128).write_unaligned(w16);
+    } else if n >= 16 && n < 32 {
+        (at(0) as *mut u128).write_unaligned(w16);
+        (at(n - 16) as *mut u128).write_unaligned(w16);
+    } else if n >= 8 && n < 16 {
+        (at(0) as *mut u64).write_unaligned(w8);
+        (at(n - 8) as *mut u64).write_unaligned(w8);
+    } else if n < 8 {
+        for i in 0..n {
+            *at(i) = b;
+        }
+    } else {
+        core::ptr::write_bytes(p as *mut u8, b, n);
+    }
 }
 
 /// Offset of the first byte in [p, p+n) that is not `b`.
@@ -62,4 +87,21 @@ pub unsafe fn bytes_at(p: usize, off: usize, end: usize) -> ([u8; 16], u8) {
         *x = *((p + off + i) as *const u8);
     }
     (b, n as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fill_covers_exactly_the_range() {
+        for n in 0..200 {
+            for off in 0..9 {
+                let mut buf = [0u8; 224];
+                unsafe { super::fill(buf.as_mut_ptr() as usize + off + 8, n, 0x5a) };
+                for (i, &x) in buf.iter().enumerate() {
+                    let inside = i >= off + 8 && i < off + 8 + n;
+                    assert_eq!(x, if inside { 0x5a } else { 0 }, "n {n} off {off} byte {i}");
+                }
+            }
+        }
+    }
 }

@@ -6,9 +6,6 @@ use super::pattern;
 use crate::sys::Spin;
 use core::sync::atomic::Ordering;
 
-extern "C" {
-    fn __libc_free(p: *mut core::ffi::c_void);
-}
 
 #[derive(Clone, Copy)]
 pub struct Entry {
@@ -59,6 +56,18 @@ unsafe fn grow(r: &mut Ring) -> bool {
     true
 }
 
+/// With the quarantine in force (at start-up): glibc's fastbins off. Chunks leave the
+/// quarantine in the order they were freed, 16 MiB of frees later, scattered over the
+/// heap; on fastbins (LIFO lists that never coalesce) the program's new objects would
+/// land in those scattered holes. Without them a leaving chunk coalesces with free
+/// neighbours, and glibc carves new chunks out of the merged blocks in address order,
+/// so the live heap stays denser (Lua: 15 % faster with all checks, README).
+pub fn start() {
+    if super::options::has(super::options::QUARANTINE) {
+        unsafe { libc::mallopt(libc::M_MXFAST, 0) };
+    }
+}
+
 fn ring() -> &'static mut Ring {
     unsafe { &mut *core::ptr::addr_of_mut!(RING) }
 }
@@ -77,7 +86,7 @@ unsafe fn leave(e: Entry, release: bool) {
         raise(f);
     }
     if release {
-        __libc_free(e.base as *mut _);
+        super::nested::free(e.base as *mut _);
     }
 }
 
