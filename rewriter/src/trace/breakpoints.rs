@@ -76,9 +76,10 @@ pub struct Space {
     pub blocks: BTreeMap<u64, Block>,
     /// Return addresses looked at for a tail caller, and call sites probed (once each).
     pub probed: std::collections::HashSet<u64>,
-    /// Consecutive allocator hits that taught nothing; allocators unwatched when set.
-    pub idle: u64,
-    pub news_seen: u64,
+    /// The executable's image (its id), once its mappings were read: processes of one
+    /// program share how long nothing was learned (`idle.rs`).
+    pub exe: Option<usize>,
+    /// Allocators and function entries unwatched after a long quiet spell.
     pub disarmed: bool,
 }
 
