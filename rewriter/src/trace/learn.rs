@@ -75,6 +75,9 @@ const RETIRE_AFTER: u64 = 4;
 /// Frames walked at an allocator hit, and how many callers become candidates.
 const DEPTH: usize = 8;
 const CANDIDATES: usize = 3;
+/// Calls that allocated or freed while returning nothing fresh, carved or freed from an
+/// argument, after which a function with no verdict settles as soon as an agreeing one.
+const KEPT: u64 = 4;
 /// Allocator hits with a candidate on the stack, never entered, that still read the
 /// allocator's result for it.
 const UNENTERED: u32 = 4;
@@ -124,6 +127,8 @@ pub struct Learned {
     pub n_carve: u64,
     pub n_fixed: u64,
     pub n_none: u64,
+    /// Of those, calls in which an allocator ran or a free happened (see `KEPT`).
+    n_kept: u64,
     size: u8,
     count: u8,
     ptr: u8,
@@ -174,7 +179,7 @@ impl Learned {
     fn new(file: Rc<ImageFile>, addr: u64, statik: Option<AllocFn>) -> Self {
         let name = statik.as_ref().map_or_else(|| file.name_at(addr), |s| s.name.clone());
         Learned {
-            file, addr, name, statik, calls: 0, unentered: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, alloc_zero: 0x3f, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0,
+            file, addr, name, statik, calls: 0, unentered: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, alloc_zero: 0x3f, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0, n_kept: 0,
             size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, free_fit: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
             pairs: ALL_PAIRS, fixed: None, varying: false, fixed_args: None, fixed_still: 0, last_carve: None, verdict: None, streak: 0, settled: false, retired: false, evidence: Vec::new(),
         }
@@ -640,6 +645,9 @@ impl Tracer {
             l.note(format!("freed argument {}", pm.trailing_zeros()));
         } else {
             l.n_none += 1;
+            if !events.is_empty() {
+                l.n_kept += 1;
+            }
         }
         let v = l.decide();
         if v == l.verdict {
@@ -649,7 +657,11 @@ impl Tracer {
             l.streak = 1;
             l.file.news.set(l.file.news.get() + 1);
         }
-        let limit = if l.agrees_with_static() { (self.opts.learn_limit / AGREEING_DIVISOR).max(4) } else { self.opts.learn_limit };
+        // A verdict the code agrees with, or no verdict at all from a function seen
+        // again and again allocating or freeing without handing anything back (a
+        // caller of allocation functions, not one: `sqlite3VdbeExec`), settles sooner.
+        let quick = l.agrees_with_static() || (l.verdict.is_none() && l.n_kept >= KEPT);
+        let limit = if quick { (self.opts.learn_limit / AGREEING_DIVISOR).max(4) } else { self.opts.learn_limit };
         let settle = l.streak >= limit;
         let retire = !settle && l.calls >= u64::from(self.opts.learn_limit) * RETIRE_AFTER;
         if l.watched() && (settle || retire) {
