@@ -491,3 +491,25 @@ fn readings_consistent_with_the_code() {
     assert_eq!(n["static"], "agrees", "{n}");
     assert!(fns.iter().all(|f| f["static"] != "contradicts"), "{fns:?}");
 }
+
+#[test]
+fn quiet_spell_is_the_programs_not_each_processes() {
+    let d = scratch("quiet");
+    let rep = cc(&d, "trace_repeat", "rep", &[]);
+    let r = rep.to_str().unwrap();
+    let opts = ["--idle-unwatch", "256", "--learn-limit", "8"];
+    let hits = |script: &str| {
+        let cmd = ["sh", "-c", script];
+        let (t, j) = traced(&d, &cmd, &opts);
+        same(&plain(&cmd), &t);
+        assert_eq!(find(&functions(&j, &rep), "xalloc")["args"], serde_json::json!({"size": 0}), "{j}");
+        j["stats"]["allocator_hits"].as_u64().expect("allocator_hits")
+    };
+    let one = hits(&format!("{r} 3000"));
+    let three = hits(&format!("{r} 3000; {r} 3000; {r} 3000"));
+    // The first process learns xalloc, then is unwatched after 256 quiet hits; the
+    // next two start where it left off, with only a short grace each (each paying
+    // the whole quiet spell again would cost two more times `one`).
+    assert!(one >= 256, "one process: {one} allocator hits");
+    assert!(three - one < one / 2, "three processes: {three} allocator hits, one: {one}");
+}
