@@ -115,7 +115,8 @@ impl Stack {
         let mut at = lo;
         let end = lo.saturating_add(len as u64);
         while at < end {
-            let next = ((at | 0xfff) + 1).min(end);
+            // (rsp is the tracee's to set: no overflow near the top of the space.)
+            let next = (at | 0xfff).checked_add(1).map_or(end, |n| n.min(end));
             remote.push(libc::iovec { iov_base: at as *mut c_void, iov_len: (next - at) as usize });
             at = next;
         }
