@@ -491,3 +491,42 @@ fn readings_consistent_with_the_code() {
     assert_eq!(n["static"], "agrees", "{n}");
     assert!(fns.iter().all(|f| f["static"] != "contradicts"), "{fns:?}");
 }
+
+#[test]
+fn quiet_spell_is_the_programs_not_each_processes() {
+    let d = scratch("quiet");
+    let rep = cc(&d, "trace_repeat", "rep", &[]);
+    let r = rep.to_str().unwrap();
+    let opts = ["--idle-unwatch", "256", "--learn-limit", "8"];
+    let hits = |script: &str| {
+        let cmd = ["sh", "-c", script];
+        let (t, j) = traced(&d, &cmd, &opts);
+        same(&plain(&cmd), &t);
+        assert_eq!(find(&functions(&j, &rep), "xalloc")["args"], serde_json::json!({"size": 0}), "{j}");
+        j["stats"]["allocator_hits"].as_u64().expect("allocator_hits")
+    };
+    let one = hits(&format!("{r} 3000"));
+    let three = hits(&format!("{r} 3000; {r} 3000; {r} 3000"));
+    // The first process learns xalloc, then is unwatched after 256 quiet hits; the
+    // next two start where it left off, with only a short grace each (each paying
+    // the whole quiet spell again would cost two more times `one`).
+    assert!(one >= 256, "one process: {one} allocator hits");
+    assert!(three - one < one / 2, "three processes: {three} allocator hits, one: {one}");
+}
+
+#[test]
+fn endbr64_entries_resume_past_the_int3() {
+    // Built with -fcf-protection, every function starts with endbr64: its entry
+    // breakpoint resumes the thread after the int3 (the rest reads as a NOP) instead
+    // of rewinding it. Every one of the 500 calls is watched (the learn limit is never
+    // reached), and the run is unchanged.
+    let d = scratch("endbr");
+    let rep = cc(&d, "trace_repeat", "rep", &["-fcf-protection=full"]);
+    let cmd = [rep.to_str().unwrap(), "500"];
+    let (t, j) = traced(&d, &cmd, &["--learn-limit", "100000", "--idle-unwatch", "100000"]);
+    same(&plain(&cmd), &t);
+    let x = find(&functions(&j, &rep), "xalloc");
+    assert_eq!(x["args"], serde_json::json!({"size": 0}), "{x}");
+    assert_eq!(x["hits"]["calls"], 500, "{x}");
+    assert_eq!(x["hits"]["alloc"], 500, "{x}");
+}

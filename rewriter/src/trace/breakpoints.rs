@@ -76,9 +76,10 @@ pub struct Space {
     pub blocks: BTreeMap<u64, Block>,
     /// Return addresses looked at for a tail caller, and call sites probed (once each).
     pub probed: std::collections::HashSet<u64>,
-    /// Consecutive allocator hits that taught nothing; allocators unwatched when set.
-    pub idle: u64,
-    pub news_seen: u64,
+    /// The executable's image (its id), once its mappings were read: processes of one
+    /// program share how long nothing was learned (`idle.rs`).
+    pub exe: Option<usize>,
+    /// Allocators and function entries unwatched after a long quiet spell.
     pub disarmed: bool,
 }
 
@@ -200,9 +201,16 @@ impl Tracer {
 
     /// A SIGTRAP stop of `tid`: true when it was ours (and `tid` is already resumed).
     pub fn on_trap(&mut self, tid: Pid) -> bool {
-        let code = sys::si_code(tid).unwrap_or(0);
         let Ok(mut regs) = sys::regs(tid) else { return false };
         let sid = self.st.space_of(tid);
+        // Standing just past one of our inserted int3s, not where it was last resumed
+        // (a signal queued for the thread would stop it there before it ran anything),
+        // and not single-stepping: the int3 trapped, without asking the kernel (one
+        // PTRACE_GETSIGINFO fewer per stop).
+        let thread = self.st.threads.get(&tid);
+        let plain = thread.is_some_and(|t| t.step.is_none() && t.resumed_at != regs.rip)
+            && sid.and_then(|s| self.st.spaces.get(&s)).and_then(|s| s.bps.get(&regs.rip.wrapping_sub(1))).is_some_and(|b| b.inserted);
+        let code = if plain { SI_KERNEL } else { sys::si_code(tid).unwrap_or(0) };
         if let Some(addr) = self.st.threads.get_mut(&tid).and_then(|t| t.step.take()) {
             if let Some(bp) = sid.and_then(|s| self.st.spaces.get_mut(&s)).and_then(|s| s.bps.get_mut(&addr)) {
                 if !bp.inserted && sys::poke_byte(tid, addr, INT3).is_ok() {
@@ -264,6 +272,16 @@ impl Tracer {
             return;
         };
         match bp.emul {
+            Emul::Skip(4) => {
+                // endbr64 (f3 0f 1e fa) under the int3: from the byte after it the CPU
+                // reads `0f 1e fa`, a reserved-hint NOP of the same remaining length, so
+                // the thread resumes where the trap left it — no PTRACE_SETREGS.
+                if let Some(t) = self.st.threads.get_mut(&tid) {
+                    t.resumed_at = addr + 1;
+                }
+                resume(tid, 0);
+                return;
+            }
             Emul::Skip(n) => {
                 regs.rip += n as u64;
             }
@@ -321,6 +339,9 @@ impl Tracer {
             }
         }
         let _ = sys::set_regs(tid, &regs);
+        if let Some(t) = self.st.threads.get_mut(&tid) {
+            t.resumed_at = regs.rip;
+        }
         resume(tid, 0);
     }
 }

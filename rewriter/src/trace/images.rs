@@ -26,6 +26,8 @@ pub struct ImageFile {
     pub bytes: u64,
     /// Link-time ranges of .plt, .plt.sec and .plt.got.
     plt: Vec<(u64, u64)>,
+    /// How many times something was learned about one of its functions (see `idle.rs`).
+    pub news: std::cell::Cell<u64>,
 }
 
 impl ImageFile {
@@ -57,7 +59,7 @@ impl ImageFile {
             .collect();
         let system = ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"].iter().any(|p| path.starts_with(p));
         let bytes = eh_frame.len() as u64 + syms.iter().map(|s| 32 + s.2.len() as u64).sum::<u64>() + 256;
-        Some(ImageFile { id, path: path.to_string(), build_id, system, segments, syms, eh_frame, eh_frame_addr, fdes: Default::default(), bytes, plt })
+        Some(ImageFile { id, path: path.to_string(), build_id, system, segments, syms, eh_frame, eh_frame_addr, fdes: Default::default(), bytes, plt, news: Default::default() })
     }
 
     pub fn in_plt(&self, addr: u64) -> bool {

@@ -75,6 +75,12 @@ const RETIRE_AFTER: u64 = 4;
 /// Frames walked at an allocator hit, and how many callers become candidates.
 const DEPTH: usize = 8;
 const CANDIDATES: usize = 3;
+/// Calls that allocated or freed while returning nothing fresh, carved or freed from an
+/// argument, after which a function with no verdict settles as soon as an agreeing one.
+const KEPT: u64 = 4;
+/// Allocator hits with a candidate on the stack, never entered, that still read the
+/// allocator's result for it.
+const UNENTERED: u32 = 4;
 /// Watched calls kept per thread, events kept per call.
 const MAX_CALLS: usize = 64;
 const MAX_EVENTS: usize = 32;
@@ -110,6 +116,8 @@ pub struct Learned {
     pub name: String,
     pub statik: Option<AllocFn>,
     pub calls: u64,
+    /// Allocator hits seen with it on the stack before it was ever entered.
+    unentered: u32,
     pub n_alloc: u64,
     pub n_realloc: u64,
     pub n_realloc_null: u64,
@@ -119,6 +127,8 @@ pub struct Learned {
     pub n_carve: u64,
     pub n_fixed: u64,
     pub n_none: u64,
+    /// Of those, calls in which an allocator ran or a free happened (see `KEPT`).
+    n_kept: u64,
     size: u8,
     count: u8,
     ptr: u8,
@@ -169,7 +179,7 @@ impl Learned {
     fn new(file: Rc<ImageFile>, addr: u64, statik: Option<AllocFn>) -> Self {
         let name = statik.as_ref().map_or_else(|| file.name_at(addr), |s| s.name.clone());
         Learned {
-            file, addr, name, statik, calls: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, alloc_zero: 0x3f, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0,
+            file, addr, name, statik, calls: 0, unentered: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, alloc_zero: 0x3f, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0, n_kept: 0,
             size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, free_fit: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
             pairs: ALL_PAIRS, fixed: None, varying: false, fixed_args: None, fixed_still: 0, last_carve: None, verdict: None, streak: 0, settled: false, retired: false, evidence: Vec::new(),
         }
@@ -273,9 +283,16 @@ pub struct Learn {
     pub fns: Vec<Learned>,
     pub by_key: HashMap<(usize, u64), FnId>,
     pub by_file: HashMap<usize, Vec<FnId>>,
-    /// Bumped whenever something is learned: a new candidate, a verdict that changed,
-    /// a function settled.
-    pub news: u64,
+}
+
+impl Learn {
+    /// Something was learned about function `id`: it is a new candidate, its verdict
+    /// changed or it settled. Counted per image (`ImageFile::news`), so a process's
+    /// quiet spell is not broken by what another program learns meanwhile.
+    fn news(&self, id: FnId) {
+        let f = &self.fns[id].file;
+        f.news.set(f.news.get() + 1);
+    }
 }
 
 /// How the allocator's size `s` derives from the arguments, trying the most specific
@@ -377,7 +394,7 @@ impl Tracer {
         self.learn.fns.push(Learned::new(file.clone(), addr, statik));
         self.learn.by_key.insert((file.id, addr), id);
         self.learn.by_file.entry(file.id).or_default().push(id);
-        self.learn.news += 1;
+        self.learn.news(id);
         self.mem.charge(memory::FUNCTION);
         id
     }
@@ -411,12 +428,13 @@ impl Tracer {
         let arg = |p: Option<u8>| p.map(|i| args[i as usize]);
         let mut learning = false;
         let mut getters = Vec::new();
+        let stack = sys::Stack::read(tid, regs.rsp, sys::STACK_COPY);
         // Without CFI for the callers, only calls made straight from the caller count.
         let mut near = regs.rsp + 8;
         if !self.mem.over {
             let maps = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).map(|s| s.maps.clone()).unwrap_or_default();
-            let frames = unwind::frames(tid, &maps, regs, DEPTH);
-            if let Some(ret) = sys::read_u64(tid, regs.rsp) {
+            let frames = unwind::frames(&stack, &maps, regs, DEPTH);
+            if let Some(ret) = stack.u64(regs.rsp) {
                 self.tail_caller(tid, regs.rip, ret, &maps);
             }
             for f in frames.iter() {
@@ -430,11 +448,22 @@ impl Tracer {
                 let id = self.function(&file, entry);
                 getters.push(id);
                 let l = &self.learn.fns[id];
+                let watched = l.watched();
                 // Only an allocation function's callers can be wrappers of it: going up
                 // stops at the first caller not (yet) seen to be one.
                 let wraps = l.verdict.as_ref().is_some_and(|v| !v.args.is_empty() || v.kind == Kind::Free);
-                if l.watched() {
-                    learning = true;
+                if watched {
+                    // Its result can teach only a call of it being watched (found
+                    // below among the active calls) or, for a candidate never entered
+                    // yet, the block a pool carves from later. A function seen on the
+                    // stack again and again without being entered (`main`, a loop
+                    // started before it was a candidate) no longer makes the hit
+                    // worth reading the allocator's result.
+                    let l = &mut self.learn.fns[id];
+                    if l.calls == 0 && l.unentered < UNENTERED {
+                        l.unentered += 1;
+                        learning = true;
+                    }
                     let at = entry.wrapping_add(m.bias);
                     self.bp_add(tid, at, |b| b.func = Some(id));
                 }
@@ -456,7 +485,7 @@ impl Tracer {
                 // operator delete's own free) is that library's business: the
                 // program's function handed the pointer to a closer, not to a free.
                 let maps = self.st.space_of(tid).and_then(|s| self.st.spaces.get(&s)).map(|s| s.maps.clone()).unwrap_or_default();
-                let from_system = sys::read_u64(tid, regs.rsp).is_some_and(|r| maps.iter().any(|m| m.file.system && r >= m.lo && r < m.hi));
+                let from_system = stack.u64(regs.rsp).is_some_and(|r| maps.iter().any(|m| m.file.system && r >= m.lo && r < m.hi));
                 if !from_system {
                     self.events_to_calls(tid, Ev::Freed(p), near);
                 }
@@ -475,12 +504,13 @@ impl Tracer {
         };
         let old = arg(al.ptr).filter(|&p| p != 0);
         let out = arg(al.out);
-        let Some(ret) = sys::read_u64(tid, regs.rsp) else { return };
+        let Some(ret) = stack.u64(regs.rsp) else { return };
         self.push_call(tid, ActiveCall { ret, sp: regs.rsp, what: What::Alloc { a, size, old, out, getters, near }, events: Vec::new() });
     }
 
     fn on_fn_entry(&mut self, tid: Pid, addr: u64, id: FnId, regs: &sys::Regs) {
         if !self.learn.fns[id].watched() || self.mem.over {
+            self.stats.unwatched_entries += 1;
             self.bp_drop(tid, addr, |b| b.func = None);
             return;
         }
@@ -510,6 +540,7 @@ impl Tracer {
     fn returned(&mut self, tid: Pid, call: ActiveCall, regs: &sys::Regs) {
         match call.what {
             What::Alloc { a, size, old, out, getters, near } => {
+                self.stats.allocator_returns += 1;
                 let fresh = match out {
                     Some(slot) if regs.rax == 0 => sys::read_u64(tid, slot),
                     Some(_) => None,
@@ -614,6 +645,9 @@ impl Tracer {
             l.note(format!("freed argument {}", pm.trailing_zeros()));
         } else {
             l.n_none += 1;
+            if !events.is_empty() {
+                l.n_kept += 1;
+            }
         }
         let v = l.decide();
         if v == l.verdict {
@@ -621,15 +655,19 @@ impl Tracer {
         } else {
             l.verdict = v;
             l.streak = 1;
-            self.learn.news += 1;
+            l.file.news.set(l.file.news.get() + 1);
         }
-        let limit = if l.agrees_with_static() { (self.opts.learn_limit / AGREEING_DIVISOR).max(4) } else { self.opts.learn_limit };
+        // A verdict the code agrees with, or no verdict at all from a function seen
+        // again and again allocating or freeing without handing anything back (a
+        // caller of allocation functions, not one: `sqlite3VdbeExec`), settles sooner.
+        let quick = l.agrees_with_static() || (l.verdict.is_none() && l.n_kept >= KEPT);
+        let limit = if quick { (self.opts.learn_limit / AGREEING_DIVISOR).max(4) } else { self.opts.learn_limit };
         let settle = l.streak >= limit;
         let retire = !settle && l.calls >= u64::from(self.opts.learn_limit) * RETIRE_AFTER;
         if l.watched() && (settle || retire) {
             l.settled = settle;
             l.retired = retire;
-            self.learn.news += 1;
+            l.file.news.set(l.file.news.get() + 1);
             let at = l.addr;
             let fid = l.file.id;
             // Stop watching it here; other spaces drop it at their next hit.
@@ -650,10 +688,15 @@ impl Tracer {
         self.mem.charge(fresh);
         let Some(sid) = self.st.space_of(tid) else { return };
         if self.st.spaces.get(&sid).is_some_and(|s| s.disarmed) {
-            self.arm_allocators(tid, true);
+            // New code is mapped: what it runs may be new, watch again.
+            self.arm(tid, &maps, true);
         }
         let new: Vec<_> = match self.st.spaces.get_mut(&sid) {
             Some(s) => {
+                if s.exe.is_none() {
+                    let exe = sys::exe_path(tgid);
+                    s.exe = maps.iter().find(|m| m.file.path == exe).map(|m| m.file.id);
+                }
                 s.maps = maps.clone();
                 let new: Vec<_> = maps.iter().filter(|m| !s.seen.contains(&m.lo)).cloned().collect();
                 s.seen.extend(new.iter().map(|m| m.lo));
@@ -687,67 +730,6 @@ impl Tracer {
                 if self.learn.fns[id].watched() && in_map(at) {
                     self.bp_add(tid, at, |b| b.func = Some(id));
                 }
-            }
-        }
-    }
-
-    /// Watch (or stop watching) the allocators of every system image mapped in `tid`'s space.
-    fn arm_allocators(&mut self, tid: Pid, on: bool) {
-        let Some(sid) = self.st.space_of(tid) else { return };
-        let maps = match self.st.spaces.get_mut(&sid) {
-            Some(s) => {
-                s.disarmed = !on;
-                s.idle = 0;
-                s.maps.clone()
-            }
-            None => return,
-        };
-        for m in maps.iter().filter(|m| m.file.system) {
-            for (i, al) in ALLOCATORS.iter().enumerate() {
-                let Some(a) = m.file.symbol(al.name).map(|a| a.wrapping_add(m.bias)).filter(|&a| a >= m.lo && a < m.hi) else { continue };
-                if on {
-                    self.bp_add(tid, a, |b| b.alloc = Some(i as u8));
-                } else {
-                    self.bp_drop(tid, a, |b| b.alloc = None);
-                }
-            }
-        }
-    }
-
-    /// Count an allocator hit towards "taught nothing new": since the last new
-    /// candidate, verdict change or settled function (`Learn::news`). Past
-    /// `--idle-unwatch` such hits the space's allocators are unwatched; past
-    /// `--detach-after` the process is let go.
-    fn count_hit(&mut self, tid: Pid, learning: bool) {
-        if !learning {
-            self.stats.idle_allocator_hits += 1;
-        }
-        let news = self.learn.news;
-        let disarm = match self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)) {
-            Some(s) if s.news_seen != news => {
-                s.news_seen = news;
-                s.idle = 0;
-                false
-            }
-            Some(s) => {
-                s.idle += 1;
-                s.idle >= self.opts.idle_unwatch
-            }
-            None => false,
-        };
-        if disarm {
-            self.arm_allocators(tid, false);
-        }
-        let Some(limit) = self.opts.detach_after else { return };
-        let Some(tgid) = self.st.threads.get(&tid).map(|t| t.tgid) else { return };
-        let Some(p) = self.st.procs.get_mut(&tgid) else { return };
-        if p.news_seen != news {
-            p.news_seen = news;
-            p.idle_hits = 0;
-        } else {
-            p.idle_hits += 1;
-            if p.idle_hits == limit {
-                self.detach_soon.push(tgid);
             }
         }
     }

@@ -5,11 +5,13 @@
 //! - `state`: per-task state, hot (per thread) and cold (per process);
 //! - `images`, `unwind`, `statics`: what a process runs, its CFI, the static opinion;
 //! - `breakpoints`, `learn`: int3s, and what the calls they catch teach;
+//! - `idle`: unwatching what stopped teaching anything;
 //! - `memory`, `detach`, `output`, `tree`, `signals`, `spawn`, `sys`.
 
 mod breakpoints;
 mod detach;
 mod driver;
+mod idle;
 mod images;
 mod learn;
 mod memory;
@@ -56,6 +58,8 @@ pub struct Tracer {
     over_noted: bool,
     detach_soon: Vec<sys::Pid>,
     stats: output::Stats,
+    /// Quiet spells per program (`idle.rs`).
+    quiet: HashMap<idle::QuietKey, idle::Quiet>,
 }
 
 /// Developer aid: ALLOCSITE_TRACE_DEBUG=1 prints stops and breakpoint changes.
@@ -67,6 +71,7 @@ fn debug() -> bool {
 impl Tracer {
     pub fn watch_exec(&mut self, tid: sys::Pid) {
         self.refresh_images(tid);
+        self.quiet_exec(tid);
     }
 }
 
@@ -89,6 +94,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         over_noted: false,
         detach_soon: Vec::new(),
         stats: Default::default(),
+        quiet: HashMap::new(),
     };
     t.ensure(root, None);
     let res = t.run_loop();

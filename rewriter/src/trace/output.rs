@@ -65,6 +65,10 @@ pub struct Stats {
     pub idle_allocator_hits: u64,
     pub function_entries: u64,
     pub returns: u64,
+    /// Return stops that completed an allocator's call (its result read).
+    pub allocator_returns: u64,
+    /// Entries of functions no longer watched (their breakpoint goes at that stop).
+    pub unwatched_entries: u64,
     pub single_steps: u64,
     pub loader_events: u64,
 }

@@ -20,6 +20,9 @@ pub struct Thread {
     pub step: Option<u64>,
     /// The single-step under way is a probe's: the callee's entry is where it lands.
     pub probing: bool,
+    /// Where the tracer last resumed it after a breakpoint (0: unknown). Stopped there
+    /// again, it ran nothing: the SIGTRAP is not an int3's.
+    pub resumed_at: u64,
     /// Watched calls active on this thread's stack (innermost last).
     pub calls: Vec<ActiveCall>,
 }

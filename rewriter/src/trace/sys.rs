@@ -93,6 +93,50 @@ pub fn read_u64(pid: Pid, addr: u64) -> Option<u64> {
     read(pid, addr, &mut b).then(|| u64::from_le_bytes(b))
 }
 
+/// A copy of the top of a tracee's stack, read in one system call. An allocator hit
+/// unwinds several frames, each reading saved registers and a return address: one
+/// `process_vm_readv` per word was most of the tracer's own time (25 per stop).
+/// Reads outside the copy go to the tracee.
+pub struct Stack {
+    pid: Pid,
+    lo: u64,
+    buf: Vec<u8>,
+}
+
+/// Bytes of stack copied at an allocator hit: eight frames of ordinary functions.
+pub const STACK_COPY: usize = 16 << 10;
+
+impl Stack {
+    pub fn read(pid: Pid, lo: u64, len: usize) -> Stack {
+        let mut buf = vec![0u8; len];
+        // One remote piece per page: a read stops at the first unmapped page (the top
+        // of the stack) and returns what it got before it.
+        let mut remote = Vec::with_capacity(len / 4096 + 2);
+        let mut at = lo;
+        let end = lo.saturating_add(len as u64);
+        while at < end {
+            // (rsp is the tracee's to set: no overflow near the top of the space.)
+            let next = (at | 0xfff).checked_add(1).map_or(end, |n| n.min(end));
+            remote.push(libc::iovec { iov_base: at as *mut c_void, iov_len: (next - at) as usize });
+            at = next;
+        }
+        let local = libc::iovec { iov_base: buf.as_mut_ptr() as *mut c_void, iov_len: len };
+        // SAFETY: `local` covers exactly `buf`; the kernel checks every remote piece.
+        let n = unsafe { libc::process_vm_readv(pid, &local, 1, remote.as_ptr(), remote.len() as libc::c_ulong, 0) };
+        buf.truncate(n.max(0) as usize);
+        Stack { pid, lo, buf }
+    }
+
+    pub fn u64(&self, addr: u64) -> Option<u64> {
+        let off = addr.wrapping_sub(self.lo);
+        if off < self.buf.len() as u64 && off + 8 <= self.buf.len() as u64 {
+            let o = off as usize;
+            return Some(u64::from_le_bytes(self.buf[o..o + 8].try_into().ok()?));
+        }
+        read_u64(self.pid, addr)
+    }
+}
+
 /// Write one byte through ptrace (works on read-only text, unlike process_vm_writev).
 pub fn poke_byte(pid: Pid, addr: u64, byte: u8) -> io::Result<u8> {
     // SAFETY: errno must be cleared to tell a -1 word from an error.

@@ -4,7 +4,7 @@
 //! caller's FDE row at its return address.
 
 use super::images::{self, ImageFile, Mapped};
-use super::sys::{self, Pid};
+use super::sys;
 use gimli::{BaseAddresses, CfaRule, EhFrame, LittleEndian, RegisterRule, UnwindContext, UnwindSection};
 
 /// One frame: a caller, by its function's entry.
@@ -47,7 +47,7 @@ struct Regs([Option<u64>; 17]);
 
 /// Up to `depth` frames above a function entry at which the thread stands (`rsp`
 /// points to the return address).
-pub fn frames(pid: Pid, maps: &[Mapped], r: &sys::Regs, depth: usize) -> Vec<Frame> {
+pub fn frames(stack: &sys::Stack, maps: &[Mapped], r: &sys::Regs, depth: usize) -> Vec<Frame> {
     let mut out = Vec::new();
     let mut regs = Regs([None; 17]);
     for (i, v) in [r.rax, r.rdx, r.rcx, r.rbx, r.rsi, r.rdi, r.rbp, r.rsp].into_iter().enumerate() {
@@ -56,7 +56,7 @@ pub fn frames(pid: Pid, maps: &[Mapped], r: &sys::Regs, depth: usize) -> Vec<Fra
     for (i, v) in [r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15].into_iter().enumerate() {
         regs.0[8 + i] = Some(v);
     }
-    let Some(mut pc) = sys::read_u64(pid, r.rsp) else { return out };
+    let Some(mut pc) = stack.u64(r.rsp) else { return out };
     regs.0[7] = Some(r.rsp + 8);
     let mut ctx = UnwindContext::new();
     while out.len() < depth && pc != 0 {
@@ -66,7 +66,7 @@ pub fn frames(pid: Pid, maps: &[Mapped], r: &sys::Regs, depth: usize) -> Vec<Fra
         let fde = fde_for(&m.file, link - 1);
         out.push(Frame { cfa: u64::MAX, entry: fde.map(|(start, _)| (start, m.file.id)) });
         let Some((_, off)) = fde else { break };
-        match step(pid, &m.file, off, link - 1, &mut regs, &mut ctx) {
+        match step(stack, &m.file, off, link - 1, &mut regs, &mut ctx) {
             Some(ra) => {
                 pc = ra;
                 if let (Some(f), Some(sp)) = (out.last_mut(), regs.0[7]) {
@@ -79,7 +79,7 @@ pub fn frames(pid: Pid, maps: &[Mapped], r: &sys::Regs, depth: usize) -> Vec<Fra
     out
 }
 
-fn step(pid: Pid, file: &ImageFile, off: usize, link_pc: u64, regs: &mut Regs, ctx: &mut UnwindContext<usize>) -> Option<u64> {
+fn step(stack: &sys::Stack, file: &ImageFile, off: usize, link_pc: u64, regs: &mut Regs, ctx: &mut UnwindContext<usize>) -> Option<u64> {
     let eh = EhFrame::new(&file.eh_frame, LittleEndian);
     let bases = BaseAddresses::default().set_eh_frame(file.eh_frame_addr);
     let fde = eh.fde_from_offset(&bases, gimli::EhFrameOffset(off), EhFrame::cie_from_offset).ok()?;
@@ -92,7 +92,7 @@ fn step(pid: Pid, file: &ImageFile, off: usize, link_pc: u64, regs: &mut Regs, c
     for (reg, rule) in row.registers() {
         let i = reg.0 as usize;
         let v = match rule {
-            RegisterRule::Offset(o) => sys::read_u64(pid, cfa.wrapping_add(*o as u64)),
+            RegisterRule::Offset(o) => stack.u64(cfa.wrapping_add(*o as u64)),
             RegisterRule::SameValue => continue,
             RegisterRule::Undefined => None,
             _ => None,
@@ -102,7 +102,7 @@ fn step(pid: Pid, file: &ImageFile, off: usize, link_pc: u64, regs: &mut Regs, c
         }
     }
     // x86-64: the return address column is 16.
-    let ra = next.0[16].or_else(|| sys::read_u64(pid, cfa.wrapping_sub(8)))?;
+    let ra = next.0[16].or_else(|| stack.u64(cfa.wrapping_sub(8)))?;
     next.0[7] = Some(cfa);
     *regs = next;
     Some(ra)
