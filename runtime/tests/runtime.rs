@@ -477,9 +477,12 @@ fn calls_and_bytes_match_valgrind() {
     let t = &reports(&dir)[0]["totals"];
     // valgrind replaces posix_memalign, memalign and valloc in libc only: the program's
     // one call of each reaches it through the runtime, which asks for the same size
-    // (8 canary bytes more when ALLOCSITE_CHECK has `canary`)
-    let canary = std::env::var("ALLOCSITE_CHECK").is_ok_and(|c| c.split(',').any(|o| o.trim() == "canary"));
-    let pad = if canary { 8 } else { 0 };
+    // without checks; with any check on, 8 bytes more (the trailer the checks keep in
+    // every chunk) and 8 canary bytes more again with `canary`
+    let opts = std::env::var("ALLOCSITE_CHECK").unwrap_or_default();
+    let has = |o: &str| opts.split(',').any(|x| x.trim().split('=').next() == Some(o));
+    let checks = ["poison", "canary", "double-free", "quarantine"].iter().any(|o| has(o));
+    let pad = if checks { 8 + if has("canary") { 8 } else { 0 } } else { 0 };
     assert_eq!((u(t, "calls"), u(t, "bytes") + 3 * pad), (vg_allocs, vg_bytes), "report vs valgrind: {line}");
     assert_eq!(u(t, "dropped"), 0);
 }
