@@ -87,9 +87,17 @@ impl Tracer {
             let parent = if tgid == self.root { 0 } else { creator.and_then(|c| self.st.threads.get(&c)).map_or(ppid, |t| t.tgid) };
             let node = self.tree.add(tgid, parent);
             self.mem.charge(super::memory::NODE);
-            // Until the parent's event says otherwise the child has a copy of the
-            // parent's memory, breakpoints included (fork).
+            // A fork child has a copy of the parent's memory, breakpoints included; a
+            // vfork (CLONE_VM) child runs in the parent's own. Asked of the kernel
+            // here: the child may report its first stop before the parent's event, and
+            // run (even exec) before that event is seen.
             let space = match self.st.procs.get(&parent).map(|p| p.space) {
+                Some(ps) if sys::same_vm(tgid, parent) == Some(true) => {
+                    if let Some(s) = self.st.spaces.get_mut(&ps) {
+                        s.users += 1;
+                    }
+                    ps
+                }
                 Some(ps) => self.fork_space(ps),
                 None => self.st.new_space(Default::default()),
             };
@@ -150,7 +158,9 @@ impl Tracer {
         let (Some(ptgid), Some(ctgid)) = (self.st.threads.get(&tid).map(|t| t.tgid), self.st.threads.get(&child).map(|t| t.tgid)) else {
             return;
         };
-        if ptgid != ctgid && shares_vm {
+        // A child that exec'd before this event was seen has its own memory now.
+        let still_shared = sys::same_vm(ctgid, ptgid) != Some(false) && self.st.procs.get(&ctgid).is_some_and(|p| self.tree.nodes[p.node].execs.is_empty());
+        if ptgid != ctgid && shares_vm && still_shared {
             // vfork / CLONE_VM: the same memory, so the same breakpoints.
             let pspace = self.st.procs[&ptgid].space;
             let cproc = self.st.procs.get_mut(&ctgid).expect("ensured above");

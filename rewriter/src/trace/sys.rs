@@ -182,6 +182,15 @@ pub fn wait_any() -> io::Result<Waited> {
     })
 }
 
+/// Whether two tasks share one address space (`kcmp(KCMP_VM)`); None when the kernel
+/// cannot tell (no kcmp, a task gone).
+pub fn same_vm(a: Pid, b: Pid) -> Option<bool> {
+    const KCMP_VM: libc::c_long = 1;
+    // SAFETY: kcmp takes two pids, a type and two unused integers.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, a as libc::c_long, b as libc::c_long, KCMP_VM, 0 as libc::c_long, 0 as libc::c_long) };
+    (r >= 0).then_some(r == 0)
+}
+
 /// `Tgid` and `PPid` of a task, from /proc.
 pub fn tgid_ppid(tid: Pid) -> Option<(Pid, Pid)> {
     let s = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
