@@ -161,18 +161,25 @@ fn require(tool: &str) {
     assert!(Command::new(tool).arg("--version").output().is_ok(), "{tool} is required (`make test` installs it through .ci/deps)");
 }
 
-/// Address range of `.allocsite.text` in a rewritten file.
+/// Address range of the new code in a rewritten file: `.allocsite.text` and the
+/// trampolines gdb steps through right after it, `.plt.allocsite`.
 fn new_text(p: &Path) -> (u64, u64) {
     let out = ok(Command::new("readelf").arg("-SW").arg(p));
-    for l in out.lines() {
-        if let Some(rest) = l.split(".allocsite.text").nth(1) {
+    let range = |name: &str| {
+        out.lines().find_map(|l| {
+            let rest = l.split(&format!("] {name} ")).nth(1)?;
             let f: Vec<&str> = rest.split_whitespace().collect();
-            let a = u64::from_str_radix(f[1], 16).unwrap();
-            let s = u64::from_str_radix(f[3], 16).unwrap();
-            return (a, a + s);
-        }
+            let a = u64::from_str_radix(f[1], 16).ok()?;
+            let s = u64::from_str_radix(f[3], 16).ok()?;
+            Some((a, a + s))
+        })
+    };
+    let (lo, hi) = range(".allocsite.text").unwrap_or((0, 0));
+    match range(".plt.allocsite") {
+        Some((a, b)) if a == hi || hi == lo => (if hi == lo { a } else { lo }, b),
+        Some(_) => panic!("{}: .plt.allocsite does not follow .allocsite.text:\n{out}", p.display()),
+        None => (lo, hi),
     }
-    (0, 0)
 }
 
 /// Link-time address of the first PT_LOAD: what trace offsets (from `dladdr`'s load
@@ -693,7 +700,7 @@ fn call_sites_v3() {
         let out_dir = d.join(format!("out-{v}"));
         std::fs::create_dir_all(&out_dir).unwrap();
         let json = sites_classification(&bin);
-        let rw = rewrite(&bin, &json, &out_dir, &[]);
+        let rw = rewrite(&bin, &json, &out_dir, &["--entry-hooks"]);
         for n in ["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr", "via_ptr_tail"] {
             assert!(rw.stdout.contains(&format!("hooked {n} at ")), "{v}: {n} not hooked:\n{}", rw.stdout);
         }
@@ -781,12 +788,12 @@ fn call_sites_v3() {
         hooked_calls(&rw);
         check_sites_report(v, &rw.out, getline, false);
 
-        // `--caller-side`: a function reached only by direct calls from outside it keeps
-        // its entry and is instrumented at its call sites; the same hooked calls and the
-        // same report.
+        // The default (caller side): a function reached only by direct calls from
+        // outside it keeps its entry and is instrumented at its call sites; the same
+        // hooked calls and the same report as with `--entry-hooks`.
         let cs_dir = d.join(format!("caller-{v}"));
         std::fs::create_dir_all(&cs_dir).unwrap();
-        let cs = rewrite(&bin, &json, &cs_dir, &["--caller-side"]);
+        let cs = rewrite(&bin, &json, &cs_dir, &[]);
         assert!(cs.stdout.lines().any(|l| l.starts_with("hooked wrap_tail at ") && l.contains("(caller side: ")), "{v}: {}", cs.stdout);
         assert!(cs.stdout.lines().any(|l| l.starts_with("hooked xmalloc at ") && l.contains("(pad ")), "{v}: address taken, entry patched: {}", cs.stdout);
         hooked_calls(&cs);
@@ -813,7 +820,7 @@ fn call_sites_v3() {
 /// Hook ABI v4: the trampoline of a free-kind function goes straight to its body
 /// (nothing recorded) unless heap checks or the trace need its call; an allocation
 /// function's call is always recorded. Seen from inside the wrappers (release.c), at
-/// -O0 and -O2, entry hooks and `--caller-side`.
+/// -O0 and -O2, caller side (the default) and `--entry-hooks`.
 #[test]
 fn free_kind_fast_path() {
     let d = scratch("release");
@@ -821,7 +828,7 @@ fn free_kind_fast_path() {
         let bin = compile(&d, &format!("release.{v}"), flags, &["release.c"]);
         let orig = ok(&mut Command::new(&bin));
         assert_eq!(orig.trim(), "runtime absent, alloc calls recorded 0, release calls recorded 0", "{v}");
-        for mode in [&[][..], &["--caller-side"][..]] {
+        for mode in [&[][..], &["--entry-hooks"][..]] {
             let out_dir = d.join(format!("out-{v}-{}", mode.len()));
             std::fs::create_dir_all(&out_dir).unwrap();
             let out = out_dir.join("release");

@@ -31,9 +31,11 @@
 //! list section, each the input's bytes with the new pieces appended, so no existing
 //! offset moves. Units this cannot handle are left alone with a note.
 
+mod steppers;
 mod subprogram;
 
 use super::elf::InputElf;
+pub use steppers::Stepper;
 use subprogram::{pad_subprogram, subprograms};
 use gimli::constants as dw;
 use gimli::write::{self, Address, DirectoryId, FileId, LineProgram, LineString};
@@ -146,24 +148,25 @@ fn section_bytes<'a>(elf: &InputElf<'a>, name: &str) -> &'a [u8] {
     elf.section(name).map_or(&[][..], |(_, s)| elf.section_data(s))
 }
 
-/// Rewrite the line information for `pads`. Never fails: what cannot be done is a note.
-pub fn rewrite(elf: &InputElf, pads: &[PadLines]) -> Lines {
+/// Rewrite the line information for `pads`, and add the unit of the trampolines gdb
+/// steps through (`steppers`). Never fails: what cannot be done is a note.
+pub fn rewrite(elf: &InputElf, pads: &[PadLines], steppers: &[Stepper]) -> Lines {
     let mut out = Lines::default();
-    if pads.is_empty() || elf.section(".debug_info").is_none() || elf.section(".debug_line").is_none() {
+    if (pads.is_empty() && steppers.is_empty()) || elf.section(".debug_info").is_none() || elf.section(".debug_line").is_none() {
         return out;
     }
     if let Some(s) = elf.shdrs.iter().find(|s| s.name.starts_with(".debug_") && s.sh_flags & object::elf::SHF_COMPRESSED as u64 != 0) {
         out.notes.push(format!("line tables not updated: {} is compressed", s.name));
         return out;
     }
-    match build(elf, pads, &mut out.notes) {
+    match build(elf, pads, steppers, &mut out.notes) {
         Ok(sections) => out.sections = sections,
         Err(e) => out.notes.push(format!("line tables not updated: {e}")),
     }
     out
 }
 
-fn build(elf: &InputElf, pads: &[PadLines], notes: &mut Vec<String>) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+fn build(elf: &InputElf, pads: &[PadLines], steppers: &[Stepper], notes: &mut Vec<String>) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
     let load = |id: SectionId| -> Result<R, ()> {
         let name = DEBUG_SECTIONS.iter().find(|(i, _)| *i == id).map_or("", |(_, n)| *n);
         Ok(EndianSlice::new(if name.is_empty() { &[] } else { section_bytes(elf, name) }, LittleEndian))
@@ -190,6 +193,7 @@ fn build(elf: &InputElf, pads: &[PadLines], notes: &mut Vec<String>) -> Result<V
     let mut replaced: HashMap<usize, Vec<u8>> = HashMap::new();
     let mut stmt_lists: Vec<(usize, u8, usize)> = Vec::new();
     let mut twins: Vec<write::DwarfUnit> = Vec::new();
+    let mut language = None;
 
     let mut units = dwarf.units();
     loop {
@@ -200,6 +204,14 @@ fn build(elf: &InputElf, pads: &[PadLines], notes: &mut Vec<String>) -> Result<V
         };
         let at = header.offset().as_debug_info_offset().map_or(0, |o| o.0);
         let unit = dwarf.unit(header).map_err(|e| format!("unit at {at:#x} does not parse ({e})"))?;
+        if language.is_none() {
+            let mut entries = unit.entries();
+            if let Ok(Some((_, root))) = entries.next_dfs() {
+                if let Ok(Some(gimli::AttributeValue::Language(l))) = root.attr_value(dw::DW_AT_language) {
+                    language = Some(l);
+                }
+            }
+        }
         if let Some(lp) = &unit.line_program {
             let pos = stmt_list_pos(&unit, at).ok_or_else(|| format!("unit at {at:#x}: DW_AT_stmt_list is not a plain section offset"))?;
             stmt_lists.push((pos.0, pos.1, lp.header().offset().0));
@@ -230,6 +242,7 @@ fn build(elf: &InputElf, pads: &[PadLines], notes: &mut Vec<String>) -> Result<V
             Err(e) => notes.push(format!("line tables: unit at {at:#x}: {e}; left alone")),
         }
     }
+    twins.extend(steppers::unit(steppers, language));
     if replaced.is_empty() && twins.is_empty() {
         return Ok(Vec::new());
     }
