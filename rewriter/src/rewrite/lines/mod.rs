@@ -193,7 +193,6 @@ fn build(elf: &InputElf, pads: &[PadLines], steppers: &[Stepper], notes: &mut Ve
     let mut replaced: HashMap<usize, Vec<u8>> = HashMap::new();
     let mut stmt_lists: Vec<(usize, u8, usize)> = Vec::new();
     let mut twins: Vec<write::DwarfUnit> = Vec::new();
-    let mut language = None;
 
     let mut units = dwarf.units();
     loop {
@@ -204,14 +203,6 @@ fn build(elf: &InputElf, pads: &[PadLines], steppers: &[Stepper], notes: &mut Ve
         };
         let at = header.offset().as_debug_info_offset().map_or(0, |o| o.0);
         let unit = dwarf.unit(header).map_err(|e| format!("unit at {at:#x} does not parse ({e})"))?;
-        if language.is_none() {
-            let mut entries = unit.entries();
-            if let Ok(Some((_, root))) = entries.next_dfs() {
-                if let Ok(Some(gimli::AttributeValue::Language(l))) = root.attr_value(dw::DW_AT_language) {
-                    language = Some(l);
-                }
-            }
-        }
         if let Some(lp) = &unit.line_program {
             let pos = stmt_list_pos(&unit, at).ok_or_else(|| format!("unit at {at:#x}: DW_AT_stmt_list is not a plain section offset"))?;
             stmt_lists.push((pos.0, pos.1, lp.header().offset().0));
@@ -242,7 +233,7 @@ fn build(elf: &InputElf, pads: &[PadLines], steppers: &[Stepper], notes: &mut Ve
             Err(e) => notes.push(format!("line tables: unit at {at:#x}: {e}; left alone")),
         }
     }
-    twins.extend(steppers::unit(steppers, language));
+    twins.extend(steppers::unit(steppers));
     if replaced.is_empty() && twins.is_empty() {
         return Ok(Vec::new());
     }

@@ -7,9 +7,11 @@
 //! only when that pc belongs to a non-assembler compilation unit does gdb skip the
 //! callee's prologue, as it does for an ordinary call; outside any unit it stops at the
 //! callee's first instruction (the `{` line, arguments not yet stored). So the
-//! trampolines get a unit of their own: DWARF 4, the program's language, one
-//! artificial subprogram `f.allocsite_entry` per trampoline and no line rows (gdb
-//! still knows no line there and steps over the trampoline's own code).
+//! trampolines get a unit of their own: DWARF 4, language C, one artificial subprogram
+//! `f.allocsite_entry` per trampoline and no line rows (gdb still knows no line there
+//! and steps over the trampoline's own code). C, whatever the program's language: a
+//! C++ unit would make gdb read `_Z…allocsite_entry` as a C++ function and print it
+//! `_Z….allocsite_entry(void)`; the names stay what the symbol table says.
 
 use gimli::constants as dw;
 use gimli::write::{self, Address};
@@ -22,8 +24,8 @@ pub struct Stepper {
     pub hi: u64,
 }
 
-/// The unit, or None without trampolines. `language`: the first unit's, C otherwise.
-pub(super) fn unit(steppers: &[Stepper], language: Option<gimli::DwLang>) -> Option<write::DwarfUnit> {
+/// The unit, or None without trampolines.
+pub(super) fn unit(steppers: &[Stepper]) -> Option<write::DwarfUnit> {
     let lo = steppers.iter().map(|s| s.lo).min()?;
     let hi = steppers.iter().map(|s| s.hi).max()?;
     let mut du = write::DwarfUnit::new(gimli::Encoding { format: gimli::Format::Dwarf32, version: 4, address_size: 8 });
@@ -31,9 +33,8 @@ pub(super) fn unit(steppers: &[Stepper], language: Option<gimli::DwLang>) -> Opt
     let r = du.unit.get_mut(root);
     r.set(dw::DW_AT_name, write::AttributeValue::String(b"<allocsite trampolines>".to_vec()));
     r.set(dw::DW_AT_producer, write::AttributeValue::String(b"allocsite".to_vec()));
-    // Never assembler: that is what gdb tests before skipping the callee's prologue.
-    let lang = language.filter(|&l| l != dw::DW_LANG_Mips_Assembler).unwrap_or(dw::DW_LANG_C99);
-    r.set(dw::DW_AT_language, write::AttributeValue::Language(lang));
+    // Not assembler: that is what gdb tests before skipping the callee's prologue.
+    r.set(dw::DW_AT_language, write::AttributeValue::Language(dw::DW_LANG_C99));
     r.set(dw::DW_AT_low_pc, write::AttributeValue::Address(Address::Constant(lo)));
     r.set(dw::DW_AT_high_pc, write::AttributeValue::Udata(hi - lo));
     for s in steppers.iter().filter(|s| s.hi > s.lo) {
