@@ -817,6 +817,75 @@ fn call_sites_v3() {
     }
 }
 
+/// What gdb needs to step through the trampolines of caller-side functions, and what
+/// must not change for the loader (README "gdb and call-site trampolines"): per local
+/// function f in call-site mode (caller side, or no room for a launch pad), one undefined `FUNC` `.dynsym` entry `f.allocsite_callee` whose value is
+/// the address of `f.allocsite_entry` (a size-0 local) in `.plt.allocsite`, below the GNU
+/// hash's `symoffset` and named by no relocation, and a global size-0 `.symtab` function
+/// of that name at f's entry. PIE, non-PIE (the analysis's classification) and a shared
+/// library; the programs run with `LD_BIND_NOW=1`.
+#[test]
+fn stub_symbols_for_gdb() {
+    use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
+    let d = scratch("stubs");
+    let tb = support::testbins_out();
+    for name in ["wrappers.O0", "wrappers.O2nopie", "cxxalloc.O2"] {
+        let out = d.join(name);
+        let log = ok(Command::new(allocsite()).arg("rewrite").arg(tb.join(name)).arg("-o").arg(&out).arg("--runtime").arg(runtime()));
+        // (also the functions in call-site mode for want of a launch pad)
+        let caller_side: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("(caller side: ") || l.contains("(call sites: "))
+            .filter_map(|l| l.strip_prefix("hooked ")?.split(" at ").next())
+            .collect();
+        assert!(!caller_side.is_empty(), "{name}: {log}");
+        let data = std::fs::read(&out).unwrap();
+        let f = object::File::parse(&*data).unwrap();
+        let plt = f.section_by_name(".plt.allocsite").expect(".plt.allocsite");
+        let (lo, hi) = (plt.address(), plt.address() + plt.size());
+        let gnu_hash = f.section_by_name(".gnu.hash").expect(".gnu.hash").data().unwrap().to_vec();
+        let symoffset = u32::from_le_bytes(gnu_hash[4..8].try_into().unwrap()) as usize;
+        let referenced: Vec<usize> = f
+            .dynamic_relocations()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, r)| match r.target() {
+                RelocationTarget::Symbol(i) => Some(i.0),
+                _ => None,
+            })
+            .collect();
+        let stubs: Vec<_> = f.dynamic_symbols().filter(|s| s.name().is_ok_and(|n| n.ends_with(".allocsite_callee"))).collect();
+        assert_eq!(stubs.len(), caller_side.len(), "{name}: {log}");
+        let syms: Vec<_> = f.symbols().collect();
+        for s in &stubs {
+            let n = s.name().unwrap();
+            let fname = n.strip_suffix(".allocsite_callee").unwrap();
+            assert!(caller_side.contains(&fname), "{name}: {n}");
+            assert!(s.is_undefined() && s.kind() == object::SymbolKind::Text && s.address() >= lo && s.address() < hi, "{name}: {n} {s:?}");
+            assert!(s.index().0 < symoffset && !referenced.contains(&s.index().0), "{name}: {n} is hashed or relocated");
+            let entry = syms.iter().find(|t| t.name() == Ok(&format!("{fname}.allocsite_entry")) && t.address() == s.address()).unwrap_or_else(|| panic!("{name}: no {fname}.allocsite_entry at the stub"));
+            assert!(entry.size() == 0 && !entry.is_global(), "{name}: {entry:?}");
+            let callee = syms.iter().find(|t| t.name() == Ok(n)).unwrap_or_else(|| panic!("{name}: no .symtab {n}"));
+            let orig = syms.iter().find(|t| t.name() == Ok(fname) && t.size() > 0).unwrap_or_else(|| panic!("{name}: no {fname}"));
+            assert!(callee.is_global() && callee.size() == 0 && callee.kind() == object::SymbolKind::Text && callee.address() == orig.address(), "{name}: {callee:?} {orig:?}");
+        }
+        let (o1, s1) = (ok(&mut Command::new(tb.join(name))), ok(Command::new(&out).env("LD_BIND_NOW", "1")));
+        assert_eq!(o1, s1, "{name}: LD_BIND_NOW=1");
+    }
+    // A shared library: its static lib_xmalloc (tests/c/steplib.c) is caller side.
+    let lib = compile(&d, "libsteplib.so", &["-O2", "-g", "-shared", "-fPIC"], &["steplib.c"]);
+    let out = d.join("new").join("libsteplib.so");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let log = ok(Command::new(allocsite()).arg("rewrite").arg(&lib).arg("-o").arg(&out).arg("--runtime").arg(runtime()));
+    assert!(log.contains("hooked lib_xmalloc at ") && log.contains("(caller side: "), "{log}");
+    let data = std::fs::read(&out).unwrap();
+    let f = object::File::parse(&*data).unwrap();
+    assert!(f.dynamic_symbols().any(|s| s.name() == Ok("lib_xmalloc.allocsite_callee") && s.is_undefined()), "{log}");
+    assert!(f.symbols().any(|s| s.name() == Ok("lib_xmalloc.allocsite_callee") && s.is_global() && !s.is_undefined()), "{log}");
+    require("eu-elflint");
+    assert_eq!(elflint(&lib), elflint(&out));
+}
+
 /// Hook ABI v4: the trampoline of a free-kind function goes straight to its body
 /// (nothing recorded) unless heap checks or the trace need its call; an allocation
 /// function's call is always recorded. Seen from inside the wrappers (release.c), at
