@@ -537,15 +537,6 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
             align: 16,
         },
         emit::NewSection {
-            name: STEP_SECTION,
-            sh_type: E::SHT_PROGBITS,
-            flags: (E::SHF_ALLOC | E::SHF_EXECINSTR) as u64,
-            addr: step_lo,
-            off: rx.offset_of(step_lo),
-            size: rx.here() - step_lo,
-            align: 16,
-        },
-        emit::NewSection {
             name: ".allocsite.eh_frame",
             sh_type: E::SHT_PROGBITS,
             flags: E::SHF_ALLOC as u64,
@@ -555,6 +546,17 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
             align: 8,
         },
     ];
+    if steppers_at.is_some() {
+        sections.push(emit::NewSection {
+            name: STEP_SECTION,
+            sh_type: E::SHT_PROGBITS,
+            flags: (E::SHF_ALLOC | E::SHF_EXECINSTR) as u64,
+            addr: step_lo,
+            off: rx.offset_of(step_lo),
+            size: rx.here() - step_lo,
+            align: 16,
+        });
+    }
     // An input without `.eh_frame_hdr` (a library of data, or code linked without
     // --eh-frame-hdr) gets one with PT_GNU_EH_FRAME; name it, as linkers do.
     if elf.section(".eh_frame_hdr").is_none() {
