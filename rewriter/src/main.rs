@@ -67,10 +67,10 @@ enum Cmd {
         /// Also hook constructors: they then count for the outermost site.
         #[arg(long)]
         ctors: bool,
-        /// Instrument a function reached only by direct calls at its call sites instead of
-        /// patching its entry (faster; gdb's `step` then steps over such a function).
+        /// Patch the entry of every allocation function (a launch pad) instead of instrumenting
+        /// a function reached only by direct calls at its call sites (the default).
         #[arg(long)]
-        caller_side: bool,
+        entry_hooks: bool,
         /// Bake heap checks into OUT, e.g. "poison,canary,double-free,quarantine" (ALLOCSITE_CHECK overrides).
         #[arg(long, value_name = "OPTS")]
         check: Option<String>,
@@ -212,7 +212,7 @@ fn main() -> ExitCode {
             strict,
             runtime,
             ctors,
-            caller_side,
+            entry_hooks,
             check,
             verbose,
             types,
@@ -228,7 +228,7 @@ fn main() -> ExitCode {
                 verbose,
                 ctors,
                 check,
-                caller_side,
+                caller_side: !entry_hooks,
             }, &with, reanalyze, types)
         }
         Cmd::Cc { args } => return allocsite_rewriter::cc::run(false, args),

@@ -47,12 +47,17 @@ fn rewritten(name: &str) -> (PathBuf, PathBuf, String) {
 }
 
 fn rewrite_file(input: &Path) -> (PathBuf, PathBuf, String) {
+    rewrite_file_with(input, &[])
+}
+
+/// `rewrite_file` with extra `allocsite rewrite` options (`--entry-hooks`).
+fn rewrite_file_with(input: &Path, opts: &[&str]) -> (PathBuf, PathBuf, String) {
     let name = input.file_name().unwrap().to_string_lossy().to_string();
     let input = input.to_path_buf();
     let dir = scratch().join(format!("rw-{name}-{}", unique()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(&name);
-    let o = Command::new(env!("CARGO_BIN_EXE_allocsite")).arg("rewrite").arg(&input).arg("-o").arg(&out).arg("--runtime").arg(runtime()).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_allocsite")).arg("rewrite").arg(&input).arg("-o").arg(&out).arg("--runtime").arg(runtime()).args(opts).output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "rewrite {name}: {stdout}{}", String::from_utf8_lossy(&o.stderr));
     (input, out, stdout)
@@ -162,9 +167,14 @@ fn compare(name: &str, script: &str, args: &[&str]) -> (String, String) {
 }
 
 fn compare_file(input: &Path, script: &str, args: &[&str]) -> (String, String) {
-    let name = &input.file_name().unwrap().to_string_lossy().to_string();
     let (orig, new, _) = rewrite_file(input);
-    let (a, b) = (gdb(&orig, script, args), gdb(&new, script, args));
+    compare_bins(&orig, &new, script, args)
+}
+
+/// The same script on an original and its rewrite: the sessions must agree (`normalise`).
+fn compare_bins(orig: &Path, new: &Path, script: &str, args: &[&str]) -> (String, String) {
+    let name = &orig.file_name().unwrap().to_string_lossy().to_string();
+    let (a, b) = (gdb(orig, script, args), gdb(new, script, args));
     let (na, nb) = (normalise(&a), normalise(&b));
     if na.len() != nb.len() || !na.iter().zip(&nb).all(|(x, y)| same(x, y)) {
         let diff: Vec<String> = na.iter().zip(&nb).filter(|(x, y)| !same(x, y)).map(|(x, y)| format!("  orig: {}\n  new:  {}", x.0, y.0)).take(8).collect();
@@ -276,6 +286,61 @@ fn break_finish_step() {
         let (a, b) = compare(&name, &step(v), &[]);
         let stop = |o: &str| o.lines().find(|l| l.starts_with("xmalloc (")).map(str::to_string);
         assert!(stop(&a).is_some() && stop(&a) == stop(&b), "{name}: step into xmalloc:\n{a}\n{b}");
+    }
+}
+
+/// Caller-side instrumentation (the default): `step` into a classified call of a
+/// function instrumented at its call sites goes through its trampoline (in
+/// `.plt.allocsite`, marked as a PLT stub) and stops where the original stops (after the
+/// prologue, arguments in place); `bt` there shows the trampoline between the function
+/// and its caller; `break f` has one location, in f. The same with `--entry-hooks`, for
+/// C (-O0 frame-pointer prologue, -O2 frameless, non-PIE), C++ and a function inside a
+/// shared library loaded by an unmodified program.
+#[test]
+fn step_through_call_site_trampolines() {
+    let script = "break wrappers.c:64\nrun\nstep\nbt\ndelete\nbreak xcalloc\ninfo breakpoints\ncontinue\n";
+    let stop = |o: &str| o.lines().find(|l| l.starts_with("xcalloc (")).map(str::to_string);
+    for v in VARIANTS {
+        for opts in [&[][..], &["--entry-hooks"][..]] {
+            let (orig, new, log) = rewrite_file_with(&support::testbins_out().join(format!("wrappers.{v}")), opts);
+            let caller_side = log.lines().any(|l| l.starts_with("hooked xcalloc at ") && l.contains("(caller side: "));
+            assert_eq!(caller_side, opts.is_empty(), "{v} {opts:?}: {log}");
+            let (a, b) = compare_bins(&orig, &new, script, &[]);
+            // (equal up to `@entry` values: `compare_bins`)
+            assert!(stop(&a).is_some_and(|l| l.contains("xalloc.c:")) && stop(&b).is_some(), "{v} {opts:?}: step into xcalloc:\n{a}\n{b}");
+            // (an entry hook at -O2 stops on the entry's `jmp`, before the trampoline)
+            if caller_side {
+                assert!(frames(&b).iter().any(|l| l.contains(" xcalloc.allocsite_entry ()")), "{v}: no trampoline frame:\n{b}");
+            }
+            assert!(!b.contains("<MULTIPLE>") && b.contains("exited normally"), "{v} {opts:?}: {b}");
+        }
+    }
+    for v in ["O0", "O2"] {
+        let (a, b) = compare(&format!("cxxalloc.{v}"), "break cxxalloc.cc:53\nrun\nstep\nbt\ndelete\ncontinue\n", &[]);
+        assert!(a.lines().any(|l| l.starts_with("make_ints (") && l.contains("factory.cc:")) && b.contains("_Z9make_intsm.allocsite_entry ()"), "{v}:\n{a}\n{b}");
+    }
+    // The library's static lib_xmalloc, reached from lib_sum: only the library is
+    // rewritten; the program loads it from its own directory.
+    let c = root().join("rewriter/tests/c");
+    for v in ["O0", "O2"] {
+        let dir = scratch().join(format!("steplib-{v}"));
+        let (od, nd) = (dir.join("orig"), dir.join("new"));
+        std::fs::create_dir_all(&od).unwrap();
+        std::fs::create_dir_all(&nd).unwrap();
+        let cc = |args: &[&str], out: &Path, src: &str, extra: &[&str]| {
+            let st = Command::new("gcc").arg(format!("-{v}")).arg("-g").args(args).arg("-o").arg(out).arg(c.join(src)).args(extra).status().unwrap();
+            assert!(st.success());
+        };
+        cc(&["-shared", "-fPIC"], &od.join("libsteplib.so"), "steplib.c", &[]);
+        cc(&[], &od.join("stepmain"), "stepmain.c", &["-L", od.to_str().unwrap(), "-lsteplib", "-Wl,-rpath,$ORIGIN"]);
+        std::fs::copy(od.join("stepmain"), nd.join("stepmain")).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_allocsite")).arg("rewrite").arg(od.join("libsteplib.so")).arg("-o").arg(nd.join("libsteplib.so")).arg("--runtime").arg(runtime()).output().unwrap();
+        let log = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success() && log.contains("hooked lib_xmalloc at ") && log.contains("(caller side: "), "{v}: {log}");
+        let script = "set breakpoint pending on\nbreak steplib.c:16\nrun\nstep\nbt\ndelete\nbreak lib_xmalloc\ninfo breakpoints\ndelete\ncontinue\n";
+        let (a, b) = compare_bins(&od.join("stepmain"), &nd.join("stepmain"), script, &[]);
+        assert!(a.lines().any(|l| l.starts_with("lib_xmalloc (") && l.contains("steplib.c:8")) && b.contains("lib_xmalloc.allocsite_entry ()"), "{v}:\n{a}\n{b}");
+        assert!(!b.contains("<MULTIPLE>") && b.contains("exited normally"), "{v}: {b}");
     }
 }
 

@@ -161,18 +161,25 @@ fn require(tool: &str) {
     assert!(Command::new(tool).arg("--version").output().is_ok(), "{tool} is required (`make test` installs it through .ci/deps)");
 }
 
-/// Address range of `.allocsite.text` in a rewritten file.
+/// Address range of the new code in a rewritten file: `.allocsite.text` and the
+/// trampolines gdb steps through right after it, `.plt.allocsite`.
 fn new_text(p: &Path) -> (u64, u64) {
     let out = ok(Command::new("readelf").arg("-SW").arg(p));
-    for l in out.lines() {
-        if let Some(rest) = l.split(".allocsite.text").nth(1) {
+    let range = |name: &str| {
+        out.lines().find_map(|l| {
+            let rest = l.split(&format!("] {name} ")).nth(1)?;
             let f: Vec<&str> = rest.split_whitespace().collect();
-            let a = u64::from_str_radix(f[1], 16).unwrap();
-            let s = u64::from_str_radix(f[3], 16).unwrap();
-            return (a, a + s);
-        }
+            let a = u64::from_str_radix(f[1], 16).ok()?;
+            let s = u64::from_str_radix(f[3], 16).ok()?;
+            Some((a, a + s))
+        })
+    };
+    let (lo, hi) = range(".allocsite.text").unwrap_or((0, 0));
+    match range(".plt.allocsite") {
+        Some((a, b)) if a == hi || hi == lo => (if hi == lo { a } else { lo }, b),
+        Some(_) => panic!("{}: .plt.allocsite does not follow .allocsite.text:\n{out}", p.display()),
+        None => (lo, hi),
     }
-    (0, 0)
 }
 
 /// Link-time address of the first PT_LOAD: what trace offsets (from `dladdr`'s load
@@ -693,7 +700,7 @@ fn call_sites_v3() {
         let out_dir = d.join(format!("out-{v}"));
         std::fs::create_dir_all(&out_dir).unwrap();
         let json = sites_classification(&bin);
-        let rw = rewrite(&bin, &json, &out_dir, &[]);
+        let rw = rewrite(&bin, &json, &out_dir, &["--entry-hooks"]);
         for n in ["xmalloc", "xmalloc_hdr", "wrap_tail", "via_ptr", "via_ptr_tail"] {
             assert!(rw.stdout.contains(&format!("hooked {n} at ")), "{v}: {n} not hooked:\n{}", rw.stdout);
         }
@@ -781,12 +788,12 @@ fn call_sites_v3() {
         hooked_calls(&rw);
         check_sites_report(v, &rw.out, getline, false);
 
-        // `--caller-side`: a function reached only by direct calls from outside it keeps
-        // its entry and is instrumented at its call sites; the same hooked calls and the
-        // same report.
+        // The default (caller side): a function reached only by direct calls from
+        // outside it keeps its entry and is instrumented at its call sites; the same
+        // hooked calls and the same report as with `--entry-hooks`.
         let cs_dir = d.join(format!("caller-{v}"));
         std::fs::create_dir_all(&cs_dir).unwrap();
-        let cs = rewrite(&bin, &json, &cs_dir, &["--caller-side"]);
+        let cs = rewrite(&bin, &json, &cs_dir, &[]);
         assert!(cs.stdout.lines().any(|l| l.starts_with("hooked wrap_tail at ") && l.contains("(caller side: ")), "{v}: {}", cs.stdout);
         assert!(cs.stdout.lines().any(|l| l.starts_with("hooked xmalloc at ") && l.contains("(pad ")), "{v}: address taken, entry patched: {}", cs.stdout);
         hooked_calls(&cs);
@@ -810,10 +817,79 @@ fn call_sites_v3() {
     }
 }
 
+/// What gdb needs to step through the trampolines of caller-side functions, and what
+/// must not change for the loader (README "gdb and call-site trampolines"): per local
+/// function f in call-site mode (caller side, or no room for a launch pad), one undefined `FUNC` `.dynsym` entry `f.allocsite_callee` whose value is
+/// the address of `f.allocsite_entry` (a size-0 local) in `.plt.allocsite`, below the GNU
+/// hash's `symoffset` and named by no relocation, and a global size-0 `.symtab` function
+/// of that name at f's entry. PIE, non-PIE (the analysis's classification) and a shared
+/// library; the programs run with `LD_BIND_NOW=1`.
+#[test]
+fn stub_symbols_for_gdb() {
+    use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
+    let d = scratch("stubs");
+    let tb = support::testbins_out();
+    for name in ["wrappers.O0", "wrappers.O2nopie", "cxxalloc.O2"] {
+        let out = d.join(name);
+        let log = ok(Command::new(allocsite()).arg("rewrite").arg(tb.join(name)).arg("-o").arg(&out).arg("--runtime").arg(runtime()));
+        // (also the functions in call-site mode for want of a launch pad)
+        let caller_side: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("(caller side: ") || l.contains("(call sites: "))
+            .filter_map(|l| l.strip_prefix("hooked ")?.split(" at ").next())
+            .collect();
+        assert!(!caller_side.is_empty(), "{name}: {log}");
+        let data = std::fs::read(&out).unwrap();
+        let f = object::File::parse(&*data).unwrap();
+        let plt = f.section_by_name(".plt.allocsite").expect(".plt.allocsite");
+        let (lo, hi) = (plt.address(), plt.address() + plt.size());
+        let gnu_hash = f.section_by_name(".gnu.hash").expect(".gnu.hash").data().unwrap().to_vec();
+        let symoffset = u32::from_le_bytes(gnu_hash[4..8].try_into().unwrap()) as usize;
+        let referenced: Vec<usize> = f
+            .dynamic_relocations()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, r)| match r.target() {
+                RelocationTarget::Symbol(i) => Some(i.0),
+                _ => None,
+            })
+            .collect();
+        let stubs: Vec<_> = f.dynamic_symbols().filter(|s| s.name().is_ok_and(|n| n.ends_with(".allocsite_callee"))).collect();
+        assert_eq!(stubs.len(), caller_side.len(), "{name}: {log}");
+        let syms: Vec<_> = f.symbols().collect();
+        for s in &stubs {
+            let n = s.name().unwrap();
+            let fname = n.strip_suffix(".allocsite_callee").unwrap();
+            assert!(caller_side.contains(&fname), "{name}: {n}");
+            assert!(s.is_undefined() && s.kind() == object::SymbolKind::Text && s.address() >= lo && s.address() < hi, "{name}: {n} {s:?}");
+            assert!(s.index().0 < symoffset && !referenced.contains(&s.index().0), "{name}: {n} is hashed or relocated");
+            let entry = syms.iter().find(|t| t.name() == Ok(&format!("{fname}.allocsite_entry")) && t.address() == s.address()).unwrap_or_else(|| panic!("{name}: no {fname}.allocsite_entry at the stub"));
+            assert!(entry.size() == 0 && !entry.is_global(), "{name}: {entry:?}");
+            let callee = syms.iter().find(|t| t.name() == Ok(n)).unwrap_or_else(|| panic!("{name}: no .symtab {n}"));
+            let orig = syms.iter().find(|t| t.name() == Ok(fname) && t.size() > 0).unwrap_or_else(|| panic!("{name}: no {fname}"));
+            assert!(callee.is_global() && callee.size() == 0 && callee.kind() == object::SymbolKind::Text && callee.address() == orig.address(), "{name}: {callee:?} {orig:?}");
+        }
+        let (o1, s1) = (ok(&mut Command::new(tb.join(name))), ok(Command::new(&out).env("LD_BIND_NOW", "1")));
+        assert_eq!(o1, s1, "{name}: LD_BIND_NOW=1");
+    }
+    // A shared library: its static lib_xmalloc (tests/c/steplib.c) is caller side.
+    let lib = compile(&d, "libsteplib.so", &["-O2", "-g", "-shared", "-fPIC"], &["steplib.c"]);
+    let out = d.join("new").join("libsteplib.so");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let log = ok(Command::new(allocsite()).arg("rewrite").arg(&lib).arg("-o").arg(&out).arg("--runtime").arg(runtime()));
+    assert!(log.contains("hooked lib_xmalloc at ") && log.contains("(caller side: "), "{log}");
+    let data = std::fs::read(&out).unwrap();
+    let f = object::File::parse(&*data).unwrap();
+    assert!(f.dynamic_symbols().any(|s| s.name() == Ok("lib_xmalloc.allocsite_callee") && s.is_undefined()), "{log}");
+    assert!(f.symbols().any(|s| s.name() == Ok("lib_xmalloc.allocsite_callee") && s.is_global() && !s.is_undefined()), "{log}");
+    require("eu-elflint");
+    assert_eq!(elflint(&lib), elflint(&out));
+}
+
 /// Hook ABI v4: the trampoline of a free-kind function goes straight to its body
 /// (nothing recorded) unless heap checks or the trace need its call; an allocation
 /// function's call is always recorded. Seen from inside the wrappers (release.c), at
-/// -O0 and -O2, entry hooks and `--caller-side`.
+/// -O0 and -O2, caller side (the default) and `--entry-hooks`.
 #[test]
 fn free_kind_fast_path() {
     let d = scratch("release");
@@ -821,7 +897,7 @@ fn free_kind_fast_path() {
         let bin = compile(&d, &format!("release.{v}"), flags, &["release.c"]);
         let orig = ok(&mut Command::new(&bin));
         assert_eq!(orig.trim(), "runtime absent, alloc calls recorded 0, release calls recorded 0", "{v}");
-        for mode in [&[][..], &["--caller-side"][..]] {
+        for mode in [&[][..], &["--entry-hooks"][..]] {
             let out_dir = d.join(format!("out-{v}-{}", mode.len()));
             std::fs::create_dir_all(&out_dir).unwrap();
             let out = out_dir.join("release");

@@ -4,6 +4,14 @@
 //! the GNU hash's `symoffset`, so the hashed symbols shift by k — buckets and
 //! `symoffset` move with them, relocation symbol indices are rewritten, `.gnu.version`
 //! gets k global entries, and a SysV hash is rebuilt.
+//!
+//! The same place holds one more undefined symbol per trampoline gdb must step through
+//! (`Stepper`): `FUNC`, value = the trampoline's address in `.plt.allocsite`. That is
+//! what a PLT stub's symbol looks like to gdb (elfread.c makes it an
+//! `mst_solib_trampoline`), so `step` into the trampoline goes on into the global
+//! `.symtab` function of the same name, placed at the callee's entry (`emit`). Before
+//! `symoffset` and left out of the SysV hash chains, ld.so's lookups never see them,
+//! and no relocation names them.
 
 use super::elf::bytes::{put_u16, put_u32, put_u64, set_u32, u16_at, u32_at, u64_at};
 use super::elf::InputElf;
@@ -90,9 +98,16 @@ pub fn check(elf: &InputElf) -> Result<(), String> {
     Ok(())
 }
 
+/// An undefined `.dynsym` function symbol marking a trampoline as a stub gdb steps
+/// through (module comment).
+pub struct Stepper {
+    pub name: String,
+    pub addr: u64,
+}
+
 /// Rebuild the tables; `slots` are the addresses of the `IMPORTS` slots.
-pub fn build(elf: &InputElf, slots: [u64; IMPORTS.len()]) -> Result<Tables, String> {
-    let k = IMPORTS.len() as u32;
+pub fn build(elf: &InputElf, slots: [u64; IMPORTS.len()], steppers: &[Stepper]) -> Result<Tables, String> {
+    let k = (IMPORTS.len() + steppers.len()) as u32;
     let strsz = elf.dyn_val(elf::DT_STRSZ).ok_or("no DT_STRSZ")?;
     let dynstr_old = elf.dyn_table(elf::DT_STRTAB, strsz, "DT_STRTAB")?;
     let symtab_addr = elf.dyn_val(elf::DT_SYMTAB).ok_or("no DT_SYMTAB")?;
@@ -119,6 +134,7 @@ pub fn build(elf: &InputElf, slots: [u64; IMPORTS.len()]) -> Result<Tables, Stri
         o
     };
     let name_offs: Vec<u32> = IMPORTS.iter().map(|h| add(h.0.as_bytes())).collect();
+    let stepper_offs: Vec<u32> = steppers.iter().map(|s| add(s.name.as_bytes())).collect();
     let needed_str = add(RUNTIME_SONAME.as_bytes());
     let runpath = match (elf.dyn_val(elf::DT_RUNPATH), elf.dyn_val(elf::DT_RPATH)) {
         (Some(o), _) | (None, Some(o)) => {
@@ -163,7 +179,16 @@ pub fn build(elf: &InputElf, slots: [u64; IMPORTS.len()]) -> Result<Tables, Stri
         put_u64(&mut dynsym, 0);
         put_u64(&mut dynsym, 0);
     }
+    for (&o, s) in stepper_offs.iter().zip(steppers) {
+        put_u32(&mut dynsym, o);
+        dynsym.push((elf::STB_GLOBAL << 4) | elf::STT_FUNC);
+        dynsym.push(0);
+        put_u16(&mut dynsym, elf::SHN_UNDEF);
+        put_u64(&mut dynsym, s.addr);
+        put_u64(&mut dynsym, 0);
+    }
     dynsym.extend_from_slice(&dynsym_old[pos as usize * 24..]);
+    let is_stepper = |i: u32| i >= pos + IMPORTS.len() as u32 && i < pos + k;
 
     let gnu_hash = gnu_old.map(|(old, nb, symoff, bloom)| {
         let mut g = old.to_vec();
@@ -185,7 +210,7 @@ pub fn build(elf: &InputElf, slots: [u64; IMPORTS.len()]) -> Result<Tables, Stri
             let n = nsyms + k;
             let mut buckets = vec![0u32; nb as usize];
             let mut chains = vec![0u32; n as usize];
-            for i in 1..n as usize {
+            for i in (1..n as usize).filter(|&i| !is_stepper(i as u32)) {
                 let name = cstr(&dynstr, u32_at(&dynsym, i * 24) as usize);
                 let h = (elf_hash(name) % nb) as usize;
                 chains[i] = buckets[h];

@@ -27,13 +27,16 @@ pub struct NewSection {
     pub align: u64,
 }
 
-/// A `.symtab` entry for new code.
+/// A `.symtab` entry for new code (or a new name for old code).
 pub struct NewSymbol {
     pub name: String,
     pub addr: u64,
     pub size: u64,
-    /// Name of the new section holding it.
-    pub section: &'static str,
+    /// Name of the section holding it.
+    pub section: String,
+    /// STB_GLOBAL instead of STB_LOCAL: the callee names gdb resolves its trampoline
+    /// symbols to (`steps`) must be global (gdb's `mst_text`).
+    pub global: bool,
 }
 
 pub struct Tail<'a> {
@@ -238,19 +241,25 @@ pub fn finish(mut file: Vec<u8>, t: Tail) -> Result<Vec<u8>, String> {
                 }
             }
         }
+        // Locals after the old locals, globals after the old globals (sh_info counts
+        // the locals).
         let mut sym = old_sym[..locals * 24].to_vec();
+        let mut globals = Vec::new();
         for s in &t.symbols {
             let name = strtab.len() as u32;
             strtab.extend_from_slice(s.name.as_bytes());
             strtab.push(0);
-            let shndx = shdrs.iter().position(|h| h.name == s.section).unwrap_or(0) as u16;
-            sym_bytes(&mut sym, name, (elf::STB_LOCAL << 4) | elf::STT_FUNC, shndx, s.addr, s.size);
+            let shndx = shdrs.iter().position(|h| h.name == s.section && h.sh_flags & elf::SHF_ALLOC as u64 != 0).unwrap_or(0) as u16;
+            let (to, bind) = if s.global { (&mut globals, elf::STB_GLOBAL) } else { (&mut sym, elf::STB_LOCAL) };
+            sym_bytes(to, name, (bind << 4) | elf::STT_FUNC, shndx, s.addr, s.size);
         }
+        let new_locals = t.symbols.iter().filter(|s| !s.global).count();
         sym.extend_from_slice(&old_sym[locals * 24..]);
+        sym.extend_from_slice(&globals);
         pad_to(&mut file, 8, 0);
         shdrs[symtab_idx].sh_offset = file.len() as u64;
         shdrs[symtab_idx].sh_size = sym.len() as u64;
-        shdrs[symtab_idx].sh_info = (locals + t.symbols.len()) as u32;
+        shdrs[symtab_idx].sh_info = (locals + new_locals) as u32;
         file.extend_from_slice(&sym);
         shdrs[strtab_idx].sh_offset = file.len() as u64;
         shdrs[strtab_idx].sh_size = strtab.len() as u64;

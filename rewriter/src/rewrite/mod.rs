@@ -45,6 +45,15 @@ pub const DESC_PT_COUNT: i64 = 12;
 pub const DESC_PT_REL: i64 = 56;
 /// Descriptor flag: an imported function hooked at its call sites.
 pub const FLAG_IMPORT: u16 = 1;
+/// The section of the call-site-mode trampolines of local functions. gdb takes an
+/// undefined `.dynsym` function symbol for a PLT stub only where the section at its
+/// address is named `.plt…` (elfread.c), and `step` then goes on into the function of
+/// that name (`dynamic::Stepper`).
+pub const STEP_SECTION: &str = ".plt.allocsite";
+/// Size of the global `.symtab` callee names: 0, so that every tool that names code
+/// by its symbols (gdb's minimal symbols, perf, the runtime's reports) keeps the
+/// function's own name, which has a size; gdb finds the callee by name alone.
+const CALLEE_SIZE: u64 = 0;
 
 /// What `allocsite rewrite` was asked to do (the CLI builds it).
 pub struct RewriteArgs {
@@ -64,8 +73,8 @@ pub struct RewriteArgs {
     pub ctors: bool,
     /// Heap-check options baked into OUT (`--check`, issue 12).
     pub check: Option<String>,
-    /// Instrument the functions reached only by direct calls at their call sites
-    /// (`--caller-side`) instead of patching their entries.
+    /// Instrument the functions reached only by direct calls at their call sites (the
+    /// default; `--entry-hooks` turns it off) instead of patching their entries.
     pub caller_side: bool,
 }
 
@@ -190,9 +199,9 @@ fn descriptor(h: &plan::Hook, at: u64, name_at: u64, map: Option<(u64, u64, u64)
     d
 }
 
-/// Rewrite an ELF image in memory.
+/// Rewrite an ELF image in memory (the default plan: caller side where possible).
 pub fn rewrite_bytes<'c>(data: &[u8], cls: &'c Classification, ctors: bool) -> Result<Rewritten<'c>, String> {
-    rewrite_bytes_with(data, cls, ctors, None, false)
+    rewrite_bytes_with(data, cls, ctors, None, true)
 }
 
 /// `rewrite_bytes`, with heap-check options to bake in (`rewrite --check`).
@@ -255,6 +264,8 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
     let mut redirect: Vec<(u64, u64)> = Vec::new();
     let mut marks: Vec<u64> = Vec::new();
     let mut mark_fdes = Vec::new();
+    let order: Vec<usize> = (0..hooks.len()).filter(|&k| !hooks[k].steps_through()).chain((0..hooks.len()).filter(|&k| hooks[k].steps_through())).collect();
+    let mut steppers_at: Option<u64> = None;
     for pass in 0..5 {
         rx.data.clear();
         built.clear();
@@ -276,9 +287,17 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
         } else {
             None
         };
-        for (k, (h, &d)) in hooks.iter().zip(&descs).enumerate() {
+        // The trampolines gdb steps through (call-site mode) come last, together:
+        // they form `.plt.allocsite`.
+        let mut slots_built: Vec<Option<(u64, trampoline::Built)>> = hooks.iter().map(|_| None).collect();
+        steppers_at = None;
+        for &k in &order {
+            let (h, d) = (hooks[k], descs[k]);
             let pt = pass_through_of(&sites, k, &returns, lo);
             let at = rx.align(16);
+            if h.steps_through() && steppers_at.is_none() {
+                steppers_at = Some(at);
+            }
             let refs = trampoline::Refs {
                 descriptor: d,
                 enter_slot: slots[0],
@@ -291,8 +310,9 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
             };
             let b = trampoline::build(h, &refs, at).map_err(|e| format!("{}: {e}", h.name))?;
             rx.place(&b.code, 1);
-            built.push((at, b));
+            slots_built[k] = Some((at, b));
         }
+        built.extend(slots_built.into_iter().flatten());
         if !needs_map {
             break;
         }
@@ -334,11 +354,11 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
         // Two stubs for one import (PLT and GOT callers) keep distinct names.
         let dup = sites.marks[..k].iter().any(|o| o.name == m.name);
         let name = format!("{}.allocsite_mark{}", m.name, if dup { ".got" } else { "" });
-        symbols.push(emit::NewSymbol { name, addr: marks[k], size: fde.len as u64, section: ".allocsite.text" });
+        symbols.push(emit::NewSymbol { name, addr: marks[k], size: fde.len as u64, section: ".allocsite.text".into(), global: false });
         fdes.push(fde);
     }
     if let Some((at, fde)) = thunk {
-        symbols.push(emit::NewSymbol { name: "allocsite.site_map".into(), addr: at, size: fde.len as u64, section: ".allocsite.text" });
+        symbols.push(emit::NewSymbol { name: "allocsite.site_map".into(), addr: at, size: fde.len as u64, section: ".allocsite.text".into(), global: false });
         fdes.push(fde);
     }
     // Call sites inside a launch pad were retargeted when that pad was relocated; the
@@ -357,10 +377,27 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
         };
         patches.push((s.end - bytes.len() as u64, bytes));
     }
-    for (h, (at, b)) in hooks.iter().zip(built) {
-        symbols.push(emit::NewSymbol { name: format!("{}.allocsite_entry", h.name), addr: at, size: b.entry_len as u64, section: ".allocsite.text" });
+    let mut steppers = Vec::new();
+    let mut step_units = Vec::new();
+    for (k, (h, (at, b))) in hooks.iter().zip(built).enumerate() {
+        // A trampoline gdb steps through has a size-0 name: gdb looks for the stub
+        // symbol at a pc among the symbols there of the same size (minsyms.c,
+        // `lookup_minimal_symbol_by_pc_section`), and the stub's (from `.dynsym`) has none.
+        let (section, size) = if h.steps_through() { (STEP_SECTION, 0) } else { (".allocsite.text", b.entry_len as u64) };
+        symbols.push(emit::NewSymbol { name: format!("{}.allocsite_entry", h.name), addr: at, size, section: section.into(), global: false });
+        if h.steps_through() {
+            // gdb's way from the trampoline to the function (dynamic::Stepper); two
+            // local functions of one name get distinct callee names.
+            let dup = hooks[..k].iter().any(|o| o.steps_through() && o.name == h.name);
+            let name = format!("{}.allocsite_callee{}", h.name, if dup { format!(".{:x}", h.pad.entry) } else { String::new() });
+            if let Some(section) = elf.section_index_at(h.pad.entry).map(|i| elf.shdrs[i].name.clone()) {
+                symbols.push(emit::NewSymbol { name: name.clone(), addr: h.pad.entry, size: CALLEE_SIZE, section, global: true });
+                steppers.push(dynamic::Stepper { name, addr: at });
+                step_units.push(lines::Stepper { name: format!("{}.allocsite_entry", h.name), lo: at, hi: at + b.entry_len as u64 });
+            }
+        }
         if h.patches_entry() {
-            symbols.push(emit::NewSymbol { name: format!("{}.allocsite_pad", h.name), addr: b.pad_addr, size: b.pad_len as u64, section: ".allocsite.text" });
+            symbols.push(emit::NewSymbol { name: format!("{}.allocsite_pad", h.name), addr: b.pad_addr, size: b.pad_len as u64, section: ".allocsite.text".into(), global: false });
             patches.push((h.pad.start, pad::patch_bytes(&h.pad, at)?));
             pad_lines.push(pad_lines_of(&elf, h, b.pad_addr, b.pad_len, &redirect));
         }
@@ -371,7 +408,7 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
     }
 
     // R: program headers, dynamic tables, FDEs, .eh_frame_hdr.
-    let tables = dynamic::build(&elf, slots)?;
+    let tables = dynamic::build(&elf, slots, &steppers)?;
     let mut r = rx.next(0);
     let phnum = layout::program_header_count(&elf);
     let ph_size = (phnum * elf::Phdr::SIZE) as u64;
@@ -478,7 +515,8 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
     if shift.is_some() {
         file[64..64 + ph.len()].copy_from_slice(&ph);
     }
-    let (text_addr, text_size) = (rx.addr, rx.data.len() as u64);
+    let step_lo = steppers_at.unwrap_or(rx.here());
+    let (text_addr, text_size) = (rx.addr, step_lo - rx.addr);
     let mut sections = vec![
         emit::NewSection {
             name: ".allocsite.data",
@@ -508,6 +546,17 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
             align: 8,
         },
     ];
+    if steppers_at.is_some() {
+        sections.push(emit::NewSection {
+            name: STEP_SECTION,
+            sh_type: E::SHT_PROGBITS,
+            flags: (E::SHF_ALLOC | E::SHF_EXECINSTR) as u64,
+            addr: step_lo,
+            off: rx.offset_of(step_lo),
+            size: rx.here() - step_lo,
+            align: 16,
+        });
+    }
     // An input without `.eh_frame_hdr` (a library of data, or code linked without
     // --eh-frame-hdr) gets one with PT_GNU_EH_FRAME; name it, as linkers do.
     if elf.section(".eh_frame_hdr").is_none() {
@@ -523,7 +572,7 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
     }
     symbols.extend(stripped_function_names(&elf, &eh));
     let debug_frame = if elf.section(".debug_frame").is_none() && !fdes.is_empty() { Some(cfi::debug_frame(&fdes)?) } else { None };
-    let lines = lines::rewrite(&elf, &pad_lines);
+    let lines = lines::rewrite(&elf, &pad_lines, &step_units);
     let bytes = emit::finish(
         file,
         emit::Tail { moved, sections, debug_frame, debug: lines.sections, symbols, phoff: ph_off, phnum, cut, shift, elf: &elf },
@@ -564,7 +613,7 @@ fn stripped_function_names(elf: &elf::InputElf, eh: &cfi::EhFrameIndex) -> Vec<e
     eh.fdes
         .iter()
         .filter(|f| f.start >= text.sh_addr && f.start < text.sh_addr + text.sh_size && !named.contains(&f.start))
-        .map(|f| emit::NewSymbol { name: format!("sub_{:x}", f.start), addr: f.start, size: f.len, section: ".text" })
+        .map(|f| emit::NewSymbol { name: format!("sub_{:x}", f.start), addr: f.start, size: f.len, section: ".text".into(), global: false })
         .collect()
 }
 

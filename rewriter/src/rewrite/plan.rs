@@ -38,6 +38,11 @@ impl Hook<'_> {
     pub fn patches_entry(&self) -> bool {
         self.why_not_pad.is_none()
     }
+    /// A call-site-mode trampoline of a local function: calls reach it instead of the
+    /// function, so gdb must step through it (`.plt.allocsite`, `dynamic::Stepper`).
+    pub fn steps_through(&self) -> bool {
+        !self.patches_entry() && !self.import
+    }
 }
 
 pub enum Outcome<'c> {
@@ -50,13 +55,12 @@ const MAX_STACK_WORDS: u32 = 32;
 
 /// Plan every function of `cls` defined in the binary; constructors only with `ctors`
 /// (`rewrite --ctors`: they count for the outermost site).
-/// `caller_side` (`rewrite --caller-side`, issue 14): a function whose every way in is a
-/// direct `call/jmp rel32` from outside it (not exported, its address never taken)
-/// keeps its entry and gets its classified call sites retargeted to its trampoline
-/// (call-site mode); pass-through calls then cost nothing and the function's own code
-/// runs unpatched. Not the default: gdb's `step` into such a call enters the
-/// trampoline, which has no line rows, and so steps over the whole function (gdb 13
-/// knows no DW_AT_trampoline); the measured gain on Lua is within noise (README).
+/// `caller_side` (the default; `rewrite --entry-hooks` turns it off; issue 14): a
+/// function whose every way in is a direct `call/jmp rel32` from outside it (not
+/// exported, its address never taken) keeps its entry and gets its classified call
+/// sites retargeted to its trampoline (call-site mode); pass-through calls then cost
+/// nothing and the function's own code runs unpatched. gdb's `step` goes through the
+/// trampoline into the function as through a PLT stub (`mod.rs`, `STEP_SECTION`).
 pub fn plan<'c>(elf: &InputElf, eh: &EhFrameIndex, cls: &'c Classification, ctors: bool, caller_side: bool) -> Vec<Outcome<'c>> {
     // Every place where other code may start: symbols and FDEs in executable code.
     let mut starts: Vec<u64> = elf

@@ -31,9 +31,11 @@
 //! list section, each the input's bytes with the new pieces appended, so no existing
 //! offset moves. Units this cannot handle are left alone with a note.
 
+mod steppers;
 mod subprogram;
 
 use super::elf::InputElf;
+pub use steppers::Stepper;
 use subprogram::{pad_subprogram, subprograms};
 use gimli::constants as dw;
 use gimli::write::{self, Address, DirectoryId, FileId, LineProgram, LineString};
@@ -146,24 +148,25 @@ fn section_bytes<'a>(elf: &InputElf<'a>, name: &str) -> &'a [u8] {
     elf.section(name).map_or(&[][..], |(_, s)| elf.section_data(s))
 }
 
-/// Rewrite the line information for `pads`. Never fails: what cannot be done is a note.
-pub fn rewrite(elf: &InputElf, pads: &[PadLines]) -> Lines {
+/// Rewrite the line information for `pads`, and add the unit of the trampolines gdb
+/// steps through (`steppers`). Never fails: what cannot be done is a note.
+pub fn rewrite(elf: &InputElf, pads: &[PadLines], steppers: &[Stepper]) -> Lines {
     let mut out = Lines::default();
-    if pads.is_empty() || elf.section(".debug_info").is_none() || elf.section(".debug_line").is_none() {
+    if (pads.is_empty() && steppers.is_empty()) || elf.section(".debug_info").is_none() || elf.section(".debug_line").is_none() {
         return out;
     }
     if let Some(s) = elf.shdrs.iter().find(|s| s.name.starts_with(".debug_") && s.sh_flags & object::elf::SHF_COMPRESSED as u64 != 0) {
         out.notes.push(format!("line tables not updated: {} is compressed", s.name));
         return out;
     }
-    match build(elf, pads, &mut out.notes) {
+    match build(elf, pads, steppers, &mut out.notes) {
         Ok(sections) => out.sections = sections,
         Err(e) => out.notes.push(format!("line tables not updated: {e}")),
     }
     out
 }
 
-fn build(elf: &InputElf, pads: &[PadLines], notes: &mut Vec<String>) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+fn build(elf: &InputElf, pads: &[PadLines], steppers: &[Stepper], notes: &mut Vec<String>) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
     let load = |id: SectionId| -> Result<R, ()> {
         let name = DEBUG_SECTIONS.iter().find(|(i, _)| *i == id).map_or("", |(_, n)| *n);
         Ok(EndianSlice::new(if name.is_empty() { &[] } else { section_bytes(elf, name) }, LittleEndian))
@@ -230,6 +233,7 @@ fn build(elf: &InputElf, pads: &[PadLines], notes: &mut Vec<String>) -> Result<V
             Err(e) => notes.push(format!("line tables: unit at {at:#x}: {e}; left alone")),
         }
     }
+    twins.extend(steppers::unit(steppers));
     if replaced.is_empty() && twins.is_empty() {
         return Ok(Vec::new());
     }
