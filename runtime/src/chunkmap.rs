@@ -261,8 +261,29 @@ unsafe fn oob_rank(pg: *const AtomicU64, p: usize) -> usize {
 
 /// Put a record at index `i` of the region's array (`replace`: overwrite the one there).
 /// Err when the metadata cap refused memory.
+#[inline(always)]
 unsafe fn oob_insert(s: *const Slot, p: usize, i: usize, e: u32, replace: bool) -> Result<(), ()> {
     let r = oob_region(s, p, true).ok_or(())?;
+    let b = r.load(Ordering::Relaxed);
+    if !b.is_null() && !replace {
+        let (len, cap, w) = oob_head(b);
+        if len < cap && i <= len && (w || e <= 0xffff) {
+            // (the common case: room, and no widening)
+            let mut j = len;
+            while j > i {
+                rec_set(b, w, j, rec_get(b, w, j - 1));
+                j -= 1;
+            }
+            rec_set(b, w, i, e);
+            *b = (*b & !0xffff) | (len + 1) as u32;
+            return Ok(());
+        }
+    }
+    oob_insert_slow(r, i, e, replace)
+}
+
+#[inline(never)]
+unsafe fn oob_insert_slow(r: &AtomicPtr<u32>, i: usize, e: u32, replace: bool) -> Result<(), ()> {
     let mut b = r.load(Ordering::Relaxed);
     let (len, cap, wide) = if b.is_null() { (0, 0, false) } else { oob_head(b) };
     if i > len {
@@ -303,6 +324,7 @@ unsafe fn oob_insert(s: *const Slot, p: usize, i: usize, e: u32, replace: bool) 
 }
 
 /// Take the record at index `i` out of the region's array of chunk `p`.
+#[inline(always)]
 unsafe fn oob_remove(s: *const Slot, p: usize, i: usize) -> Option<u32> {
     let r = oob_region(s, p, false)?;
     let b = r.load(Ordering::Relaxed);
