@@ -184,7 +184,10 @@ fn oob_lock(key: usize) -> &'static Spin {
 /// The region's record block slot in the page's directory (made when `create`).
 #[inline(always)]
 unsafe fn oob_region(s: *const Slot, p: usize, create: bool) -> Option<&'static AtomicPtr<u32>> {
-    let dir = child(&*(&(*s).oob as *const AtomicPtr<u32> as *const AtomicPtr<u8>), create, REGIONS * 8)?;
+    let mut dir = (*s).oob.load(Ordering::Acquire) as *mut u8;
+    if dir.is_null() {
+        dir = child(&*(&(*s).oob as *const AtomicPtr<u32> as *const AtomicPtr<u8>), create, REGIONS * 8)?;
+    }
     Some(&(*(dir as *const [AtomicPtr<u32>; REGIONS]))[(p >> REGION_SHIFT) & (REGIONS - 1)])
 }
 
