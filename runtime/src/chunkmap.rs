@@ -155,9 +155,9 @@ fn pos(p: usize) -> (usize, usize, u32) {
 // ---------------------------------------------------------------- out-of-band records
 
 // A page's out-of-band records are kept per 1 KiB region of heap (64 granules, whose
-// bits are 2 bitmap words): a dense array of 4-byte records
-// `site id << 3 | slack` in address order, in one arena block `[len: u16, cap: u16,
-// records…]`, found through a 512-pointer directory per page (`Slot::oob`). A record's
+// bits are 2 bitmap words): a dense array of 2-byte (4-byte once a site id ≥ 2^13
+// joins) records `site id << 3 | slack` in address order, in one arena block
+// `[len: u16, cap: u15, wide: 1, records…]`, found through a 512-pointer directory per page (`Slot::oob`). A record's
 // index is the number of out-of-band bits below its granule in the region (a few
 // popcounts on the line `free` and `malloc` read anyway), so finding it is one load.
 // Invariant: a region's array holds exactly one record per out-of-band bit set in its
@@ -170,8 +170,8 @@ const REGIONS: usize = 1 << (PAGE_SHIFT - REGION_SHIFT);
 const OOB_ID_LIMIT: u32 = 1 << 29;
 /// Out-of-band bits of the 32 granules of a word.
 const OOBS: u64 = 0xaaaa_aaaa_aaaa_aaaa;
-/// Record block sizes: the arena pool's classes that hold `4 + 4·cap` bytes (a region
-/// holds at most 32 chunks, and at most 64 records with orphans).
+/// Record block sizes: the arena pool's classes that hold `4 + 2·cap` or `4 + 4·cap`
+/// bytes (a region holds at most 32 chunks, and at most 64 records with orphans).
 const OOB_SIZES: [usize; 8] = [16, 24, 40, 56, 72, 104, 136, 264];
 
 /// Striped locks of the out-of-band records (by page key), taken once there are threads.
@@ -184,15 +184,40 @@ fn oob_lock(key: usize) -> &'static Spin {
 /// The region's record block slot in the page's directory (made when `create`).
 #[inline(always)]
 unsafe fn oob_region(s: *const Slot, p: usize, create: bool) -> Option<&'static AtomicPtr<u32>> {
-    let dir = child(&*(&(*s).oob as *const AtomicPtr<u32> as *const AtomicPtr<u8>), create, REGIONS * 8)?;
+    let mut dir = (*s).oob.load(Ordering::Acquire) as *mut u8;
+    if dir.is_null() {
+        dir = child(&*(&(*s).oob as *const AtomicPtr<u32> as *const AtomicPtr<u8>), create, REGIONS * 8)?;
+    }
     Some(&(*(dir as *const [AtomicPtr<u32>; REGIONS]))[(p >> REGION_SHIFT) & (REGIONS - 1)])
 }
 
-/// (len, cap) of a record block.
+/// (len, cap, wide) of a record block: records are `u16` while every site id in the
+/// array is below 2^13 (a program with fewer sites than that: half the memory), else
+/// `u32`.
 #[inline(always)]
-unsafe fn oob_len_cap(b: *mut u32) -> (usize, usize) {
+unsafe fn oob_head(b: *mut u32) -> (usize, usize, bool) {
     let h = *b;
-    ((h & 0xffff) as usize, (h >> 16) as usize)
+    ((h & 0xffff) as usize, ((h >> 16) & 0x7fff) as usize, h >> 31 != 0)
+}
+#[inline(always)]
+fn oob_bytes(cap: usize, wide: bool) -> usize {
+    4 + cap * if wide { 4 } else { 2 }
+}
+#[inline(always)]
+unsafe fn rec_get(b: *mut u32, wide: bool, i: usize) -> u32 {
+    if wide {
+        *b.add(1 + i)
+    } else {
+        *(b.add(1) as *const u16).add(i) as u32
+    }
+}
+#[inline(always)]
+unsafe fn rec_set(b: *mut u32, wide: bool, i: usize, v: u32) {
+    if wide {
+        *b.add(1 + i) = v;
+    } else {
+        *(b.add(1) as *mut u16).add(i) = v as u16;
+    }
 }
 
 /// Whether the CPU has `popcnt` (0 = not asked yet, 1 = no, 2 = yes): the runtime is
@@ -239,57 +264,83 @@ unsafe fn oob_rank(pg: *const AtomicU64, p: usize) -> usize {
 
 /// Put a record at index `i` of the region's array (`replace`: overwrite the one there).
 /// Err when the metadata cap refused memory.
+#[inline(always)]
 unsafe fn oob_insert(s: *const Slot, p: usize, i: usize, e: u32, replace: bool) -> Result<(), ()> {
     let r = oob_region(s, p, true).ok_or(())?;
-    let mut b = r.load(Ordering::Relaxed);
-    let (len, cap) = if b.is_null() { (0, 0) } else { oob_len_cap(b) };
-    if replace && i < len {
-        *b.add(1 + i) = e;
-        return Ok(());
+    let b = r.load(Ordering::Relaxed);
+    if !b.is_null() && !replace {
+        let (len, cap, w) = oob_head(b);
+        if len < cap && i <= len && (w || e <= 0xffff) {
+            // (the common case: room, and no widening)
+            let mut j = len;
+            while j > i {
+                rec_set(b, w, j, rec_get(b, w, j - 1));
+                j -= 1;
+            }
+            rec_set(b, w, i, e);
+            *b = (*b & !0xffff) | (len + 1) as u32;
+            return Ok(());
+        }
     }
+    oob_insert_slow(r, i, e, replace)
+}
+
+#[inline(never)]
+unsafe fn oob_insert_slow(r: &AtomicPtr<u32>, i: usize, e: u32, replace: bool) -> Result<(), ()> {
+    let mut b = r.load(Ordering::Relaxed);
+    let (len, cap, wide) = if b.is_null() { (0, 0, false) } else { oob_head(b) };
     if i > len {
         return Err(()); // (the invariant is broken: never expected)
     }
-    if len == cap {
-        let nb = OOB_SIZES.iter().copied().find(|&x| (x - 4) / 4 > cap).ok_or(())?;
+    let replacing = replace && i < len;
+    let need = if replacing { len } else { len + 1 };
+    let w = wide || e > 0xffff;
+    if need > cap || w != wide {
+        let per = if w { 4 } else { 2 };
+        let nb = OOB_SIZES.iter().copied().find(|&x| (x - 4) / per >= need).ok_or(())?;
         let n = POOL.alloc(class_of(nb)) as *mut u32;
         if n.is_null() {
             return Err(());
         }
-        if !b.is_null() {
-            core::ptr::copy_nonoverlapping(b.add(1), n.add(1), len);
+        for k in 0..len {
+            rec_set(n, w, k, rec_get(b, wide, k));
         }
-        *n = len as u32 | (((nb - 4) / 4) as u32) << 16;
+        *n = len as u32 | (((nb - 4) / per) as u32) << 16 | (w as u32) << 31;
         r.store(n, Ordering::Release);
         if !b.is_null() {
-            POOL.free(class_of(4 + 4 * cap), b.cast());
+            POOL.free(class_of(oob_bytes(cap, wide)), b.cast());
         }
         b = n;
     }
+    if replacing {
+        rec_set(b, w, i, e);
+        return Ok(());
+    }
     let mut j = len;
     while j > i {
-        *b.add(1 + j) = *b.add(j);
+        rec_set(b, w, j, rec_get(b, w, j - 1));
         j -= 1;
     }
-    *b.add(1 + i) = e;
+    rec_set(b, w, i, e);
     *b = (*b & !0xffff) | (len + 1) as u32;
     Ok(())
 }
 
 /// Take the record at index `i` out of the region's array of chunk `p`.
+#[inline(always)]
 unsafe fn oob_remove(s: *const Slot, p: usize, i: usize) -> Option<u32> {
     let r = oob_region(s, p, false)?;
     let b = r.load(Ordering::Relaxed);
     if b.is_null() {
         return None;
     }
-    let (len, _) = oob_len_cap(b);
+    let (len, _, w) = oob_head(b);
     if i >= len {
         return None;
     }
-    let e = *b.add(1 + i);
+    let e = rec_get(b, w, i);
     for j in i + 1..len {
-        *b.add(j) = *b.add(1 + j);
+        rec_set(b, w, j - 1, rec_get(b, w, j));
     }
     *b = (*b & !0xffff) | (len - 1) as u32;
     Some(e)
@@ -317,8 +368,8 @@ unsafe fn oob_get(key: usize, s: *const Slot, p: usize, wait: bool) -> Option<u3
         if let Some(r) = oob_region(s, p, false) {
             let b = r.load(Ordering::Acquire);
             let i = oob_rank(pg, p);
-            if !b.is_null() && i < oob_len_cap(b).0 {
-                out = Some(*b.add(1 + i));
+            if !b.is_null() && i < oob_head(b).0 {
+                out = Some(rec_get(b, oob_head(b).2, i));
             }
         }
     }
@@ -828,4 +879,54 @@ pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A region's record array: inserts and removals by rank keep the order, records
+    /// widen from 2 to 4 bytes when a site id ≥ 2^13 joins, and orphans fit (64).
+    #[test]
+    fn out_of_band_arrays_keep_order_and_widen() {
+        let page = crate::index::child(&AtomicPtr::new(null_mut()), true, WORDS * 8).unwrap();
+        let slot = Slot { page: AtomicPtr::new(page), oob: AtomicPtr::new(null_mut()) };
+        let s = &slot as *const Slot;
+        let p = 0x7000_0000_0400usize; // some region of the page
+        let mut model: Vec<u32> = Vec::new();
+        unsafe {
+            for k in 0..40u32 {
+                let e = (k + 1) << 3 | (k & 7);
+                let i = (k as usize * 7) % (model.len() + 1);
+                oob_insert(s, p, i, e, false).unwrap();
+                model.insert(i, e);
+            }
+            let b = oob_region(s, p, false).unwrap().load(Ordering::Relaxed);
+            assert!(!oob_head(b).2, "narrow while ids are small");
+            let wide = 9000 << 3 | 5;
+            oob_insert(s, p, 3, wide, false).unwrap();
+            model.insert(3, wide);
+            oob_insert(s, p, 10, 77 << 3, true).unwrap(); // replace
+            model[10] = 77 << 3;
+            while model.len() < 64 {
+                oob_insert(s, p, model.len(), 5 << 3, false).unwrap();
+                model.push(5 << 3);
+            }
+            let b = oob_region(s, p, false).unwrap().load(Ordering::Relaxed);
+            let (len, _, w) = oob_head(b);
+            assert!(w && len == 64);
+            for (i, &e) in model.iter().enumerate() {
+                assert_eq!(rec_get(b, true, i), e, "record {i}");
+            }
+            for i in [0usize, 2, 30, 60] {
+                let i = i.min(model.len() - 1);
+                assert_eq!(oob_remove(s, p, i), Some(model.remove(i)));
+            }
+            let b = oob_region(s, p, false).unwrap().load(Ordering::Relaxed);
+            for (i, &e) in model.iter().enumerate() {
+                assert_eq!(rec_get(b, true, i), e, "record {i} after removals");
+            }
+            assert_eq!(oob_remove(s, p, model.len()), None);
+        }
+    }
 }
