@@ -16,15 +16,6 @@ use core::ffi::c_void;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-extern "C" {
-    fn __libc_malloc(n: usize) -> *mut c_void;
-    fn __libc_calloc(n: usize, s: usize) -> *mut c_void;
-    fn __libc_realloc(p: *mut c_void, n: usize) -> *mut c_void;
-    fn __libc_free(p: *mut c_void);
-    fn __libc_memalign(a: usize, n: usize) -> *mut c_void;
-    fn __libc_valloc(n: usize) -> *mut c_void;
-    fn __libc_pvalloc(n: usize) -> *mut c_void;
-}
 
 
 /// Index a chunk the allocator entered from return address `ra` (entry stack pointer
@@ -167,7 +158,7 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
 /// `malloc(n)`, which glibc's `realloc` calls for it.
 #[inline(never)]
 unsafe fn realloc_null(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
-    let q = __libc_malloc(req(n));
+    let q = lc::malloc(req(n));
     if !q.is_null() {
         record(q, n, code, ra, sp, mark);
         if check::on() {

@@ -296,7 +296,9 @@ fn metadata_cap_stops_indexing() {
     let r = &reports(&dir)[0];
     let t = &r["totals"];
     assert_eq!(t["indexing_stopped"], Value::Bool(true));
-    assert!(u(t, "dropped") > 100_000);
+    // (a quarter of the 200,000 chunks at least: under ALLOCSITE_CHECK every chunk
+    // carries its trailer and canary, the heap is larger, and the cap is hit later)
+    assert!(u(t, "dropped") > 50_000, "{t}");
     assert!(u(t, "meta_bytes") <= cap, "{t}");
     assert_eq!(u(t, "meta_cap"), cap);
     assert!(u(t, "calls") >= 200_000);
