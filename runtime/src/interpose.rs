@@ -22,6 +22,13 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 /// `sp`) just made; `mark`: the hot block's mark byte as the entry shim found it.
 #[inline(always)]
 unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize, mark: usize) {
+    record_if(check::on(), p, n, code, ra, sp, mark)
+}
+
+/// `record` with the checks' flag as the caller read it at entry (the hot entry points
+/// read `check::on()` once per call, not once in each helper).
+#[inline(always)]
+unsafe fn record_if(chk: bool, p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize, mark: usize) {
     let h = hot();
     if (*h).guard != 0 {
         if (*h).guard == GUARD_WORK {
@@ -39,7 +46,7 @@ unsafe fn record(p: *mut c_void, n: usize, code: u32, ra: usize, sp: usize, mark
         sites::on_alloc(h, id, n as u64, ok);
     }
     guard_off(h);
-    if check::on() && code != A_REALLOC && code != A_REALLOCARRAY {
+    if chk && code != A_REALLOC && code != A_REALLOCARRAY {
         checked::fresh(p as usize, n, code == A_CALLOC);
     }
 }
@@ -101,7 +108,11 @@ type P = *mut c_void;
 /// (a request too large to add to fails in glibc as the original would have).
 #[inline(always)]
 fn req(n: usize) -> usize {
-    if check::on() {
+    req_if(check::on(), n)
+}
+#[inline(always)]
+fn req_if(chk: bool, n: usize) -> usize {
+    if chk {
         n.saturating_add(check::options::PAD.load(Ordering::Relaxed))
     } else {
         n
@@ -109,9 +120,10 @@ fn req(n: usize) -> usize {
 }
 
 unsafe extern "C" fn malloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
-    let p = lc::malloc(req(n));
+    let chk = check::on();
+    let p = lc::malloc_if(chk, req_if(chk, n));
     if !p.is_null() {
-        record(p, n, A_MALLOC, ra, sp, mark);
+        record_if(chk, p, n, A_MALLOC, ra, sp, mark);
     }
     p
 }
@@ -131,7 +143,7 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
         return realloc_checked(p, n, code, ra, sp, mark);
     }
     if p.is_null() {
-        return realloc_null(n, code, ra, sp, mark);
+        return realloc_null(check::on(), n, code, ra, sp, mark);
     }
     let old = unrecord(p);
     // (realloc to 0 frees in glibc: keep it a free)
@@ -155,13 +167,14 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
     q
 }
 /// `realloc(NULL, n)` (Lua's allocator makes every object this way): as cheap as
-/// `malloc(n)`, which glibc's `realloc` calls for it.
-#[inline(never)]
-unsafe fn realloc_null(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
-    let q = lc::malloc(req(n));
+/// `malloc(n)`, which glibc's `realloc` calls for it; inlined into `realloc_impl`,
+/// which tests for NULL first (one call level less on Lua's every allocation).
+#[inline(always)]
+unsafe fn realloc_null(chk: bool, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
+    let q = lc::malloc_if(chk, req_if(chk, n));
     if !q.is_null() {
-        record(q, n, code, ra, sp, mark);
-        if check::on() {
+        record_if(chk, q, n, code, ra, sp, mark);
+        if chk {
             // (realloc(NULL, n) makes a new chunk like malloc)
             checked::fresh(q as usize, n, false);
         }
@@ -169,6 +182,10 @@ unsafe fn realloc_null(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -
     q
 }
 unsafe extern "C" fn realloc_impl(p: P, n: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
+    // (realloc_common sends a NULL pointer to realloc_null whatever the checks)
+    if p.is_null() {
+        return realloc_null(check::on(), n, A_REALLOC, ra, sp, mark);
+    }
     realloc_common(p, n, A_REALLOC, ra, sp, mark)
 }
 unsafe extern "C" fn reallocarray_impl(p: P, n: usize, s: usize, ra: usize, sp: usize, mark: usize) -> P {
@@ -182,12 +199,13 @@ unsafe extern "C" fn free_impl(p: P, _: usize, _: usize, ra: usize, sp: usize, m
     if p.is_null() {
         return;
     }
-    if check::on() && (*hot()).guard == 0 {
+    let chk = check::on();
+    if chk && (*hot()).guard == 0 {
         free_checked(p, ra, sp, mark);
         return;
     }
     unrecord(p);
-    lc::free(p);
+    lc::free_if(chk, p);
 }
 unsafe extern "C" fn posix_memalign_impl(pp: *mut P, a: usize, n: usize, ra: usize, sp: usize, mark: usize) -> i32 {
     if a % core::mem::size_of::<usize>() != 0 || !a.is_power_of_two() {

@@ -676,7 +676,9 @@ unsafe fn new_slot(h: *mut Hot, id: u32) -> &'static mut Pend {
     p
 }
 
-#[inline]
+// (always inlined: the allocation entry points are its only hot callers, and an
+// outlined copy costs a call and spills on every allocation)
+#[inline(always)]
 pub unsafe fn on_alloc(h: *mut Hot, id: u32, n: u64, indexed: bool) {
     if !indexed {
         let s = stats(id);

@@ -163,7 +163,14 @@ unsafe fn nested_free(p: P) {
 
 #[inline(always)]
 pub unsafe fn malloc(n: usize) -> P {
-    if !super::on() {
+    malloc_if(super::on(), n)
+}
+
+/// `malloc` with the checks' flag as the caller read it (`check::on()`, once per call:
+/// the hot path reads the flag once, not in each helper).
+#[inline(always)]
+pub unsafe fn malloc_if(on: bool, n: usize) -> P {
+    if !on {
         return __libc_malloc(n);
     }
     if nested() {
@@ -223,7 +230,13 @@ pub unsafe fn pvalloc(n: usize) -> P {
 
 #[inline(always)]
 pub unsafe fn free(p: P) {
-    if !super::on() {
+    free_if(super::on(), p)
+}
+
+/// `free` with the checks' flag as the caller read it (see `malloc_if`).
+#[inline(always)]
+pub unsafe fn free_if(on: bool, p: P) {
+    if !on {
         return __libc_free(p);
     }
     if p.is_null() {
