@@ -48,6 +48,18 @@ unsafe fn attribute_among(ra: usize, sp: usize, mark: bool, skip_releases: bool)
     // `BZ2_bzWriteClose` flushes its file) was not made by that call: releasing
     // calls are no sites of new chunks, wherever they are on the stack.
     let releases = |f: *const FnDesc| skip_releases && !f.is_null() && (*f).kind == KIND_FREE;
+    if n == 1 {
+        // (one active hooked call, the common case: the general walk below with
+        // bottom = top - 1 = 0, without its loops)
+        let f = fn_at(0);
+        if releases(f) {
+            return none;
+        }
+        if mark || (!f.is_null() && (*f).kind == KIND_CTOR) {
+            return Sites { inner: ra, outer: outermost, inner_fn: core::ptr::null(), outer_fn: f };
+        }
+        return Sites { inner: e[0].site, outer: outermost, inner_fn: f, outer_fn: f };
+    }
     let mut bottom = 0;
     while bottom < n && releases(fn_at(bottom)) {
         bottom += 1;

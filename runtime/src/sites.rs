@@ -155,24 +155,28 @@ struct CacheEnt {
 const CACHE_ENTS: usize = 64;
 const CACHE_BYTES: usize = CACHE_ENTS * core::mem::size_of::<CacheEnt>();
 
-/// The id of a site (0 when the table is full or over the metadata cap). The hit in the
-/// most recent entry — the common case — is inlined into the allocators.
+/// The id of a site (0 when the table is full or over the metadata cap). A hit in
+/// either entry of the two-entry cache in the hot block — the common case — is inlined
+/// into the allocators; a hit in the second entry returns without reordering the
+/// entries (code alternating between two sites, as Lua's allocator does, hits every
+/// time without copying entries).
 #[inline(always)]
 pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
     if (*h).c_inner == inner && (*h).c_outer == outer && (*h).c_key == key && (*h).c_okey == okey && (*h).c_id != 0 {
         return (*h).c_id;
     }
+    if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_okey == okey && (*h).c2_id != 0 {
+        return (*h).c2_id;
+    }
     intern_miss(h, inner, outer, key, okey)
 }
 
+/// Neither cached entry: the thread's direct-mapped cache, then the table; the new
+/// entry takes the first slot and the first entry moves to the second (so the two most
+/// recently missed sites stay cached).
 #[inline(never)]
 unsafe fn intern_miss(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
-    // two-entry MRU cache: swap on a hit in the second entry
-    let id = if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_okey == okey && (*h).c2_id != 0 {
-        (*h).c2_id
-    } else {
-        intern_cached(h, inner, outer, key, okey)
-    };
+    let id = intern_cached(h, inner, outer, key, okey);
     if id != 0 {
         (*h).c2_inner = (*h).c_inner;
         (*h).c2_outer = (*h).c_outer;
