@@ -139,15 +139,17 @@ unsafe extern "C" fn calloc_impl(n: usize, s: usize, _: usize, ra: usize, sp: us
     p
 }
 unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
-    if check::on() && !p.is_null() && (*hot()).guard == 0 {
+    // (the checks' flag read once for the whole call)
+    let chk = check::on();
+    if chk && !p.is_null() && (*hot()).guard == 0 {
         return realloc_checked(p, n, code, ra, sp, mark);
     }
     if p.is_null() {
-        return realloc_null(check::on(), n, code, ra, sp, mark);
+        return realloc_null(chk, n, code, ra, sp, mark);
     }
     let old = unrecord(p);
     // (realloc to 0 frees in glibc: keep it a free)
-    let q = lc::realloc(p, if n == 0 { 0 } else { req(n) });
+    let q = lc::realloc_if(chk, p, if n == 0 { 0 } else { req_if(chk, n) });
     if q.is_null() && n != 0 {
         // failed: p is untouched, put its record back
         if let Some(c) = old {
@@ -162,7 +164,7 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
     }
     let _ = old;
     if !q.is_null() {
-        record(q, n, code, ra, sp, mark);
+        record_if(chk, q, n, code, ra, sp, mark);
     }
     q
 }

@@ -253,7 +253,13 @@ pub unsafe fn free_if(on: bool, p: P) {
 
 #[inline(always)]
 pub unsafe fn realloc(p: P, n: usize) -> P {
-    if !super::on() {
+    realloc_if(super::on(), p, n)
+}
+
+/// `realloc` with the checks' flag as the caller read it (see `malloc_if`).
+#[inline(always)]
+pub unsafe fn realloc_if(on: bool, p: P, n: usize) -> P {
+    if !on {
         return __libc_realloc(p, n);
     }
     if nested() || owns(p as usize) {
