@@ -66,6 +66,19 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A write after free: freed chunk `[base, base+size)` made at `alloc_id`, freed at
+    /// `free_id`, whose free pattern differs at `off`; shows the bytes found up to `end`.
+    pub unsafe fn write_after_free(base: usize, size: usize, alloc_id: u32, free_id: u32, off: usize, end: usize) -> Finding {
+        let mut f = Finding::new(Kind::WriteAfterFree, base);
+        f.base = base;
+        f.size = size;
+        f.alloc_id = alloc_id;
+        f.free_id = free_id;
+        f.offset = Some(off);
+        (f.found, f.nfound) = super::pattern::bytes_at(base, off, end);
+        f
+    }
+
     pub fn new(kind: Kind, addr: usize) -> Finding {
         Finding {
             kind,

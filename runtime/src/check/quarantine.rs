@@ -1,7 +1,7 @@
 //! The quarantine: freed chunks kept out of glibc's reuse, first in first out, up to
 //! `quarantine=BYTES` of usable size. Each chunk's free pattern is checked as it
 //! leaves and at exit; a damaged byte is a write after free, reported with its offset.
-use super::finding::{raise, Finding, Kind};
+use super::finding::{raise, Finding};
 use super::pattern;
 use crate::sys::Spin;
 use core::sync::atomic::Ordering;
@@ -76,14 +76,7 @@ fn ring() -> &'static mut Ring {
 unsafe fn leave(e: Entry, release: bool) {
     let b = pattern::free_byte();
     if let Some(off) = pattern::first_not(e.base, e.size, b) {
-        let mut f = Finding::new(Kind::WriteAfterFree, e.base);
-        f.base = e.base;
-        f.size = e.size;
-        f.alloc_id = e.alloc_id;
-        f.free_id = e.free_id;
-        f.offset = Some(off);
-        (f.found, f.nfound) = pattern::bytes_at(e.base, off, e.size);
-        raise(f);
+        raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
     }
     if release {
         super::nested::free(e.base as *mut _);

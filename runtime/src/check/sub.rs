@@ -106,15 +106,8 @@ unsafe fn damaged(e: &Freed, held: bool) -> Option<Finding> {
         Some(o) => o,
         None => hi + pattern::first_not(e.base + hi, e.size - hi, b)?,
     };
-    let mut x = Finding::new(Kind::WriteAfterFree, e.base);
-    x.base = e.base;
-    x.size = e.size;
-    x.alloc_id = e.alloc_id;
-    x.free_id = e.free_id;
-    x.offset = Some(off);
     let end = if off < lo { lo } else { e.size };
-    (x.found, x.nfound) = pattern::bytes_at(e.base, off, end);
-    Some(x)
+    Some(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, end))
 }
 
 /// Check and forget the freed pieces inside heap chunk `base` (being freed).
