@@ -87,6 +87,17 @@ const MAX_EVENTS: usize = 32;
 /// A header in front of the user's pointer, or slack after a size: up to this many bytes.
 const SLACK: u64 = 64;
 
+/// Whether the call made storage and released it again before returning: a job that
+/// frees its argument when done (a thread-pool task owning its parameters) does its
+/// work with scratch storage; a free function does not allocate. The static analysis
+/// draws the same line (analysis/README.md, "jobs with scratch memory").
+fn scratch(events: &[Ev]) -> bool {
+    events.iter().enumerate().any(|(i, e)| match *e {
+        Ev::Fresh { ptr, .. } => events[i + 1..].iter().any(|f| matches!(*f, Ev::Freed(q) if q == ptr)),
+        _ => false,
+    })
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum Ev {
     /// `realloc` says whether a realloc-kind allocator made it (`old` None: from NULL).
@@ -633,7 +644,7 @@ impl Tracer {
         } else if let Some(pm) = events.iter().find_map(|e| match *e {
             Ev::Freed(p) => Some(ptr_mask(p, args)).filter(|&m| m != 0),
             _ => None,
-        }) {
+        }).filter(|_| !scratch(events)) {
             l.n_free += 1;
             l.fptr &= pm & valid;
             let freed = events.iter().fold(0, |m, e| match *e {
@@ -732,5 +743,30 @@ impl Tracer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::{scratch, Ev};
+
+    fn fresh(ptr: u64) -> Ev {
+        Ev::Fresh { ptr, size: 64, old: None, realloc: false }
+    }
+
+    #[test]
+    fn a_job_frees_its_scratch_before_its_argument() {
+        // zstd's FASTCOVER_tryParameters: calloc + malloc scratch, free both, free(data)
+        assert!(scratch(&[fresh(0x1000), fresh(0x2000), Ev::Freed(0x2000), Ev::Freed(0x9000), Ev::Freed(0x1000)]));
+    }
+
+    #[test]
+    fn a_free_function_or_a_destructor_makes_nothing() {
+        assert!(!scratch(&[Ev::Freed(0x9000)]));
+        assert!(!scratch(&[Ev::Freed(0x1000), Ev::Freed(0x9000)]));
+        // storage made and kept (handed elsewhere) is no scratch
+        assert!(!scratch(&[fresh(0x1000), Ev::Freed(0x9000)]));
+        // a block freed before one at the same address is made again is no scratch either
+        assert!(!scratch(&[Ev::Freed(0x1000), fresh(0x1000), Ev::Freed(0x9000)]));
     }
 }
