@@ -20,6 +20,11 @@ fn cc(dir: &Path, args: &[&str]) -> Output {
     allocsite().arg("cc").args(args).current_dir(dir).env("XDG_CACHE_HOME", dir.join("cache")).env_remove("ALLOCSITE_INSTRUMENT").output().expect("run allocsite cc")
 }
 
+/// `allocsite cc ARGS` in `dir` with ALLOCSITE_INSTRUMENT=1: the linked program is also rewritten.
+fn cc_instrumented(dir: &Path, args: &[&str]) -> Output {
+    allocsite().arg("cc").args(args).current_dir(dir).env("XDG_CACHE_HOME", dir.join("cache")).env("ALLOCSITE_INSTRUMENT", "1").output().expect("run allocsite cc")
+}
+
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
     o
@@ -120,13 +125,7 @@ fn three_link_units() {
     assert!(sites.lines().any(|l| l.contains("main+") && l.contains("wrap2_array") && l.contains("constant 384") && l.ends_with("point")), "{sites}");
     assert!(sites.lines().any(|l| l.contains("main+") && l.contains("wrap_strdup")), "{sites}");
     // Instrumented by the build: every chunk the program asks for sits on its own call.
-    let o = allocsite()
-        .args(["cc", "-g", "-O2", "-o", "prog.inst", "main.o", "-L.", "-lwrap", "libwrap2.a"])
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .env("ALLOCSITE_INSTRUMENT", "1")
-        .output()
-        .unwrap();
+    let o = cc_instrumented(dir, &["-g", "-O2", "-o", "prog.inst", "main.o", "-L.", "-lwrap", "libwrap2.a"]);
     assert!(o.status.success() && o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
     let rep = dir.join("report.json");
     let o = Command::new(dir.join("prog.inst")).env("LD_LIBRARY_PATH", dir).env("ALLOCSITE_REPORT", &rep).output().unwrap();
@@ -239,15 +238,7 @@ fn types_at_run_time() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     let rt = support::root().join("target/release");
-    let o = allocsite()
-        .args(["cc", "-g", "-O2", "-o", "typed", &src("typed.c")])
-        .arg(format!("-L{}", rt.display()))
-        .arg("-lallocsite_rt")
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .env("ALLOCSITE_INSTRUMENT", "1")
-        .output()
-        .unwrap();
+    let o = cc_instrumented(dir, &["-g", "-O2", "-o", "typed", &src("typed.c"), &format!("-L{}", rt.display()), "-lallocsite_rt"]);
     assert!(o.status.success() && o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
     let rep = dir.join("report.json");
     let o = Command::new(dir.join("typed")).env("ALLOCSITE_REPORT", &rep).output().unwrap();
