@@ -54,7 +54,7 @@ impl Tracer {
             let in_map = |a: u64| a >= m.lo && a < m.hi;
             if m.file.system {
                 for (i, al) in ALLOCATORS.iter().enumerate() {
-                    let Some(a) = m.file.symbol(al.name).map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) else { continue };
+                    let Some(a) = m.file.symbol(al).map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) else { continue };
                     if on {
                         self.bp_add(tid, a, |b| b.alloc = Some(i as u8));
                     } else {

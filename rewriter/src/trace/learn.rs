@@ -22,48 +22,43 @@ use super::images::ImageFile;
 use super::memory;
 use super::sys::{self, Pid};
 use super::{unwind, Tracer};
+use allocsite_analysis::seeds::{self, Spec};
 use allocsite_analysis::{AllocFn, Kind, Role};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 pub type FnId = usize;
 
-/// A C library (or C++ runtime) allocator: what its arguments mean.
-pub struct Allocator {
-    pub name: &'static str,
-    pub kind: Kind,
-    pub size: Option<u8>,
-    pub count: Option<u8>,
-    pub ptr: Option<u8>,
-    pub out: Option<u8>,
-}
-
-const fn al(name: &'static str, kind: Kind, size: Option<u8>, count: Option<u8>, ptr: Option<u8>, out: Option<u8>) -> Allocator {
-    Allocator { name, kind, size, count, ptr, out }
-}
-
-pub const ALLOCATORS: &[Allocator] = &[
-    al("malloc", Kind::Alloc, Some(0), None, None, None),
-    al("calloc", Kind::Alloc, Some(1), Some(0), None, None),
-    al("realloc", Kind::Realloc, Some(1), None, Some(0), None),
-    al("reallocarray", Kind::Realloc, Some(2), Some(1), Some(0), None),
-    al("free", Kind::Free, None, None, Some(0), None),
-    al("posix_memalign", Kind::Alloc, Some(2), None, None, Some(0)),
-    al("aligned_alloc", Kind::Alloc, Some(1), None, None, None),
-    al("memalign", Kind::Alloc, Some(1), None, None, None),
-    al("valloc", Kind::Alloc, Some(0), None, None, None),
-    al("pvalloc", Kind::Alloc, Some(0), None, None, None),
-    al("_Znwm", Kind::Alloc, Some(0), None, None, None),
-    al("_Znam", Kind::Alloc, Some(0), None, None, None),
-    al("_ZnwmRKSt9nothrow_t", Kind::Alloc, Some(0), None, None, None),
-    al("_ZnamRKSt9nothrow_t", Kind::Alloc, Some(0), None, None, None),
-    al("_ZnwmSt11align_val_t", Kind::Alloc, Some(0), None, None, None),
-    al("_ZnamSt11align_val_t", Kind::Alloc, Some(0), None, None, None),
-    al("_ZdlPv", Kind::Free, None, None, Some(0), None),
-    al("_ZdaPv", Kind::Free, None, None, Some(0), None),
-    al("_ZdlPvm", Kind::Free, None, None, Some(0), None),
-    al("_ZdaPvm", Kind::Free, None, None, Some(0), None),
+/// The C library's and C++ runtime's allocators the tracer watches, by symbol name. What
+/// their arguments mean is the analysis's seed table (`seeds::seed`), so the tracer and
+/// the static analysis read a call of `calloc` or `operator delete` the same way.
+pub const ALLOCATORS: &[&str] = &[
+    "malloc",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "free",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "_Znwm",
+    "_Znam",
+    "_ZnwmRKSt9nothrow_t",
+    "_ZnamRKSt9nothrow_t",
+    "_ZnwmSt11align_val_t",
+    "_ZnamSt11align_val_t",
+    "_ZdlPv",
+    "_ZdaPv",
+    "_ZdlPvm",
+    "_ZdaPvm",
 ];
+
+/// The roles of watched allocator `a` (an index into `ALLOCATORS`).
+fn allocator(a: u8) -> Spec {
+    seeds::seed(ALLOCATORS[a as usize]).expect("every watched allocator is a seed")
+}
 
 /// A verdict the static analysis agrees with settles after learn-limit / this many
 /// consistent calls (at least 4).
@@ -434,7 +429,7 @@ impl Tracer {
     }
 
     fn on_alloc_entry(&mut self, tid: Pid, a: u8, regs: &sys::Regs) {
-        let al = &ALLOCATORS[a as usize];
+        let al = allocator(a);
         let args = regs_args(regs);
         let arg = |p: Option<u8>| p.map(|i| args[i as usize]);
         let mut learning = false;
@@ -485,7 +480,7 @@ impl Tracer {
         }
         // Watched calls deeper in the stack than the callers unwound learn nothing here.
         learning |= self.st.threads.get(&tid).is_some_and(|t| t.calls.iter().any(|c| matches!(c.what, What::Fn { .. }) && c.sp < near));
-        if al.kind == Kind::Free {
+        if al.kind == Some(Kind::Free) {
             if let Some(p) = arg(al.ptr).filter(|&p| p != 0) {
                 if let Some(s) = self.st.space_of(tid).and_then(|s| self.st.spaces.get_mut(&s)) {
                     if s.blocks.remove(&p).is_some() {
@@ -568,7 +563,7 @@ impl Tracer {
                         s.blocks.insert(ptr, Block { size: size.max(1), getters });
                     }
                 }
-                let realloc = ALLOCATORS[a as usize].kind == Kind::Realloc;
+                let realloc = allocator(a).kind == Some(Kind::Realloc);
                 self.events_to_calls(tid, Ev::Fresh { ptr, size, old, realloc }, near);
             }
             What::Fn { id, args } => self.judge(tid, id, &args, &call.events, regs.rax),
@@ -719,7 +714,7 @@ impl Tracer {
             let in_map = |a: u64| a >= m.lo && a < m.hi;
             if m.file.system {
                 for (i, al) in ALLOCATORS.iter().enumerate() {
-                    if let Some(a) = m.file.symbol(al.name).map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) {
+                    if let Some(a) = m.file.symbol(al).map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) {
                         self.bp_add(tid, a, |b| b.alloc = Some(i as u8));
                     }
                 }
@@ -768,5 +763,22 @@ mod scratch_tests {
         assert!(!scratch(&[fresh(0x1000), Ev::Freed(0x9000)]));
         // a block freed before one at the same address is made again is no scratch either
         assert!(!scratch(&[Ev::Freed(0x1000), fresh(0x1000), Ev::Freed(0x9000)]));
+    }
+}
+
+#[cfg(test)]
+mod allocator_tests {
+    use super::{allocator, Kind, ALLOCATORS};
+
+    #[test]
+    fn every_watched_allocator_has_its_seed_roles() {
+        for a in 0..ALLOCATORS.len() as u8 {
+            let s = allocator(a);
+            assert!(s.kind.is_some(), "{}", ALLOCATORS[a as usize]);
+        }
+        let calloc = allocator(ALLOCATORS.iter().position(|&n| n == "calloc").unwrap() as u8);
+        assert_eq!((calloc.kind, calloc.count, calloc.size), (Some(Kind::Alloc), Some(0), Some(1)));
+        let pm = allocator(ALLOCATORS.iter().position(|&n| n == "posix_memalign").unwrap() as u8);
+        assert_eq!((pm.out, pm.size), (Some(0), Some(2)));
     }
 }
