@@ -35,17 +35,55 @@ impl interp::Env for NoReturn<'_> {
 
 /// Summaries of every function (index-aligned with `bin.funcs`).
 pub fn summarize_all(bin: &Binary) -> Vec<Summary> {
-    let env = NoReturn { bin, local: local_noreturn(bin) };
-    run(bin, &env)
+    // Each function is decoded once, for both the noreturn scan and its summary.
+    let decoded: Vec<Vec<iced_x86::Instruction>> = par_map(bin, |f| interp::decode(bin, bin.funcs[f].addr, bin.funcs[f].size));
+    let env = NoReturn { bin, local: local_noreturn(bin, &decoded) };
+    par_map(bin, |f| interp::summarize(bin, &env, bin.funcs[f].addr, &decoded[f]))
+}
+
+/// `work(f)` for every function index f, index-aligned with `bin.funcs`, on all cores.
+/// Functions are handed out one at a time, largest first, so that one huge
+/// function (SQLite's `sqlite3VdbeExec`) does not leave the other cores idle at
+/// the end, as fixed halves did. A function whose analysis panics gets the
+/// default (for a summary: nothing is classified from it); the others are kept.
+fn par_map<T: Default + Send>(bin: &Binary, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let n = bin.funcs.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&f| std::cmp::Reverse(bin.funcs[f].size));
+    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).clamp(1, 8).min(n.max(1));
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<T> = (0..n).map(|_| T::default()).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&f) = order.get(k) else { break };
+                        if let Ok(v) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(f))) {
+                            done.push((f, v));
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        for h in handles {
+            for (f, v) in h.join().unwrap_or_default() {
+                out[f] = v;
+            }
+        }
+    });
+    out
 }
 
 /// Local functions that never return (`die()`, `xalloc_failed()`), by a cheap
 /// syntactic scan: no `ret`, no indirect jump, and every jump out of the function
 /// goes to a function that never returns. Three rounds settle short chains.
-fn local_noreturn(bin: &Binary) -> Vec<bool> {
+fn local_noreturn(bin: &Binary, decoded: &[Vec<iced_x86::Instruction>]) -> Vec<bool> {
     use iced_x86::FlowControl;
-    let decoded: Vec<Vec<iced_x86::Instruction>> =
-        bin.funcs.iter().map(|f| interp::decode(bin, f.addr, f.size)).collect();
     let mut nr = vec![false; bin.funcs.len()];
     for _ in 0..3 {
         let mut changed = false;
@@ -86,31 +124,4 @@ fn target_noreturn(bin: &Binary, nr: &[bool], t: u64) -> bool {
         Some(&f) => nr[f] || seeds::noreturn(&bin.funcs[f].name),
         None => false,
     }
-}
-
-fn run(bin: &Binary, env: &NoReturn) -> Vec<Summary> {
-    let n = bin.funcs.len();
-    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).clamp(1, 8);
-    let chunk = n.div_ceil(threads).max(1);
-    let mut out: Vec<Summary> = Vec::with_capacity(n);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|lo| {
-                let hi = (lo + chunk).min(n);
-                let h = s.spawn(move || {
-                    (lo..hi)
-                        .map(|f| interp::summarize(bin, env, bin.funcs[f].addr, bin.funcs[f].size))
-                        .collect::<Vec<_>>()
-                });
-                (hi - lo, h)
-            })
-            .collect();
-        // Summaries stay index-aligned with the functions even if a chunk failed:
-        // its functions get empty summaries (nothing is classified from them).
-        for (len, h) in handles {
-            out.extend(h.join().unwrap_or_else(|_| vec![Summary::default(); len]));
-        }
-    });
-    out
 }

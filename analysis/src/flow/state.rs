@@ -28,8 +28,18 @@ impl Slots {
     }
     /// Join `o` into self; a slot missing on one side is unknown there.
     pub(super) fn join_from(&mut self, o: &Slots) -> bool {
-        if self.0 == o.0 {
-            return false;
+        // The usual case at a merge: the same slots on both sides. Joined in
+        // place, without building a new list (this runs for every edge visit).
+        if self.0.len() == o.0.len() && self.0.iter().zip(&o.0).all(|(x, y)| x.0 == y.0) {
+            let mut changed = false;
+            for (x, y) in self.0.iter_mut().zip(&o.0) {
+                if x.1 != y.1 {
+                    let j = x.1.join(&y.1);
+                    changed |= j != x.1;
+                    x.1 = j;
+                }
+            }
+            return changed;
         }
         let mut out = Vec::with_capacity(self.0.len().max(o.0.len()));
         let (mut i, mut j) = (0, 0);

@@ -100,15 +100,15 @@ pub(in crate::flow) struct Interp<'a, E: Env> {
     pub(in crate::flow) info: InstructionInfoFactory,
 }
 
-pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, size: u64) -> Summary {
-    let insns = decode(bin, addr, size);
+/// The summary of the function at `addr`, from its instructions (`decode`).
+pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, insns: &[Instruction]) -> Summary {
     let end = insns.last().map(|i| i.next_ip()).unwrap_or(addr);
     let mut it = Interp {
         bin,
         env,
         start: addr,
         end,
-        insns: &insns,
+        insns,
         call_idx: BTreeMap::new(),
         sum: Summary::default(),
         ret_at: BTreeMap::new(),
