@@ -4,7 +4,7 @@
 //! `defaultMethods.xMalloc` both become (sqlite3_mem_methods, +0), so a call
 //! through the first reaches what was stored in the second.
 
-use super::walk::{byte_size, member_containing, strip, udata, MAX_DEPTH};
+use super::walk::{byte_size, members, strip, udata, MAX_DEPTH};
 use super::{attr_string, Loaded, R};
 use gimli::{AttributeValue, UnitOffset};
 
@@ -26,6 +26,11 @@ struct Var {
 pub struct Types<'a> {
     dw: &'a Loaded<'a>,
     vars: Vec<Var>,
+    /// Per struct (unit, DIE): its members with their byte sizes, parsed once.
+    /// The walks look up members of the same few large structs again and again
+    /// (SQLite's `sqlite3` has hundreds); parsing their DIEs each time was most
+    /// of the pointer-candidate phase.
+    members: std::cell::RefCell<std::collections::HashMap<(usize, UnitOffset), Vec<(super::walk::Member, u64)>>>,
 }
 
 const DW_OP_ADDR: u8 = 0x03;
@@ -58,7 +63,7 @@ impl<'a> Types<'a> {
             }
         }
         vars.sort_by_key(|v| v.addr);
-        Types { dw, vars }
+        Types { dw, vars, members: Default::default() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -87,7 +92,7 @@ impl<'a> Types<'a> {
         let Some(u) = self.dw.units.get(unit) else { return (None, None) };
         let Some(mut st) = pointee_struct(u, param_ty) else { return (None, None) };
         if let Some(l) = load {
-            let Some(super::walk::Member { ty: mt, offset: moff, .. }) = member_containing(u, st, l as u64) else { return (None, None) };
+            let Some(super::walk::Member { ty: mt, offset: moff, .. }) = self.member_containing(unit, st, l as u64) else { return (None, None) };
             if moff != l as u64 {
                 return (None, None);
             }
@@ -109,6 +114,18 @@ impl<'a> Types<'a> {
         }
         let name = attr_string(&self.dw.dwarf, u, &e, gimli::DW_AT_name)?;
         is_fn_pointer(u, ty).then_some(name)
+    }
+
+    /// The first member of `record` whose bytes contain offset `off`, from the
+    /// cached member list of `record`.
+    fn member_containing(&self, unit_idx: usize, record: UnitOffset, off: u64) -> Option<super::walk::Member> {
+        let unit = self.dw.units.get(unit_idx)?;
+        let mut cache = self.members.borrow_mut();
+        let list = cache.entry((unit_idx, record)).or_insert_with(|| {
+            members(unit, record).into_iter().map(|m| (m, byte_size(unit, m.ty).unwrap_or(0))).collect()
+        });
+        // The same test as `walk::contains`: a member of unknown size holds its first byte.
+        list.iter().find(|(m, size)| off >= m.offset && off < m.offset.saturating_add((*size).max(1))).map(|(m, _)| *m)
     }
 
     fn walk(&self, unit_idx: usize, start: UnitOffset, start_off: u64) -> (Option<SlotKey>, Option<String>) {
@@ -148,7 +165,7 @@ impl<'a> Types<'a> {
                     if let Some(n) = name {
                         key = Some(SlotKey { ty: n, size, off });
                     }
-                    let Some(m) = member_containing(unit, ty, off) else { return (key, None) };
+                    let Some(m) = self.member_containing(unit_idx, ty, off) else { return (key, None) };
                     off -= m.offset;
                     ty = m.ty;
                 }

@@ -102,8 +102,3 @@ pub(crate) fn contains(unit: &gimli::Unit<R>, m: &Member, off: u64) -> bool {
     let size = byte_size(unit, m.ty).unwrap_or(0);
     off >= m.offset && off < m.offset.saturating_add(size.max(1))
 }
-
-/// The first member of `record` whose bytes contain offset `off`.
-pub(crate) fn member_containing(unit: &gimli::Unit<R>, record: UnitOffset, off: u64) -> Option<Member> {
-    members(unit, record).into_iter().find(|m| contains(unit, m, off))
-}
