@@ -5,8 +5,19 @@ use super::interp::{ARG_REGS, RSP};
 use super::value::Val;
 
 /// Stack slots by offset from the entry rsp, kept sorted; functions have few.
-#[derive(Clone, PartialEq, Default)]
+#[derive(PartialEq, Default)]
 pub(super) struct Slots(Vec<(i64, Val)>);
+
+/// `clone_from` reuses the list's memory: the fixpoint copies a block's input
+/// state into one scratch state on every block visit.
+impl Clone for Slots {
+    fn clone(&self) -> Slots {
+        Slots(self.0.clone())
+    }
+    fn clone_from(&mut self, o: &Slots) {
+        self.0.clone_from(&o.0);
+    }
+}
 
 impl Slots {
     pub(super) fn get(&self, k: &i64) -> Option<&Val> {
@@ -74,8 +85,17 @@ impl Slots {
 
 /// xmm registers with known lanes; absent = unknown. Usually empty, so the
 /// state stays small.
-#[derive(Clone, PartialEq, Default)]
+#[derive(PartialEq, Default)]
 pub(super) struct Xmm(Vec<(u8, [Val; 2])>);
+
+impl Clone for Xmm {
+    fn clone(&self) -> Xmm {
+        Xmm(self.0.clone())
+    }
+    fn clone_from(&mut self, o: &Xmm) {
+        self.0.clone_from(&o.0);
+    }
+}
 
 impl Xmm {
     pub(super) fn get(&self, x: usize) -> [Val; 2] {
@@ -113,7 +133,7 @@ impl Xmm {
     }
 }
 
-#[derive(Clone, PartialEq)]
+#[derive(PartialEq)]
 pub(super) struct State {
     pub(super) regs: [Val; 16],
     /// The two 64-bit lanes of xmm0–15: gcc copies structs of function pointers
@@ -124,6 +144,19 @@ pub(super) struct State {
     /// Every use of a result starts with reading rax, so this tells exactly
     /// which results are used, whatever the number of calls.
     pub(super) rax_calls: Vec<u32>,
+}
+
+/// `clone_from` reuses the memory of the slot, xmm and rax lists (see `Slots`).
+impl Clone for State {
+    fn clone(&self) -> State {
+        State { regs: self.regs, xmm: self.xmm.clone(), slots: self.slots.clone(), rax_calls: self.rax_calls.clone() }
+    }
+    fn clone_from(&mut self, o: &State) {
+        self.regs = o.regs;
+        self.xmm.clone_from(&o.xmm);
+        self.slots.clone_from(&o.slots);
+        self.rax_calls.clone_from(&o.rax_calls);
+    }
 }
 
 impl State {

@@ -4,7 +4,7 @@
 //! decides which calls every path must pass. Apart from the step so that the
 //! per-instruction code and the per-function bookkeeping read separately.
 
-use super::{is_padding, Env, Interp, MAX_VISITS_PER_BLOCK};
+use super::{is_padding, Env, Interp, Succs, MAX_VISITS_PER_BLOCK};
 use crate::flow::state::State;
 use crate::flow::value::Val;
 use iced_x86::{FlowControl, Mnemonic};
@@ -35,6 +35,11 @@ impl<E: Env> Interp<'_, E> {
         let mut switch_blocks: Vec<usize> = Vec::new();
         let mut range_test: Vec<Option<u8>> = vec![None; nblocks];
         let mut switch_jump = vec![false; nblocks];
+        // Scratch kept across block visits, so that a visit reuses their memory:
+        // the state being interpreted (a copy of the block's input), and the
+        // values the block stores into objects (not its own frame).
+        let mut st = State::unknown();
+        let mut written: Vec<Val> = Vec::new();
         loop {
             while let Some(b) = work.pop() {
                 queued[b] = false;
@@ -44,14 +49,14 @@ impl<E: Env> Interp<'_, E> {
                     self.sum.imprecise = true;
                     continue;
                 }
-                let Some(mut st) = input[b].clone() else { continue };
+                let Some(inp) = &input[b] else { continue };
+                st.clone_from(inp);
                 self.cur_block = b;
                 self.fwd = None;
                 let first = leaders[b];
                 let last = leaders.get(b + 1).copied().unwrap_or(self.insns.len());
-                let mut succs = Vec::new();
-                // Values this block stores into objects (not its own frame).
-                let mut written: Vec<Val> = Vec::new();
+                let mut succs = Succs::NONE;
+                written.clear();
                 // A call's result tested for NULL, and the instruction its NULL edge goes to.
                 let mut null_result: Option<(Val, usize)> = None;
                 // What the branch checks is judged on this visit's state, the widest
@@ -98,16 +103,14 @@ impl<E: Env> Interp<'_, E> {
                     if let Some(next) = step {
                         // An indirect jump that is no tail call: a switch.
                         switch_jump[b] |= self.insns[i].flow_control() == FlowControl::IndirectBranch && !self.call_idx.contains_key(&i);
-                        for t in next {
-                            succs.push(t);
-                        }
+                        succs = next;
                         break;
                     }
                     if i + 1 == last && last < self.insns.len() {
                         succs.push(last);
                     }
                 }
-                for s in succs {
+                for s in succs.iter() {
                     let sb = block_of(s);
                     if !succ_of[b].contains(&sb) {
                         succ_of[b].push(sb);

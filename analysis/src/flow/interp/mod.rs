@@ -229,16 +229,16 @@ impl<'a, E: Env> Interp<'a, E> {
 
     /// Interpret instruction `i`. Returns Some(successor instruction indices) when
     /// it ends the block (empty: no successor), None to fall through.
-    fn step(&mut self, i: usize, st: &mut State) -> Option<Vec<usize>> {
+    fn step(&mut self, i: usize, st: &mut State) -> Option<Succs> {
         let ins = self.insns[i];
         let next = i + 1;
-        let fallthrough = || if next < self.insns.len() { vec![next] } else { vec![] };
+        let fallthrough = || if next < self.insns.len() { Succs::one(next) } else { Succs::NONE };
         match ins.flow_control() {
             FlowControl::Return => {
                 let rax = st.regs[0];
                 let e = self.ret_at.entry(i).or_insert(rax);
                 *e = e.join(&rax);
-                return Some(vec![]);
+                return Some(Succs::NONE);
             }
             FlowControl::Call | FlowControl::IndirectCall => {
                 let target = self.call_target(&ins, st);
@@ -247,24 +247,26 @@ impl<'a, E: Env> Interp<'a, E> {
                 if noret && !self.after_noreturn.contains(&next) {
                     self.after_noreturn.push(next);
                 }
-                return Some(if noret { vec![] } else { fallthrough() });
+                return Some(if noret { Succs::NONE } else { fallthrough() });
             }
             FlowControl::UnconditionalBranch => {
                 let t = ins.near_branch_target();
                 if self.inside(t) && !self.relocated(&ins) {
-                    return Some(self.index_of(t).into_iter().collect());
+                    return Some(self.index_of(t).map_or(Succs::NONE, Succs::one));
                 }
                 if !self.is_cold_jump(&ins) {
                     let target = self.call_target(&ins, st);
                     self.record_tail_call(i, &ins, st, target);
                 }
-                return Some(vec![]);
+                return Some(Succs::NONE);
             }
             FlowControl::ConditionalBranch => {
                 let t = ins.near_branch_target();
                 let mut s = fallthrough();
                 if self.inside(t) && !self.relocated(&ins) {
-                    s.extend(self.index_of(t));
+                    if let Some(t) = self.index_of(t) {
+                        s.push(t);
+                    }
                 } else if matches!(ins.mnemonic(), Mnemonic::Jrcxz | Mnemonic::Jecxz | Mnemonic::Loop | Mnemonic::Loope | Mnemonic::Loopne) {
                 } else if !self.is_cold_jump(&ins) {
                     // A conditional tail call out of the function.
@@ -287,14 +289,14 @@ impl<'a, E: Env> Interp<'a, E> {
                         }
                         None => self.switch_state = Some(st.clone()),
                     }
-                    return Some(vec![]);
+                    return Some(Succs::NONE);
                 }
                 self.record_tail_call(i, &ins, st, t);
-                return Some(vec![]);
+                return Some(Succs::NONE);
             }
             FlowControl::Interrupt | FlowControl::Exception => {
                 if matches!(ins.mnemonic(), Mnemonic::Ud2 | Mnemonic::Int3 | Mnemonic::Hlt) {
-                    return Some(vec![]);
+                    return Some(Succs::NONE);
                 }
             }
             _ => {}
@@ -325,4 +327,32 @@ impl<'a, E: Env> Interp<'a, E> {
 
 pub(super) fn is_padding(i: &Instruction) -> bool {
     matches!(i.mnemonic(), Mnemonic::Nop | Mnemonic::Int3 | Mnemonic::Ud2) || i.code() == iced_x86::Code::Xchg_r16_AX
+}
+
+/// Where a block goes next: at most two instructions (the fallthrough, then
+/// a branch target), kept inline because every block visit makes one.
+#[derive(Clone, Copy)]
+pub(super) struct Succs {
+    n: u8,
+    at: [usize; 2],
+}
+
+impl Succs {
+    pub(super) const NONE: Succs = Succs { n: 0, at: [0; 2] };
+
+    fn one(i: usize) -> Succs {
+        Succs { n: 1, at: [i, 0] }
+    }
+
+    /// Adds a successor; no block has more than two (a third is never pushed).
+    pub(super) fn push(&mut self, i: usize) {
+        if let Some(slot) = self.at.get_mut(self.n as usize) {
+            *slot = i;
+            self.n += 1;
+        }
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.at[..self.n as usize].iter().copied()
+    }
 }
