@@ -27,7 +27,7 @@ fn bit(c: usize) -> u32 {
 
 impl Helpers {
     /// `cands`: the classifier's candidate lists, keyed by (target, caller key).
-    pub fn build(bin: &Binary, sums: &[Summary], cands: &HashMap<(Target, u64), (Vec<u64>, bool)>) -> Helpers {
+    pub fn build(bin: &Binary, sums: &[Summary], cands: &crate::fxhash::FxHashMap<(Target, u64), (Vec<u64>, bool)>) -> Helpers {
         let ptr: HashMap<Target, Vec<usize>> = cands
             .iter()
             .filter(|((_, caller), (c, _))| *caller == 0 && !c.is_empty() && c.len() <= MAX_CANDIDATES)

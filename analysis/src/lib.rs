@@ -18,6 +18,7 @@ pub mod output;
 pub mod seeds;
 pub mod sites;
 mod strlen;
+mod fxhash;
 pub mod timing;
 
 pub use classification::{Addr, AllocFn, Classification, Kind, Role};

@@ -22,6 +22,7 @@ use crate::indirect::Pointers;
 use crate::load::Binary;
 use crate::seeds::{self, Spec};
 use std::cell::RefCell;
+use crate::fxhash::FxHashMap;
 use std::collections::{BTreeMap, HashMap};
 
 /// A classified function with the facts that led to it.
@@ -42,16 +43,16 @@ pub struct Classifier<'a> {
     /// what a function is when its code alone classifies it as nothing.
     traced: HashMap<usize, Found>,
     /// Candidate lists per distinct (pointer target, caller), computed once.
-    cands: HashMap<(Target, u64), (Vec<u64>, bool)>,
+    cands: FxHashMap<(Target, u64), (Vec<u64>, bool)>,
     /// Pure helpers, for sizes computed by them.
     pub(crate) helpers: crate::helpers::Helpers,
     /// Per round: the allocator all candidates of a target agree on.
-    agreed: RefCell<HashMap<(Target, u64), Option<(Spec, String)>>>,
+    agreed: RefCell<FxHashMap<(Target, u64), Option<(Spec, String)>>>,
     /// Functions classified by name, not by their code: Some(true) when named by
     /// the user (`--alloc-fns`/`--free-fns`), Some(false) for a C library seed.
     seeded: Vec<Option<bool>>,
     /// Cache of `args_read`.
-    args_read: RefCell<HashMap<usize, u8>>,
+    args_read: RefCell<FxHashMap<usize, u8>>,
     /// Per function: some caller may read its result (see `results_read`).
     result_read: Vec<bool>,
     /// `ALLOCSITE_DEBUG_PTRS` is set: print every pointer target's candidates.
@@ -89,7 +90,7 @@ impl<'a> Classifier<'a> {
         params: &'a crate::dwarf::Params,
     ) -> Self {
         let ptrs = Pointers::build(bin, sums, types, params);
-        let mut cands = HashMap::new();
+        let mut cands = FxHashMap::default();
         for (f, s) in sums.iter().enumerate() {
             for c in &s.calls {
                 let caller = caller_key(&c.target, bin.funcs[f].addr);
@@ -110,9 +111,9 @@ impl<'a> Classifier<'a> {
             traced: HashMap::new(),
             cands,
             helpers,
-            agreed: RefCell::new(HashMap::new()),
+            agreed: RefCell::new(FxHashMap::default()),
             result_read: results_read(bin, sums),
-            args_read: RefCell::new(HashMap::new()),
+            args_read: RefCell::new(FxHashMap::default()),
             seeded: Vec::new(),
             debug_ptrs: std::env::var_os("ALLOCSITE_DEBUG_PTRS").is_some(),
             found: BTreeMap::new(),

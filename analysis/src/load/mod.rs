@@ -9,6 +9,7 @@ mod functions;
 mod imports;
 
 use object::{Object, ObjectKind, ObjectSection, SectionKind};
+use crate::fxhash::FxHashMap;
 use std::collections::HashMap;
 
 pub use fnstores::FnStore;
@@ -35,15 +36,15 @@ pub struct Binary {
     /// Functions defined in the file, sorted by address, no duplicates.
     pub funcs: Vec<Func>,
     /// Address → index into `funcs` for function entries.
-    pub by_addr: HashMap<u64, usize>,
+    pub by_addr: FxHashMap<u64, usize>,
     /// Symbol name (and alias) → index into `funcs`.
-    pub by_name: HashMap<String, usize>,
+    pub by_name: FxHashMap<String, usize>,
     /// Call-target address → imported symbol name (PLT stubs, `.plt.sec` stubs).
-    pub stubs: HashMap<u64, String>,
+    pub stubs: FxHashMap<u64, String>,
     /// GOT slot address → imported symbol name (`call *f@GOTPCREL(%rip)`).
-    pub got: HashMap<u64, String>,
+    pub got: FxHashMap<u64, String>,
     /// In relocatable files: address of a rel32 field → the symbol it refers to.
-    pub rel_targets: HashMap<u64, RelTarget>,
+    pub rel_targets: FxHashMap<u64, RelTarget>,
     /// Function addresses stored in data (static initializers) or code (stores).
     pub fn_stores: Vec<FnStore>,
     /// Address of every function whose address is taken anywhere.
@@ -86,11 +87,11 @@ impl Binary {
         let mut bin = Binary {
             kind,
             funcs: Vec::new(),
-            by_addr: HashMap::new(),
-            by_name: HashMap::new(),
-            stubs: HashMap::new(),
-            got: HashMap::new(),
-            rel_targets: HashMap::new(),
+            by_addr: FxHashMap::default(),
+            by_name: FxHashMap::default(),
+            stubs: FxHashMap::default(),
+            got: FxHashMap::default(),
+            rel_targets: FxHashMap::default(),
             fn_stores: Vec::new(),
             address_taken: Vec::new(),
             has_symtab: false,
