@@ -98,6 +98,8 @@ pub(in crate::flow) struct Interp<'a, E: Env> {
     /// the entry state of the blocks only a jump table reaches.
     switch_state: Option<State>,
     pub(in crate::flow) info: InstructionInfoFactory,
+    /// Per instruction, what it does with rax (see `note_reads`); 0 = not yet known.
+    rax_use: Vec<u8>,
 }
 
 /// The summary of the function at `addr`, from its instructions (`decode`).
@@ -121,6 +123,7 @@ pub fn summarize<E: Env>(bin: &Binary, env: &E, addr: u64, insns: &[Instruction]
         used_calls: Default::default(),
         switch_state: None,
         info: InstructionInfoFactory::new(),
+        rax_use: vec![0; insns.len()],
     };
     if insns.len() >= MAX_INSNS {
         it.sum.imprecise = true;
@@ -185,15 +188,21 @@ impl<'a, E: Env> Interp<'a, E> {
         if st.rax_calls.is_empty() {
             return;
         }
-        let ins = &self.insns[i];
-        let info = self.info.info(ins);
-        let (mut read, mut written) = (false, false);
-        for u in info.used_registers() {
-            if gpr(u.register()) == Some(0) {
-                read |= matches!(u.access(), A::Read | A::ReadWrite | A::CondRead | A::ReadCondWrite);
-                written |= matches!(u.access(), A::Write | A::ReadWrite);
+        // What the instruction does with rax, computed once per instruction
+        // (blocks are visited several times): bit 0 read, bit 1 written, bit 7 known.
+        let mut use_ = self.rax_use[i];
+        if use_ == 0 {
+            let info = self.info.info(&self.insns[i]);
+            use_ = 0x80;
+            for u in info.used_registers() {
+                if gpr(u.register()) == Some(0) {
+                    use_ |= u8::from(matches!(u.access(), A::Read | A::ReadWrite | A::CondRead | A::ReadCondWrite));
+                    use_ |= u8::from(matches!(u.access(), A::Write | A::ReadWrite)) << 1;
+                }
             }
+            self.rax_use[i] = use_;
         }
+        let (read, written) = (use_ & 1 != 0, use_ & 2 != 0);
         if read {
             self.used_calls.extend(st.rax_calls.iter().copied());
         }
