@@ -12,8 +12,10 @@ pub mod tls;
 // - arena, stats: the runtime's own counted memory; process-wide counters
 pub mod arena;
 pub mod stats;
-// - index, chunkmap: the suballocator index (and its building blocks), the heap index
+// - index, oob, chunkmap: the suballocator index (and its building blocks), the heap
+//   index's out-of-band records, the heap index
 pub mod index;
+pub mod oob;
 pub mod chunkmap;
 // - sites: interned sites and their statistics
 pub mod sites;
