@@ -68,8 +68,10 @@ pub const STATIC_BYTES: u64 = (TOP * 8) as u64;
 extern "C" {
     static __libc_single_threaded: u8;
 }
+/// Whether the process has one thread (glibc clears the flag before it creates the
+/// first thread, and never sets it again).
 #[inline(always)]
-fn single_threaded() -> bool {
+pub fn single_threaded() -> bool {
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!(__libc_single_threaded)) != 0 }
 }
 
@@ -171,10 +173,9 @@ unsafe fn oob_get(key: usize, s: *const Slot, p: usize, wait: bool) -> Option<u3
         return None;
     }
     let mut out = None;
-    let pg = page_words(s);
     let (_, w, sh) = pos(p);
-    if ((*pg.add(w)).load(Ordering::Relaxed) >> sh) & 3 == 3 {
-        out = oob::get(&(*s).oob, p, oob::rank(pg, w, sh));
+    if ((*page_words(s).add(w)).load(Ordering::Relaxed) >> sh) & 3 == 3 {
+        out = oob::get(&(*s).oob, p);
     }
     if !st {
         l.unlock();
@@ -183,35 +184,51 @@ unsafe fn oob_get(key: usize, s: *const Slot, p: usize, wait: bool) -> Option<u3
 }
 
 /// Index an out-of-band chunk (under the stripe lock once there are threads): its
-/// record, then its bits.
+/// record, then its bits. Returns the word's bits before, with the start bit of `p`'s
+/// granule also set when the other granule of its pair held an indexed out-of-band
+/// chunk: one that was freed behind the runtime's back (no live chunk starts 16 bytes
+/// from another), whose slot this record takes — it is dropped, and the new chunk
+/// counts as stale in its place.
 #[inline(always)]
 unsafe fn insert_oob(s: *const Slot, p: usize, word: &AtomicU64, sh: u32, e: u32, st: bool) -> Result<u64, ()> {
-    let old = word.load(Ordering::Relaxed);
-    // (an orphan or stale record at this granule is replaced)
-    let (_, w, _) = pos(p);
-    oob::insert(&(*s).oob, p, oob::rank(page_words(s), w, sh), e, (old >> sh) & 2 != 0)?;
-    if st {
-        word.store(old | 3 << sh, Ordering::Relaxed);
-        Ok(old)
+    oob::set(&(*s).oob, p, e)?;
+    let mut old = if st {
+        let v = word.load(Ordering::Relaxed);
+        word.store(v | 3 << sh, Ordering::Relaxed);
+        v
     } else {
-        Ok(word.fetch_or(3 << sh, Ordering::Relaxed))
+        word.fetch_or(3 << sh, Ordering::Relaxed)
+    };
+    // (the pair's other granule: sh ^ 2, in the same word)
+    let other = (old >> (sh ^ 2)) & 3;
+    if other & 2 != 0 {
+        stale_pair(word, sh ^ 2, other);
+        if other == 3 {
+            old |= 1 << sh;
+        }
     }
+    Ok(old)
 }
 
-/// Drop the out-of-band record and bit of the granule of `p` (an orphan, or a stale
-/// chunk's, found where a chunk with a trailer now starts).
+/// An orphan's or a stale chunk's bits in the other granule of a new out-of-band
+/// chunk's pair: the slot is no longer theirs.
 #[cold]
 #[inline(never)]
-unsafe fn drop_orphan(key: usize, s: *const Slot, p: usize, word: &AtomicU64, sh: u32) {
+fn stale_pair(word: &AtomicU64, sh: u32, bits: u64) {
+    word.fetch_and(!(bits << sh), Ordering::Relaxed);
+}
+
+/// Drop the out-of-band bit of the granule of `p` (an orphan's, or a stale chunk's,
+/// found where a chunk with a trailer now starts; its slot may now be the other
+/// granule's).
+#[cold]
+#[inline(never)]
+unsafe fn drop_orphan(key: usize, word: &AtomicU64, sh: u32) {
     let st = single_threaded();
     if !st {
         oob::lock(key).lock();
     }
-    if (word.load(Ordering::Relaxed) >> sh) & 2 != 0 {
-        let (_, w, _) = pos(p);
-        oob::remove(&(*s).oob, p, oob::rank(page_words(s), w, sh));
-        word.fetch_and(!(2 << sh), Ordering::Relaxed);
-    }
+    word.fetch_and(!(2 << sh), Ordering::Relaxed);
     if !st {
         oob::lock(key).unlock();
     }
@@ -227,9 +244,10 @@ pub fn unlock_oob() {
 
 // ---------------------------------------------------------------- live chunks
 
-/// Indexed chunks (bitmap and `BIG`), as flushed from the threads' counters: each
-/// thread keeps its change since its last flush in the hot block (`live`, plain
-/// stores) and moves it here every `LIVE_STEP` chunks of change.
+/// Indexed chunks (bitmap and `BIG`), as flushed from the threads' counters: once there
+/// are threads, each thread keeps its change since its last flush in the hot block
+/// (`live`, plain stores) and moves it here every `LIVE_STEP` chunks of change; while
+/// the process has one thread, the change goes here directly.
 pub static LIVE_CHUNKS: AtomicI64 = AtomicI64::new(0);
 /// Highest number of indexed chunks seen: `LIVE_CHUNKS` before a flush plus the
 /// flushing thread's highest point since its previous one. Exact while one thread
@@ -239,7 +257,17 @@ pub static PEAK_LIVE_CHUNKS: AtomicI64 = AtomicI64::new(0);
 const LIVE_STEP: i32 = 256;
 
 #[inline(always)]
-unsafe fn count_live(d: i32) {
+unsafe fn count_live(d: i32, st: bool) {
+    if st {
+        // (one thread: the totals themselves, with plain stores; the same peak as the
+        // per-thread batches below give a single thread)
+        let t = LIVE_CHUNKS.load(Ordering::Relaxed) + d as i64;
+        LIVE_CHUNKS.store(t, Ordering::Relaxed);
+        if t > PEAK_LIVE_CHUNKS.load(Ordering::Relaxed) {
+            PEAK_LIVE_CHUNKS.store(t, Ordering::Relaxed);
+        }
+        return;
+    }
     let h = crate::tls::hot();
     let t = (*h).live + d;
     (*h).live = t;
@@ -314,7 +342,7 @@ unsafe fn insert_any(p: usize, n: usize, id: u32) -> Result<(), ()> {
             word.fetch_or(1 << sh, Ordering::Relaxed)
         };
         if (old >> sh) & 2 != 0 {
-            drop_orphan(key, s, p, word, sh);
+            drop_orphan(key, word, sh);
         }
         old
     } else if spare < TRAILER && id < oob::ID_LIMIT {
@@ -339,7 +367,7 @@ unsafe fn insert_any(p: usize, n: usize, id: u32) -> Result<(), ()> {
     if (old >> sh) & 1 != 0 {
         STALE.fetch_add(1, Ordering::Relaxed);
     } else {
-        count_live(1);
+        count_live(1, st);
     }
     Ok(())
 }
@@ -352,7 +380,7 @@ fn insert_big(p: usize, n: usize, id: u32) -> Result<(), ()> {
         Ok(Some(_)) => {
             STALE.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(None) => unsafe { count_live(1) },
+        Ok(None) => unsafe { count_live(1, single_threaded()) },
         Err(()) => {}
     }
     r.map(|_| ())
@@ -392,11 +420,12 @@ pub unsafe fn remove(p: usize, quiet: bool) -> Option<Chunk> {
                     word.fetch_and(!(1 << sh), Ordering::Relaxed);
                     return None;
                 }
-                count_live(-1);
+                let st = single_threaded();
+                count_live(-1, st);
                 if b & 2 != 0 {
-                    return remove_oob(key, s, p, word, sh, usable);
+                    return remove_oob(key, s, p, word, sh, usable, st);
                 }
-                if single_threaded() {
+                if st {
                     word.store(v & !(1 << sh), Ordering::Relaxed);
                 } else {
                     word.fetch_and(!(1 << sh), Ordering::Relaxed);
@@ -419,15 +448,13 @@ pub unsafe fn remove(p: usize, quiet: bool) -> Option<Chunk> {
     remove_big(p)
 }
 
-/// Remove an out-of-band chunk: its record (at the rank its bits give), then its bits.
+/// Remove an out-of-band chunk: its record, then its bits.
 #[inline(always)]
-unsafe fn remove_oob(key: usize, s: *const Slot, p: usize, word: &AtomicU64, sh: u32, usable: usize) -> Option<Chunk> {
-    let st = single_threaded();
+unsafe fn remove_oob(key: usize, s: *const Slot, p: usize, word: &AtomicU64, sh: u32, usable: usize, st: bool) -> Option<Chunk> {
     if !st {
         oob::lock(key).lock();
     }
-    let (_, w, _) = pos(p);
-    let e = oob::remove(&(*s).oob, p, oob::rank(page_words(s), w, sh));
+    let e = oob::get(&(*s).oob, p);
     if st {
         word.store(word.load(Ordering::Relaxed) & !(3 << sh), Ordering::Relaxed);
     } else {
@@ -445,7 +472,7 @@ fn remove_big(p: usize) -> Option<Chunk> {
     let r = BIG.remove(p);
     BIG.lock.unlock();
     if r.is_some() {
-        unsafe { count_live(-1) };
+        unsafe { count_live(-1, single_threaded()) };
     }
     r.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 })
 }

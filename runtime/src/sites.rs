@@ -436,6 +436,12 @@ unsafe fn deregister(h: *mut Hot) {
 /// site counters, and only this thread stays registered.
 pub fn after_fork_child() {
     let me = crate::tls::hot();
+    // This thread's own batches and live-chunk change too: should the child count as
+    // single-threaded again, its counts go to the totals directly from now on (on_alloc).
+    if unsafe { (*me).guard } == 0 {
+        flush_thread();
+        crate::tls::guarded(crate::tls::GUARD_INTERNAL, || unsafe { crate::chunkmap::flush_live(me) });
+    }
     let reg = REG.load(Ordering::Relaxed);
     if reg.is_null() {
         return;
@@ -691,6 +697,20 @@ pub unsafe fn on_alloc(h: *mut Hot, id: u32, n: u64, indexed: bool) {
         s.dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    if crate::chunkmap::single_threaded() {
+        // One thread: the site's counters themselves, with plain stores (no batch to
+        // find, nothing to flush); the peak is the one a batch gives a single thread.
+        // A signal handler that allocates while this runs is not counted (the guard).
+        let s = stats(id);
+        s.calls.store(s.calls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        s.bytes.store(s.bytes.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        let live = s.live_bytes.load(Ordering::Relaxed).wrapping_add(n);
+        s.live_bytes.store(live, Ordering::Relaxed);
+        if live as i64 > s.peak_live_bytes.load(Ordering::Relaxed) as i64 {
+            s.peak_live_bytes.store(live, Ordering::Relaxed);
+        }
+        return;
+    }
     let p = pend_slot(h, id);
     p.calls += 1;
     p.bytes += n;
@@ -715,8 +735,19 @@ pub unsafe fn on_restore(h: *mut Hot, id: u32, n: u64) {
     }
 }
 
-#[inline]
+#[inline(always)]
 pub unsafe fn on_free(h: *mut Hot, id: u32, n: u64) {
+    if crate::chunkmap::single_threaded() {
+        // (one thread: as in on_alloc)
+        let s = stats(id);
+        s.live_bytes.store(s.live_bytes.load(Ordering::Relaxed).wrapping_sub(n), Ordering::Relaxed);
+        return;
+    }
+    on_free_batched(h, id, n)
+}
+
+#[inline(never)]
+unsafe fn on_free_batched(h: *mut Hot, id: u32, n: u64) {
     let pend = &mut (*h).pend;
     for i in 0..NPEND {
         if pend[i].id == id {
