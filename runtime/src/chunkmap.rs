@@ -66,13 +66,14 @@ pub static OVERWRITTEN: AtomicU64 = AtomicU64::new(0);
 pub const STATIC_BYTES: u64 = (TOP * 8) as u64;
 
 extern "C" {
-    static __libc_single_threaded: u8;
+    static mut __libc_single_threaded: u8;
 }
 /// Whether the process has one thread (glibc clears the flag before it creates the
-/// first thread, and never sets it again).
+/// first thread). A plain read: while it is set no other thread can clear it, so the
+/// compiler may reuse one read for the rest of a call (not across calls it cannot see).
 #[inline(always)]
 pub fn single_threaded() -> bool {
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(__libc_single_threaded)) != 0 }
+    unsafe { core::ptr::read(core::ptr::addr_of!(__libc_single_threaded)) != 0 }
 }
 
 /// glibc's chunk header word before `p`: usable size, and whether glibc mmap'd it.
@@ -397,6 +398,36 @@ pub unsafe fn has_trailer(p: usize) -> bool {
     };
     let (_, w, sh) = pos(p);
     ((*page_words(s).add(w)).load(Ordering::Relaxed) >> sh) & 3 == 1
+}
+
+/// `remove` in the common case, in one straight line for a single-threaded process
+/// (the caller checked `single_threaded()` and holds the guard): a bitmapped chunk
+/// whose page this thread's cache holds and whose record decodes. `(size, site id)`,
+/// or None with nothing changed when any of that does not hold (`remove` then does the
+/// whole work, counting what it finds).
+#[inline(always)]
+pub unsafe fn remove_fast(h: *mut crate::tls::Hot, p: usize) -> Option<(usize, u32)> {
+    let (usable, mmapped) = header(p);
+    let key = p >> PAGE_SHIFT;
+    let w = key & 1;
+    if mmapped || usable > MAX_SMALL || p >= ADDR_LIMIT || (*h).pg_key[w] != key + 1 {
+        return None;
+    }
+    let s = (*h).pg_ptr[w] as *const Slot;
+    let (_, wi, sh) = pos(p);
+    let word = &*page_words(s).add(wi);
+    let v = word.load(Ordering::Relaxed);
+    let r = match (v >> sh) & 3 {
+        1 => decode(p, usable, *((p + usable - TRAILER) as *const u64))?,
+        3 => {
+            let e = oob::get(&(*s).oob, p)?;
+            (usable.checked_sub((e & 7) as usize)?, e >> 3)
+        }
+        _ => return None,
+    };
+    word.store(v & !(3 << sh), Ordering::Relaxed);
+    count_live(-1, true);
+    Some(r)
 }
 
 /// Remove the chunk based at `p` (a chunk glibc gave out, about to be freed or

@@ -197,7 +197,41 @@ unsafe extern "C" fn reallocarray_impl(p: P, n: usize, s: usize, ra: usize, sp: 
     };
     realloc_common(p, t, A_REALLOCARRAY, ra, sp, mark)
 }
-unsafe extern "C" fn free_impl(p: P, _: usize, _: usize, ra: usize, sp: usize, mark: usize) {
+unsafe extern "C" fn free_impl(p: P, a: usize, b: usize, ra: usize, sp: usize, mark: usize) {
+    // The common case in one straight line, without a stack frame: no checks, one
+    // thread, no suballocator pieces, not inside the runtime, and a chunk the index
+    // finds at once (`chunkmap::remove_fast`). Anything else goes, from the start, to
+    // `free_slow` (with checks: the free's site needs `ra`, `sp` and `mark`) or
+    // `free_unchecked` (nothing is changed before the fast path knows it applies).
+    if check::on() {
+        return free_slow(p, a, b, ra, sp, mark);
+    }
+    if p.is_null() {
+        return;
+    }
+    if chunkmap::single_threaded() && !index::SUB_USED.load(Ordering::Relaxed) {
+        let h = hot();
+        if (*h).guard == 0 {
+            guard_on(h, GUARD_WORK);
+            if let Some((size, id)) = chunkmap::remove_fast(h, p as usize) {
+                sites::on_free_single(id, size as u64);
+                guard_off(h);
+                return lc::free_if(false, p);
+            }
+            guard_off(h);
+        }
+    }
+    free_unchecked(p)
+}
+
+#[inline(never)]
+unsafe fn free_unchecked(p: P) {
+    unrecord(p);
+    lc::free_if(false, p);
+}
+
+#[inline(never)]
+unsafe fn free_slow(p: P, _: usize, _: usize, ra: usize, sp: usize, mark: usize) {
     if p.is_null() {
         return;
     }

@@ -738,12 +738,16 @@ pub unsafe fn on_restore(h: *mut Hot, id: u32, n: u64) {
 #[inline(always)]
 pub unsafe fn on_free(h: *mut Hot, id: u32, n: u64) {
     if crate::chunkmap::single_threaded() {
-        // (one thread: as in on_alloc)
-        let s = stats(id);
-        s.live_bytes.store(s.live_bytes.load(Ordering::Relaxed).wrapping_sub(n), Ordering::Relaxed);
-        return;
+        return on_free_single(id, n);
     }
     on_free_batched(h, id, n)
+}
+
+/// `on_free` in a single-threaded process (the caller checked): as in on_alloc.
+#[inline(always)]
+pub unsafe fn on_free_single(id: u32, n: u64) {
+    let s = stats(id);
+    s.live_bytes.store(s.live_bytes.load(Ordering::Relaxed).wrapping_sub(n), Ordering::Relaxed);
 }
 
 #[inline(never)]
