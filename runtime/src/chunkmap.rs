@@ -400,6 +400,40 @@ pub unsafe fn has_trailer(p: usize) -> bool {
     ((*page_words(s).add(w)).load(Ordering::Relaxed) >> sh) & 3 == 1
 }
 
+/// `insert` in the common case, in one straight line for a single-threaded process
+/// (the caller checked `single_threaded()` and holds the guard): a bitmapped chunk
+/// whose page this thread's cache holds, whose granule pair is clear, and whose record
+/// fits its trailer or its region's existing out-of-band block. False, with nothing
+/// changed, when any of that does not hold (`insert` then does the whole work).
+#[inline(always)]
+pub unsafe fn insert_fast(h: *mut crate::tls::Hot, p: usize, n: usize, id: u32) -> bool {
+    let (usable, mmapped) = header(p);
+    let key = p >> PAGE_SHIFT;
+    let w = key & 1;
+    if mmapped || usable > MAX_SMALL || p >= ADDR_LIMIT || (*h).pg_key[w] != key + 1 {
+        return false;
+    }
+    let s = (*h).pg_ptr[w] as *const Slot;
+    let (_, wi, sh) = pos(p);
+    let word = &*page_words(s).add(wi);
+    let v = word.load(Ordering::Relaxed);
+    // (both granules of the pair: nothing stale, no orphan)
+    if (v >> (sh & !2)) & 15 != 0 {
+        return false;
+    }
+    let spare = usable.wrapping_sub(n);
+    if spare >= TRAILER && spare - TRAILER <= 0xff {
+        *((p + usable - TRAILER) as *mut u64) = encode(p, spare - TRAILER, id);
+        word.store(v | 1 << sh, Ordering::Relaxed);
+    } else if spare < TRAILER && id < oob::ID_LIMIT && oob::set_existing(&(*s).oob, p, id << 3 | spare as u32) {
+        word.store(v | 3 << sh, Ordering::Relaxed);
+    } else {
+        return false;
+    }
+    count_live(1, true);
+    true
+}
+
 /// `remove` in the common case, in one straight line for a single-threaded process
 /// (the caller checked `single_threaded()` and holds the guard): a bitmapped chunk
 /// whose page this thread's cache holds and whose record decodes. `(size, site id)`,

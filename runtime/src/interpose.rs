@@ -119,7 +119,57 @@ fn req_if(chk: bool, n: usize) -> usize {
     }
 }
 
-unsafe extern "C" fn malloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
+/// A fresh chunk (`malloc`, `realloc(NULL, n)`) in the common case: no checks, one
+/// thread, not inside the runtime, the site in the hot block's two-entry cache. The
+/// site is found before glibc is called (so only the size and the id live across the
+/// call), then the chunk goes into the index by `chunkmap::insert_fast` (else `insert`).
+/// Err, with nothing counted or made, when the case does not apply (the caller then
+/// does the whole work; dropping stale entries twice changes nothing).
+#[inline(always)]
+unsafe fn fresh_fast(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> Result<P, ()> {
+    if check::on() || !chunkmap::single_threaded() {
+        return Err(());
+    }
+    let h = hot();
+    if (*h).guard != 0 {
+        return Err(());
+    }
+    guard_on(h, GUARD_WORK);
+    let a = attribute(ra, sp, mark != 0);
+    let id = sites::cached(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize);
+    guard_off(h);
+    if id == 0 {
+        return Err(());
+    }
+    let p = lc::malloc_if(false, n);
+    if p.is_null() {
+        return Ok(p);
+    }
+    guard_on(h, GUARD_WORK);
+    if INDEXING.load(Ordering::Relaxed) && chunkmap::insert_fast(h, p as usize, n, id) {
+        sites::on_alloc_single(id, n as u64);
+    } else {
+        record_id(h, p, n, id);
+    }
+    guard_off(h);
+    Ok(p)
+}
+
+/// Index a chunk whose site is known (`fresh_fast`, when `insert_fast` did not apply).
+#[inline(never)]
+unsafe fn record_id(h: *mut crate::tls::Hot, p: P, n: usize, id: u32) {
+    let ok = INDEXING.load(Ordering::Relaxed) && chunkmap::insert(p as usize, n, id).is_ok();
+    sites::on_alloc(h, id, n as u64, ok);
+}
+
+unsafe extern "C" fn malloc_impl(n: usize, a: usize, b: usize, ra: usize, sp: usize, mark: usize) -> P {
+    if let Ok(p) = fresh_fast(n, A_MALLOC, ra, sp, mark) {
+        return p;
+    }
+    malloc_general(n, a, b, ra, sp, mark)
+}
+#[inline(never)]
+unsafe fn malloc_general(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let chk = check::on();
     let p = lc::malloc_if(chk, req_if(chk, n));
     if !p.is_null() {
@@ -186,9 +236,16 @@ unsafe fn realloc_null(chk: bool, n: usize, code: u32, ra: usize, sp: usize, mar
 unsafe extern "C" fn realloc_impl(p: P, n: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     // (realloc_common sends a NULL pointer to realloc_null whatever the checks)
     if p.is_null() {
-        return realloc_null(check::on(), n, A_REALLOC, ra, sp, mark);
+        if let Ok(q) = fresh_fast(n, A_REALLOC, ra, sp, mark) {
+            return q;
+        }
+        return realloc_null_general(n, ra, sp, mark);
     }
     realloc_common(p, n, A_REALLOC, ra, sp, mark)
+}
+#[inline(never)]
+unsafe fn realloc_null_general(n: usize, ra: usize, sp: usize, mark: usize) -> P {
+    realloc_null(check::on(), n, A_REALLOC, ra, sp, mark)
 }
 unsafe extern "C" fn reallocarray_impl(p: P, n: usize, s: usize, ra: usize, sp: usize, mark: usize) -> P {
     let Some(t) = n.checked_mul(s) else {

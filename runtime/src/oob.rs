@@ -101,6 +101,27 @@ pub unsafe fn set(dir: &AtomicPtr<u32>, p: usize, e: u32) -> Result<(), ()> {
     set_slow(r, p, e)
 }
 
+/// `set` when the region's block exists and is wide enough (true), else nothing
+/// (false).
+#[inline(always)]
+pub unsafe fn set_existing(dir: &AtomicPtr<u32>, p: usize, e: u32) -> bool {
+    let d = dir.load(Ordering::Relaxed) as *const AtomicUsize;
+    if d.is_null() {
+        return false;
+    }
+    let b = (*d.add((p >> REGION_SHIFT) & (REGIONS - 1))).load(Ordering::Relaxed);
+    let (at, w) = (b & !3, b & 3);
+    if at == 0 || (e as u64) >> (8 << w) != 0 {
+        return false;
+    }
+    match w {
+        BYTE => *(at as *mut u8).add(slot(p)) = e as u8,
+        1 => *(at as *mut u16).add(slot(p)) = e as u16,
+        _ => *(at as *mut u32).add(slot(p)) = e,
+    }
+    true
+}
+
 /// The region's first record, or the first one too wide for its block: make or widen
 /// the block (the records already there copied).
 #[cold]

@@ -162,13 +162,24 @@ const CACHE_BYTES: usize = CACHE_ENTS * core::mem::size_of::<CacheEnt>();
 /// time without copying entries).
 #[inline(always)]
 pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
+    let id = cached(h, inner, outer, key, okey);
+    if id != 0 {
+        return id;
+    }
+    intern_miss(h, inner, outer, key, okey)
+}
+
+/// The id of a site if the two-entry cache in the hot block holds it, else 0 (nothing
+/// looked up or made).
+#[inline(always)]
+pub unsafe fn cached(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
     if (*h).c_inner == inner && (*h).c_outer == outer && (*h).c_key == key && (*h).c_okey == okey && (*h).c_id != 0 {
         return (*h).c_id;
     }
     if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_okey == okey && (*h).c2_id != 0 {
         return (*h).c2_id;
     }
-    intern_miss(h, inner, outer, key, okey)
+    0
 }
 
 /// Neither cached entry: the thread's direct-mapped cache, then the table; the new
@@ -698,18 +709,7 @@ pub unsafe fn on_alloc(h: *mut Hot, id: u32, n: u64, indexed: bool) {
         return;
     }
     if crate::chunkmap::single_threaded() {
-        // One thread: the site's counters themselves, with plain stores (no batch to
-        // find, nothing to flush); the peak is the one a batch gives a single thread.
-        // A signal handler that allocates while this runs is not counted (the guard).
-        let s = stats(id);
-        s.calls.store(s.calls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        s.bytes.store(s.bytes.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-        let live = s.live_bytes.load(Ordering::Relaxed).wrapping_add(n);
-        s.live_bytes.store(live, Ordering::Relaxed);
-        if live as i64 > s.peak_live_bytes.load(Ordering::Relaxed) as i64 {
-            s.peak_live_bytes.store(live, Ordering::Relaxed);
-        }
-        return;
+        return on_alloc_single(id, n);
     }
     let p = pend_slot(h, id);
     p.calls += 1;
@@ -720,6 +720,22 @@ pub unsafe fn on_alloc(h: *mut Hot, id: u32, n: u64, indexed: bool) {
     }
     if p.calls >= FLUSH_CALLS || p.live >= FLUSH_LIVE {
         flush(p);
+    }
+}
+
+/// `on_alloc` of an indexed chunk in a single-threaded process (the caller checked):
+/// the site's counters themselves, with plain stores (no batch to find, nothing to
+/// flush); the peak is the one a batch gives a single thread. A signal handler that
+/// allocates while this runs is not counted (the guard).
+#[inline(always)]
+pub unsafe fn on_alloc_single(id: u32, n: u64) {
+    let s = stats(id);
+    s.calls.store(s.calls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    s.bytes.store(s.bytes.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    let live = s.live_bytes.load(Ordering::Relaxed).wrapping_add(n);
+    s.live_bytes.store(live, Ordering::Relaxed);
+    if live as i64 > s.peak_live_bytes.load(Ordering::Relaxed) as i64 {
+        s.peak_live_bytes.store(live, Ordering::Relaxed);
     }
 }
 
