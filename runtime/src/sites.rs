@@ -179,7 +179,22 @@ pub unsafe fn cached(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: 
     if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_okey == okey && (*h).c2_id != 0 {
         return (*h).c2_id;
     }
+    // then the thread's direct-mapped cache, its slot by the innermost site alone (cheap
+    // to compute: Lua alternates among more sites than two)
+    let cache = (*h).site_cache as *const CacheEnt;
+    if !cache.is_null() {
+        let e = &*cache.add(cache_slot(inner));
+        if e.inner == inner && e.outer == outer && e.key == key && e.okey == okey {
+            return e.id as u32;
+        }
+    }
     0
+}
+
+/// The direct-mapped cache's slot of a site: bits of its innermost return address.
+#[inline(always)]
+fn cache_slot(inner: usize) -> usize {
+    (inner ^ (inner >> 6) ^ (inner >> 12)) & (CACHE_ENTS - 1)
 }
 
 /// Neither cached entry: the thread's direct-mapped cache, then the table; the new
@@ -206,7 +221,7 @@ unsafe fn intern_miss(h: *mut Hot, inner: usize, outer: usize, key: usize, okey:
 #[inline]
 unsafe fn intern_cached(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
     let mut cache = (*h).site_cache as *mut CacheEnt;
-    let slot = hash(inner, outer, key, okey) & (CACHE_ENTS - 1);
+    let slot = cache_slot(inner);
     if !cache.is_null() {
         let e = &*cache.add(slot);
         if e.inner == inner && e.outer == outer && e.key == key && e.okey == okey && e.id != 0 {
