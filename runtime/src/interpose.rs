@@ -241,7 +241,49 @@ unsafe extern "C" fn realloc_impl(p: P, n: usize, _: usize, ra: usize, sp: usize
         }
         return realloc_null_general(n, ra, sp, mark);
     }
+    if let Ok(q) = realloc_fast(p, n, ra, sp, mark) {
+        return q;
+    }
     realloc_common(p, n, A_REALLOC, ra, sp, mark)
+}
+
+/// `realloc(p, n)`, n > 0, in the common case (`fresh_fast`'s, and the old chunk found
+/// at once by `chunkmap::remove_fast`): the old record out, glibc's realloc, the new
+/// chunk in, as `realloc_common` does. Err, with nothing changed, when the case does
+/// not apply.
+#[inline(always)]
+unsafe fn realloc_fast(p: P, n: usize, ra: usize, sp: usize, mark: usize) -> Result<P, ()> {
+    if n == 0 || check::on() || !chunkmap::single_threaded() || index::SUB_USED.load(Ordering::Relaxed) {
+        return Err(());
+    }
+    let h = hot();
+    if (*h).guard != 0 {
+        return Err(());
+    }
+    guard_on(h, GUARD_WORK);
+    let a = attribute(ra, sp, mark != 0);
+    let id = sites::cached(h, a.inner, a.outer, make_key(a.inner_fn, A_REALLOC), a.outer_fn as usize);
+    let old = if id != 0 { chunkmap::remove_fast(h, p as usize) } else { None };
+    let Some((size, oid)) = old else {
+        guard_off(h);
+        return Err(());
+    };
+    sites::on_free_single(oid, size as u64);
+    guard_off(h);
+    let q = lc::realloc_if(false, p, n);
+    guard_on(h, GUARD_WORK);
+    if q.is_null() {
+        // failed: p is untouched, put its record back
+        if chunkmap::insert(p as usize, size, oid).is_ok() {
+            sites::on_restore(h, oid, size as u64);
+        }
+    } else if INDEXING.load(Ordering::Relaxed) && chunkmap::insert_fast(h, q as usize, n, id) {
+        sites::on_alloc_single(id, n as u64);
+    } else {
+        record_id(h, q, n, id);
+    }
+    guard_off(h);
+    Ok(q)
 }
 #[inline(never)]
 unsafe fn realloc_null_general(n: usize, ra: usize, sp: usize, mark: usize) -> P {

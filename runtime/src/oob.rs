@@ -43,16 +43,62 @@ pub fn lock(key: usize) -> &'static Spin {
     &LOCKS[key & 63]
 }
 
-/// fork: hold every stripe lock across it (`lib.rs`, through `chunkmap::lock_oob`).
+/// fork: hold every stripe lock, then the blocks' lock, across it (`lib.rs`, through
+/// `chunkmap::lock_oob`; the order in which `set_slow` takes them).
 pub fn lock_all() {
     for l in &LOCKS {
         l.lock();
     }
+    BLK_LOCK.lock();
 }
 pub fn unlock_all() {
+    BLK_LOCK.unlock();
     for l in LOCKS.iter().rev() {
         l.unlock();
     }
+}
+
+// Blocks of exactly 32, 64 or 128 bytes, carved from 4 KiB pool blocks (the pool's
+// size classes would make them 40, 72 and 136 bytes: a fifth more for the 1-byte
+// blocks most regions of a program with few sites have). Freed blocks (a region
+// widened) go to a list per width. Cold: only a region's first record and a widening
+// come here.
+const SLAB: usize = 4096;
+static BLK_LOCK: Spin = Spin::new();
+static BLK_FREE: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+static BLK_BUMP: AtomicUsize = AtomicUsize::new(0);
+static BLK_LEFT: AtomicUsize = AtomicUsize::new(0);
+
+/// A block for 32 slots of width `w`; null past the metadata cap.
+unsafe fn block_alloc(w: usize) -> *mut u8 {
+    let sz = SLOTS << w;
+    BLK_LOCK.lock();
+    let mut p = BLK_FREE[w].load(Ordering::Relaxed);
+    if p != 0 {
+        BLK_FREE[w].store(*(p as *const usize), Ordering::Relaxed);
+    } else {
+        if BLK_LEFT.load(Ordering::Relaxed) < sz {
+            let m = POOL.alloc(class_of(SLAB));
+            if m.is_null() {
+                BLK_LOCK.unlock();
+                return core::ptr::null_mut();
+            }
+            BLK_BUMP.store(m as usize, Ordering::Relaxed);
+            BLK_LEFT.store(SLAB, Ordering::Relaxed);
+        }
+        p = BLK_BUMP.load(Ordering::Relaxed);
+        BLK_BUMP.store(p + sz, Ordering::Relaxed);
+        BLK_LEFT.store(BLK_LEFT.load(Ordering::Relaxed) - sz, Ordering::Relaxed);
+    }
+    BLK_LOCK.unlock();
+    p as *mut u8
+}
+
+unsafe fn block_free(w: usize, p: *mut u8) {
+    BLK_LOCK.lock();
+    *(p as *mut usize) = BLK_FREE[w].load(Ordering::Relaxed);
+    BLK_FREE[w].store(p as usize, Ordering::Relaxed);
+    BLK_LOCK.unlock();
 }
 
 /// The region's block entry in the page's directory `dir` (the directory made when
@@ -130,7 +176,7 @@ unsafe fn set_slow(r: &AtomicUsize, p: usize, e: u32) -> Result<(), ()> {
     let b = r.load(Ordering::Relaxed);
     let (at, old) = (b & !3, b & 3);
     let w = if at == 0 { width(e) } else { width(e).max(old) };
-    let n = POOL.alloc(class_of(SLOTS << w));
+    let n = block_alloc(w);
     if n.is_null() {
         return Err(());
     }
@@ -155,7 +201,7 @@ unsafe fn set_slow(r: &AtomicUsize, p: usize, e: u32) -> Result<(), ()> {
     debug_assert!(n as usize & 3 == 0 && w <= WIDEST);
     r.store(n as usize | w, Ordering::Release);
     if at != 0 {
-        POOL.free(class_of(SLOTS << old), at as *mut u8);
+        block_free(old, at as *mut u8);
     }
     Ok(())
 }
