@@ -17,7 +17,8 @@ pub mod stats;
 pub mod index;
 pub mod oob;
 pub mod chunkmap;
-// - sites: interned sites and their statistics
+// - sitetab, sites: interned sites and their counters; how the allocators count
+pub mod sitetab;
 pub mod sites;
 // - attribution, trace: what an allocation is attributed to; the hook trace
 pub mod attribution;
