@@ -427,6 +427,16 @@ pub unsafe fn on_alloc_single(id: u32, n: u64) {
 
 /// A chunk's record was put back (failed realloc): its bytes are live again.
 pub unsafe fn on_restore(h: *mut Hot, id: u32, n: u64) {
+    if crate::chunkmap::single_threaded() {
+        // (one thread: the counters directly, as on_alloc_single, without a call)
+        let s = stats(id);
+        let live = s.live_bytes.load(Ordering::Relaxed).wrapping_add(n);
+        s.live_bytes.store(live, Ordering::Relaxed);
+        if live as i64 > s.peak_live_bytes.load(Ordering::Relaxed) as i64 {
+            s.peak_live_bytes.store(live, Ordering::Relaxed);
+        }
+        return;
+    }
     let p = pend_slot(h, id);
     p.live += n as i64;
     if p.live > p.max_live {
