@@ -120,7 +120,8 @@ fn req_if(chk: bool, n: usize) -> usize {
 }
 
 /// A fresh chunk (`malloc`, `realloc(NULL, n)`) in the common case: no checks, one
-/// thread, not inside the runtime, the site in the hot block's two-entry cache. The
+/// thread, not inside the runtime, the site in the thread's caches (`sites::cached`:
+/// nothing looked up in the table, nothing made; a failed call must not make a site). The
 /// site is found before glibc is called (so only the size and the id live across the
 /// call), then the chunk goes into the index by `chunkmap::insert_fast` (else `insert`).
 /// Err, with nothing counted or made, when the case does not apply (the caller then
