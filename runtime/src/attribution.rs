@@ -38,8 +38,16 @@ pub unsafe fn attribute_free(ra: usize, sp: usize, mark: bool) -> Sites {
 #[inline(always)]
 unsafe fn attribute_among(ra: usize, sp: usize, mark: bool, skip_releases: bool) -> Sites {
     let none = Sites { inner: ra, outer: ra, inner_fn: core::ptr::null(), outer_fn: core::ptr::null() };
-    let Some((_, outermost, _)) = active_sites(sp) else { return none };
     let h = hot();
+    // (one active hooked call whose frame encloses this one — no stale entry to drop —
+    // is the common case: straight to the n == 1 rules below)
+    let live1 = (*h).depth == 1 && (*h).entries[0].sp > sp;
+    let outermost = if live1 {
+        (*h).outermost
+    } else {
+        let Some((_, outermost, _)) = active_sites(sp) else { return none };
+        outermost
+    };
     let n = ((*h).depth as usize).min(DEPTH);
     let e = &(*h).entries;
     // (an entry's fn_ with bit 0 set marks "result indexed by an inner call")

@@ -26,9 +26,8 @@
 //! (`__libc_single_threaded`, which glibc clears before the first thread is created)
 //! and with atomic read-modify-writes after; the out-of-band tables are changed under
 //! one of 64 striped spin locks once there are threads.
-use crate::arena::{class_of, POOL};
 use crate::index::{child, Big, BigTab, Chunk};
-use crate::sys::Spin;
+use crate::oob;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
 
@@ -67,11 +66,14 @@ pub static OVERWRITTEN: AtomicU64 = AtomicU64::new(0);
 pub const STATIC_BYTES: u64 = (TOP * 8) as u64;
 
 extern "C" {
-    static __libc_single_threaded: u8;
+    static mut __libc_single_threaded: u8;
 }
+/// Whether the process has one thread (glibc clears the flag before it creates the
+/// first thread). A plain read: while it is set no other thread can clear it, so the
+/// compiler may reuse one read for the rest of a call (not across calls it cannot see).
 #[inline(always)]
-fn single_threaded() -> bool {
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(__libc_single_threaded)) != 0 }
+pub fn single_threaded() -> bool {
+    unsafe { core::ptr::read(core::ptr::addr_of!(__libc_single_threaded)) != 0 }
 }
 
 /// glibc's chunk header word before `p`: usable size, and whether glibc mmap'd it.
@@ -154,202 +156,12 @@ fn pos(p: usize) -> (usize, usize, u32) {
 
 // ---------------------------------------------------------------- out-of-band records
 
-// A page's out-of-band records are kept per 1 KiB region of heap (64 granules, whose
-// bits are 2 bitmap words): a dense array of 2-byte (4-byte once a site id ≥ 2^13
-// joins) records `site id << 3 | slack` in address order, in one arena block
-// `[len: u16, cap: u15, wide: 1, records…]`, found through a 512-pointer directory per page (`Slot::oob`). A record's
-// index is the number of out-of-band bits below its granule in the region (a few
-// popcounts on the line `free` and `malloc` read anyway), so finding it is one load.
-// Invariant: a region's array holds exactly one record per out-of-band bit set in its
-// words, in order. Out-of-band bits change only together with the array (under the
-// page's stripe lock once there are threads). A chunk freed by a signal handler that
-// interrupted the runtime loses only its start bit: its out-of-band bit and record
-// stay (an orphan) until a chunk starts at that granule again.
-const REGION_SHIFT: u32 = 10;
-const REGIONS: usize = 1 << (PAGE_SHIFT - REGION_SHIFT);
-const OOB_ID_LIMIT: u32 = 1 << 29;
-/// Out-of-band bits of the 32 granules of a word.
-const OOBS: u64 = 0xaaaa_aaaa_aaaa_aaaa;
-/// Record block sizes: the arena pool's classes that hold `4 + 2·cap` or `4 + 4·cap`
-/// bytes (a region holds at most 32 chunks, and at most 64 records with orphans).
-const OOB_SIZES: [usize; 8] = [16, 24, 40, 56, 72, 104, 136, 264];
-
-/// Striped locks of the out-of-band records (by page key), taken once there are threads.
-static OOB_LOCKS: [Spin; 64] = [const { Spin::new() }; 64];
-#[inline(always)]
-fn oob_lock(key: usize) -> &'static Spin {
-    &OOB_LOCKS[key & 63]
-}
-
-/// The region's record block slot in the page's directory (made when `create`).
-#[inline(always)]
-unsafe fn oob_region(s: *const Slot, p: usize, create: bool) -> Option<&'static AtomicPtr<u32>> {
-    let mut dir = (*s).oob.load(Ordering::Acquire) as *mut u8;
-    if dir.is_null() {
-        dir = child(&*(&(*s).oob as *const AtomicPtr<u32> as *const AtomicPtr<u8>), create, REGIONS * 8)?;
-    }
-    Some(&(*(dir as *const [AtomicPtr<u32>; REGIONS]))[(p >> REGION_SHIFT) & (REGIONS - 1)])
-}
-
-/// (len, cap, wide) of a record block: records are `u16` while every site id in the
-/// array is below 2^13 (a program with fewer sites than that: half the memory), else
-/// `u32`.
-#[inline(always)]
-unsafe fn oob_head(b: *mut u32) -> (usize, usize, bool) {
-    let h = *b;
-    ((h & 0xffff) as usize, ((h >> 16) & 0x7fff) as usize, h >> 31 != 0)
-}
-#[inline(always)]
-fn oob_bytes(cap: usize, wide: bool) -> usize {
-    4 + cap * if wide { 4 } else { 2 }
-}
-#[inline(always)]
-unsafe fn rec_get(b: *mut u32, wide: bool, i: usize) -> u32 {
-    if wide {
-        *b.add(1 + i)
-    } else {
-        *(b.add(1) as *const u16).add(i) as u32
-    }
-}
-#[inline(always)]
-unsafe fn rec_set(b: *mut u32, wide: bool, i: usize, v: u32) {
-    if wide {
-        *b.add(1 + i) = v;
-    } else {
-        *(b.add(1) as *mut u16).add(i) = v as u16;
-    }
-}
-
-/// Whether the CPU has `popcnt` (0 = not asked yet, 1 = no, 2 = yes): the runtime is
-/// built for baseline x86-64, whose software bit count costs ~15 instructions a word.
-static POPCNT: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
-#[cold]
-fn detect_popcnt() -> bool {
-    let yes = core::arch::x86_64::__cpuid(1).ecx & (1 << 23) != 0;
-    POPCNT.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
-    yes
-}
-#[inline(always)]
-fn popcnt(x: u64) -> u32 {
-    let r: u64;
-    unsafe { core::arch::asm!("popcnt {r}, {x}", x = in(reg) x, r = lateout(reg) r, options(pure, nomem, nostack)) };
-    r as u32
-}
-
-/// Index of the record of the chunk at `p` in its region's array: the out-of-band bits
-/// below its granule.
-#[inline(always)]
-unsafe fn oob_rank(pg: *const AtomicU64, p: usize) -> usize {
-    let (_, w, sh) = pos(p);
-    let last = (*pg.add(w)).load(Ordering::Relaxed) & OOBS & ((1u64 << sh) - 1);
-    let hw = match POPCNT.load(Ordering::Relaxed) {
-        2 => true,
-        1 => false,
-        _ => detect_popcnt(),
-    };
-    let mut n = 0;
-    if hw {
-        n += popcnt(last);
-        for i in (w & !1)..w {
-            n += popcnt((*pg.add(i)).load(Ordering::Relaxed) & OOBS);
-        }
-    } else {
-        n += last.count_ones();
-        for i in (w & !1)..w {
-            n += ((*pg.add(i)).load(Ordering::Relaxed) & OOBS).count_ones();
-        }
-    }
-    n as usize
-}
-
-/// Put a record at index `i` of the region's array (`replace`: overwrite the one there).
-/// Err when the metadata cap refused memory.
-#[inline(always)]
-unsafe fn oob_insert(s: *const Slot, p: usize, i: usize, e: u32, replace: bool) -> Result<(), ()> {
-    let r = oob_region(s, p, true).ok_or(())?;
-    let b = r.load(Ordering::Relaxed);
-    if !b.is_null() && !replace {
-        let (len, cap, w) = oob_head(b);
-        if len < cap && i <= len && (w || e <= 0xffff) {
-            // (the common case: room, and no widening)
-            let mut j = len;
-            while j > i {
-                rec_set(b, w, j, rec_get(b, w, j - 1));
-                j -= 1;
-            }
-            rec_set(b, w, i, e);
-            *b = (*b & !0xffff) | (len + 1) as u32;
-            return Ok(());
-        }
-    }
-    oob_insert_slow(r, i, e, replace)
-}
-
-#[inline(never)]
-unsafe fn oob_insert_slow(r: &AtomicPtr<u32>, i: usize, e: u32, replace: bool) -> Result<(), ()> {
-    let mut b = r.load(Ordering::Relaxed);
-    let (len, cap, wide) = if b.is_null() { (0, 0, false) } else { oob_head(b) };
-    if i > len {
-        return Err(()); // (the invariant is broken: never expected)
-    }
-    let replacing = replace && i < len;
-    let need = if replacing { len } else { len + 1 };
-    let w = wide || e > 0xffff;
-    if need > cap || w != wide {
-        let per = if w { 4 } else { 2 };
-        let nb = OOB_SIZES.iter().copied().find(|&x| (x - 4) / per >= need).ok_or(())?;
-        let n = POOL.alloc(class_of(nb)) as *mut u32;
-        if n.is_null() {
-            return Err(());
-        }
-        for k in 0..len {
-            rec_set(n, w, k, rec_get(b, wide, k));
-        }
-        *n = len as u32 | (((nb - 4) / per) as u32) << 16 | (w as u32) << 31;
-        r.store(n, Ordering::Release);
-        if !b.is_null() {
-            POOL.free(class_of(oob_bytes(cap, wide)), b.cast());
-        }
-        b = n;
-    }
-    if replacing {
-        rec_set(b, w, i, e);
-        return Ok(());
-    }
-    let mut j = len;
-    while j > i {
-        rec_set(b, w, j, rec_get(b, w, j - 1));
-        j -= 1;
-    }
-    rec_set(b, w, i, e);
-    *b = (*b & !0xffff) | (len + 1) as u32;
-    Ok(())
-}
-
-/// Take the record at index `i` out of the region's array of chunk `p`.
-#[inline(always)]
-unsafe fn oob_remove(s: *const Slot, p: usize, i: usize) -> Option<u32> {
-    let r = oob_region(s, p, false)?;
-    let b = r.load(Ordering::Relaxed);
-    if b.is_null() {
-        return None;
-    }
-    let (len, _, w) = oob_head(b);
-    if i >= len {
-        return None;
-    }
-    let e = rec_get(b, w, i);
-    for j in i + 1..len {
-        rec_set(b, w, j - 1, rec_get(b, w, j));
-    }
-    *b = (*b & !0xffff) | (len - 1) as u32;
-    Some(e)
-}
+const _: () = assert!(oob::REGIONS << oob::REGION_SHIFT == 1 << PAGE_SHIFT);
 
 /// The record of the out-of-band chunk at `p` (readers). `wait`: false → never wait.
 unsafe fn oob_get(key: usize, s: *const Slot, p: usize, wait: bool) -> Option<u32> {
     let st = single_threaded();
-    let l = oob_lock(key);
+    let l = oob::lock(key);
     if st {
         // (writers take no lock while single-threaded: a reader that may have
         // interrupted one — a signal handler inside the runtime — must not look)
@@ -362,16 +174,9 @@ unsafe fn oob_get(key: usize, s: *const Slot, p: usize, wait: bool) -> Option<u3
         return None;
     }
     let mut out = None;
-    let pg = page_words(s);
     let (_, w, sh) = pos(p);
-    if ((*pg.add(w)).load(Ordering::Relaxed) >> sh) & 3 == 3 {
-        if let Some(r) = oob_region(s, p, false) {
-            let b = r.load(Ordering::Acquire);
-            let i = oob_rank(pg, p);
-            if !b.is_null() && i < oob_head(b).0 {
-                out = Some(rec_get(b, oob_head(b).2, i));
-            }
-        }
+    if ((*page_words(s).add(w)).load(Ordering::Relaxed) >> sh) & 3 == 3 {
+        out = oob::get(&(*s).oob, p);
     }
     if !st {
         l.unlock();
@@ -380,55 +185,70 @@ unsafe fn oob_get(key: usize, s: *const Slot, p: usize, wait: bool) -> Option<u3
 }
 
 /// Index an out-of-band chunk (under the stripe lock once there are threads): its
-/// record, then its bits.
+/// record, then its bits. Returns the word's bits before, with the start bit of `p`'s
+/// granule also set when the other granule of its pair held an indexed out-of-band
+/// chunk: one that was freed behind the runtime's back (no live chunk starts 16 bytes
+/// from another), whose slot this record takes — it is dropped, and the new chunk
+/// counts as stale in its place.
 #[inline(always)]
 unsafe fn insert_oob(s: *const Slot, p: usize, word: &AtomicU64, sh: u32, e: u32, st: bool) -> Result<u64, ()> {
-    let old = word.load(Ordering::Relaxed);
-    // (an orphan or stale record at this granule is replaced)
-    oob_insert(s, p, oob_rank(page_words(s), p), e, (old >> sh) & 2 != 0)?;
-    if st {
-        word.store(old | 3 << sh, Ordering::Relaxed);
-        Ok(old)
+    oob::set(&(*s).oob, p, e)?;
+    let mut old = if st {
+        let v = word.load(Ordering::Relaxed);
+        word.store(v | 3 << sh, Ordering::Relaxed);
+        v
     } else {
-        Ok(word.fetch_or(3 << sh, Ordering::Relaxed))
+        word.fetch_or(3 << sh, Ordering::Relaxed)
+    };
+    // (the pair's other granule: sh ^ 2, in the same word)
+    let other = (old >> (sh ^ 2)) & 3;
+    if other & 2 != 0 {
+        stale_pair(word, sh ^ 2, other);
+        if other == 3 {
+            old |= 1 << sh;
+        }
     }
+    Ok(old)
 }
 
-/// Drop the out-of-band record and bit of the granule of `p` (an orphan, or a stale
-/// chunk's, found where a chunk with a trailer now starts).
+/// An orphan's or a stale chunk's bits in the other granule of a new out-of-band
+/// chunk's pair: the slot is no longer theirs.
 #[cold]
 #[inline(never)]
-unsafe fn drop_orphan(key: usize, s: *const Slot, p: usize, word: &AtomicU64, sh: u32) {
+fn stale_pair(word: &AtomicU64, sh: u32, bits: u64) {
+    word.fetch_and(!(bits << sh), Ordering::Relaxed);
+}
+
+/// Drop the out-of-band bit of the granule of `p` (an orphan's, or a stale chunk's,
+/// found where a chunk with a trailer now starts; its slot may now be the other
+/// granule's).
+#[cold]
+#[inline(never)]
+unsafe fn drop_orphan(key: usize, word: &AtomicU64, sh: u32) {
     let st = single_threaded();
     if !st {
-        oob_lock(key).lock();
+        oob::lock(key).lock();
     }
-    if (word.load(Ordering::Relaxed) >> sh) & 2 != 0 {
-        oob_remove(s, p, oob_rank(page_words(s), p));
-        word.fetch_and(!(2 << sh), Ordering::Relaxed);
-    }
+    word.fetch_and(!(2 << sh), Ordering::Relaxed);
     if !st {
-        oob_lock(key).unlock();
+        oob::lock(key).unlock();
     }
 }
 
 /// fork: hold the out-of-band tables' locks across it (`lib.rs`).
 pub fn lock_oob() {
-    for l in &OOB_LOCKS {
-        l.lock();
-    }
+    oob::lock_all();
 }
 pub fn unlock_oob() {
-    for l in OOB_LOCKS.iter().rev() {
-        l.unlock();
-    }
+    oob::unlock_all();
 }
 
 // ---------------------------------------------------------------- live chunks
 
-/// Indexed chunks (bitmap and `BIG`), as flushed from the threads' counters: each
-/// thread keeps its change since its last flush in the hot block (`live`, plain
-/// stores) and moves it here every `LIVE_STEP` chunks of change.
+/// Indexed chunks (bitmap and `BIG`), as flushed from the threads' counters: once there
+/// are threads, each thread keeps its change since its last flush in the hot block
+/// (`live`, plain stores) and moves it here every `LIVE_STEP` chunks of change; while
+/// the process has one thread, the change goes here directly.
 pub static LIVE_CHUNKS: AtomicI64 = AtomicI64::new(0);
 /// Highest number of indexed chunks seen: `LIVE_CHUNKS` before a flush plus the
 /// flushing thread's highest point since its previous one. Exact while one thread
@@ -438,7 +258,17 @@ pub static PEAK_LIVE_CHUNKS: AtomicI64 = AtomicI64::new(0);
 const LIVE_STEP: i32 = 256;
 
 #[inline(always)]
-unsafe fn count_live(d: i32) {
+unsafe fn count_live(d: i32, st: bool) {
+    if st {
+        // (one thread: the totals themselves, with plain stores; the same peak as the
+        // per-thread batches below give a single thread)
+        let t = LIVE_CHUNKS.load(Ordering::Relaxed) + d as i64;
+        LIVE_CHUNKS.store(t, Ordering::Relaxed);
+        if t > PEAK_LIVE_CHUNKS.load(Ordering::Relaxed) {
+            PEAK_LIVE_CHUNKS.store(t, Ordering::Relaxed);
+        }
+        return;
+    }
     let h = crate::tls::hot();
     let t = (*h).live + d;
     (*h).live = t;
@@ -513,15 +343,15 @@ unsafe fn insert_any(p: usize, n: usize, id: u32) -> Result<(), ()> {
             word.fetch_or(1 << sh, Ordering::Relaxed)
         };
         if (old >> sh) & 2 != 0 {
-            drop_orphan(key, s, p, word, sh);
+            drop_orphan(key, word, sh);
         }
         old
-    } else if spare < TRAILER && id < OOB_ID_LIMIT {
+    } else if spare < TRAILER && id < oob::ID_LIMIT {
         let e = id << 3 | spare as u32;
         let r = if st {
             insert_oob(s, p, word, sh, e, true)
         } else {
-            let l = oob_lock(key);
+            let l = oob::lock(key);
             l.lock();
             let r = insert_oob(s, p, word, sh, e, false);
             l.unlock();
@@ -538,7 +368,7 @@ unsafe fn insert_any(p: usize, n: usize, id: u32) -> Result<(), ()> {
     if (old >> sh) & 1 != 0 {
         STALE.fetch_add(1, Ordering::Relaxed);
     } else {
-        count_live(1);
+        count_live(1, st);
     }
     Ok(())
 }
@@ -551,7 +381,7 @@ fn insert_big(p: usize, n: usize, id: u32) -> Result<(), ()> {
         Ok(Some(_)) => {
             STALE.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(None) => unsafe { count_live(1) },
+        Ok(None) => unsafe { count_live(1, single_threaded()) },
         Err(()) => {}
     }
     r.map(|_| ())
@@ -568,6 +398,70 @@ pub unsafe fn has_trailer(p: usize) -> bool {
     };
     let (_, w, sh) = pos(p);
     ((*page_words(s).add(w)).load(Ordering::Relaxed) >> sh) & 3 == 1
+}
+
+/// `insert` in the common case, in one straight line for a single-threaded process
+/// (the caller checked `single_threaded()` and holds the guard): a bitmapped chunk
+/// whose page this thread's cache holds, whose granule pair is clear, and whose record
+/// fits its trailer or its region's existing out-of-band block. False, with nothing
+/// changed, when any of that does not hold (`insert` then does the whole work).
+#[inline(always)]
+pub unsafe fn insert_fast(h: *mut crate::tls::Hot, p: usize, n: usize, id: u32) -> bool {
+    let (usable, mmapped) = header(p);
+    let key = p >> PAGE_SHIFT;
+    let w = key & 1;
+    if mmapped || usable > MAX_SMALL || p >= ADDR_LIMIT || (*h).pg_key[w] != key + 1 {
+        return false;
+    }
+    let s = (*h).pg_ptr[w] as *const Slot;
+    let (_, wi, sh) = pos(p);
+    let word = &*page_words(s).add(wi);
+    let v = word.load(Ordering::Relaxed);
+    // (both granules of the pair: nothing stale, no orphan)
+    if (v >> (sh & !2)) & 15 != 0 {
+        return false;
+    }
+    let spare = usable.wrapping_sub(n);
+    if spare >= TRAILER && spare - TRAILER <= 0xff {
+        *((p + usable - TRAILER) as *mut u64) = encode(p, spare - TRAILER, id);
+        word.store(v | 1 << sh, Ordering::Relaxed);
+    } else if spare < TRAILER && id < oob::ID_LIMIT && oob::set_existing(&(*s).oob, p, id << 3 | spare as u32) {
+        word.store(v | 3 << sh, Ordering::Relaxed);
+    } else {
+        return false;
+    }
+    count_live(1, true);
+    true
+}
+
+/// `remove` in the common case, in one straight line for a single-threaded process
+/// (the caller checked `single_threaded()` and holds the guard): a bitmapped chunk
+/// whose page this thread's cache holds and whose record decodes. `(size, site id)`,
+/// or None with nothing changed when any of that does not hold (`remove` then does the
+/// whole work, counting what it finds).
+#[inline(always)]
+pub unsafe fn remove_fast(h: *mut crate::tls::Hot, p: usize) -> Option<(usize, u32)> {
+    let (usable, mmapped) = header(p);
+    let key = p >> PAGE_SHIFT;
+    let w = key & 1;
+    if mmapped || usable > MAX_SMALL || p >= ADDR_LIMIT || (*h).pg_key[w] != key + 1 {
+        return None;
+    }
+    let s = (*h).pg_ptr[w] as *const Slot;
+    let (_, wi, sh) = pos(p);
+    let word = &*page_words(s).add(wi);
+    let v = word.load(Ordering::Relaxed);
+    let r = match (v >> sh) & 3 {
+        1 => decode(p, usable, *((p + usable - TRAILER) as *const u64))?,
+        3 => {
+            let e = oob::get(&(*s).oob, p)?;
+            (usable.checked_sub((e & 7) as usize)?, e >> 3)
+        }
+        _ => return None,
+    };
+    word.store(v & !(3 << sh), Ordering::Relaxed);
+    count_live(-1, true);
+    Some(r)
 }
 
 /// Remove the chunk based at `p` (a chunk glibc gave out, about to be freed or
@@ -591,11 +485,12 @@ pub unsafe fn remove(p: usize, quiet: bool) -> Option<Chunk> {
                     word.fetch_and(!(1 << sh), Ordering::Relaxed);
                     return None;
                 }
-                count_live(-1);
+                let st = single_threaded();
+                count_live(-1, st);
                 if b & 2 != 0 {
-                    return remove_oob(key, s, p, word, sh, usable);
+                    return remove_oob(key, s, p, word, sh, usable, st);
                 }
-                if single_threaded() {
+                if st {
                     word.store(v & !(1 << sh), Ordering::Relaxed);
                 } else {
                     word.fetch_and(!(1 << sh), Ordering::Relaxed);
@@ -618,19 +513,18 @@ pub unsafe fn remove(p: usize, quiet: bool) -> Option<Chunk> {
     remove_big(p)
 }
 
-/// Remove an out-of-band chunk: its record (at the rank its bits give), then its bits.
+/// Remove an out-of-band chunk: its record, then its bits.
 #[inline(always)]
-unsafe fn remove_oob(key: usize, s: *const Slot, p: usize, word: &AtomicU64, sh: u32, usable: usize) -> Option<Chunk> {
-    let st = single_threaded();
+unsafe fn remove_oob(key: usize, s: *const Slot, p: usize, word: &AtomicU64, sh: u32, usable: usize, st: bool) -> Option<Chunk> {
     if !st {
-        oob_lock(key).lock();
+        oob::lock(key).lock();
     }
-    let e = oob_remove(s, p, oob_rank(page_words(s), p));
+    let e = oob::get(&(*s).oob, p);
     if st {
         word.store(word.load(Ordering::Relaxed) & !(3 << sh), Ordering::Relaxed);
     } else {
         word.fetch_and(!(3 << sh), Ordering::Relaxed);
-        oob_lock(key).unlock();
+        oob::lock(key).unlock();
     }
     let e = e?;
     let slack = (e & 7) as usize;
@@ -643,7 +537,7 @@ fn remove_big(p: usize) -> Option<Chunk> {
     let r = BIG.remove(p);
     BIG.lock.unlock();
     if r.is_some() {
-        unsafe { count_live(-1) };
+        unsafe { count_live(-1, single_threaded()) };
     }
     r.map(|b| Chunk { base: b.base, size: b.size, id: b.id as u32 })
 }
@@ -879,54 +773,4 @@ pub fn for_each_chunk(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
         }
     }
     n
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A region's record array: inserts and removals by rank keep the order, records
-    /// widen from 2 to 4 bytes when a site id ≥ 2^13 joins, and orphans fit (64).
-    #[test]
-    fn out_of_band_arrays_keep_order_and_widen() {
-        let page = crate::index::child(&AtomicPtr::new(null_mut()), true, WORDS * 8).unwrap();
-        let slot = Slot { page: AtomicPtr::new(page), oob: AtomicPtr::new(null_mut()) };
-        let s = &slot as *const Slot;
-        let p = 0x7000_0000_0400usize; // some region of the page
-        let mut model: Vec<u32> = Vec::new();
-        unsafe {
-            for k in 0..40u32 {
-                let e = (k + 1) << 3 | (k & 7);
-                let i = (k as usize * 7) % (model.len() + 1);
-                oob_insert(s, p, i, e, false).unwrap();
-                model.insert(i, e);
-            }
-            let b = oob_region(s, p, false).unwrap().load(Ordering::Relaxed);
-            assert!(!oob_head(b).2, "narrow while ids are small");
-            let wide = 9000 << 3 | 5;
-            oob_insert(s, p, 3, wide, false).unwrap();
-            model.insert(3, wide);
-            oob_insert(s, p, 10, 77 << 3, true).unwrap(); // replace
-            model[10] = 77 << 3;
-            while model.len() < 64 {
-                oob_insert(s, p, model.len(), 5 << 3, false).unwrap();
-                model.push(5 << 3);
-            }
-            let b = oob_region(s, p, false).unwrap().load(Ordering::Relaxed);
-            let (len, _, w) = oob_head(b);
-            assert!(w && len == 64);
-            for (i, &e) in model.iter().enumerate() {
-                assert_eq!(rec_get(b, true, i), e, "record {i}");
-            }
-            for i in [0usize, 2, 30, 60] {
-                let i = i.min(model.len() - 1);
-                assert_eq!(oob_remove(s, p, i), Some(model.remove(i)));
-            }
-            let b = oob_region(s, p, false).unwrap().load(Ordering::Relaxed);
-            for (i, &e) in model.iter().enumerate() {
-                assert_eq!(rec_get(b, true, i), e, "record {i} after removals");
-            }
-            assert_eq!(oob_remove(s, p, model.len()), None);
-        }
-    }
 }

@@ -119,7 +119,58 @@ fn req_if(chk: bool, n: usize) -> usize {
     }
 }
 
-unsafe extern "C" fn malloc_impl(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
+/// A fresh chunk (`malloc`, `realloc(NULL, n)`) in the common case: no checks, one
+/// thread, not inside the runtime, the site in the thread's caches (`sites::cached`:
+/// nothing looked up in the table, nothing made; a failed call must not make a site). The
+/// site is found before glibc is called (so only the size and the id live across the
+/// call), then the chunk goes into the index by `chunkmap::insert_fast` (else `insert`).
+/// Err, with nothing counted or made, when the case does not apply (the caller then
+/// does the whole work; dropping stale entries twice changes nothing).
+#[inline(always)]
+unsafe fn fresh_fast(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> Result<P, ()> {
+    if check::on() || !chunkmap::single_threaded() {
+        return Err(());
+    }
+    let h = hot();
+    if (*h).guard != 0 {
+        return Err(());
+    }
+    guard_on(h, GUARD_WORK);
+    let a = attribute(ra, sp, mark != 0);
+    let id = sites::cached(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize);
+    guard_off(h);
+    if id == 0 {
+        return Err(());
+    }
+    let p = lc::malloc_if(false, n);
+    if p.is_null() {
+        return Ok(p);
+    }
+    guard_on(h, GUARD_WORK);
+    if INDEXING.load(Ordering::Relaxed) && chunkmap::insert_fast(h, p as usize, n, id) {
+        sites::on_alloc_single(id, n as u64);
+    } else {
+        record_id(h, p, n, id);
+    }
+    guard_off(h);
+    Ok(p)
+}
+
+/// Index a chunk whose site is known (`fresh_fast`, when `insert_fast` did not apply).
+#[inline(never)]
+unsafe fn record_id(h: *mut crate::tls::Hot, p: P, n: usize, id: u32) {
+    let ok = INDEXING.load(Ordering::Relaxed) && chunkmap::insert(p as usize, n, id).is_ok();
+    sites::on_alloc(h, id, n as u64, ok);
+}
+
+unsafe extern "C" fn malloc_impl(n: usize, a: usize, b: usize, ra: usize, sp: usize, mark: usize) -> P {
+    if let Ok(p) = fresh_fast(n, A_MALLOC, ra, sp, mark) {
+        return p;
+    }
+    malloc_general(n, a, b, ra, sp, mark)
+}
+#[inline(never)]
+unsafe fn malloc_general(n: usize, _: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     let chk = check::on();
     let p = lc::malloc_if(chk, req_if(chk, n));
     if !p.is_null() {
@@ -186,9 +237,58 @@ unsafe fn realloc_null(chk: bool, n: usize, code: u32, ra: usize, sp: usize, mar
 unsafe extern "C" fn realloc_impl(p: P, n: usize, _: usize, ra: usize, sp: usize, mark: usize) -> P {
     // (realloc_common sends a NULL pointer to realloc_null whatever the checks)
     if p.is_null() {
-        return realloc_null(check::on(), n, A_REALLOC, ra, sp, mark);
+        if let Ok(q) = fresh_fast(n, A_REALLOC, ra, sp, mark) {
+            return q;
+        }
+        return realloc_null_general(n, ra, sp, mark);
+    }
+    if let Ok(q) = realloc_fast(p, n, ra, sp, mark) {
+        return q;
     }
     realloc_common(p, n, A_REALLOC, ra, sp, mark)
+}
+
+/// `realloc(p, n)`, n > 0, in the common case (`fresh_fast`'s, and the old chunk found
+/// at once by `chunkmap::remove_fast`): the old record out, glibc's realloc, the new
+/// chunk in, as `realloc_common` does. Err, with nothing changed, when the case does
+/// not apply.
+#[inline(always)]
+unsafe fn realloc_fast(p: P, n: usize, ra: usize, sp: usize, mark: usize) -> Result<P, ()> {
+    if n == 0 || check::on() || !chunkmap::single_threaded() || index::SUB_USED.load(Ordering::Relaxed) {
+        return Err(());
+    }
+    let h = hot();
+    if (*h).guard != 0 {
+        return Err(());
+    }
+    guard_on(h, GUARD_WORK);
+    let a = attribute(ra, sp, mark != 0);
+    let id = sites::cached(h, a.inner, a.outer, make_key(a.inner_fn, A_REALLOC), a.outer_fn as usize);
+    let old = if id != 0 { chunkmap::remove_fast(h, p as usize) } else { None };
+    let Some((size, oid)) = old else {
+        guard_off(h);
+        return Err(());
+    };
+    sites::on_free_single(oid, size as u64);
+    guard_off(h);
+    let q = lc::realloc_if(false, p, n);
+    guard_on(h, GUARD_WORK);
+    if q.is_null() {
+        // failed: p is untouched, put its record back
+        if chunkmap::insert(p as usize, size, oid).is_ok() {
+            sites::on_restore(h, oid, size as u64);
+        }
+    } else if INDEXING.load(Ordering::Relaxed) && chunkmap::insert_fast(h, q as usize, n, id) {
+        sites::on_alloc_single(id, n as u64);
+    } else {
+        record_id(h, q, n, id);
+    }
+    guard_off(h);
+    Ok(q)
+}
+#[inline(never)]
+unsafe fn realloc_null_general(n: usize, ra: usize, sp: usize, mark: usize) -> P {
+    realloc_null(check::on(), n, A_REALLOC, ra, sp, mark)
 }
 unsafe extern "C" fn reallocarray_impl(p: P, n: usize, s: usize, ra: usize, sp: usize, mark: usize) -> P {
     let Some(t) = n.checked_mul(s) else {
@@ -197,7 +297,41 @@ unsafe extern "C" fn reallocarray_impl(p: P, n: usize, s: usize, ra: usize, sp: 
     };
     realloc_common(p, t, A_REALLOCARRAY, ra, sp, mark)
 }
-unsafe extern "C" fn free_impl(p: P, _: usize, _: usize, ra: usize, sp: usize, mark: usize) {
+unsafe extern "C" fn free_impl(p: P, a: usize, b: usize, ra: usize, sp: usize, mark: usize) {
+    // The common case in one straight line, without a stack frame: no checks, one
+    // thread, no suballocator pieces, not inside the runtime, and a chunk the index
+    // finds at once (`chunkmap::remove_fast`). Anything else goes, from the start, to
+    // `free_slow` (with checks: the free's site needs `ra`, `sp` and `mark`) or
+    // `free_unchecked` (nothing is changed before the fast path knows it applies).
+    if check::on() {
+        return free_slow(p, a, b, ra, sp, mark);
+    }
+    if p.is_null() {
+        return;
+    }
+    if chunkmap::single_threaded() && !index::SUB_USED.load(Ordering::Relaxed) {
+        let h = hot();
+        if (*h).guard == 0 {
+            guard_on(h, GUARD_WORK);
+            if let Some((size, id)) = chunkmap::remove_fast(h, p as usize) {
+                sites::on_free_single(id, size as u64);
+                guard_off(h);
+                return lc::free_if(false, p);
+            }
+            guard_off(h);
+        }
+    }
+    free_unchecked(p)
+}
+
+#[inline(never)]
+unsafe fn free_unchecked(p: P) {
+    unrecord(p);
+    lc::free_if(false, p);
+}
+
+#[inline(never)]
+unsafe fn free_slow(p: P, _: usize, _: usize, ra: usize, sp: usize, mark: usize) {
     if p.is_null() {
         return;
     }

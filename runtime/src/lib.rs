@@ -12,10 +12,13 @@ pub mod tls;
 // - arena, stats: the runtime's own counted memory; process-wide counters
 pub mod arena;
 pub mod stats;
-// - index, chunkmap: the suballocator index (and its building blocks), the heap index
+// - index, oob, chunkmap: the suballocator index (and its building blocks), the heap
+//   index's out-of-band records, the heap index
 pub mod index;
+pub mod oob;
 pub mod chunkmap;
-// - sites: interned sites and their statistics
+// - sitetab, sites: interned sites and their counters; how the allocators count
+pub mod sitetab;
 pub mod sites;
 // - attribution, trace: what an allocation is attributed to; the hook trace
 pub mod attribution;

@@ -1,313 +1,12 @@
-//! Interned allocation sites: (innermost site, outermost site, hooked function,
-//! allocator code) → a small id stored in every chunk record, with per-site statistics
-//! (cold data, one cache line per site, kept apart from the hot TLS state).
+//! Per-site statistics as the allocators count them: directly while the process has
+//! one thread, else in per-thread batches in the hot TLS block (no locked instruction
+//! on the allocation path), with the registry of threads whose batches reports read.
+//! The site table itself (interning, the counters) is `sitetab`, re-exported here.
+pub use crate::sitetab::*;
 use crate::arena;
 use crate::sys::Spin;
 use crate::tls::{Hot, Pend, NPEND};
-use crate::abi::FnDesc;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-
-pub const MAX_SITES: usize = 1 << 18;
-const HASH_SLOTS: usize = MAX_SITES * 4;
-
-/// Allocator codes (the C/C++ entry point that produced a chunk).
-pub const ALLOCATORS: [&str; 17] = [
-    "unknown",
-    "malloc",
-    "calloc",
-    "realloc",
-    "reallocarray",
-    "posix_memalign",
-    "aligned_alloc",
-    "memalign",
-    "valloc",
-    "pvalloc",
-    "strdup",
-    "strndup",
-    "operator new",
-    "operator new[]",
-    "suballoc",
-    "hooked",
-    "free",
-];
-pub const A_MALLOC: u32 = 1;
-pub const A_CALLOC: u32 = 2;
-pub const A_REALLOC: u32 = 3;
-pub const A_REALLOCARRAY: u32 = 4;
-pub const A_POSIX_MEMALIGN: u32 = 5;
-pub const A_ALIGNED_ALLOC: u32 = 6;
-pub const A_MEMALIGN: u32 = 7;
-pub const A_VALLOC: u32 = 8;
-pub const A_PVALLOC: u32 = 9;
-pub const A_STRDUP: u32 = 10;
-pub const A_STRNDUP: u32 = 11;
-pub const A_NEW: u32 = 12;
-pub const A_NEW_ARR: u32 = 13;
-/// A piece returned by a hooked suballocator (pool, bump arena).
-pub const A_SUB: u32 = 14;
-/// A chunk indexed from a hooked alloc function's result (runtime not interposing malloc).
-pub const A_HOOKED: u32 = 15;
-/// Free sites (heap checks: the last free site of a freed chunk); not in reports' tables.
-pub const A_FREE: u32 = 16;
-
-#[repr(C)]
-pub struct Key {
-    pub inner: usize,
-    pub outer: usize,
-    /// `(fn descriptor address << 8) | allocator code`: the function called at the
-    /// innermost site (the hooked function, else the C/C++ entry point of the code).
-    pub key: usize,
-    /// The function called at the outermost site: the bottom active entry's descriptor,
-    /// 0 = the C/C++ entry point of `key`'s code (no hooked call was active).
-    pub okey: usize,
-}
-
-#[repr(C, align(64))]
-pub struct Stats {
-    pub calls: AtomicU64,
-    pub bytes: AtomicU64,
-    pub live_bytes: AtomicU64,
-    pub peak_live_bytes: AtomicU64,
-    /// Allocations counted in calls/bytes but not indexed (metadata cap).
-    pub dropped: AtomicU64,
-}
-
-static KEYS: AtomicPtr<Key> = AtomicPtr::new(core::ptr::null_mut());
-static STATS: AtomicPtr<Stats> = AtomicPtr::new(core::ptr::null_mut());
-static HASH: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
-static HASH_PAGES: [AtomicU64; HASH_SLOTS * 4 / 4096 / 64] = [const { AtomicU64::new(0) }; HASH_SLOTS * 4 / 4096 / 64];
-/// Next free id; id 0 is never used.
-pub static NEXT: AtomicU32 = AtomicU32::new(1);
-pub static LOCK: Spin = Spin::new();
-static INIT: AtomicU32 = AtomicU32::new(0);
-
-#[inline]
-pub fn make_key(f: *const FnDesc, code: u32) -> usize {
-    ((f as usize) << 8) | code as usize
-}
-
-fn init() -> bool {
-    loop {
-        match INIT.compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire) {
-            Ok(_) => {
-                let k = arena::reserve(MAX_SITES * core::mem::size_of::<Key>());
-                let s = arena::reserve(MAX_SITES * core::mem::size_of::<Stats>());
-                let h = arena::reserve(HASH_SLOTS * 4);
-                if k.is_null() || s.is_null() || h.is_null() {
-                    INIT.store(3, Ordering::Release);
-                    return false;
-                }
-                KEYS.store(k.cast(), Ordering::Relaxed);
-                STATS.store(s.cast(), Ordering::Relaxed);
-                HASH.store(h.cast(), Ordering::Relaxed);
-                INIT.store(2, Ordering::Release);
-                return true;
-            }
-            Err(2) => return true,
-            Err(3) => return false,
-            Err(_) => core::hint::spin_loop(),
-        }
-    }
-}
-
-/// The hash table's generations `(first slot, slots)`: a program with few sites touches
-/// one page of it (a single table of `HASH_SLOTS` slots spreads even 40 sites over as
-/// many pages: 160 KiB of resident memory). A site goes into the first generation that
-/// is less than half full; lookups probe every generation in use.
-const GENS: [(usize, usize); 3] = [(0, 1024), (1024, 16384), (1024 + 16384, MAX_SITES * 2)];
-static GEN_USED: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
-
-#[inline]
-fn hash(inner: usize, outer: usize, key: usize, okey: usize) -> usize {
-    let mut h = inner.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    h ^= outer.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(17);
-    h ^= key.wrapping_mul(0x1656_67B1_9E37_79F9).rotate_left(31);
-    h ^= okey.wrapping_mul(0x27D4_EB2F_1656_67C5).rotate_left(47);
-    (h ^ (h >> 29)) & (HASH_SLOTS - 1)
-}
-
-#[inline]
-pub fn key(id: u32) -> &'static Key {
-    unsafe { &*KEYS.load(Ordering::Relaxed).add(id as usize) }
-}
-#[inline]
-pub fn stats(id: u32) -> &'static Stats {
-    unsafe { &*STATS.load(Ordering::Relaxed).add(id as usize) }
-}
-pub fn count() -> u32 {
-    if INIT.load(Ordering::Acquire) != 2 {
-        return 1;
-    }
-    NEXT.load(Ordering::Acquire)
-}
-
-/// A thread's direct-mapped cache of site ids, behind the two-entry MRU cache in the
-/// hot block: allocation-heavy code alternates among more sites than two (Lua: every
-/// object type has its own), and the shared table costs a few cache misses per probe.
-#[repr(C)]
-struct CacheEnt {
-    inner: usize,
-    outer: usize,
-    key: usize,
-    okey: usize,
-    id: usize,
-}
-const CACHE_ENTS: usize = 64;
-const CACHE_BYTES: usize = CACHE_ENTS * core::mem::size_of::<CacheEnt>();
-
-/// The id of a site (0 when the table is full or over the metadata cap). A hit in
-/// either entry of the two-entry cache in the hot block — the common case — is inlined
-/// into the allocators; a hit in the second entry returns without reordering the
-/// entries (code alternating between two sites, as Lua's allocator does, hits every
-/// time without copying entries).
-#[inline(always)]
-pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
-    if (*h).c_inner == inner && (*h).c_outer == outer && (*h).c_key == key && (*h).c_okey == okey && (*h).c_id != 0 {
-        return (*h).c_id;
-    }
-    if (*h).c2_inner == inner && (*h).c2_outer == outer && (*h).c2_key == key && (*h).c2_okey == okey && (*h).c2_id != 0 {
-        return (*h).c2_id;
-    }
-    intern_miss(h, inner, outer, key, okey)
-}
-
-/// Neither cached entry: the thread's direct-mapped cache, then the table; the new
-/// entry takes the first slot and the first entry moves to the second (so the two most
-/// recently missed sites stay cached).
-#[inline(never)]
-unsafe fn intern_miss(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
-    let id = intern_cached(h, inner, outer, key, okey);
-    if id != 0 {
-        (*h).c2_inner = (*h).c_inner;
-        (*h).c2_outer = (*h).c_outer;
-        (*h).c2_key = (*h).c_key;
-        (*h).c2_okey = (*h).c_okey;
-        (*h).c2_id = (*h).c_id;
-        (*h).c_inner = inner;
-        (*h).c_outer = outer;
-        (*h).c_key = key;
-        (*h).c_okey = okey;
-        (*h).c_id = id;
-    }
-    id
-}
-
-#[inline]
-unsafe fn intern_cached(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
-    let mut cache = (*h).site_cache as *mut CacheEnt;
-    let slot = hash(inner, outer, key, okey) & (CACHE_ENTS - 1);
-    if !cache.is_null() {
-        let e = &*cache.add(slot);
-        if e.inner == inner && e.outer == outer && e.key == key && e.okey == okey && e.id != 0 {
-            return e.id as u32;
-        }
-    }
-    let id = intern_slow(inner, outer, key, okey);
-    if id == 0 {
-        return 0;
-    }
-    if cache.is_null() {
-        // (not for a thread whose exit destructor already ran: nothing would free it)
-        if (*h).flags & F_EXITING != 0 {
-            return id;
-        }
-        let p = arena::POOL.alloc(arena::class_of(CACHE_BYTES));
-        if p.is_null() {
-            return id;
-        }
-        core::ptr::write_bytes(p, 0, CACHE_BYTES);
-        (*h).site_cache = p as usize;
-        cache = p.cast();
-    }
-    // id last, and 0 while the entry is rewritten: a signal handler interning on this
-    // thread meanwhile never matches a half-written entry
-    let e = &mut *cache.add(slot);
-    e.id = 0;
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    e.inner = inner;
-    e.outer = outer;
-    e.key = key;
-    e.okey = okey;
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    e.id = id as usize;
-    id
-}
-
-#[cold]
-unsafe fn intern_slow(inner: usize, outer: usize, k: usize, okey: usize) -> u32 {
-    if INIT.load(Ordering::Acquire) != 2 && !init() {
-        return 0;
-    }
-    let tab = HASH.load(Ordering::Relaxed);
-    let h0 = hash(inner, outer, k, okey);
-    // Open addressing in generations (see `GENS`): each probed from its own home slot
-    // up to an empty one; Err(the empty slot of the first generation with room).
-    let find = |_locked: bool| -> Result<u32, usize> {
-        let mut room = usize::MAX;
-        for (g, &(lo, n)) in GENS.iter().enumerate() {
-            let used = GEN_USED[g].load(Ordering::Acquire) as usize;
-            if used == 0 && room != usize::MAX {
-                break;
-            }
-            let mut i = h0 & (n - 1);
-            loop {
-                let id = (*tab.add(lo + i)).load(Ordering::Acquire);
-                if id == 0 {
-                    if room == usize::MAX && used < n / 2 {
-                        room = lo + i;
-                    }
-                    break;
-                }
-                let e = key(id);
-                if e.inner == inner && e.outer == outer && e.key == k && e.okey == okey {
-                    return Ok(id);
-                }
-                i = (i + 1) & (n - 1);
-            }
-        }
-        Err(room)
-    };
-    if let Ok(id) = find(false) {
-        return id;
-    }
-    LOCK.lock();
-    let r = match find(true) {
-        Ok(id) => id,
-        Err(slot) => {
-            let id = NEXT.load(Ordering::Relaxed);
-            let gen = GENS.iter().position(|&(lo, n)| slot >= lo && slot < lo + n).unwrap_or(GENS.len());
-            // Count pages as they are first touched: keys, stats, hash slots.
-            let ok = (id as usize) < MAX_SITES - 1
-                && gen < GENS.len()
-                && (id as usize % (4096 / 32) != 0 && id != 1 || arena::charge(4096))
-                && (id as usize % (4096 / 64) != 0 && id != 1 || arena::charge(4096))
-                && {
-                    let pg = slot * 4 / 4096;
-                    let bit = 1u64 << (pg % 64);
-                    let w = &HASH_PAGES[pg / 64];
-                    w.load(Ordering::Relaxed) & bit != 0 || (arena::charge(4096) && {
-                        w.fetch_or(bit, Ordering::Relaxed);
-                        true
-                    })
-                };
-            if !ok {
-                0
-            } else {
-                let e = &mut *KEYS.load(Ordering::Relaxed).add(id as usize);
-                e.inner = inner;
-                e.outer = outer;
-                e.key = k;
-                e.okey = okey;
-                NEXT.store(id + 1, Ordering::Release);
-                GEN_USED[gen].fetch_add(1, Ordering::Release);
-                (*tab.add(slot)).store(id, Ordering::Release);
-                id
-            }
-        }
-    };
-    LOCK.unlock();
-    r
-}
 
 // Statistics are batched per thread: the hot TLS block keeps pending (calls, bytes,
 // live-bytes delta) for up to NPEND sites, so the allocation path needs no locked
@@ -370,9 +69,7 @@ fn flush(p: &mut Pend) {
 /// Hot-block flags (`Hot::flags`): bit 0 = the thread-exit destructor is armed (see
 /// `new_slot`); bit 1 = the block is in the registry; bit 2 = never register it (the
 /// thread is exiting and was deregistered, or the registry refused it).
-const F_DTOR: u16 = 1;
 const F_REG: u16 = 2;
-const F_EXITING: u16 = 4;
 
 /// Registry capacity (threads that own a batch at the same time); more are counted in
 /// `UNREGISTERED` and their unflushed batches are missing from reports written while
@@ -436,6 +133,12 @@ unsafe fn deregister(h: *mut Hot) {
 /// site counters, and only this thread stays registered.
 pub fn after_fork_child() {
     let me = crate::tls::hot();
+    // This thread's own batches and live-chunk change too: should the child count as
+    // single-threaded again, its counts go to the totals directly from now on (on_alloc).
+    if unsafe { (*me).guard } == 0 {
+        flush_thread();
+        crate::tls::guarded(crate::tls::GUARD_INTERNAL, || unsafe { crate::chunkmap::flush_live(me) });
+    }
     let reg = REG.load(Ordering::Relaxed);
     if reg.is_null() {
         return;
@@ -449,7 +152,7 @@ pub fn after_fork_child() {
             if h.is_null() || h == me {
                 continue;
             }
-            if INIT.load(Ordering::Acquire) == 2 {
+            if ready() {
                 for p in (*h).pend.iter_mut() {
                     // a batch caught in the middle of its flush is half in the counters
                     if p.id & FLUSHING == 0 {
@@ -490,7 +193,7 @@ struct PendView {
 /// that is may be caught in the middle of one call. Allocates: call with the guard set.
 pub fn stats_with_pending() -> Vec<Snap> {
     flush_thread();
-    if INIT.load(Ordering::Acquire) != 2 {
+    if !ready() {
         return vec![Snap::default()];
     }
     // bounded wait: a signal handler may have interrupted this thread inside the lock
@@ -628,7 +331,7 @@ pub fn flush_thread() {
         let saved = (*h).guard;
         (*h).guard = crate::tls::GUARD_INTERNAL;
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        if INIT.load(Ordering::Acquire) == 2 {
+        if ready() {
             for p in (*h).pend.iter_mut() {
                 flush(p);
             }
@@ -691,6 +394,9 @@ pub unsafe fn on_alloc(h: *mut Hot, id: u32, n: u64, indexed: bool) {
         s.dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    if crate::chunkmap::single_threaded() {
+        return on_alloc_single(id, n);
+    }
     let p = pend_slot(h, id);
     p.calls += 1;
     p.bytes += n;
@@ -703,8 +409,34 @@ pub unsafe fn on_alloc(h: *mut Hot, id: u32, n: u64, indexed: bool) {
     }
 }
 
+/// `on_alloc` of an indexed chunk in a single-threaded process (the caller checked):
+/// the site's counters themselves, with plain stores (no batch to find, nothing to
+/// flush); the peak is the one a batch gives a single thread. A signal handler that
+/// allocates while this runs is not counted (the guard).
+#[inline(always)]
+pub unsafe fn on_alloc_single(id: u32, n: u64) {
+    let s = stats(id);
+    s.calls.store(s.calls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    s.bytes.store(s.bytes.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    let live = s.live_bytes.load(Ordering::Relaxed).wrapping_add(n);
+    s.live_bytes.store(live, Ordering::Relaxed);
+    if live as i64 > s.peak_live_bytes.load(Ordering::Relaxed) as i64 {
+        s.peak_live_bytes.store(live, Ordering::Relaxed);
+    }
+}
+
 /// A chunk's record was put back (failed realloc): its bytes are live again.
 pub unsafe fn on_restore(h: *mut Hot, id: u32, n: u64) {
+    if crate::chunkmap::single_threaded() {
+        // (one thread: the counters directly, as on_alloc_single, without a call)
+        let s = stats(id);
+        let live = s.live_bytes.load(Ordering::Relaxed).wrapping_add(n);
+        s.live_bytes.store(live, Ordering::Relaxed);
+        if live as i64 > s.peak_live_bytes.load(Ordering::Relaxed) as i64 {
+            s.peak_live_bytes.store(live, Ordering::Relaxed);
+        }
+        return;
+    }
     let p = pend_slot(h, id);
     p.live += n as i64;
     if p.live > p.max_live {
@@ -715,8 +447,23 @@ pub unsafe fn on_restore(h: *mut Hot, id: u32, n: u64) {
     }
 }
 
-#[inline]
+#[inline(always)]
 pub unsafe fn on_free(h: *mut Hot, id: u32, n: u64) {
+    if crate::chunkmap::single_threaded() {
+        return on_free_single(id, n);
+    }
+    on_free_batched(h, id, n)
+}
+
+/// `on_free` in a single-threaded process (the caller checked): as in on_alloc.
+#[inline(always)]
+pub unsafe fn on_free_single(id: u32, n: u64) {
+    let s = stats(id);
+    s.live_bytes.store(s.live_bytes.load(Ordering::Relaxed).wrapping_sub(n), Ordering::Relaxed);
+}
+
+#[inline(never)]
+unsafe fn on_free_batched(h: *mut Hot, id: u32, n: u64) {
     let pend = &mut (*h).pend;
     for i in 0..NPEND {
         if pend[i].id == id {
@@ -734,58 +481,3 @@ pub unsafe fn on_free(h: *mut Hot, id: u32, n: u64) {
     }
 }
 
-/// Name of the function called at a site's innermost site: the hooked function's
-/// name, else the C/C++ entry point.
-pub fn allocator_name(key: usize) -> &'static [u8] {
-    let f = (key >> 8) as *const FnDesc;
-    if !f.is_null() {
-        return unsafe { crate::abi::FnDesc::name(f) };
-    }
-    ALLOCATORS.get(key & 0xff).copied().unwrap_or("unknown").as_bytes()
-}
-
-/// Name of the function called at a site's outermost site (`Key::okey`, else the C/C++
-/// entry point of `key`'s code).
-pub fn outer_allocator_name(key: usize, okey: usize) -> &'static [u8] {
-    if okey != 0 {
-        return unsafe { crate::abi::FnDesc::name(okey as *const FnDesc) };
-    }
-    allocator_name(key & 0xff)
-}
-pub fn libc_allocator_name(key: usize) -> &'static str {
-    ALLOCATORS.get(key & 0xff).copied().unwrap_or("unknown")
-}
-
-const ALLOCATORS_C: [&core::ffi::CStr; 16] = [
-    c"unknown",
-    c"malloc",
-    c"calloc",
-    c"realloc",
-    c"reallocarray",
-    c"posix_memalign",
-    c"aligned_alloc",
-    c"memalign",
-    c"valloc",
-    c"pvalloc",
-    c"strdup",
-    c"strndup",
-    c"operator new",
-    c"operator new[]",
-    c"suballoc",
-    c"hooked",
-];
-/// NUL-terminated static allocator name (for the C API): `allocator_name`.
-pub fn allocator_cname(key: usize) -> *const core::ffi::c_char {
-    let f = (key >> 8) as *const FnDesc;
-    if !f.is_null() {
-        return (f as usize as i64 + unsafe { (*f).name_rel }) as *const core::ffi::c_char;
-    }
-    ALLOCATORS_C.get(key & 0xff).copied().unwrap_or(c"unknown").as_ptr()
-}
-/// NUL-terminated `outer_allocator_name`.
-pub fn outer_allocator_cname(key: usize, okey: usize) -> *const core::ffi::c_char {
-    if okey != 0 {
-        return allocator_cname(okey << 8);
-    }
-    allocator_cname(key & 0xff)
-}
