@@ -337,27 +337,24 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     }
     a.hot(RAX, refs.tpoff_slot)?;
     a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, hot_mem(RAX, Register::None, HOT_DEPTH)))?;
-    a.emit(Instruction::with2(Code::Cmp_rm32_imm32, ECX, DEPTH))?;
-    slow.push(a.jump(Code::Jae_rel32_64)?);
-    a.emit(Instruction::with2(Code::Shl_rm32_imm8, ECX, ENTRY_SHIFT))?;
-    let first = a.jump(Code::Je_rel32_64)?;
+    a.emit(Instruction::with2(Code::Test_rm32_r32, ECX, ECX))?;
+    let deeper = a.jump(Code::Jne_rel32_64)?;
+    // depth 0, the common case (allocation functions are seldom nested), inline:
+    // entries[0] = {desc, site, entry_sp}, outermost = site, depth = 1
     a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
-    // the entry below is at or under this frame: left by longjmp/an exception
-    a.emit(Instruction::with2(Code::Cmp_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES - ENTRY_SIZE + E_SP), R11))?;
-    slow.push(a.jump(Code::Jbe_rel32_64)?);
-    let store = next_ip(&a);
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_SP), R11))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_SP), R11))?;
     let site = if with_site {
         RDX
     } else {
         a.emit(Instruction::with2(Code::Mov_r64_rm64, R11, mem(R11, Register::None, 0)))?;
         R11
     };
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_SITE), site))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, 0), site))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_SITE), site))?;
     a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_FN), R11))?;
-    a.emit(Instruction::with2(Code::Shr_rm32_imm8, ECX, ENTRY_SHIFT))?;
-    a.emit(Instruction::with2(Code::Add_rm32_imm8, ECX, 1u32))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_FN), R11))?;
+    a.emit(Instruction::with2(Code::Mov_r32_imm32, ECX, 1u32))?;
+    let stored = next_ip(&a);
     a.emit(Instruction::with2(Code::Mov_rm32_r32, hot_mem(RAX, Register::None, HOT_DEPTH), ECX))?;
     restore_into_slot(&mut a, &saved)?;
     let after_enter = next_ip(&a);
@@ -408,19 +405,30 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
 
     // ---- out of line
-    // depth 0: also the outermost site
+    // nested: entries[depth] = {desc, site, entry_sp}, unless the stack is full or the
+    // entry below is at or under this frame (left by longjmp/an exception)
     a.row = saved_all.clone();
-    a.bind(&[first]);
+    a.bind(&[deeper]);
+    a.emit(Instruction::with2(Code::Cmp_rm32_imm32, ECX, DEPTH))?;
+    slow.push(a.jump(Code::Jae_rel32_64)?);
+    a.emit(Instruction::with2(Code::Shl_rm32_imm8, ECX, ENTRY_SHIFT))?;
+    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
+    a.emit(Instruction::with2(Code::Cmp_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES - ENTRY_SIZE + E_SP), R11))?;
+    slow.push(a.jump(Code::Jbe_rel32_64)?);
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_SP), R11))?;
     let site = if with_site {
         RDX
     } else {
-        a.emit(Instruction::with2(Code::Mov_r64_rm64, R11, mem(RSP, Register::None, sp_at)))?;
+        a.emit(Instruction::with2(Code::Mov_r64_rm64, R11, mem(R11, Register::None, 0)))?;
         R11
     };
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, 0), site))?;
-    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_SITE), site))?;
+    a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_FN), R11))?;
+    a.emit(Instruction::with2(Code::Shr_rm32_imm8, ECX, ENTRY_SHIFT))?;
+    a.emit(Instruction::with2(Code::Add_rm32_imm8, ECX, 1u32))?;
     let j = a.jump(Code::Jmp_rel32_64)?;
-    a.ins[j].set_near_branch64(store);
+    a.ins[j].set_near_branch64(stored);
     // the runtime's entry hook; then the frame's depth: the runtime's (this call's entry
     // is the top one when recorded), or −1 when the exit must go to the runtime as well
     // (mask byte 1: byte 1 ⊆ byte 0, so such an entry always came here; or not recorded)
