@@ -378,6 +378,38 @@ fn free_kind_fast_path() {
     }
 }
 
+/// A trampoline's exit after a longjmp inside its call (jumps.c): the inner hooked
+/// call's entry is left above the outer one's, so the depth at the outer exit is not
+/// the one its frame holds; the runtime's exit hook must take both off (nothing active
+/// afterwards). -O0 and -O2, caller side (the default) and `--entry-hooks`, traced too.
+#[test]
+fn exit_after_longjmp_inside() {
+    let d = scratch("jumps");
+    for (v, flags) in [("O0", &["-O0", "-g"][..]), ("O2", &["-O2", "-g"][..])] {
+        let bin = compile(&d, &format!("jumps.{v}"), flags, &["jumps.c"]);
+        let orig = ok(&mut Command::new(&bin));
+        assert_eq!(orig.trim(), "runtime absent, recorded inside outer 0, active after outer returned 0", "{v}");
+        for mode in [&[][..], &["--entry-hooks"][..]] {
+            let out_dir = d.join(format!("out-{v}-{}", mode.len()));
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let out = out_dir.join("jumps");
+            let log = ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--runtime").arg(runtime()).args(mode));
+            for f in ["inner_alloc", "outer_alloc"] {
+                assert!(log.contains(&format!("hooked {f} at ")), "{v} {mode:?}: {log}");
+            }
+            let trace = out_dir.join("trace.txt");
+            for env in [None, Some(trace.to_str().unwrap())] {
+                let mut c = Command::new(&out);
+                c.env_remove("ALLOCSITE_CHECK").env_remove("ALLOCSITE_TRACE");
+                if let Some(t) = env {
+                    c.env("ALLOCSITE_TRACE", t);
+                }
+                assert_eq!(ok(&mut c).trim(), "runtime loaded, recorded inside outer 5, active after outer returned 0", "{v} {mode:?} trace {env:?}");
+            }
+        }
+    }
+}
+
 /// The report of a rewritten sites.c names the classified calls, never a pass-through
 /// one: `(symbol's function, line, allocator)` per innermost site in sites.c, and the
 /// node's outermost site (main's call of make_node with `--ctors`, else make_node's
