@@ -208,9 +208,10 @@ impl Asm {
 /// `[rip+got]` for an import reached through its GOT slot).
 ///
 /// Per call, the common path (no mask bit, depth < 10, no stale entry):
-/// - enter: save rax, rcx (and r11 unless the function clobbers it anyway, rdx when the
-///   site may lie in the new code); push the entry `{desc, site, entry_sp}`; depth+1,
-///   also written into the trampoline's frame (`DEPTH_SLOT`); outermost at depth 0;
+/// - enter: save rax (and r11 unless the function clobbers it anyway, rdx when the
+///   site may lie in the new code, rcx for a table search); push the entry `{desc,
+///   site, entry_sp}` (depth 0 inline: also outermost = site); depth+1, also written
+///   into the trampoline's frame (`DEPTH_SLOT`);
 /// - exit: the depth is still the one the frame holds (so the top entry is this
 ///   call's: nothing else can have replaced it) → depth−1, outermost = 0 at depth 0.
 ///   Any other value (−1: the entry went to the runtime and the exit must too; a
@@ -263,20 +264,19 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     if !(early && !free) {
         a.push(RAX)?;
     }
-    a.push(RCX)?;
-    // rdx holds the site when it may have to be looked for (or looked up)
+    // rdx holds the site when it may have to be looked for (or looked up); rcx only the
+    // table search needs
     let with_site = refs.walk || search;
-    let mut saved = vec![RAX, RCX];
-    if !free {
-        a.push(R11)?;
-        saved.push(R11);
-    }
-    if with_site {
-        a.push(RDX)?;
-        saved.push(RDX);
+    let mut saved = vec![RAX];
+    for (r, yes) in [(RCX, search), (R11, !free), (RDX, with_site)] {
+        if yes {
+            a.push(r)?;
+            saved.push(r);
+        }
     }
     let saved_all = a.row.clone();
     let sp_at = 8 * saved.len() as i64; // entry_sp = rsp + sp_at
+    let slot = sp_at + DEPTH_SLOT; // the frame's depth slot, from rsp (below it)
     let mut slow = Vec::new();
     let mut bypass = Vec::new();
     if search {
@@ -320,43 +320,48 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
             // in the new code (calls among relocated instructions) go to the runtime,
             // which translates them. Not needed when every way in is a `call` from the
             // original code (`Refs::walk`).
-            a.rip(Code::Lea_r64_m, RCX, refs.new_code.0)?;
-            a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
+            a.rip(Code::Lea_r64_m, RAX, refs.new_code.0)?;
+            a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RAX))?;
             let below = a.jump(Code::Jb_rel32_64)?;
-            a.rip(Code::Lea_r64_m, RCX, refs.new_code.1)?;
-            a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
+            a.rip(Code::Lea_r64_m, RAX, refs.new_code.1)?;
+            a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RAX))?;
             let above = a.jump(Code::Jae_rel32_64)?;
             a.emit(Instruction::with2(Code::Cmp_rm32_imm32, mem(RDX, Register::None, 0), RETURN_MARK))?;
             slow.push(a.jump(Code::Jne_rel32_64)?);
-            a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, mem(RDX, Register::None, 4)))?;
-            a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(R11, RCX, 8)))?;
+            a.emit(Instruction::with2(Code::Mov_r32_rm32, EAX, mem(RDX, Register::None, 4)))?;
+            a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(R11, RAX, 8)))?;
             let j = a.jump(Code::Jmp_rel32_64)?;
             a.ins[j].set_near_branch64(again);
             a.bind(&[below, above]);
         }
     }
     a.hot(RAX, refs.tpoff_slot)?;
-    a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, hot_mem(RAX, Register::None, HOT_DEPTH)))?;
-    a.emit(Instruction::with2(Code::Test_rm32_r32, ECX, ECX))?;
+    a.emit(Instruction::with2(Code::Cmp_rm32_imm8, hot_mem(RAX, Register::None, HOT_DEPTH), 0u32))?;
     let deeper = a.jump(Code::Jne_rel32_64)?;
     // depth 0, the common case (allocation functions are seldom nested), inline:
     // entries[0] = {desc, site, entry_sp}, outermost = site, depth = 1
-    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_SP), R11))?;
-    let site = if with_site {
-        RDX
-    } else {
-        a.emit(Instruction::with2(Code::Mov_r64_rm64, R11, mem(R11, Register::None, 0)))?;
-        R11
+    let push_entry = |a: &mut Asm| -> Result<(), String> {
+        a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_SP), R11))?;
+        let site = if with_site {
+            RDX
+        } else {
+            a.emit(Instruction::with2(Code::Mov_r64_rm64, R11, mem(R11, Register::None, 0)))?;
+            R11
+        };
+        a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_SITE), site))?;
+        Ok(())
     };
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, 0), site))?;
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_SITE), site))?;
+    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
+    push_entry(&mut a)?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, 0), if with_site { RDX } else { R11 }))?;
     a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
     a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_FN), R11))?;
-    a.emit(Instruction::with2(Code::Mov_r32_imm32, ECX, 1u32))?;
-    let stored = next_ip(&a);
-    a.emit(Instruction::with2(Code::Mov_rm32_r32, hot_mem(RAX, Register::None, HOT_DEPTH), ECX))?;
-    restore_into_slot(&mut a, &saved)?;
+    a.emit(Instruction::with2(Code::Mov_rm32_imm32, hot_mem(RAX, Register::None, HOT_DEPTH), 1u32))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_imm32, mem(RSP, Register::None, slot), 1i32))?;
+    let restore = next_ip(&a);
+    for &r in saved.iter().rev() {
+        a.pop(r)?;
+    }
     let after_enter = next_ip(&a);
 
     // ---- the call
@@ -406,29 +411,28 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
 
     // ---- out of line
     // nested: entries[depth] = {desc, site, entry_sp}, unless the stack is full or the
-    // entry below is at or under this frame (left by longjmp/an exception)
+    // entry below is at or under this frame (left by longjmp/an exception); rax = the
+    // block's offset + 32·depth while the entry is written
     a.row = saved_all.clone();
     a.bind(&[deeper]);
-    a.emit(Instruction::with2(Code::Cmp_rm32_imm32, ECX, DEPTH))?;
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, R11D, hot_mem(RAX, Register::None, HOT_DEPTH)))?;
+    a.emit(Instruction::with2(Code::Cmp_rm32_imm32, R11D, DEPTH))?;
     slow.push(a.jump(Code::Jae_rel32_64)?);
-    a.emit(Instruction::with2(Code::Shl_rm32_imm8, ECX, ENTRY_SHIFT))?;
+    a.emit(Instruction::with2(Code::Shl_rm32_imm8, R11D, ENTRY_SHIFT))?;
+    a.emit(Instruction::with2(Code::Add_r64_rm64, RAX, R11))?;
     a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
-    a.emit(Instruction::with2(Code::Cmp_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES - ENTRY_SIZE + E_SP), R11))?;
+    a.emit(Instruction::with2(Code::Cmp_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES - ENTRY_SIZE + E_SP), R11))?;
     slow.push(a.jump(Code::Jbe_rel32_64)?);
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_SP), R11))?;
-    let site = if with_site {
-        RDX
-    } else {
-        a.emit(Instruction::with2(Code::Mov_r64_rm64, R11, mem(R11, Register::None, 0)))?;
-        R11
-    };
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_SITE), site))?;
+    push_entry(&mut a)?;
     a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_FN), R11))?;
-    a.emit(Instruction::with2(Code::Shr_rm32_imm8, ECX, ENTRY_SHIFT))?;
-    a.emit(Instruction::with2(Code::Add_rm32_imm8, ECX, 1u32))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_FN), R11))?;
+    a.hot(RAX, refs.tpoff_slot)?;
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, R11D, hot_mem(RAX, Register::None, HOT_DEPTH)))?;
+    a.emit(Instruction::with2(Code::Add_rm32_imm8, R11D, 1u32))?;
+    a.emit(Instruction::with2(Code::Mov_rm32_r32, hot_mem(RAX, Register::None, HOT_DEPTH), R11D))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RSP, Register::None, slot), R11))?;
     let j = a.jump(Code::Jmp_rel32_64)?;
-    a.ins[j].set_near_branch64(stored);
+    a.ins[j].set_near_branch64(restore);
     // the runtime's entry hook; then the frame's depth: the runtime's (this call's entry
     // is the top one when recorded), or −1 when the exit must go to the runtime as well
     // (mask byte 1: byte 1 ⊆ byte 0, so such an entry always came here; or not recorded)
@@ -450,7 +454,9 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     a.bind(&[unrecorded]);
     a.emit(Instruction::with2(Code::Mov_r32_imm32, ECX, u32::MAX))?;
     a.bind(&[recorded]);
-    restore_into_slot(&mut a, &[RAX, RCX])?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RSP, Register::None, 16 + DEPTH_SLOT), RCX))?;
+    a.pop(RCX)?;
+    a.pop(RAX)?;
     let j = a.jump(Code::Jmp_rel32_64)?;
     a.ins[j].set_near_branch64(after_enter);
     // the runtime's exit hook
@@ -494,31 +500,20 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
 }
 
 /// Where the frame keeps the depth its entry made (or −1), relative to the entry sp:
-/// inside the gap above the copied stack arguments (`stack_frame`), so the function
-/// never writes it; the exit reads it after `add rsp, F` from below rsp (the red zone:
-/// signal frames go below it).
-const DEPTH_SLOT: i64 = -24;
-
-/// Pop `saved` (rax and rcx first among them) down to rax and rcx, put rcx into the
-/// depth slot (at rsp−8 then), pop rcx and rax.
-fn restore_into_slot(a: &mut Asm, saved: &[Register]) -> Result<(), String> {
-    debug_assert!(saved[0] == Register::RAX && saved[1] == Register::RCX);
-    for &r in saved[2..].iter().rev() {
-        a.pop(r)?;
-    }
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(Register::RSP, Register::None, DEPTH_SLOT + 16), Register::RCX))?;
-    a.pop(Register::RCX)?;
-    a.pop(Register::RAX)
-}
+/// below the registers the trampoline saves (≤ 4), inside the gap above the copied
+/// stack arguments (`stack_frame`), so the function never writes it. It is written
+/// before rsp covers it and read after `add rsp, F`, from the red zone (signal frames
+/// go below it).
+const DEPTH_SLOT: i64 = -40;
 
 /// Bytes between the trampoline's entry sp and the pad's return address slot: F ≡ 8
-/// (mod 16), with at least 24 bytes above the copied stack arguments (the depth slot).
+/// (mod 16), with at least 40 bytes above the copied stack arguments (the depth slot).
 fn stack_frame(h: &Hook) -> i64 {
     let m = h.stack_words as i64;
     if m % 2 == 1 {
-        8 * m + 32
+        8 * m + 48
     } else {
-        8 * m + 24
+        8 * m + 40
     }
 }
 
