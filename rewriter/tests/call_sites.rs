@@ -410,6 +410,54 @@ fn exit_after_longjmp_inside() {
     }
 }
 
+/// Registers a trampoline uses without saving them (`clobber.rs`): none for a leaf
+/// (`bump`: callers compiled with -fipa-ra may keep values in the registers it leaves
+/// alone), r11 before and rcx/r11 after the call for a function that reaches a PLT
+/// stub (`wrap2` → `wrap` → malloc). clobbers.c at -O2 and -O0, caller side and
+/// `--entry-hooks`: the same output as the original, and each trampoline's code.
+#[test]
+fn trampolines_save_what_callers_may_keep() {
+    let d = scratch("clobbers");
+    for (v, flags) in [("O2", &["-O2", "-g"][..]), ("O0", &["-O0", "-g"][..])] {
+        let bin = compile(&d, &format!("clobbers.{v}"), flags, &["clobbers.c"]);
+        let orig = ok(&mut Command::new(&bin));
+        for mode in [&[][..], &["--entry-hooks"][..]] {
+            let out_dir = d.join(format!("out-{v}-{}", mode.len()));
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let out = out_dir.join("clobbers");
+            let log = ok(Command::new(allocsite())
+                .arg("rewrite")
+                .arg(&bin)
+                .arg("-o")
+                .arg(&out)
+                .arg("--runtime")
+                .arg(runtime())
+                .args(["--alloc-fns", "bump(Z)p wrap(Z)p wrap2(Z)p"])
+                .args(mode));
+            for f in ["bump", "wrap2"] {
+                assert!(log.contains(&format!("hooked {f} at ")), "{v} {mode:?}: {log}");
+            }
+            assert_eq!(ok(Command::new(&out).env_remove("ALLOCSITE_TRACE")), orig, "{v} {mode:?}");
+            // the trampoline's code, from its symbol to the next one
+            let dis = ok(Command::new("objdump").args(["-d", "--no-show-raw-insn", "-j", ".allocsite.text", "-j", ".plt.allocsite"]).arg(&out));
+            let code = |f: &str| -> String {
+                let head = format!("<{f}.allocsite_entry>:");
+                let start = dis.find(&head).unwrap_or_else(|| panic!("{v} {mode:?}: no {head} in\n{dis}"));
+                let rest = &dis[start + head.len()..];
+                rest[..rest.find(">:\n").unwrap_or(rest.len())].to_string()
+            };
+            let (leaf, wrapper) = (code("bump"), code("wrap2"));
+            // (the out-of-line calls of the runtime's hooks push r11 in any case)
+            let first_two = |c: &str| c.lines().filter(|l| l.contains(':')).take(2).collect::<Vec<_>>().join("\n");
+            let after_call = |c: &str| c.split("cs add").nth(1).map(|t| t.lines().nth(1).unwrap_or("").to_string()).unwrap_or_default();
+            assert!(first_two(&leaf).contains("push   %r11"), "{v} {mode:?}: bump's trampoline must save r11:\n{leaf}");
+            assert!(after_call(&leaf).contains("push   %rcx"), "{v} {mode:?}: bump's exit must save rcx:\n{leaf}");
+            assert!(!first_two(&wrapper).contains("push   %r11"), "{v} {mode:?}: wrap2's trampoline need not save r11:\n{wrapper}");
+            assert!(!after_call(&wrapper).contains("push"), "{v} {mode:?}: wrap2's exit need not save anything:\n{wrapper}");
+        }
+    }
+}
+
 /// The report of a rewritten sites.c names the classified calls, never a pass-through
 /// one: `(symbol's function, line, allocator)` per innermost site in sites.c, and the
 /// node's outermost site (main's call of make_node with `--ctors`, else make_node's

@@ -13,7 +13,7 @@
 
 use super::cfi::EhFrameIndex;
 use super::elf::InputElf;
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl};
+use iced_x86::{Decoder, DecoderOptions, FlowControl, OpKind};
 use object::elf;
 use std::collections::HashMap;
 
@@ -75,7 +75,8 @@ impl<'a> Clobbers<'a> {
                 // `jmp [rip+GOT]`: a tail call into another object (-fno-plt); a jump
                 // through a register may be a switch, which says nothing
                 FlowControl::IndirectBranch if i.is_ip_rel_memory_operand() => return true,
-                FlowControl::Call | FlowControl::UnconditionalBranch if matches!(i.code(), Code::Call_rel32_64 | Code::Jmp_rel32_64) => {
+                // calls and (tail) jumps, conditional ones and `jmp rel8` included
+                FlowControl::Call | FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch if i.op0_kind() == OpKind::NearBranch64 => {
                     let t = i.near_branch_target();
                     if self.in_plt(t) {
                         return true;
