@@ -51,6 +51,11 @@ pub fn update_masks() {
     // (both above send it to the runtime anyway). Without these the trampolines of
     // free-kind functions skip all bookkeeping.
     let releases = if crate::check::on() { RELEASE_BOOKKEEPING } else { 0 };
+    // Byte 1 must stay a subset of byte 0, set before the first hooked call (tracing
+    // and RECORD_KINDS are decided at load time; SUB_USED only adds entry bits): the
+    // trampolines' exits test no mask — a kind whose exits go to the runtime took the
+    // slow entry, which marks the call's frame for the slow exit (runtime/README.md,
+    // "Trampoline shape").
     unsafe {
         allocsite_slow_masks[0].store(all | record | sub | releases, Ordering::Relaxed);
         allocsite_slow_masks[1].store(all | record, Ordering::Relaxed);

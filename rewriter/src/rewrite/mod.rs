@@ -17,6 +17,7 @@
 pub mod callsites;
 pub mod check;
 pub mod cfi;
+pub mod clobber;
 pub mod dynamic;
 pub mod elf;
 pub mod emit;
@@ -222,6 +223,14 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
         .collect();
     let sites = callsites::plan(&elf, cls, &local, ctors);
     let hooks: Vec<&plan::Hook> = local.iter().copied().chain(sites.imports.iter()).collect();
+    // Per hook: whether a site may lie in the new code (`Refs::walk`), and whether its
+    // callers already assume every caller-saved register clobbered (`Refs::clobbers_all`;
+    // an import is another object's code: always).
+    let walk: Vec<bool> = (0..hooks.len())
+        .map(|k| hooks[k].patches_entry() || sites.sites.iter().any(|s| s.to == callsites::To::Entry(k) && (!s.call || s.in_pad)))
+        .collect();
+    let mut clobbers = clobber::Clobbers::new(&elf, &eh);
+    let clobbers_all: Vec<bool> = hooks.iter().map(|h| h.import || clobbers.clobbers_all(h.f.address.0)).collect();
 
     // RW: .dynamic, then .allocsite.data (slots, descriptors, names).
     let mut rw = layout::first_region(&elf, 0)?;
@@ -307,6 +316,8 @@ pub fn rewrite_bytes_with<'c>(data: &[u8], cls: &'c Classification, ctors: bool,
                 new_code: (lo, hi),
                 redirect: redirect.clone(),
                 pass_through: pt,
+                walk: walk[k],
+                clobbers_all: clobbers_all[k],
             };
             let b = trampoline::build(h, &refs, at).map_err(|e| format!("{}: {e}", h.name))?;
             rx.place(&b.code, 1);

@@ -123,6 +123,15 @@ pub struct Refs {
     /// (indirect ones, direct ones that could not be retargeted to the pad): such a call
     /// skips all bookkeeping and goes straight to the pad.
     pub pass_through: Vec<u64>,
+    /// A site may lie in the new code (a launch pad: anything may call the function,
+    /// also another hooked function's tail call; a call-site trampoline reached by a
+    /// retargeted `jmp` or a call among relocated instructions): the trampoline looks
+    /// for the real site first. Without, the caller's return address is the site.
+    pub walk: bool,
+    /// Every caller must assume the function clobbers all caller-saved registers
+    /// (`clobber.rs`): the trampoline uses r11 before the call and rcx/r11 after it
+    /// without saving them.
+    pub clobbers_all: bool,
 }
 
 /// The label IP the next emitted instruction will get.
@@ -197,112 +206,160 @@ impl Asm {
 
 /// The trampoline's code; also the index of its call of the function (`pad_addr`, or
 /// `[rip+got]` for an import reached through its GOT slot).
+///
+/// Per call, the common path (no mask bit, depth < 10, no stale entry):
+/// - enter: save rax (and r11 unless the function clobbers it anyway, rdx when the
+///   site may lie in the new code, rcx for a table search); push the entry `{desc,
+///   site, entry_sp}` (depth 0 inline: also outermost = site); depth+1, also written
+///   into the trampoline's frame (`DEPTH_SLOT`);
+/// - exit: the depth is still the one the frame holds (so the top entry is this
+///   call's: nothing else can have replaced it) → depth−1, outermost = 0 at depth 0.
+///   Any other value (−1: the entry went to the runtime and the exit must too; a
+///   deeper value: stale entries left by longjmp) → the runtime's exit hook.
 fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), String> {
     use Register::*;
     let mut a = Asm::new();
     let bit = kind_bit(h);
     let entry_row = a.row.clone();
+    // r11 (never an argument) may be clobbered before the call, rcx and r11 after it
+    let free = refs.clobbers_all;
+    let direct = !h.patches_entry();
+    let unrolled = !refs.pass_through.is_empty() && refs.pass_through.len() <= PT_UNROLL;
+    let search = refs.pass_through.len() > PT_UNROLL;
 
-    // ---- enter: entries[depth] = {desc, site, entry_sp}; depth += 1; outermost at depth 0
-    a.push(RAX)?;
-    let saved1 = a.row.clone();
-    // A free-kind function's call makes no allocation site (the runtime passes such
-    // entries over): unless the runtime records releases (heap checks' free sites) or
-    // sends free-kind calls to itself (trace, sub-frees), straight into the unhooked
-    // body, before anything else.
+    // ---- calls that need no bookkeeping, before anything else: a free-kind call while
+    // the runtime records no releases (hook ABI v4), a pass-through call (its site is
+    // one of the descriptor's pass-through return addresses; Lua's l_alloc is called
+    // this way for every allocation). Sites in the new code go to the runtime, which
+    // repeats the check after mapping.
     let mut straight = Vec::new();
-    if bit == 1 << 2 {
-        a.rip(Code::Mov_r64_rm64, RAX, refs.masks_slot)?;
-        a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RAX, Register::None, 0), bit | RELEASE_BOOKKEEPING))?;
-        straight.push(a.jump(Code::Je_rel32_64)?);
+    let early = bit == 1 << 2 || unrolled;
+    let scratch = if free { R11 } else { RAX };
+    let site_at = if free { 0 } else { 8 };
+    if early && !free {
+        a.push(RAX)?;
     }
-    // A pass-through call (its site is one of the descriptor's pass-through return
-    // addresses) is no allocation site: straight to the pad, before anything else (with
-    // only rax saved: Lua's l_alloc is called this way for every allocation). Sites in
-    // the new code go to the runtime below, which repeats the check after mapping.
-    if !refs.pass_through.is_empty() && refs.pass_through.len() <= PT_UNROLL {
-        for &r in &refs.pass_through {
-            a.rip(Code::Lea_r64_m, RAX, r)?;
-            a.emit(Instruction::with2(Code::Cmp_rm64_r64, mem(RSP, Register::None, 8), RAX))?;
+    let saved1 = a.row.clone();
+    // with nothing saved, a branch straight to the function (or the pad after this code)
+    let skip = |a: &mut Asm, straight: &mut Vec<usize>| -> Result<(), String> {
+        if free {
+            a.emit(Instruction::with_branch(Code::Je_rel32_64, pad_addr))
+        } else {
             straight.push(a.jump(Code::Je_rel32_64)?);
+            Ok(())
+        }
+    };
+    if bit == 1 << 2 {
+        a.rip(Code::Mov_r64_rm64, scratch, refs.masks_slot)?;
+        a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(scratch, Register::None, 0), bit | RELEASE_BOOKKEEPING))?;
+        skip(&mut a, &mut straight)?;
+    }
+    if unrolled {
+        for &r in &refs.pass_through {
+            a.rip(Code::Lea_r64_m, scratch, r)?;
+            a.emit(Instruction::with2(Code::Cmp_rm64_r64, mem(RSP, Register::None, site_at), scratch))?;
+            skip(&mut a, &mut straight)?;
         }
     }
-    for r in [RCX, RDX, R11] {
-        a.push(r)?;
+    if !(early && !free) {
+        a.push(RAX)?;
     }
-    let saved4 = a.row.clone();
-    let sp_at = 32; // entry_sp = rsp + 32
+    // rdx holds the site when it may have to be looked for (or looked up); rcx only the
+    // table search needs
+    let with_site = refs.walk || search;
+    let mut saved = vec![RAX];
+    for (r, yes) in [(RCX, search), (R11, !free), (RDX, with_site)] {
+        if yes {
+            a.push(r)?;
+            saved.push(r);
+        }
+    }
+    let saved_all = a.row.clone();
+    let sp_at = 8 * saved.len() as i64; // entry_sp = rsp + sp_at
+    let slot = sp_at + DEPTH_SLOT; // the frame's depth slot, from rsp (below it)
     let mut slow = Vec::new();
     let mut bypass = Vec::new();
-    if refs.pass_through.len() > PT_UNROLL {
+    if search {
         a.emit(Instruction::with2(Code::Mov_r64_rm64, RDX, mem(RSP, Register::None, sp_at)))?;
-        {
-            // Binary search of the descriptor's sorted table of (return address - &desc)
-            // for site - &desc: rax = first candidate, ecx = candidates, r11d = half.
-            a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
-            a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, mem(R11, Register::None, super::DESC_PT_COUNT)))?;
-            a.emit(Instruction::with2(Code::Mov_r64_rm64, RAX, mem(R11, Register::None, super::DESC_PT_REL)))?;
-            a.emit(Instruction::with2(Code::Add_r64_rm64, RAX, R11))?;
-            a.emit(Instruction::with2(Code::Sub_r64_rm64, RDX, R11))?;
-            let top = next_ip(&a);
-            a.emit(Instruction::with2(Code::Test_rm32_r32, ECX, ECX))?;
-            let done = a.jump(Code::Je_rel32_64)?;
-            a.emit(Instruction::with2(Code::Mov_r32_rm32, R11D, ECX))?;
-            a.emit(Instruction::with2(Code::Shr_rm32_imm8, R11D, 1u32))?;
-            a.emit(Instruction::with2(Code::Cmp_rm64_r64, MemoryOperand::new(RAX, R11, 8, 0, 0, false, Register::None), RDX))?;
-            bypass.push(a.jump(Code::Je_rel32_64)?);
-            let right = a.jump(Code::Jl_rel32_64)?;
-            a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, R11D))?;
-            a.emit(Instruction::with_branch(Code::Jmp_rel32_64, top))?;
-            a.bind(&[right]);
-            a.emit(Instruction::with2(Code::Lea_r64_m, RAX, MemoryOperand::new(RAX, R11, 8, 8, 1, false, Register::None)))?;
-            a.emit(Instruction::with2(Code::Sub_r32_rm32, ECX, R11D))?;
-            a.emit(Instruction::with2(Code::Sub_rm32_imm8, ECX, 1i32))?;
-            a.emit(Instruction::with_branch(Code::Jmp_rel32_64, top))?;
-            a.bind(&[done]);
-        }
+        // Binary search of the descriptor's sorted table of (return address - &desc)
+        // for site - &desc: rax = first candidate, ecx = candidates, r11d = half.
+        a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
+        a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, mem(R11, Register::None, super::DESC_PT_COUNT)))?;
+        a.emit(Instruction::with2(Code::Mov_r64_rm64, RAX, mem(R11, Register::None, super::DESC_PT_REL)))?;
+        a.emit(Instruction::with2(Code::Add_r64_rm64, RAX, R11))?;
+        a.emit(Instruction::with2(Code::Sub_r64_rm64, RDX, R11))?;
+        let top = next_ip(&a);
+        a.emit(Instruction::with2(Code::Test_rm32_r32, ECX, ECX))?;
+        let done = a.jump(Code::Je_rel32_64)?;
+        a.emit(Instruction::with2(Code::Mov_r32_rm32, R11D, ECX))?;
+        a.emit(Instruction::with2(Code::Shr_rm32_imm8, R11D, 1u32))?;
+        a.emit(Instruction::with2(Code::Cmp_rm64_r64, MemoryOperand::new(RAX, R11, 8, 0, 0, false, Register::None), RDX))?;
+        bypass.push(a.jump(Code::Je_rel32_64)?);
+        let right = a.jump(Code::Jl_rel32_64)?;
+        a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, R11D))?;
+        a.emit(Instruction::with_branch(Code::Jmp_rel32_64, top))?;
+        a.bind(&[right]);
+        a.emit(Instruction::with2(Code::Lea_r64_m, RAX, MemoryOperand::new(RAX, R11, 8, 8, 1, false, Register::None)))?;
+        a.emit(Instruction::with2(Code::Sub_r32_rm32, ECX, R11D))?;
+        a.emit(Instruction::with2(Code::Sub_rm32_imm8, ECX, 1i32))?;
+        a.emit(Instruction::with_branch(Code::Jmp_rel32_64, top))?;
+        a.bind(&[done]);
     }
     a.rip(Code::Mov_r64_rm64, RAX, refs.masks_slot)?;
     a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RAX, Register::None, 0), bit))?;
     slow.push(a.jump(Code::Jne_rel32_64)?);
-    // The site: the caller's return address, unless that lies in the new code. A
-    // hooked function whose body tail-called this one returns through its trampoline:
-    // the site is then that trampoline's own return address, F+8 bytes further up
-    // (repeated along chains of such tail calls). Other sites in the new code (calls
-    // among relocated instructions) go to the runtime, which translates them.
-    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
-    let again = next_ip(&a);
-    a.emit(Instruction::with2(Code::Mov_r64_rm64, RDX, mem(R11, Register::None, 0)))?;
-    a.rip(Code::Lea_r64_m, RCX, refs.new_code.0)?;
-    a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
-    let below = a.jump(Code::Jb_rel32_64)?;
-    a.rip(Code::Lea_r64_m, RCX, refs.new_code.1)?;
-    a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RCX))?;
-    let above = a.jump(Code::Jae_rel32_64)?;
-    a.emit(Instruction::with2(Code::Cmp_rm32_imm32, mem(RDX, Register::None, 0), RETURN_MARK))?;
-    slow.push(a.jump(Code::Jne_rel32_64)?);
-    a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, mem(RDX, Register::None, 4)))?;
-    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(R11, RCX, 8)))?;
-    let j = a.jump(Code::Jmp_rel32_64)?;
-    a.ins[j].set_near_branch64(again);
-    a.bind(&[below, above]);
+    if with_site {
+        a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
+        let again = next_ip(&a);
+        a.emit(Instruction::with2(Code::Mov_r64_rm64, RDX, mem(R11, Register::None, 0)))?;
+        if refs.walk {
+            // The site: the caller's return address, unless that lies in the new code.
+            // A hooked function whose body tail-called this one returns through its
+            // trampoline: the site is then that trampoline's own return address, F+8
+            // bytes further up (repeated along chains of such tail calls). Other sites
+            // in the new code (calls among relocated instructions) go to the runtime,
+            // which translates them. Not needed when every way in is a `call` from the
+            // original code (`Refs::walk`).
+            a.rip(Code::Lea_r64_m, RAX, refs.new_code.0)?;
+            a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RAX))?;
+            let below = a.jump(Code::Jb_rel32_64)?;
+            a.rip(Code::Lea_r64_m, RAX, refs.new_code.1)?;
+            a.emit(Instruction::with2(Code::Cmp_r64_rm64, RDX, RAX))?;
+            let above = a.jump(Code::Jae_rel32_64)?;
+            a.emit(Instruction::with2(Code::Cmp_rm32_imm32, mem(RDX, Register::None, 0), RETURN_MARK))?;
+            slow.push(a.jump(Code::Jne_rel32_64)?);
+            a.emit(Instruction::with2(Code::Mov_r32_rm32, EAX, mem(RDX, Register::None, 4)))?;
+            a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(R11, RAX, 8)))?;
+            let j = a.jump(Code::Jmp_rel32_64)?;
+            a.ins[j].set_near_branch64(again);
+            a.bind(&[below, above]);
+        }
+    }
     a.hot(RAX, refs.tpoff_slot)?;
-    a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, hot_mem(RAX, Register::None, HOT_DEPTH)))?;
-    a.emit(Instruction::with2(Code::Cmp_rm32_imm32, ECX, DEPTH))?;
-    slow.push(a.jump(Code::Jae_rel32_64)?);
-    a.emit(Instruction::with2(Code::Shl_rm32_imm8, ECX, ENTRY_SHIFT))?;
-    let first = a.jump(Code::Je_rel32_64)?;
+    a.emit(Instruction::with2(Code::Cmp_rm32_imm8, hot_mem(RAX, Register::None, HOT_DEPTH), 0u32))?;
+    let deeper = a.jump(Code::Jne_rel32_64)?;
+    // depth 0, the common case (allocation functions are seldom nested), inline:
+    // entries[0] = {desc, site, entry_sp}, outermost = site, depth = 1
+    let push_entry = |a: &mut Asm| -> Result<(), String> {
+        a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_SP), R11))?;
+        let site = if with_site {
+            RDX
+        } else {
+            a.emit(Instruction::with2(Code::Mov_r64_rm64, R11, mem(R11, Register::None, 0)))?;
+            R11
+        };
+        a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_SITE), site))?;
+        Ok(())
+    };
     a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
-    // the entry below is at or under this frame: left by longjmp/an exception
-    a.emit(Instruction::with2(Code::Cmp_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES - ENTRY_SIZE + E_SP), R11))?;
-    slow.push(a.jump(Code::Jbe_rel32_64)?);
-    let store = next_ip(&a);
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_SP), R11))?;
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_SITE), RDX))?;
+    push_entry(&mut a)?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, 0), if with_site { RDX } else { R11 }))?;
     a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, RCX, HOT_ENTRIES + E_FN), R11))?;
-    a.emit(Instruction::with2(Code::Add_rm32_imm8, hot_mem(RAX, Register::None, HOT_DEPTH), 1u32))?;
-    for r in [R11, RDX, RCX, RAX] {
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_FN), R11))?;
+    a.emit(Instruction::with2(Code::Mov_rm32_imm32, hot_mem(RAX, Register::None, HOT_DEPTH), 1u32))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_imm32, mem(RSP, Register::None, slot), 1i32))?;
+    let restore = next_ip(&a);
+    for &r in saved.iter().rev() {
         a.pop(r)?;
     }
     let after_enter = next_ip(&a);
@@ -314,9 +371,7 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     let m = h.stack_words as i64;
     let f = stack_frame(h);
     let gap = f - 8 * m;
-    if gap > 0 {
-        a.op(Instruction::with2(Code::Sub_rm64_imm32, RSP, gap as i32), gap)?;
-    }
+    a.op(Instruction::with2(Code::Sub_rm64_imm32, RSP, gap as i32), gap)?;
     for _ in 0..m {
         a.op(Instruction::with1(Code::Push_rm64, MemoryOperand::with_base_displ(RSP, f)), 8)?;
     }
@@ -331,56 +386,83 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     add.extend_from_slice(&(f as u32).to_le_bytes());
     a.op(Instruction::with_declare_byte(&add), -f)?;
 
-    // ---- exit: pop this call's entry (it must be the top one); outermost = 0 at depth 0
-    for r in [RCX, RDX, R11] {
+    // ---- exit: pop this call's entry, which is the top one if the depth is still the
+    // one the frame holds; outermost = 0 at depth 0
+    let xsaved: &[Register] = if free { &[] } else { &[RCX, R11] };
+    for &r in xsaved {
         a.push(r)?;
     }
     let saved3 = a.row.clone();
-    let sp_at = 24;
     let mut xslow = Vec::new();
-    a.rip(Code::Mov_r64_rm64, RCX, refs.masks_slot)?;
-    a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RCX, Register::None, 1), bit))?;
-    xslow.push(a.jump(Code::Jne_rel32_64)?);
+    let slot_at = DEPTH_SLOT + 8 * xsaved.len() as i64;
     a.hot(RCX, refs.tpoff_slot)?;
-    a.emit(Instruction::with2(Code::Mov_r32_rm32, EDX, hot_mem(RCX, Register::None, HOT_DEPTH)))?;
-    a.emit(Instruction::with2(Code::Sub_rm32_imm8, EDX, 1u32))?;
-    a.emit(Instruction::with2(Code::Cmp_rm32_imm8, EDX, DEPTH - 1))?;
-    xslow.push(a.jump(Code::Ja_rel32_64)?);
-    a.emit(Instruction::with2(Code::Shl_rm32_imm8, EDX, ENTRY_SHIFT))?;
-    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
-    a.emit(Instruction::with2(Code::Cmp_rm64_r64, hot_mem(RCX, RDX, HOT_ENTRIES + E_SP), R11))?;
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, R11D, mem(RSP, Register::None, slot_at)))?;
+    a.emit(Instruction::with2(Code::Cmp_rm32_r32, hot_mem(RCX, Register::None, HOT_DEPTH), R11D))?;
     xslow.push(a.jump(Code::Jne_rel32_64)?);
-    a.emit(Instruction::with2(Code::Shr_rm32_imm8, EDX, ENTRY_SHIFT))?;
-    a.emit(Instruction::with2(Code::Mov_rm32_r32, hot_mem(RCX, Register::None, HOT_DEPTH), EDX))?;
+    a.emit(Instruction::with2(Code::Sub_rm32_imm8, R11D, 1u32))?;
+    a.emit(Instruction::with2(Code::Mov_rm32_r32, hot_mem(RCX, Register::None, HOT_DEPTH), R11D))?;
     let nested = a.jump(Code::Jne_rel32_64)?;
     a.emit(Instruction::with2(Code::Mov_rm64_imm32, hot_mem(RCX, Register::None, 0), 0i32))?;
     a.bind(&[nested]);
-    for r in [R11, RDX, RCX] {
+    for &r in xsaved.iter().rev() {
         a.pop(r)?;
     }
     a.op(Ok(Instruction::with(Code::Retnq)), -8)?;
 
     // ---- out of line
-    // depth 0: also the outermost site
-    a.row = saved4.clone();
-    a.bind(&[first]);
-    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, 0), RDX))?;
-    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, 32)))?;
+    // nested: entries[depth] = {desc, site, entry_sp}, unless the stack is full or the
+    // entry below is at or under this frame (left by longjmp/an exception); rax = the
+    // block's offset + 32·depth while the entry is written
+    a.row = saved_all.clone();
+    a.bind(&[deeper]);
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, R11D, hot_mem(RAX, Register::None, HOT_DEPTH)))?;
+    a.emit(Instruction::with2(Code::Cmp_rm32_imm32, R11D, DEPTH))?;
+    slow.push(a.jump(Code::Jae_rel32_64)?);
+    a.emit(Instruction::with2(Code::Shl_rm32_imm8, R11D, ENTRY_SHIFT))?;
+    a.emit(Instruction::with2(Code::Add_r64_rm64, RAX, R11))?;
+    a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
+    a.emit(Instruction::with2(Code::Cmp_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES - ENTRY_SIZE + E_SP), R11))?;
+    slow.push(a.jump(Code::Jbe_rel32_64)?);
+    push_entry(&mut a)?;
+    a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_FN), R11))?;
+    a.hot(RAX, refs.tpoff_slot)?;
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, R11D, hot_mem(RAX, Register::None, HOT_DEPTH)))?;
+    a.emit(Instruction::with2(Code::Add_rm32_imm8, R11D, 1u32))?;
+    a.emit(Instruction::with2(Code::Mov_rm32_r32, hot_mem(RAX, Register::None, HOT_DEPTH), R11D))?;
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RSP, Register::None, slot), R11))?;
     let j = a.jump(Code::Jmp_rel32_64)?;
-    a.ins[j].set_near_branch64(store);
-    // the runtime's entry hook
-    a.row = saved4.clone();
+    a.ins[j].set_near_branch64(restore);
+    // the runtime's entry hook; then the frame's depth: the runtime's (this call's entry
+    // is the top one when recorded), or −1 when the exit must go to the runtime as well
+    // (mask byte 1: byte 1 ⊆ byte 0, so such an entry always came here; or not recorded)
+    a.row = saved_all.clone();
     a.bind(&slow);
-    for r in [R11, RDX, RCX, RAX] {
+    for &r in saved.iter().rev() {
         a.pop(r)?;
     }
     a.hook(refs.descriptor, refs.enter_slot)?;
+    a.push(RAX)?;
+    a.push(RCX)?;
+    a.rip(Code::Mov_r64_rm64, RAX, refs.masks_slot)?;
+    a.emit(Instruction::with2(Code::Test_rm8_imm8, mem(RAX, Register::None, 1), bit))?;
+    let unrecorded = a.jump(Code::Jne_rel32_64)?;
+    a.hot(RAX, refs.tpoff_slot)?;
+    a.emit(Instruction::with2(Code::Mov_r32_rm32, ECX, hot_mem(RAX, Register::None, HOT_DEPTH)))?;
+    a.emit(Instruction::with2(Code::Cmp_rm32_imm32, ECX, DEPTH))?;
+    let recorded = a.jump(Code::Jbe_rel32_64)?;
+    a.bind(&[unrecorded]);
+    a.emit(Instruction::with2(Code::Mov_r32_imm32, ECX, u32::MAX))?;
+    a.bind(&[recorded]);
+    a.emit(Instruction::with2(Code::Mov_rm64_r64, mem(RSP, Register::None, 16 + DEPTH_SLOT), RCX))?;
+    a.pop(RCX)?;
+    a.pop(RAX)?;
     let j = a.jump(Code::Jmp_rel32_64)?;
     a.ins[j].set_near_branch64(after_enter);
     // the runtime's exit hook
     a.row = saved3;
     a.bind(&xslow);
-    for r in [R11, RDX, RCX] {
+    for &r in xsaved.iter().rev() {
         a.pop(r)?;
     }
     a.hook(refs.descriptor, refs.exit_slot)?;
@@ -388,34 +470,50 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     debug_assert_eq!(a.row.cfa_off, entry_row.cfa_off - 8);
     // a pass-through call (or a free-kind call nobody records): the registers back, then
     // on into the pad as if never hooked. The relocated pad follows the trampoline, so
-    // this, its last part, falls through into it (a jmp there would shrink to rel8 once
-    // the pad's address is known, and the trampoline's length must not depend on it);
-    // call-site mode jumps to the original, far away in the input's code.
-    if !bypass.is_empty() || !straight.is_empty() {
-        if !bypass.is_empty() {
-            a.row = saved4;
-            a.bind(&bypass);
-            for r in [R11, RDX, RCX] {
+    // this, its last part, falls through into it (`build` settles the length of the
+    // branches to it); call-site mode jumps to the original, far away in the input's code.
+    if !bypass.is_empty() {
+        a.row = saved_all;
+        a.bind(&bypass);
+        // (rax pushed before the early checks: the straight path below pops it)
+        let keep_rax = early && !free;
+        for &r in saved.iter().rev() {
+            if !(keep_rax && r == RAX) {
                 a.pop(r)?;
             }
         }
+        if keep_rax {
+            straight.push(a.jump(Code::Jmp_rel32_64)?);
+        } else {
+            a.emit(Instruction::with_branch(Code::Jmp_rel32_64, pad_addr))?;
+        }
+    }
+    if !straight.is_empty() {
         a.row = saved1;
         a.bind(&straight);
         a.pop(RAX)?;
-        if !h.patches_entry() {
+        if direct {
             a.emit(Instruction::with_branch(Code::Jmp_rel32_64, pad_addr))?;
         }
     }
     Ok((a, call_k))
 }
 
-/// Bytes between the trampoline's entry sp and the pad's return address slot: F ≡ 8 (mod 16).
+/// Where the frame keeps the depth its entry made (or −1), relative to the entry sp:
+/// below the registers the trampoline saves (≤ 4), inside the gap above the copied
+/// stack arguments (`stack_frame`), so the function never writes it. It is written
+/// before rsp covers it and read after `add rsp, F`, from the red zone (signal frames
+/// go below it).
+const DEPTH_SLOT: i64 = -40;
+
+/// Bytes between the trampoline's entry sp and the pad's return address slot: F ≡ 8
+/// (mod 16), with at least 40 bytes above the copied stack arguments (the depth slot).
 fn stack_frame(h: &Hook) -> i64 {
     let m = h.stack_words as i64;
     if m % 2 == 1 {
-        8 * m
+        8 * m + 48
     } else {
-        8 * m + 8
+        8 * m + 40
     }
 }
 
@@ -490,14 +588,24 @@ pub fn build(h: &Hook, refs: &Refs, at: u64) -> Result<Built, String> {
     // operands), so encode once to learn it and again with the real pad address.
     // Call-site mode: no pad, the trampoline calls the untouched function itself.
     let direct = !h.patches_entry();
-    let probe = encode(&entry_code(h, refs, if direct { h.pad.entry } else { at })?.0, at)?.0.len() as u64;
-    let pad_addr = at + probe;
-    let target = if direct { h.pad.entry } else { pad_addr };
-    let (a, call_k) = entry_code(h, refs, target)?;
-    let (mut code, offs) = encode(&a, at)?;
-    if code.len() as u64 != probe {
-        return Err("internal error: trampoline length changed between passes".into());
-    }
+    // The relocated pad follows the trampoline, whose branches to it may take a
+    // shorter form once its address is known: encode until the length settles.
+    let mut len = encode(&entry_code(h, refs, if direct { h.pad.entry } else { at })?.0, at)?.0.len() as u64;
+    let mut pass = 0;
+    let (a, call_k, mut code, offs) = loop {
+        let target = if direct { h.pad.entry } else { at + len };
+        let (a, call_k) = entry_code(h, refs, target)?;
+        let (code, offs) = encode(&a, at)?;
+        if code.len() as u64 == len {
+            break (a, call_k, code, offs);
+        }
+        pass += 1;
+        if pass == 4 {
+            return Err("internal error: trampoline length does not settle".into());
+        }
+        len = code.len() as u64;
+    };
+    let pad_addr = at + len;
     let mut entry_rows = Vec::new();
     for (k, row) in a.at.iter().enumerate().skip(1) {
         let off = offs.get(k).copied().unwrap_or(u32::MAX);
