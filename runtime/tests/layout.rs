@@ -1,0 +1,119 @@
+//! The runtime's own memory: how liballocsite_rt.so is linked decides how much of it a
+//! program keeps resident (runtime/README.md, "Memory of the runtime itself").
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The runtime library: $ALLOCSITE_RT, else target/release/liballocsite_rt.so.
+fn rt() -> PathBuf {
+    if let Some(p) = std::env::var_os("ALLOCSITE_RT") {
+        return PathBuf::from(p);
+    }
+    let p = root().join("target/release/liballocsite_rt.so");
+    if !p.exists() {
+        let st = Command::new(env!("CARGO")).args(["build", "--release", "-p", "allocsite-rt"]).current_dir(root()).status().unwrap();
+        assert!(st.success());
+    }
+    p
+}
+
+fn tool(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).arg(rt()).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// No libgcc_s.so.1: the unwinder is linked in from libgcc_eh.a, with its symbols local
+/// (a C++ program's exceptions must keep using libgcc_s's own).
+#[test]
+fn unwinder_is_linked_in_and_private() {
+    let dynamic = tool("readelf", &["-dW"]);
+    assert!(!dynamic.contains("libgcc_s"), "liballocsite_rt.so needs libgcc_s again:\n{dynamic}");
+    let dynsyms = tool("nm", &["-D"]);
+    for l in dynsyms.lines().filter(|l| l.contains("_Unwind_")) {
+        panic!("the runtime imports or exports an unwinder symbol: {l}");
+    }
+}
+
+/// The functions every program runs lie in `.text.allocsite_hot` (runtime/hot.ld): a
+/// function renamed in the sources drops out of it silently otherwise.
+#[test]
+fn hot_code_is_together() {
+    let sections = tool("readelf", &["-SW"]);
+    let hot = sections.lines().find(|l| l.contains(" .text.allocsite_hot ")).expect("no .text.allocsite_hot section (runtime/hot.ld not used?)");
+    let f: Vec<&str> = hot.split(']').nth(1).unwrap().split_whitespace().collect();
+    let (lo, size) = (u64::from_str_radix(f[2], 16).unwrap(), u64::from_str_radix(f[4], 16).unwrap());
+    let syms = tool("nm", &["-C", "--defined-only"]);
+    let addr_of = |want: &str| -> Vec<u64> {
+        syms.lines()
+            .filter_map(|l| {
+                let mut it = l.splitn(3, ' ');
+                let (a, t, n) = (it.next()?, it.next()?, it.next()?);
+                // (legacy-mangled names demangle with a `::h<hash>` suffix)
+                let n = n.rsplit_once("::h").filter(|(_, h)| h.len() == 16).map_or(n, |(p, _)| p);
+                (matches!(t, "t" | "T") && n == want).then(|| u64::from_str_radix(a, 16).unwrap())
+            })
+            .collect()
+    };
+    let mut outside = vec![];
+    for name in [
+        "malloc",
+        "free",
+        "realloc",
+        "calloc",
+        "__allocsite_hook_enter",
+        "__allocsite_hook_exit",
+        "__allocsite_enter",
+        "__allocsite_exit",
+        "allocsite_rt::init",
+        "allocsite_rt::interpose::malloc_impl",
+        "allocsite_rt::interpose::free_impl",
+        "allocsite_rt::interpose::realloc_impl",
+        "allocsite_rt::interpose::realloc_common",
+        "allocsite_rt::interpose::calloc_impl",
+    ] {
+        let a = addr_of(name);
+        assert!(!a.is_empty(), "{name} is not in the symbol table (renamed? update runtime/hot.ld and this list)");
+        if a.iter().any(|&a| a < lo || a >= lo + size) {
+            outside.push(name);
+        }
+    }
+    assert!(outside.is_empty(), "outside .text.allocsite_hot (update runtime/hot.ld): {outside:?}");
+}
+
+/// What an allocation-heavy C program keeps resident of the runtime's text after
+/// malloc/realloc/calloc/free: the hot code's fault-around windows (64 KiB each), not
+/// the whole library (before hot.ld: ~440 KiB of 600 KiB); and no libgcc_s mapped.
+#[test]
+fn resident_text_stays_small() {
+    let rt = rt();
+    let dir = root().join("target/allocsite-rt-tests/layout");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("resident");
+    let libdir = rt.parent().unwrap().canonicalize().unwrap();
+    let out = Command::new("gcc")
+        .args(["-O2", "-fno-builtin", "-o"])
+        .arg(&exe)
+        .arg(root().join("runtime/tests/c/resident.c"))
+        .arg(format!("-L{}", libdir.display()))
+        .arg("-lallocsite_rt")
+        .arg(format!("-Wl,-rpath,{}", libdir.display()))
+        .arg("-Wl,--disable-new-dtags")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&exe).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("libgcc_s"), "libgcc_s is mapped:\n{text}");
+    let kib = |perms: &str| -> u64 {
+        text.lines().filter(|l| l.starts_with("liballocsite_rt.so ") && l.split(' ').nth(1) == Some(perms)).map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum()
+    };
+    assert!(text.lines().any(|l| l.contains(" r-xp ")), "no text mapping of the runtime seen:\n{text}");
+    // two windows for the hot code (it may straddle a 64 KiB boundary) and one spare
+    assert!(kib("r-xp") <= 192, "{} KiB of the runtime's text resident:\n{text}", kib("r-xp"));
+}
