@@ -166,9 +166,8 @@ pub unsafe fn release(c: Chunk, free_id: u32) {
     if let Some(u) = u {
         freed::mark(c.base, u, c.size, c.id, free_id);
     }
-    let u = u.unwrap_or(c.size);
     if has(QUARANTINE) {
-        quarantine::push(quarantine::Entry { base: c.base, size: c.size, usable: u, alloc_id: c.id, free_id });
+        quarantine::push(quarantine::Entry { base: c.base, size: c.size, alloc_id: c.id, free_id });
     } else {
         super::nested::free(c.base as *mut _);
     }
