@@ -155,21 +155,21 @@ mod tests {
 
     #[test]
     fn first_not_finds_the_first_changed_byte() {
+        let first = |buf: &[u8; 160], n: usize| unsafe { super::first_not(buf.as_ptr() as usize + 3, n, 0x5a) };
         for n in 0..140 {
             let mut buf = [0x5au8; 160];
-            let p = buf.as_mut_ptr() as usize + 3;
-            assert_eq!(unsafe { super::first_not(p, n, 0x5a) }, None, "n {n}");
+            assert_eq!(first(&buf, n), None, "n {n}");
+            // bytes after the range do not count
+            buf[3 + n] = 0;
+            assert_eq!(first(&buf, n), None, "n {n}");
             for bad in 0..n {
+                let mut buf = [0x5au8; 160];
                 buf[3 + bad] = 0x5b;
                 if bad + 1 < n {
                     buf[3 + n - 1] = 0; // (a later one must not win)
                 }
-                assert_eq!(unsafe { super::first_not(p, n, 0x5a) }, Some(bad), "n {n} bad {bad}");
-                buf = [0x5a; 160];
+                assert_eq!(first(&buf, n), Some(bad), "n {n} bad {bad}");
             }
-            // bytes after the range do not count
-            buf[3 + n] = 0;
-            assert_eq!(unsafe { super::first_not(p, n, 0x5a) }, None, "n {n}");
         }
     }
 

@@ -126,9 +126,8 @@ fn pop(r: &mut Ring) -> Option<Entry> {
     Some(e)
 }
 
-/// Bits of the batch index in a sort key (a batch holds at most 1 << IDX chunks).
-const IDX: u32 = 17;
-const BATCH: usize = 1 << IDX;
+/// Most chunks in a batch.
+const BATCH: usize = 1 << 17;
 /// Radix digits of 11 bits, at most two passes: offsets (in 16-byte granules) from the
 /// batch's lowest chunk up to 2^22 (64 MiB) are sorted, farther chunks (glibc's mmap'd
 /// ones, another arena's) come last in their batch order.
@@ -137,9 +136,8 @@ const RANGE: u32 = 2 * DIGIT;
 /// Held by the thread that checks and frees a batch (the batch buffer is its own).
 pub static DRAIN: Spin = Spin::new();
 static mut BATCH_BUF: *mut Packed = core::ptr::null_mut();
-/// The batch's sort keys and the radix sort's second buffer, after the entries.
-const KEYS: usize = BATCH * core::mem::size_of::<Packed>();
-const BATCH_BYTES: usize = KEYS + 2 * BATCH * 8;
+/// The batch, then the radix sort's second buffer.
+const BATCH_BYTES: usize = 2 * BATCH * core::mem::size_of::<Packed>();
 
 /// The batch buffer (mapped once), or null.
 unsafe fn batch_buf() -> *mut Packed {
@@ -155,16 +153,16 @@ unsafe fn batch_buf() -> *mut Packed {
     m.cast()
 }
 
-/// Sort `keys` (`offset << IDX | index`) by offset, least significant digit first (a
-/// stable sort), `range_bits` of offset. A comparison sort of Lua's batches (about
-/// 20,000 chunks) cost more than the order gained.
-fn radix_sort<'a>(mut keys: &'a mut [u64], mut tmp: &'a mut [u64], range_bits: u32) {
-    let mut shift = IDX;
-    let mut passes = 0;
-    while shift < IDX + range_bits {
+/// Sort `v` by `key` (below 2^`range_bits`), least significant digit first (stable),
+/// the entries themselves moved (no gather through an index afterwards); `tmp` is as
+/// long as `v`. Returns the sorted slice: `v` or `tmp`. A comparison sort of Lua's
+/// batches (tens of thousands of chunks) cost more than the order gained.
+fn radix_sort<'a>(mut v: &'a mut [Packed], mut tmp: &'a mut [Packed], key: impl Fn(&Packed) -> u64, range_bits: u32) -> &'a mut [Packed] {
+    let mut shift = 0;
+    while shift < range_bits {
         let mut count = [0u32; 1 << DIGIT];
-        for &k in keys.iter() {
-            count[((k >> shift) & ((1 << DIGIT) - 1)) as usize] += 1;
+        for e in v.iter() {
+            count[((key(e) >> shift) & ((1 << DIGIT) - 1)) as usize] += 1;
         }
         let mut sum = 0;
         for c in count.iter_mut() {
@@ -172,32 +170,49 @@ fn radix_sort<'a>(mut keys: &'a mut [u64], mut tmp: &'a mut [u64], range_bits: u
             *c = sum;
             sum += n;
         }
-        for &k in keys.iter() {
-            let d = ((k >> shift) & ((1 << DIGIT) - 1)) as usize;
-            tmp[count[d] as usize] = k;
+        for e in v.iter() {
+            let d = ((key(e) >> shift) & ((1 << DIGIT) - 1)) as usize;
+            tmp[count[d] as usize] = *e;
             count[d] += 1;
         }
-        core::mem::swap(&mut keys, &mut tmp);
+        core::mem::swap(&mut v, &mut tmp);
         shift += DIGIT;
-        passes += 1;
     }
-    if passes % 2 == 1 {
-        // (an odd number of passes left the sorted keys in the other buffer)
-        tmp.copy_from_slice(keys);
+    v
+}
+
+/// Check and free a batch in address order (`tmp`: as long as the batch).
+unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
+    let lo = batch.iter().map(|e| e.0 & LOW).min().unwrap_or(0);
+    let key = |e: &Packed| ((e.0 & LOW) - lo).min((1 << RANGE) - 1);
+    let span = batch.iter().fold(0, |s, e| s | key(e));
+    let sorted = radix_sort(batch, tmp, key, 64 - span.leading_zeros());
+    let n = sorted.len();
+    for j in 0..n {
+        if j + 4 < n {
+            // (the first lines of the chunk four places on, and its successor's header)
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let nx = sorted[j + 4];
+            _mm_prefetch::<_MM_HINT_T0>((nx.base() - 16) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>((nx.base() + 48) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>((nx.base() + nx.size() + 16) as *const i8);
+        }
+        leave(sorted[j].entry(), true);
     }
 }
 
 /// Keep a freed chunk (already filled with the free pattern). When the quarantine holds
 /// more than its budget, its oldest chunks leave together: at least a quarter of the
-/// budget (at most 2^17 chunks), checked and given back to glibc in address order. Chunk by chunk, each one
-/// leaving was a cold chunk somewhere in a heap 2.5 times the program's; in address
-/// order, neighbours freed about the same time merge in glibc as they go (a neighbour
-/// just freed is in the cache), the checks read memory in ascending lines (the
-/// hardware prefetcher follows), and glibc carves later requests out of the merged
-/// blocks. The quarantine then holds between 3/4 of its budget and all of it: a chunk
-/// stays out of reuse for at least 3/4 of the budget's bytes of later frees. (Lua, all
-/// checks, user time in paired concurrent runs: batches of 1/16 of the budget -8 %
-/// against chunk by chunk, 1/4 a further -12 to -15 %; 1/8 and 1/64 in between.)
+/// budget (at most `BATCH` chunks), checked and given back to glibc in address order.
+/// Chunk by chunk, each one leaving was a cold chunk somewhere in a heap 2.5 times the
+/// program's; in address order, neighbours freed about the same time merge in glibc as
+/// they go (a neighbour just freed is in the cache), the checks read memory in
+/// ascending lines (the hardware prefetcher follows), and glibc carves later requests
+/// out of the merged blocks. The quarantine then holds between 3/4 of its budget and
+/// all of it: a chunk stays out of reuse for at least 3/4 of the budget's bytes of
+/// later frees. (Lua, all checks, user time in paired concurrent runs: batches of 1/16
+/// of the budget -8 % against chunk by chunk, 1/4 a further -12 to -15 %; 1/8 and 1/64
+/// in between.)
 pub unsafe fn push(e: Entry) {
     let budget = super::options::QUARANTINE_BYTES.load(Ordering::Relaxed);
     if e.size as u64 > LOW {
@@ -253,34 +268,8 @@ pub unsafe fn push(e: Entry) {
         n += 1;
     }
     LOCK.unlock();
-    leave_sorted(core::slice::from_raw_parts(b, n), (b as *mut u8).add(KEYS) as *mut u64);
+    leave_sorted(core::slice::from_raw_parts_mut(b, n), core::slice::from_raw_parts_mut(b.add(BATCH), n));
     DRAIN.unlock();
-}
-
-/// Check and free a batch in address order (`keys`: room for two arrays of its length).
-unsafe fn leave_sorted(batch: &[Packed], keys: *mut u64) {
-    let n = batch.len();
-    let lo = batch.iter().map(|e| e.0 & LOW).min().unwrap_or(0);
-    let (k, tmp) = (core::slice::from_raw_parts_mut(keys, n), core::slice::from_raw_parts_mut(keys.add(BATCH), n));
-    let mut span = 0;
-    for (i, e) in batch.iter().enumerate() {
-        let off = ((e.0 & LOW) - lo).min((1 << RANGE) - 1);
-        span |= off;
-        k[i] = off << IDX | i as u64;
-    }
-    radix_sort(k, tmp, 64 - span.leading_zeros());
-    let at = |j: usize| batch[(k[j] & ((1 << IDX) - 1)) as usize];
-    for j in 0..n {
-        if j + 4 < n {
-            // (the first lines of the chunk four places on, and its successor's header)
-            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let nx = at(j + 4);
-            _mm_prefetch::<_MM_HINT_T0>((nx.base() - 16) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>((nx.base() + 48) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>((nx.base() + nx.size() + 16) as *const i8);
-        }
-        leave(at(j).entry(), true);
-    }
 }
 
 /// The quarantined chunk based at `p`, if any (a linear search: only for frees of
@@ -318,24 +307,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn radix_sort_orders_by_offset_for_any_range() {
+    fn radix_sort_orders_by_address_stably_for_any_range() {
         for bits in [0u32, 1, 10, 11, 12, 22] {
             let n = 3000;
             let mut x = 0x9e3779b97f4a7c15u64;
-            let mut keys: Vec<u64> = (0..n)
+            let mut v: Vec<Packed> = (0..n)
                 .map(|i| {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
                     let off = if bits == 0 { 0 } else { x & ((1u64 << bits) - 1) };
-                    off << IDX | i as u64
+                    // (the batch position in the size word, to see stability)
+                    Packed(0x1000 + off, i as u64)
                 })
                 .collect();
-            let mut want = keys.clone();
+            let mut want: Vec<(u64, u64)> = v.iter().map(|e| (e.0, e.1)).collect();
             want.sort_unstable();
-            let mut tmp = vec![0u64; n];
-            radix_sort(&mut keys, &mut tmp, bits);
-            assert_eq!(keys, want, "range bits {bits}");
+            let mut tmp = vec![Packed(0, 0); n];
+            let got: Vec<(u64, u64)> = radix_sort(&mut v, &mut tmp, |e| e.0 - 0x1000, bits).iter().map(|e| (e.0, e.1)).collect();
+            assert_eq!(got, want, "range bits {bits}");
         }
     }
 
