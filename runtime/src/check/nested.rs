@@ -189,15 +189,21 @@ pub unsafe fn malloc_if(on: bool, n: usize) -> P {
 /// chunk's `bk` (glibc takes from the bin's tail), tcache's next entry its `next` word
 /// (safe-linked: xor'ed with the chunk's address >> 12). Both are asked for ahead, so
 /// the next `malloc` of the size, and the program's first writes into it, wait less. A
-/// word that is no pointer (a chunk split off a larger block) costs a wasted prefetch,
-/// which never faults.
+/// word that is no pointer into this chunk's 64 MiB-aligned region (a chunk split off a
+/// larger block or the top holds old contents or zeros) is not followed: a prefetch never
+/// faults, but one of an unmapped address still walks the page tables.
 #[inline(always)]
 unsafe fn next_of_kind(p: usize) {
     use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-    let fd = *(p as *const usize);
+    const NEAR: usize = 1 << 26;
     let bk = *((p + 8) as *const usize);
-    _mm_prefetch::<_MM_HINT_T0>(bk as *const i8);
-    _mm_prefetch::<_MM_HINT_T0>((fd ^ (p >> 12)) as *const i8);
+    let next = *(p as *const usize) ^ (p >> 12);
+    if (bk ^ p) < NEAR {
+        _mm_prefetch::<_MM_HINT_T0>(bk as *const i8);
+    }
+    if (next ^ p) < NEAR {
+        _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
+    }
 }
 
 #[inline(always)]
