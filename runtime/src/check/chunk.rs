@@ -74,12 +74,18 @@ pub fn usable_for(base: usize, n: usize) -> Option<usize> {
 }
 
 /// The end (offset) of the canary area of a chunk of `n` bytes: up to the trailer, or
-/// only the pad's canary bytes when the header does not fit (`usable_for`).
-fn canary_end(base: usize, n: usize) -> usize {
-    match usable_for(base, n) {
+/// only the pad's canary bytes when the header does not fit (`usable_for`, given as `u`).
+#[inline(always)]
+fn canary_end_in(u: Option<usize>, n: usize) -> usize {
+    match u {
         Some(u) => u - TRAILER,
         None => n + super::options::PAD.load(Ordering::Relaxed) - TRAILER,
     }
+}
+
+#[inline(always)]
+fn canary_end(base: usize, n: usize) -> usize {
+    canary_end_in(usable_for(base, n), n)
 }
 
 /// A chunk just made for a request of `n` bytes; `zeroed`: calloc's (not poisoned),
@@ -120,20 +126,33 @@ fn chunk_finding(kind: Kind, addr: usize, c: &Chunk) -> Finding {
 
 /// The canary of a live chunk: a finding when damaged.
 pub unsafe fn canary_finding(c: &Chunk, forget: bool) -> Option<Finding> {
+    canary_damage(c, usable_for(c.base, c.size), forget)
+}
+
+/// `canary_finding` with the chunk's `usable_for` as the caller read it.
+#[inline(always)]
+unsafe fn canary_damage(c: &Chunk, u: Option<usize>, forget: bool) -> Option<Finding> {
     if !has(CANARY) || unchecked(c.base, forget) {
         return None;
     }
-    let end = canary_end(c.base, c.size);
+    let end = canary_end_in(u, c.size);
     let off = pattern::check_canary(c.base, c.size, end)?;
+    Some(overflow(c, off, end))
+}
+
+#[cold]
+unsafe fn overflow(c: &Chunk, off: usize, end: usize) -> Finding {
     let mut f = chunk_finding(Kind::Overflow, c.base, c);
     f.offset = Some(off);
     (f.found, f.nfound) = pattern::bytes_at(c.base, off, end);
-    Some(f)
+    f
 }
 
 /// Free an indexed chunk the index has just given up (`c`), freed at site `free_id`.
 pub unsafe fn release(c: Chunk, free_id: u32) {
-    if let Some(mut f) = canary_finding(&c, true) {
+    // (glibc's header is read once for the canary, the freed trailer and the quarantine)
+    let u = usable_for(c.base, c.size);
+    if let Some(mut f) = canary_damage(&c, u, true) {
         f.this_free_id = free_id;
         raise(f);
     }
@@ -141,16 +160,14 @@ pub unsafe fn release(c: Chunk, free_id: u32) {
         // (the pieces a pool freed inside this chunk: their free pattern)
         super::sub::chunk_released(c.base, c.size);
     }
-    let u = usable_for(c.base, c.size);
     if has(POISON | QUARANTINE) {
         pattern::fill(c.base, c.size, pattern::free_byte());
     }
     if let Some(u) = u {
         freed::mark(c.base, u, c.size, c.id, free_id);
     }
-    let u = u.unwrap_or(c.size);
     if has(QUARANTINE) {
-        quarantine::push(quarantine::Entry { base: c.base, size: c.size, usable: u, alloc_id: c.id, free_id });
+        quarantine::push(quarantine::Entry { base: c.base, size: c.size, alloc_id: c.id, free_id });
     } else {
         super::nested::free(c.base as *mut _);
     }

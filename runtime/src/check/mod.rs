@@ -24,7 +24,8 @@ pub fn on() -> bool {
 }
 
 /// The checks' locks (fork holds them across `fork`, before the index locks: none of
-/// them is held while an index lock is taken).
-pub fn locks() -> [&'static crate::sys::Spin; 5] {
-    [&chunk::PRE_LOCK, &finding::LOCK, &quarantine::LOCK, &sub::LOCK, &gap::LOCK]
+/// them is held while an index lock is taken, except the quarantine's DRAIN, taken
+/// first, whose holder may take any other while it frees a batch).
+pub fn locks() -> [&'static crate::sys::Spin; 6] {
+    [&quarantine::DRAIN, &chunk::PRE_LOCK, &finding::LOCK, &quarantine::LOCK, &sub::LOCK, &gap::LOCK]
 }
