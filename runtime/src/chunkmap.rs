@@ -400,6 +400,24 @@ pub unsafe fn has_trailer(p: usize) -> bool {
     ((*page_words(s).add(w)).load(Ordering::Relaxed) >> sh) & 3 == 1
 }
 
+/// What both fast paths start from: the usable size of the bitmapped chunk at `p`,
+/// its page's slot, the bitmap word holding its bits and their shift — when the chunk
+/// is small, not mmap'd, and its page is in this thread's two-entry cache (no
+/// directory walk on the fast paths). (The word comes as a raw pointer: as a reference
+/// it would be the Option's niche, and the compiler would test it for null.)
+#[inline(always)]
+unsafe fn cached_word(h: *mut crate::tls::Hot, p: usize) -> Option<(usize, *const Slot, *const AtomicU64, u32)> {
+    let (usable, mmapped) = header(p);
+    let key = p >> PAGE_SHIFT;
+    let w = key & 1;
+    if mmapped || usable > MAX_SMALL || p >= ADDR_LIMIT || (*h).pg_key[w] != key + 1 {
+        return None;
+    }
+    let s = (*h).pg_ptr[w] as *const Slot;
+    let (_, wi, sh) = pos(p);
+    Some((usable, s, page_words(s).add(wi), sh))
+}
+
 /// `insert` in the common case, in one straight line for a single-threaded process
 /// (the caller checked `single_threaded()` and holds the guard): a bitmapped chunk
 /// whose page this thread's cache holds, whose granule pair is clear, and whose record
@@ -407,15 +425,10 @@ pub unsafe fn has_trailer(p: usize) -> bool {
 /// changed, when any of that does not hold (`insert` then does the whole work).
 #[inline(always)]
 pub unsafe fn insert_fast(h: *mut crate::tls::Hot, p: usize, n: usize, id: u32) -> bool {
-    let (usable, mmapped) = header(p);
-    let key = p >> PAGE_SHIFT;
-    let w = key & 1;
-    if mmapped || usable > MAX_SMALL || p >= ADDR_LIMIT || (*h).pg_key[w] != key + 1 {
+    let Some((usable, s, word, sh)) = cached_word(h, p) else {
         return false;
-    }
-    let s = (*h).pg_ptr[w] as *const Slot;
-    let (_, wi, sh) = pos(p);
-    let word = &*page_words(s).add(wi);
+    };
+    let word = &*word;
     let v = word.load(Ordering::Relaxed);
     // (both granules of the pair: nothing stale, no orphan)
     if (v >> (sh & !2)) & 15 != 0 {
@@ -441,15 +454,8 @@ pub unsafe fn insert_fast(h: *mut crate::tls::Hot, p: usize, n: usize, id: u32) 
 /// whole work, counting what it finds).
 #[inline(always)]
 pub unsafe fn remove_fast(h: *mut crate::tls::Hot, p: usize) -> Option<(usize, u32)> {
-    let (usable, mmapped) = header(p);
-    let key = p >> PAGE_SHIFT;
-    let w = key & 1;
-    if mmapped || usable > MAX_SMALL || p >= ADDR_LIMIT || (*h).pg_key[w] != key + 1 {
-        return None;
-    }
-    let s = (*h).pg_ptr[w] as *const Slot;
-    let (_, wi, sh) = pos(p);
-    let word = &*page_words(s).add(wi);
+    let (usable, s, word, sh) = cached_word(h, p)?;
+    let word = &*word;
     let v = word.load(Ordering::Relaxed);
     let r = match (v >> sh) & 3 {
         1 => decode(p, usable, *((p + usable - TRAILER) as *const u64))?,

@@ -136,8 +136,7 @@ unsafe fn fresh_fast(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> 
         return Err(());
     }
     guard_on(h, GUARD_WORK);
-    let a = attribute(ra, sp, mark != 0);
-    let id = sites::cached(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize);
+    let id = cached_site(h, code, ra, sp, mark);
     guard_off(h);
     if id == 0 {
         return Err(());
@@ -147,13 +146,28 @@ unsafe fn fresh_fast(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> 
         return Ok(p);
     }
     guard_on(h, GUARD_WORK);
+    index_fresh(h, p, n, id);
+    guard_off(h);
+    Ok(p)
+}
+
+/// The site of a fast-path allocation (under the guard): 0 unless the thread's caches
+/// already hold it (`sites::cached` makes nothing).
+#[inline(always)]
+unsafe fn cached_site(h: *mut crate::tls::Hot, code: u32, ra: usize, sp: usize, mark: usize) -> u32 {
+    let a = attribute(ra, sp, mark != 0);
+    sites::cached(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize)
+}
+
+/// Index a new chunk of a fast path (under the guard): `insert_fast` and the
+/// single-threaded count, else the whole insert.
+#[inline(always)]
+unsafe fn index_fresh(h: *mut crate::tls::Hot, p: P, n: usize, id: u32) {
     if INDEXING.load(Ordering::Relaxed) && chunkmap::insert_fast(h, p as usize, n, id) {
         sites::on_alloc_single(id, n as u64);
     } else {
         record_id(h, p, n, id);
     }
-    guard_off(h);
-    Ok(p)
 }
 
 /// Index a chunk whose site is known (`fresh_fast`, when `insert_fast` did not apply).
@@ -262,8 +276,7 @@ unsafe fn realloc_fast(p: P, n: usize, ra: usize, sp: usize, mark: usize) -> Res
         return Err(());
     }
     guard_on(h, GUARD_WORK);
-    let a = attribute(ra, sp, mark != 0);
-    let id = sites::cached(h, a.inner, a.outer, make_key(a.inner_fn, A_REALLOC), a.outer_fn as usize);
+    let id = cached_site(h, A_REALLOC, ra, sp, mark);
     let old = if id != 0 { chunkmap::remove_fast(h, p as usize) } else { None };
     let Some((size, oid)) = old else {
         guard_off(h);
@@ -278,10 +291,8 @@ unsafe fn realloc_fast(p: P, n: usize, ra: usize, sp: usize, mark: usize) -> Res
         if chunkmap::insert(p as usize, size, oid).is_ok() {
             sites::on_restore(h, oid, size as u64);
         }
-    } else if INDEXING.load(Ordering::Relaxed) && chunkmap::insert_fast(h, q as usize, n, id) {
-        sites::on_alloc_single(id, n as u64);
     } else {
-        record_id(h, q, n, id);
+        index_fresh(h, q, n, id);
     }
     guard_off(h);
     Ok(q)
