@@ -1,24 +1,9 @@
 //! The runtime's own memory: how liballocsite_rt.so is linked decides how much of it a
 //! program keeps resident (runtime/README.md, "Memory of the runtime itself").
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// The runtime library: $ALLOCSITE_RT, else target/release/liballocsite_rt.so.
-fn rt() -> PathBuf {
-    if let Some(p) = std::env::var_os("ALLOCSITE_RT") {
-        return PathBuf::from(p);
-    }
-    let p = root().join("target/release/liballocsite_rt.so");
-    if !p.exists() {
-        let st = Command::new(env!("CARGO")).args(["build", "--release", "-p", "allocsite-rt"]).current_dir(root()).status().unwrap();
-        assert!(st.success());
-    }
-    p
-}
+mod common;
+use common::{build, out_dir, rt};
 
 fn tool(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).arg(rt()).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
@@ -89,23 +74,8 @@ fn hot_code_is_together() {
 /// the whole library (before hot.ld: ~440 KiB of 600 KiB); and no libgcc_s mapped.
 #[test]
 fn resident_text_stays_small() {
-    let rt = rt();
-    let dir = root().join("target/allocsite-rt-tests/layout");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("resident");
-    let libdir = rt.parent().unwrap().canonicalize().unwrap();
-    let out = Command::new("gcc")
-        .args(["-O2", "-fno-builtin", "-o"])
-        .arg(&exe)
-        .arg(root().join("runtime/tests/c/resident.c"))
-        .arg(format!("-L{}", libdir.display()))
-        .arg("-lallocsite_rt")
-        .arg(format!("-Wl,-rpath,{}", libdir.display()))
-        .arg("-Wl,--disable-new-dtags")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+    // (-fno-builtin: every malloc/free in resident.c is a call into the runtime)
+    let exe = build("resident.c", &out_dir("layout"), &["-fno-builtin"]);
     let out = Command::new(&exe).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
