@@ -347,33 +347,43 @@ fn stub_symbols_for_gdb() {
 /// -O0 and -O2, caller side (the default) and `--entry-hooks`.
 #[test]
 fn free_kind_fast_path() {
-    let d = scratch("release");
-    for (v, flags) in [("O0", &["-O0", "-g"][..]), ("O2", &["-O2", "-g"][..])] {
-        let bin = compile(&d, &format!("release.{v}"), flags, &["release.c"]);
-        let orig = ok(&mut Command::new(&bin));
+    each_build_and_plan("release", &[], &["my_alloc", "my_release"], |v, mode, orig, out, out_dir| {
         assert_eq!(orig.trim(), "runtime absent, alloc calls recorded 0, release calls recorded 0", "{v}");
+        let with = |env: &[(&str, &str)]| {
+            let mut c = Command::new(out);
+            c.env_remove("ALLOCSITE_CHECK").env_remove("ALLOCSITE_TRACE");
+            for (k, val) in env {
+                c.env(k, val);
+            }
+            ok(&mut c).trim().to_string()
+        };
+        assert_eq!(with(&[]), "runtime loaded, alloc calls recorded 10, release calls recorded 0", "{v} {mode:?}");
+        assert_eq!(with(&[("ALLOCSITE_CHECK", "double-free")]), "runtime loaded, alloc calls recorded 10, release calls recorded 10", "{v} {mode:?}");
+        let trace = out_dir.join("trace.txt");
+        assert_eq!(with(&[("ALLOCSITE_TRACE", trace.to_str().unwrap())]), "runtime loaded, alloc calls recorded 10, release calls recorded 10", "{v} {mode:?}");
+        let t = std::fs::read_to_string(&trace).unwrap();
+        assert_eq!(t.lines().filter(|l| l.starts_with("enter ") && l.contains(" fn=my_release ")).count(), 10, "{v} {mode:?}: {t}");
+    });
+}
+
+/// Build tests/c/NAME.c at -O0 and -O2 and rewrite each with both hook plans (caller
+/// side, the default, and `--entry-hooks`) plus the `extra` rewrite options; every
+/// function of `hooked` must be in the rewrite log. Then `body(variant, plan options,
+/// the original's output, the rewritten program, its directory)`.
+fn each_build_and_plan(name: &str, extra: &[&str], hooked: &[&str], mut body: impl FnMut(&str, &[&str], &str, &Path, &Path)) {
+    let d = scratch(name);
+    for (v, flags) in [("O0", &["-O0", "-g"][..]), ("O2", &["-O2", "-g"][..])] {
+        let bin = compile(&d, &format!("{name}.{v}"), flags, &[&format!("{name}.c")]);
+        let orig = ok(&mut Command::new(&bin));
         for mode in [&[][..], &["--entry-hooks"][..]] {
             let out_dir = d.join(format!("out-{v}-{}", mode.len()));
             std::fs::create_dir_all(&out_dir).unwrap();
-            let out = out_dir.join("release");
-            let log = ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--runtime").arg(runtime()).args(mode));
-            for f in ["my_alloc", "my_release"] {
+            let out = out_dir.join(name);
+            let log = ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--runtime").arg(runtime()).args(extra).args(mode));
+            for f in hooked {
                 assert!(log.contains(&format!("hooked {f} at ")), "{v} {mode:?}: {log}");
             }
-            let with = |env: &[(&str, &str)]| {
-                let mut c = Command::new(&out);
-                c.env_remove("ALLOCSITE_CHECK").env_remove("ALLOCSITE_TRACE");
-                for (k, val) in env {
-                    c.env(k, val);
-                }
-                ok(&mut c).trim().to_string()
-            };
-            assert_eq!(with(&[]), "runtime loaded, alloc calls recorded 10, release calls recorded 0", "{v} {mode:?}");
-            assert_eq!(with(&[("ALLOCSITE_CHECK", "double-free")]), "runtime loaded, alloc calls recorded 10, release calls recorded 10", "{v} {mode:?}");
-            let trace = out_dir.join("trace.txt");
-            assert_eq!(with(&[("ALLOCSITE_TRACE", trace.to_str().unwrap())]), "runtime loaded, alloc calls recorded 10, release calls recorded 10", "{v} {mode:?}");
-            let t = std::fs::read_to_string(&trace).unwrap();
-            assert_eq!(t.lines().filter(|l| l.starts_with("enter ") && l.contains(" fn=my_release ")).count(), 10, "{v} {mode:?}: {t}");
+            body(v, mode, &orig, &out, &out_dir);
         }
     }
 }
@@ -384,30 +394,18 @@ fn free_kind_fast_path() {
 /// afterwards). -O0 and -O2, caller side (the default) and `--entry-hooks`, traced too.
 #[test]
 fn exit_after_longjmp_inside() {
-    let d = scratch("jumps");
-    for (v, flags) in [("O0", &["-O0", "-g"][..]), ("O2", &["-O2", "-g"][..])] {
-        let bin = compile(&d, &format!("jumps.{v}"), flags, &["jumps.c"]);
-        let orig = ok(&mut Command::new(&bin));
+    each_build_and_plan("jumps", &[], &["inner_alloc", "outer_alloc"], |v, mode, orig, out, out_dir| {
         assert_eq!(orig.trim(), "runtime absent, recorded inside outer 0, active after outer returned 0", "{v}");
-        for mode in [&[][..], &["--entry-hooks"][..]] {
-            let out_dir = d.join(format!("out-{v}-{}", mode.len()));
-            std::fs::create_dir_all(&out_dir).unwrap();
-            let out = out_dir.join("jumps");
-            let log = ok(Command::new(allocsite()).arg("rewrite").arg(&bin).arg("-o").arg(&out).arg("--runtime").arg(runtime()).args(mode));
-            for f in ["inner_alloc", "outer_alloc"] {
-                assert!(log.contains(&format!("hooked {f} at ")), "{v} {mode:?}: {log}");
+        let trace = out_dir.join("trace.txt");
+        for env in [None, Some(trace.to_str().unwrap())] {
+            let mut c = Command::new(out);
+            c.env_remove("ALLOCSITE_CHECK").env_remove("ALLOCSITE_TRACE");
+            if let Some(t) = env {
+                c.env("ALLOCSITE_TRACE", t);
             }
-            let trace = out_dir.join("trace.txt");
-            for env in [None, Some(trace.to_str().unwrap())] {
-                let mut c = Command::new(&out);
-                c.env_remove("ALLOCSITE_CHECK").env_remove("ALLOCSITE_TRACE");
-                if let Some(t) = env {
-                    c.env("ALLOCSITE_TRACE", t);
-                }
-                assert_eq!(ok(&mut c).trim(), "runtime loaded, recorded inside outer 5, active after outer returned 0", "{v} {mode:?} trace {env:?}");
-            }
+            assert_eq!(ok(&mut c).trim(), "runtime loaded, recorded inside outer 5, active after outer returned 0", "{v} {mode:?} trace {env:?}");
         }
-    }
+    });
 }
 
 /// Registers a trampoline uses without saving them (`clobber.rs`): none for a leaf
@@ -417,45 +415,25 @@ fn exit_after_longjmp_inside() {
 /// `--entry-hooks`: the same output as the original, and each trampoline's code.
 #[test]
 fn trampolines_save_what_callers_may_keep() {
-    let d = scratch("clobbers");
-    for (v, flags) in [("O2", &["-O2", "-g"][..]), ("O0", &["-O0", "-g"][..])] {
-        let bin = compile(&d, &format!("clobbers.{v}"), flags, &["clobbers.c"]);
-        let orig = ok(&mut Command::new(&bin));
-        for mode in [&[][..], &["--entry-hooks"][..]] {
-            let out_dir = d.join(format!("out-{v}-{}", mode.len()));
-            std::fs::create_dir_all(&out_dir).unwrap();
-            let out = out_dir.join("clobbers");
-            let log = ok(Command::new(allocsite())
-                .arg("rewrite")
-                .arg(&bin)
-                .arg("-o")
-                .arg(&out)
-                .arg("--runtime")
-                .arg(runtime())
-                .args(["--alloc-fns", "bump(Z)p wrap(Z)p wrap2(Z)p"])
-                .args(mode));
-            for f in ["bump", "wrap2"] {
-                assert!(log.contains(&format!("hooked {f} at ")), "{v} {mode:?}: {log}");
-            }
-            assert_eq!(ok(Command::new(&out).env_remove("ALLOCSITE_TRACE")), orig, "{v} {mode:?}");
-            // the trampoline's code, from its symbol to the next one
-            let dis = ok(Command::new("objdump").args(["-d", "--no-show-raw-insn", "-j", ".allocsite.text", "-j", ".plt.allocsite"]).arg(&out));
-            let code = |f: &str| -> String {
-                let head = format!("<{f}.allocsite_entry>:");
-                let start = dis.find(&head).unwrap_or_else(|| panic!("{v} {mode:?}: no {head} in\n{dis}"));
-                let rest = &dis[start + head.len()..];
-                rest[..rest.find(">:\n").unwrap_or(rest.len())].to_string()
-            };
-            let (leaf, wrapper) = (code("bump"), code("wrap2"));
-            // (the out-of-line calls of the runtime's hooks push r11 in any case)
-            let first_two = |c: &str| c.lines().filter(|l| l.contains(':')).take(2).collect::<Vec<_>>().join("\n");
-            let after_call = |c: &str| c.split("cs add").nth(1).map(|t| t.lines().nth(1).unwrap_or("").to_string()).unwrap_or_default();
-            assert!(first_two(&leaf).contains("push   %r11"), "{v} {mode:?}: bump's trampoline must save r11:\n{leaf}");
-            assert!(after_call(&leaf).contains("push   %rcx"), "{v} {mode:?}: bump's exit must save rcx:\n{leaf}");
-            assert!(!first_two(&wrapper).contains("push   %r11"), "{v} {mode:?}: wrap2's trampoline need not save r11:\n{wrapper}");
-            assert!(!after_call(&wrapper).contains("push"), "{v} {mode:?}: wrap2's exit need not save anything:\n{wrapper}");
-        }
-    }
+    each_build_and_plan("clobbers", &["--alloc-fns", "bump(Z)p wrap(Z)p wrap2(Z)p"], &["bump", "wrap2"], |v, mode, orig, out, _| {
+        assert_eq!(ok(Command::new(out).env_remove("ALLOCSITE_TRACE")), orig, "{v} {mode:?}");
+        // the trampoline's code, from its symbol to the next one
+        let dis = ok(Command::new("objdump").args(["-d", "--no-show-raw-insn", "-j", ".allocsite.text", "-j", ".plt.allocsite"]).arg(out));
+        let code = |f: &str| -> String {
+            let head = format!("<{f}.allocsite_entry>:");
+            let start = dis.find(&head).unwrap_or_else(|| panic!("{v} {mode:?}: no {head} in\n{dis}"));
+            let rest = &dis[start + head.len()..];
+            rest[..rest.find(">:\n").unwrap_or(rest.len())].to_string()
+        };
+        let (leaf, wrapper) = (code("bump"), code("wrap2"));
+        // (the out-of-line calls of the runtime's hooks push r11 in any case)
+        let first_two = |c: &str| c.lines().filter(|l| l.contains(':')).take(2).collect::<Vec<_>>().join("\n");
+        let after_call = |c: &str| c.split("cs add").nth(1).map(|t| t.lines().nth(1).unwrap_or("").to_string()).unwrap_or_default();
+        assert!(first_two(&leaf).contains("push   %r11"), "{v} {mode:?}: bump's trampoline must save r11:\n{leaf}");
+        assert!(after_call(&leaf).contains("push   %rcx"), "{v} {mode:?}: bump's exit must save rcx:\n{leaf}");
+        assert!(!first_two(&wrapper).contains("push   %r11"), "{v} {mode:?}: wrap2's trampoline need not save r11:\n{wrapper}");
+        assert!(!after_call(&wrapper).contains("push"), "{v} {mode:?}: wrap2's exit need not save anything:\n{wrapper}");
+    });
 }
 
 /// The report of a rewritten sites.c names the classified calls, never a pass-through
