@@ -237,19 +237,6 @@ unsafe fn small_general(n: usize, code: u32, ra: usize, sp: usize, mark: usize) 
     (!p.is_null()).then_some(p as P)
 }
 
-/// A new chunk of `n` bytes (n ≥ 1), indexed: a span object, else glibc's (no checks:
-/// the callers are the paths that exist only without them).
-unsafe fn alloc_any(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
-    if let Some(p) = small_general(n, code, ra, sp, mark) {
-        return p;
-    }
-    let p = lc::malloc_if(false, n);
-    if !p.is_null() {
-        record_if(false, p, n, code, ra, sp, mark);
-    }
-    p
-}
-
 /// Take the spans' lock when the process has threads; returns whether it did.
 #[inline(always)]
 fn lock_small() -> bool {
@@ -327,7 +314,8 @@ unsafe fn drain_small(h: *mut crate::tls::Hot) {
 
 /// `realloc(p, n)` of a span object: the same class in place (the record takes the new
 /// size and site), else a new chunk (span or glibc's), the contents copied, the old
-/// object freed. `realloc(p, 0)` frees, as glibc's does.
+/// object freed. `realloc(p, 0)` frees, as glibc's does. The site is found once, for
+/// either (the thread's caches first, as on the fast paths).
 #[inline(never)]
 unsafe fn small_realloc(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
     if n == 0 {
@@ -335,67 +323,64 @@ unsafe fn small_realloc(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: u
         return null_mut();
     }
     let h = hot();
-    let inside = (*h).guard != 0;
-    if !inside {
-        guard_on(h, GUARD_WORK);
-        let a = attribute(ra, sp, mark != 0);
-        let id = sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize);
-        if id != 0 {
-            let locked = lock_small();
-            let r = sh::resize(p as usize, n, id);
-            unlock_small(locked);
-            if let Some((on, oid)) = r {
-                sites::on_free(h, oid, on as u64);
-                sites::on_alloc(h, id, n as u64, true);
-                if index::SUB_USED.load(Ordering::Relaxed) {
-                    index::remove_range(&index::SUB, p as usize, p as usize + on, &mut |x| sites::on_free(h, x.id, x.size as u64));
-                }
-                guard_off(h);
-                return p;
-            }
-        }
-        guard_off(h);
+    if (*h).guard != 0 {
+        return small_realloc_inside(p, n);
     }
-    // A move. The old object leaves the counts first, as a glibc chunk leaves the index
-    // before glibc's realloc (`realloc_common`): the site's peak never holds both.
-    if !inside {
-        guard_on(h, GUARD_WORK);
+    guard_on(h, GUARD_WORK);
+    let mut id = cached_site(h, code, ra, sp, mark);
+    if id == 0 {
+        let a = attribute(ra, sp, mark != 0);
+        id = sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize);
     }
     let locked = lock_small();
-    let old = sh::object(p as usize);
-    unlock_small(locked);
     // (not a live object's base: glibc's realloc would abort; nothing is changed)
-    let Some((on, usable, oid)) = old else {
-        if !inside {
-            guard_off(h);
-        }
+    let Some((on, usable, oid)) = sh::object(p as usize) else {
+        unlock_small(locked);
+        guard_off(h);
         return null_mut();
     };
-    if !inside {
-        sites::on_free(h, oid, on as u64);
-        chunkmap::count_live(-1, !locked);
-        if index::SUB_USED.load(Ordering::Relaxed) {
-            index::remove_range(&index::SUB, p as usize, p as usize + on, &mut |x| sites::on_free(h, x.id, x.size as u64));
-        }
-        guard_off(h);
+    let kept = id != 0 && sh::resize(p as usize, n, id).is_some();
+    unlock_small(locked);
+    // The old object leaves the counts first, as a glibc chunk leaves the index before
+    // glibc's realloc (`realloc_common`): the site's peak never holds both.
+    sites::on_free(h, oid, on as u64);
+    if index::SUB_USED.load(Ordering::Relaxed) {
+        index::remove_range(&index::SUB, p as usize, p as usize + on, &mut |x| sites::on_free(h, x.id, x.size as u64));
     }
-    // (inside the runtime: a chunk of glibc's, not indexed, as any allocation then)
-    let q = if inside { lc::malloc_if(false, n) } else { alloc_any(n, code, ra, sp, mark) };
+    if kept {
+        sites::on_alloc(h, id, n as u64, true);
+        guard_off(h);
+        return p;
+    }
+    chunkmap::count_live(-1, !locked);
+    // a move: a span object when the spans serve, else glibc's chunk
+    let mut q = null_mut();
+    if id != 0 && sh::small(n) && serve_now() {
+        q = sh::alloc(n, id) as P;
+        if !q.is_null() {
+            sites::on_alloc_single(id, n as u64);
+            chunkmap::count_live(1, true);
+        }
+    }
+    guard_off(h);
     if q.is_null() {
-        if !inside {
+        q = lc::malloc_if(false, n);
+        guard_on(h, GUARD_WORK);
+        if q.is_null() {
             // p is untouched: its bytes are live again
-            guard_on(h, GUARD_WORK);
             sites::on_restore(h, oid, on as u64);
             chunkmap::count_live(1, chunkmap::single_threaded());
             guard_off(h);
+            return q;
         }
-        return q;
+        if id == 0 {
+            stats::NO_SITE.fetch_add(1, Ordering::Relaxed);
+        } else {
+            record_id(h, q, n, id);
+        }
+        guard_off(h);
     }
     core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, usable.min(n));
-    if inside {
-        sh::defer(p as usize);
-        return q;
-    }
     // (counted above)
     guard_on(h, GUARD_WORK);
     let locked = lock_small();
@@ -405,6 +390,23 @@ unsafe fn small_realloc(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: u
     }
     unlock_small(locked);
     guard_off(h);
+    q
+}
+
+/// `small_realloc` inside the runtime (a signal handler that interrupted it): a chunk of
+/// glibc's, not indexed (as any allocation then), the old object's free deferred.
+#[cold]
+#[inline(never)]
+unsafe fn small_realloc_inside(p: P, n: usize) -> P {
+    // (the object's size without the lock: the interrupted code may hold it; a span's
+    // class never changes while it has live objects)
+    let s = sh::span::of(p as usize);
+    let usable = (*s).size as usize;
+    let q = lc::malloc_if(false, n);
+    if !q.is_null() {
+        core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, usable.min(n));
+        sh::defer(p as usize);
+    }
     q
 }
 

@@ -171,6 +171,14 @@ fn init_checks() {
     }
 }
 
+/// Whether `LD_PRELOAD` holds a valgrind tool's preload other than the core's.
+fn replacing_tool(pre: &[u8]) -> bool {
+    pre.split(|&c| c == b':' || c == b' ').any(|p| {
+        let name = p.rsplit(|&c| c == b'/').next().unwrap_or(p);
+        name.starts_with(b"vgpreload_") && !name.starts_with(b"vgpreload_core")
+    })
+}
+
 /// The runtime's small-object heap (`smallheap`): on unless heap checks are on (they
 /// keep every chunk in glibc's heap, with its header and their trailer), the runtime's
 /// `malloc` is not the process's, the program runs under valgrind (memcheck replaces
@@ -184,9 +192,12 @@ fn init_heap() {
         Some(b"glibc") => allowed = false,
         Some(_) => sys::write_all(2, b"allocsite: ignoring ALLOCSITE_HEAP (glibc or runtime)\n"),
     }
-    // (read directly: valgrind's preload is there whatever AT_SECURE says)
+    // (read directly: valgrind's preload is there whatever AT_SECURE says. Every tool
+    // preloads vgpreload_core; the tools that replace the allocator — memcheck, helgrind,
+    // drd, massif, dhat — preload vgpreload_TOOL as well, and their malloc is the one that
+    // must see every chunk. Callgrind and cachegrind replace nothing: the spans stay on.)
     let pre = unsafe { libc::getenv(c"LD_PRELOAD".as_ptr()) };
-    if !pre.is_null() && unsafe { core::ffi::CStr::from_ptr(pre) }.to_bytes().windows(9).any(|w| w == b"vgpreload") {
+    if !pre.is_null() && replacing_tool(unsafe { core::ffi::CStr::from_ptr(pre) }.to_bytes()) {
         allowed = false;
     }
     let _ = smallheap::enable(allowed);

@@ -125,12 +125,17 @@ unsafe fn alloc_slow(c: usize, n: usize, id: u32) -> *mut u8 {
         (*s).free = 0;
         (*s).bump = 0;
     } else {
-        let (m, _) = region::take();
+        let (m, warm) = region::take();
         if m.is_null() {
             return null_mut();
         }
         s = m as *mut Span;
         let g = classes::GEOM[wide as usize][c];
+        if warm {
+            // (a span of another class, perhaps: its old objects' bytes may lie where
+            // this class's records go)
+            core::ptr::write_bytes(m.add(classes::HDR), 0, g.start as usize - classes::HDR);
+        }
         // (the header and records count as the runtime's metadata, once per span carved
         // or reused; charged before the span is used)
         let meta = g.start as u64;
