@@ -312,6 +312,47 @@ unsafe fn drain_small(h: *mut crate::tls::Hot) {
     });
 }
 
+/// `realloc(p, n)` of a span object to a small size in the common case (`small_fast`'s,
+/// and no suballocator pieces): in place when the class is the same, else a span
+/// object of the new class, the contents copied (the live-chunk count is unchanged: one
+/// object for another). The old object's bytes leave the site's counts first, as in
+/// `small_realloc`. None, with nothing changed, when the case does not apply.
+#[inline(always)]
+unsafe fn small_realloc_fast(p: P, n: usize, ra: usize, sp: usize, mark: usize) -> Option<P> {
+    if !sh::small(n) || !serve_now() || index::SUB_USED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let h = hot();
+    if (*h).guard != 0 {
+        return None;
+    }
+    guard_on(h, GUARD_WORK);
+    let id = cached_site(h, A_REALLOC, ra, sp, mark);
+    let old = if id != 0 { sh::object(p as usize) } else { None };
+    let Some((on, usable, oid)) = old else {
+        guard_off(h);
+        return None;
+    };
+    sites::on_free_single(oid, on as u64);
+    if sh::resize(p as usize, n, id).is_some() {
+        sites::on_alloc_single(id, n as u64);
+        guard_off(h);
+        return Some(p);
+    }
+    let q = sh::alloc(n, id);
+    if q.is_null() {
+        // (p is untouched: its bytes are live again; `small_realloc` does the rest)
+        sites::on_restore(h, oid, on as u64);
+        guard_off(h);
+        return None;
+    }
+    sites::on_alloc_single(id, n as u64);
+    core::ptr::copy_nonoverlapping(p as *const u8, q, usable.min(n));
+    sh::free(p as usize);
+    guard_off(h);
+    Some(q as P)
+}
+
 /// `realloc(p, n)` of a span object: the same class in place (the record takes the new
 /// size and site), else a new chunk (span or glibc's), the contents copied, the old
 /// object freed. `realloc(p, 0)` frees, as glibc's does. The site is found once, for
@@ -549,6 +590,9 @@ unsafe extern "C" fn realloc_impl(p: P, n: usize, _: usize, ra: usize, sp: usize
         return realloc_null_general(n, ra, sp, mark);
     }
     if sh::owns(p as usize) {
+        if let Some(q) = small_realloc_fast(p, n, ra, sp, mark) {
+            return q;
+        }
         return small_realloc(p, n, A_REALLOC, ra, sp, mark);
     }
     if sh::small(n) && serve_now() {

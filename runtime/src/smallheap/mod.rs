@@ -232,6 +232,7 @@ pub unsafe fn resize(p: usize, n: usize, id: u32) -> Option<(usize, u32)> {
 }
 
 /// The live object based at `p`: (requested size, usable size, id).
+#[inline(always)]
 pub unsafe fn object(p: usize) -> Option<(usize, usize, u32)> {
     let s = span::of(p);
     let (_, r) = span::live_at(s, p)?;
