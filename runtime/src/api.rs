@@ -2,7 +2,7 @@
 use crate::tls::{guard_off, guard_on, guarded, GUARD_INTERNAL, GUARD_WORK};
 use crate::sites;
 use crate::tls::hot;
-use crate::{chunkmap, index};
+use crate::{chunkmap, index, smallheap};
 use core::ffi::{c_char, c_int, c_void};
 
 #[repr(C)]
@@ -39,10 +39,14 @@ fn fill(c: &index::Chunk, out: &mut AllocsiteChunk) {
 pub unsafe extern "C" fn allocsite_lookup(p: *const c_void, out: *mut AllocsiteChunk) -> c_int {
     let h = hot();
     let c = if (*h).guard != 0 {
-        index::lookup(&index::SUB, p as usize, false).or_else(|| chunkmap::lookup(p as usize, false))
+        index::lookup(&index::SUB, p as usize, false)
+            .or_else(|| smallheap::lookup(p as usize, false))
+            .or_else(|| chunkmap::lookup(p as usize, false))
     } else {
         guard_on(h, GUARD_WORK);
-        let c = index::lookup(&index::SUB, p as usize, true).or_else(|| chunkmap::lookup(p as usize, true));
+        let c = index::lookup(&index::SUB, p as usize, true)
+            .or_else(|| smallheap::lookup(p as usize, true))
+            .or_else(|| chunkmap::lookup(p as usize, true));
         guard_off(h);
         c
     };
@@ -94,6 +98,9 @@ pub unsafe extern "C" fn allocsite_for_each_chunk(f: Option<VisitFn>, arg: *mut 
         stop.get()
     };
     n += chunkmap::for_each_chunk(&mut visit);
+    if !stop.get() {
+        n += smallheap::for_each(&mut visit);
+    }
     if !stop.get() {
         n += index::for_each_chunk(&index::SUB, &mut visit);
     }

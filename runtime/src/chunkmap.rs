@@ -258,7 +258,7 @@ pub static PEAK_LIVE_CHUNKS: AtomicI64 = AtomicI64::new(0);
 const LIVE_STEP: i32 = 256;
 
 #[inline(always)]
-unsafe fn count_live(d: i32, st: bool) {
+pub unsafe fn count_live(d: i32, st: bool) {
     if st {
         // (one thread: the totals themselves, with plain stores; the same peak as the
         // per-thread batches below give a single thread)

@@ -12,11 +12,13 @@ pub mod tls;
 // - arena, stats: the runtime's own counted memory; process-wide counters
 pub mod arena;
 pub mod stats;
-// - index, oob, chunkmap: the suballocator index (and its building blocks), the heap
-//   index's out-of-band records, the heap index
+// - index, oob, chunkmap, smallheap: the suballocator index (and its building blocks),
+//   the heap index's out-of-band records, the heap index, the runtime's own heap for
+//   small requests (its objects' records in its span headers)
 pub mod index;
 pub mod oob;
 pub mod chunkmap;
+pub mod smallheap;
 // - sitetab, sites: interned sites and their counters; how the allocators count
 pub mod sitetab;
 pub mod sites;
@@ -47,6 +49,8 @@ static FORK_LOCKED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicB
 
 /// fork: hold every index lock across fork so the child inherits consistent state.
 fn lock_all() {
+    // (the spans' lock first: a free of a span object holds it while it counts)
+    smallheap::LOCK.lock();
     for l in check::locks() {
         l.lock();
     }
@@ -70,6 +74,7 @@ fn unlock_all(child: bool) {
     for l in check::locks().iter().rev() {
         l.unlock();
     }
+    smallheap::LOCK.unlock();
 }
 
 extern "C" fn at_fork_prepare() {
@@ -166,6 +171,38 @@ fn init_checks() {
     }
 }
 
+/// Whether `LD_PRELOAD` holds a valgrind tool's preload other than the core's.
+fn replacing_tool(pre: &[u8]) -> bool {
+    pre.split(|&c| c == b':' || c == b' ').any(|p| {
+        let name = p.rsplit(|&c| c == b'/').next().unwrap_or(p);
+        name.starts_with(b"vgpreload_") && !name.starts_with(b"vgpreload_core")
+    })
+}
+
+/// The runtime's small-object heap (`smallheap`): on unless heap checks are on (they
+/// keep every chunk in glibc's heap, with its header and their trailer), the runtime's
+/// `malloc` is not the process's, the program runs under valgrind (memcheck replaces
+/// glibc's allocator: its `malloc` is the one to see every chunk), or
+/// `ALLOCSITE_HEAP=glibc` (glibc's exact heap layout; ignored, like the other
+/// variables, in AT_SECURE processes).
+fn init_heap() {
+    let mut allowed = !check::on() && hooks::INTERPOSED.load(Ordering::Relaxed);
+    match sys::env(c"ALLOCSITE_HEAP") {
+        None | Some(b"runtime") => {}
+        Some(b"glibc") => allowed = false,
+        Some(_) => sys::write_all(2, b"allocsite: ignoring ALLOCSITE_HEAP (glibc or runtime)\n"),
+    }
+    // (read directly: valgrind's preload is there whatever AT_SECURE says. Every tool
+    // preloads vgpreload_core; the tools that replace the allocator — memcheck, helgrind,
+    // drd, massif, dhat — preload vgpreload_TOOL as well, and their malloc is the one that
+    // must see every chunk. Callgrind and cachegrind replace nothing: the spans stay on.)
+    let pre = unsafe { libc::getenv(c"LD_PRELOAD".as_ptr()) };
+    if !pre.is_null() && replacing_tool(unsafe { core::ffi::CStr::from_ptr(pre) }.to_bytes()) {
+        allowed = false;
+    }
+    let _ = smallheap::enable(allowed);
+}
+
 extern "C" fn init() {
     // the index's static tables count as metadata from the start
     arena::META_BYTES.fetch_add(index::STATIC_BYTES + chunkmap::STATIC_BYTES, Ordering::Relaxed);
@@ -179,6 +216,7 @@ extern "C" fn init() {
     }
     let reporting = sys::env(c"ALLOCSITE_REPORT").is_some_and(report::set_path);
     init_checks();
+    init_heap();
     if reporting || check::on() {
         unsafe { libc::atexit(at_exit) };
     }

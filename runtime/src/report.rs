@@ -295,6 +295,10 @@ pub fn live_by_site(mut f: impl FnMut(u32, u64)) {
         f(c.id, c.size as u64);
         false
     });
+    crate::smallheap::for_each(&mut |c| {
+        f(c.id, c.size as u64);
+        false
+    });
     crate::index::for_each_chunk(&crate::index::SUB, &mut |c| {
         f(c.id, c.size as u64);
         false

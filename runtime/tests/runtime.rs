@@ -193,13 +193,29 @@ fn index_against_a_model() {
 
 #[test]
 fn index_trailers() {
+    // (the heap index on glibc's heap: ALLOCSITE_HEAP=glibc keeps every chunk there)
     let dir = out_dir("index-trailer");
     let exe = build("index.c", &dir, &[]);
-    let r = run(&exe, &dir, &["trailer"], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    let r = run(&exe, &dir, &["trailer"], &[("ALLOCSITE_REPORT", "report-%p.json"), ("ALLOCSITE_HEAP", "glibc")]);
     assert!(r.stdout.contains("trailer ok"));
     let t = &reports(&dir)[0]["totals"];
     // one 8-byte overflow per round
     assert_eq!(u(t, "overwritten_trailers"), 2);
+    assert_eq!(u(t, "stale_chunks"), 0);
+    assert_eq!(u(t, "dropped"), 0);
+}
+
+#[test]
+fn index_trailers_spans() {
+    // the first round single-threaded, from the runtime's spans; the second, after a
+    // thread existed, from glibc's heap
+    let dir = out_dir("index-trailer-spans");
+    let exe = build("index.c", &dir, &[]);
+    let r = run(&exe, &dir, &["trailer"], &[("ALLOCSITE_REPORT", "report-%p.json")]);
+    assert!(r.stdout.contains("trailer ok"));
+    let t = &reports(&dir)[0]["totals"];
+    // the overflow only in the glibc round
+    assert_eq!(u(t, "overwritten_trailers"), 1);
     assert_eq!(u(t, "stale_chunks"), 0);
     assert_eq!(u(t, "dropped"), 0);
 }

@@ -411,7 +411,9 @@ NOINLINE static int suballoc(void) {
  * (readers then go through process_vm_readv). */
 extern void *__libc_malloc(size_t);
 static void *thread_noop(void *a) { return a; }
-NOINLINE static void trailer_round(void) {
+/* spans: the runtime serves small requests from its own spans in this round (one
+ * thread, ALLOCSITE_HEAP not glibc): objects of 16-byte classes, no trailer */
+NOINLINE static void trailer_round(int spans) {
     allocsite_totals_t t0 = T();
     for (size_t n = 0; n < 600; n += (n < 80 ? 1 : 13)) {
         char *p = malloc(n);
@@ -454,12 +456,17 @@ NOINLINE static void trailer_round(void) {
      * 32-byte request gets glibc's 40-byte chunk, with room for one) */
     char *o = malloc(32);
     CHECK(malloc_usable_size(o) == 32);
-    /* indexing keeps requests in their glibc size class (24 bytes: a 32-byte chunk) */
+    /* indexing keeps requests in their glibc size class (24 bytes: a 32-byte chunk; a
+     * span object of 32 bytes) */
     char *s24 = malloc(24);
-    CHECK(malloc_usable_size(s24) == 24 && allocsite_lookup(s24 + 23, &c) == 1 && c.base == s24 && c.size == 24);
+    CHECK(malloc_usable_size(s24) == (spans ? 32 : 24) && allocsite_lookup(s24 + 23, &c) == 1 && c.base == s24 && c.size == 24);
+    CHECK(allocsite_lookup(s24 + 24, &c) == 0 || c.base != s24);
     free(s24);
-    memset(o, 0xFF, malloc_usable_size(o) + 8);
-    __asm__ volatile("" : : "r"(o) : "memory"); /* (not a dead store before free) */
+    if (!spans) {
+        /* (a span object has no trailer: the overflow would hit its neighbour) */
+        memset(o, 0xFF, malloc_usable_size(o) + 8);
+        __asm__ volatile("" : : "r"(o) : "memory"); /* (not a dead store before free) */
+    }
     free(o);
     /* iteration and lookups of many neighbours */
     enum { K = 2000 };
@@ -475,11 +482,12 @@ NOINLINE static void trailer_round(void) {
     for (int i = 0; i < K; i++) free(v[i]);
 }
 NOINLINE static int trailer(void) {
-    trailer_round();
+    const char *heap = getenv("ALLOCSITE_HEAP");
+    trailer_round(!heap || strcmp(heap, "glibc") != 0);
     pthread_t th;
     CHECK(pthread_create(&th, NULL, thread_noop, NULL) == 0);
     pthread_join(th, NULL);
-    trailer_round();
+    trailer_round(0);
     puts("trailer ok");
     return 0;
 }
