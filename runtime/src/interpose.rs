@@ -261,10 +261,9 @@ unsafe fn small_free(p: P) {
         let h = hot();
         if (*h).guard == 0 {
             guard_on(h, GUARD_WORK);
-            if let Some((n, id)) = sh::free(p as usize) {
-                sites::on_free_single(id, n as u64);
-                chunkmap::count_live(-1, true);
-            }
+            let Some((n, id)) = sh::free(p as usize) else { sh::invalid(b"free", p as usize) };
+            sites::on_free_single(id, n as u64);
+            chunkmap::count_live(-1, true);
             if sh::deferred() {
                 drain_small(h);
             }
@@ -287,6 +286,9 @@ unsafe fn small_free_general(p: P) {
     guard_on(h, GUARD_WORK);
     let locked = lock_small();
     let r = sh::free(p as usize);
+    if r.is_none() {
+        sh::invalid(b"free", p as usize);
+    }
     if sh::deferred() {
         drain_small(h);
     }
@@ -374,12 +376,8 @@ unsafe fn small_realloc(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: u
         id = sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize);
     }
     let locked = lock_small();
-    // (not a live object's base: glibc's realloc would abort; nothing is changed)
-    let Some((on, usable, oid)) = sh::object(p as usize) else {
-        unlock_small(locked);
-        guard_off(h);
-        return null_mut();
-    };
+    // (not a live object's base: glibc's realloc aborts too)
+    let Some((on, usable, oid)) = sh::object(p as usize) else { sh::invalid(b"realloc", p as usize) };
     let kept = id != 0 && sh::resize(p as usize, n, id).is_some();
     unlock_small(locked);
     // The old object leaves the counts first, as a glibc chunk leaves the index before

@@ -128,3 +128,26 @@ fn heap_glibc_keeps_every_chunk_in_glibc() {
     // (the heap checks keep glibc's heap too)
     assert!(run(&dir, &["heap", "glibc"], &[("ALLOCSITE_CHECK", "double-free")]).contains("heap glibc ok"));
 }
+
+/// A double free and a free of an interior pointer of a span object abort (SIGABRT, as
+/// glibc's allocator does on the bad frees it detects) with one line naming the
+/// address, instead of being ignored.
+#[test]
+fn bad_frees_of_span_objects_abort() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = setup("spans-badfree");
+    for how in ["double", "interior"] {
+        let out = Command::new(dir.join("spans")).args(["badfree", how]).current_dir(&dir).env_remove("ALLOCSITE_HEAP").env_remove("ALLOCSITE_CHECK").output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc_sigabrt()), "{how}: {}\n{stdout}\n{stderr}", out.status);
+        assert!(!stdout.contains("not caught"), "{how}: {stdout}");
+        let addr = stdout.lines().find_map(|l| l.strip_prefix("bad ")).unwrap_or_else(|| panic!("{how}: {stdout}"));
+        let want = format!("allocsite: free(): invalid pointer {addr}: not a live object");
+        assert!(stderr.contains(&want), "{how}: want {want:?} in\n{stderr}");
+    }
+}
+
+fn libc_sigabrt() -> i32 {
+    6
+}

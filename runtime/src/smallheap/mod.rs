@@ -332,11 +332,29 @@ pub unsafe fn drain(f: &mut dyn FnMut(usize, u32)) {
     let mut p = DEFERRED.swap(0, Ordering::Acquire);
     while p != 0 {
         let next = *(p as *const usize);
-        if let Some((n, id)) = free(p) {
-            f(n, id);
+        match free(p) {
+            Some((n, id)) => f(n, id),
+            None => invalid(b"free", p),
         }
         p = next;
     }
+}
+
+/// A free or realloc of an address in the region that is no live object's base (a
+/// double free, a free of an interior pointer): glibc's allocator aborts on the bad
+/// frees it can tell ("free(): invalid pointer", "double free detected"), so a program
+/// whose objects live in spans must not run on silently after one. One line naming
+/// the address, then SIGABRT (a core file and gdb show the culprit frame).
+#[cold]
+#[inline(never)]
+pub fn invalid(op: &[u8], p: usize) -> ! {
+    let mut b = crate::sys::Buf::<320>::new();
+    b.s(b"allocsite: ").s(op).s(b"(): invalid pointer ").hex(p as u64).s(
+        b": not a live object of the runtime's small-object heap (a double free or an interior pointer; \
+ALLOCSITE_CHECK=double-free names both sites)\n",
+    );
+    crate::sys::write_all(2, b.bytes());
+    unsafe { libc::abort() }
 }
 
 /// The usable size of the span object based at `p` (0: not a live object).

@@ -348,6 +348,20 @@ NOINLINE static int heap(const char *want) {
     return 0;
 }
 
+/* ------------------------------------------------------------ bad frees */
+/* a double free ("double") or a free of an interior pointer ("interior") of a span
+   object: the runtime must abort as glibc would, naming the address */
+NOINLINE static int bad_free(const char *how) {
+    char *p = malloc(40);
+    CHECK(!in_glibc_heap(p));
+    printf("bad %p\n", (void *)(!strcmp(how, "double") ? p : p + 8));
+    fflush(stdout);
+    free(p);
+    if (!strcmp(how, "double")) free(p); else free(p + 8);
+    printf("not caught\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *m = argc > 1 ? argv[1] : "calloc";
     if (!strcmp(m, "calloc")) return calloc_reuse();
@@ -359,6 +373,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "leaks")) return leaks();
     if (!strcmp(m, "signals")) return signals();
     if (!strcmp(m, "heap")) return heap(argc > 2 ? argv[2] : "spans");
+    if (!strcmp(m, "badfree")) return bad_free(argc > 2 ? argv[2] : "double");
     fprintf(stderr, "unknown mode %s\n", m);
     return 2;
 }
