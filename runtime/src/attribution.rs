@@ -37,6 +37,35 @@ pub unsafe fn attribute_free(ra: usize, sp: usize, mark: bool) -> Sites {
 
 #[inline(always)]
 unsafe fn attribute_among(ra: usize, sp: usize, mark: bool, skip_releases: bool) -> Sites {
+    let h = hot();
+    let d = (*h).depth;
+    if d == 0 {
+        // no active hooked call: the allocator's own caller
+        return Sites { inner: ra, outer: ra, inner_fn: core::ptr::null(), outer_fn: core::ptr::null() };
+    }
+    // The common case inline, in one straight line: one active hooked call whose frame
+    // encloses this one (no stale entry to drop), an unmarked call, and a function
+    // whose call is a site of its own (not a constructor, not a release being passed
+    // over, not tagged as indexed by an inner call). It is the general walk's n == 1
+    // result for that case; anything else goes to the out-of-line walk (runtime/README.md,
+    // "What the bookkeeping costs per call").
+    if d == 1 {
+        let e = &(*h).entries[0];
+        let f = e.fn_;
+        if e.sp > sp && !mark && f as usize & 1 == 0 && !f.is_null() {
+            let k = (*f).kind;
+            if k != KIND_CTOR && !(skip_releases && k == KIND_FREE) {
+                return Sites { inner: e.site, outer: (*h).outermost, inner_fn: f, outer_fn: f };
+            }
+        }
+    }
+    attribute_walk(ra, sp, mark, skip_releases)
+}
+
+/// The general rules (see `attribute`): stale entries dropped, free-kind entries
+/// passed over at both ends, marks and constructors.
+#[inline(never)]
+unsafe fn attribute_walk(ra: usize, sp: usize, mark: bool, skip_releases: bool) -> Sites {
     let none = Sites { inner: ra, outer: ra, inner_fn: core::ptr::null(), outer_fn: core::ptr::null() };
     let h = hot();
     // (one active hooked call whose frame encloses this one — no stale entry to drop —

@@ -50,7 +50,8 @@ pub struct Hot {
     /// chunkmap's bitmap page cache: (page key + 1, page address), by key parity.
     pub pg_key: [usize; 2],
     pub pg_ptr: [usize; 2],
-    /// Second entry of the site cache (the first is c_*).
+    /// Unused since session 8 (was the second entry of the hot block's site cache):
+    /// spare room, the block's size unchanged.
     pub c2_inner: usize,
     pub c2_outer: usize,
     pub c2_key: usize,
@@ -58,7 +59,7 @@ pub struct Hot {
     /// Trailers made minus trailers dropped on this thread since their bytes were last
     /// charged to the metadata count (in steps of `interpose::TRAIL_STEP`).
     pub trail: i32,
-    /// `Key::okey` of the two site-cache entries.
+    /// `Key::okey` of the site-cache entry (`c2_okey`: unused, as `c2_*`).
     pub c_okey: usize,
     pub c2_okey: usize,
     /// Indexed chunks made minus removed on this thread since the last flush into
