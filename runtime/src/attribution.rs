@@ -53,8 +53,11 @@ unsafe fn attribute_among(ra: usize, sp: usize, mark: bool, skip_releases: bool)
         let e = &(*h).entries[0];
         let f = e.fn_;
         if e.sp > sp && !mark && f as usize & 1 == 0 && !f.is_null() {
-            let k = (*f).kind;
-            if k != KIND_CTOR && !(skip_releases && k == KIND_FREE) {
+            // kinds that are no site of their own here, as a bit set: one shift and test
+            // (a kind past 31 aliases one below it; the walk then decides, as for any
+            // kind this test turns away)
+            let not_sites = if skip_releases { 1 << KIND_CTOR | 1 << KIND_FREE } else { 1 << KIND_CTOR };
+            if (not_sites as u32).wrapping_shr((*f).kind as u32) & 1 == 0 {
                 return Sites { inner: e.site, outer: (*h).outermost, inner_fn: f, outer_fn: f };
             }
         }
