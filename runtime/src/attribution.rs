@@ -39,10 +39,6 @@ pub unsafe fn attribute_free(ra: usize, sp: usize, mark: bool) -> Sites {
 unsafe fn attribute_among(ra: usize, sp: usize, mark: bool, skip_releases: bool) -> Sites {
     let h = hot();
     let d = (*h).depth;
-    if d == 0 {
-        // no active hooked call: the allocator's own caller
-        return Sites { inner: ra, outer: ra, inner_fn: core::ptr::null(), outer_fn: core::ptr::null() };
-    }
     // The common case inline, in one straight line: one active hooked call whose frame
     // encloses this one (no stale entry to drop), an unmarked call, and a function
     // whose call is a site of its own (not a constructor, not a release being passed
@@ -53,14 +49,18 @@ unsafe fn attribute_among(ra: usize, sp: usize, mark: bool, skip_releases: bool)
         let e = &(*h).entries[0];
         let f = e.fn_;
         if e.sp > sp && !mark && f as usize & 1 == 0 && !f.is_null() {
-            // kinds that are no site of their own here, as a bit set: one shift and test
-            // (a kind past 31 aliases one below it; the walk then decides, as for any
-            // kind this test turns away)
+            // kinds that are no site of their own here, as a bit set: one bit test (the
+            // shift takes the kind mod 32: a kind past 31 may be turned away like the one
+            // it aliases, and the walk then decides, as for every kind turned away here)
             let not_sites = if skip_releases { 1 << KIND_CTOR | 1 << KIND_FREE } else { 1 << KIND_CTOR };
             if (not_sites as u32).wrapping_shr((*f).kind as u32) & 1 == 0 {
                 return Sites { inner: e.site, outer: (*h).outermost, inner_fn: f, outer_fn: f };
             }
         }
+    }
+    if d == 0 {
+        // no active hooked call: the allocator's own caller
+        return Sites { inner: ra, outer: ra, inner_fn: core::ptr::null(), outer_fn: core::ptr::null() };
     }
     attribute_walk(ra, sp, mark, skip_releases)
 }
