@@ -1,7 +1,7 @@
 //! The attribution rules (runtime/README.md, "Attribution"): which innermost and
 //! outermost site, and which function called at each, a chunk made by an interposed
 //! allocator gets, from the per-thread stack of active hooked calls and the mark byte.
-use crate::abi::{FnDesc, KIND_CTOR, KIND_FREE};
+use crate::abi::{entry_desc, FnDesc, ENTRY_FREE, ENTRY_TAGS, KIND_CTOR, KIND_FREE};
 use crate::tls::{active_sites, hot, DEPTH};
 
 /// What an allocation is attributed to: its innermost and outermost site and the
@@ -47,15 +47,14 @@ unsafe fn attribute_among(ra: usize, sp: usize, mark: bool, skip_releases: bool)
     // "What the bookkeeping costs per call").
     if d == 1 {
         let e = &(*h).entries[0];
-        let f = e.fn_;
-        if e.sp > sp && !mark && f as usize & 1 == 0 && !f.is_null() {
-            // kinds that are no site of their own here, as a bit set: one bit test (the
-            // shift takes the kind mod 32: a kind past 31 may be turned away like the one
-            // it aliases, and the walk then decides, as for every kind turned away here)
-            let not_sites = if skip_releases { 1 << KIND_CTOR | 1 << KIND_FREE } else { 1 << KIND_CTOR };
-            if (not_sites as u32).wrapping_shr((*f).kind as u32) & 1 == 0 {
-                return Sites { inner: e.site, outer: (*h).outermost, inner_fn: f, outer_fn: f };
-            }
+        // the entry word's tag bits say the function's class without loading its
+        // descriptor (hook ABI v5, `abi::entry_word`): all clear, or only the
+        // free-kind bit when releases count (a free site)
+        let w = e.fn_ as usize;
+        let not_sites = if skip_releases { ENTRY_TAGS } else { ENTRY_TAGS & !ENTRY_FREE };
+        if e.sp > sp && !mark && w & not_sites == 0 && w != 0 {
+            let f = (w & !ENTRY_FREE) as *const FnDesc;
+            return Sites { inner: e.site, outer: (*h).outermost, inner_fn: f, outer_fn: f };
         }
     }
     if d == 0 {
@@ -82,8 +81,9 @@ unsafe fn attribute_walk(ra: usize, sp: usize, mark: bool, skip_releases: bool) 
     };
     let n = ((*h).depth as usize).min(DEPTH);
     let e = &(*h).entries;
-    // (an entry's fn_ with bit 0 set marks "result indexed by an inner call")
-    let fn_at = |i: usize| if e[i].fn_ as usize & 1 != 0 { core::ptr::null() } else { e[i].fn_ };
+    // (an entry's word names no descriptor when bit 0 is set: "result indexed by an
+    // inner call")
+    let fn_at = |i: usize| entry_desc(e[i].fn_);
     // A chunk made while a free-kind function runs (stdio's buffer when
     // `BZ2_bzWriteClose` flushes its file) was not made by that call: releasing
     // calls are no sites of new chunks, wherever they are on the stack.

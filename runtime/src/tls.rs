@@ -10,6 +10,8 @@ pub const DEPTH: usize = 10;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Entry {
+    /// The descriptor's address with its attribution class in bits 1–2, or a chunk's
+    /// address | 1 (`abi::entry_word`, `abi::entry_desc`; hook ABI v5).
     pub fn_: *const FnDesc,
     pub site: usize,
     /// Stack pointer at the hooked function's entry (points at its return address).
@@ -153,8 +155,7 @@ pub unsafe fn active_sites(sp: usize) -> Option<(usize, usize, *const FnDesc)> {
         }
     }
     let e = &(*h).entries[(d as usize).min(DEPTH) - 1];
-    // (an entry's fn_ with bit 0 set marks "result indexed by an inner call")
-    let f = if e.fn_ as usize & 1 != 0 { core::ptr::null() } else { e.fn_ };
+    let f = crate::abi::entry_desc(e.fn_);
     Some((e.site, (*h).outermost, f))
 }
 
