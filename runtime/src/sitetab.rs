@@ -184,7 +184,7 @@ pub unsafe fn intern(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: 
 /// The id of a site if this thread's caches hold it, else 0 (nothing looked up or
 /// made): the hot block's last-missed entry (a program allocating at one site hits it
 /// with no address computation), then the direct-mapped cache, its slot by the
-/// innermost site alone. (A second MRU entry in the hot block, before session 8, hit
+/// innermost site and the key. (A second MRU entry in the hot block, before session 8, hit
 /// 0.5 % of Lua's calls and cost 5 instructions on each of the others.)
 #[inline(always)]
 pub unsafe fn cached(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
@@ -193,7 +193,7 @@ pub unsafe fn cached(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: 
     }
     let cache = (*h).site_cache as *const CacheEnt;
     if !cache.is_null() {
-        let e = &*cache.add(cache_slot(inner));
+        let e = &*cache.add(cache_slot(inner, key));
         // (id 0 = an empty entry, or one a signal handler's intern is rewriting: a miss)
         if e.inner == inner && e.outer == outer && e.key == key && e.okey == okey {
             return e.id as u32;
@@ -203,12 +203,18 @@ pub unsafe fn cached(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: 
 }
 
 /// The direct-mapped cache's slot of a site: the top bits of its innermost return
-/// address times a constant (Fibonacci hashing, 3 instructions). Return addresses have
-/// no alignment, and shift-and-xor folds of them collide by the luck of the layout
-/// (on Lua, `(a ^ a >> 6) & 63` put two hot sites in one slot: 1.2 M extra misses).
+/// address xor its key (function and allocator code) times a constant (Fibonacci
+/// hashing, 5 instructions; `inner + code` instead compiled to as many and collided
+/// more on Lua: 3 065 misses against 77). The key is in it because one call site can
+/// make chunks under two keys in turn — `realloc(p, 0)` and `realloc(p, n)` of one call with
+/// heap checks on (its free site, `A_FREE`, and its allocation site), a wrapper calling
+/// `malloc` or `realloc` — and one slot for both missed on every call (Lua with all
+/// checks: +232 M instructions in `intern_slow`). Return addresses have no alignment,
+/// and shift-and-xor folds of them collide by the luck of the layout (on Lua,
+/// `(a ^ a >> 6) & 63` put two hot sites in one slot: 1.2 M extra misses).
 #[inline(always)]
-fn cache_slot(inner: usize) -> usize {
-    (inner.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - CACHE_ENTS.trailing_zeros())) as usize
+fn cache_slot(inner: usize, key: usize) -> usize {
+    ((inner ^ key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - CACHE_ENTS.trailing_zeros())) as usize
 }
 
 /// Neither cache holds it: the thread's direct-mapped cache, then the table; the new
@@ -233,7 +239,7 @@ unsafe fn intern_miss(h: *mut Hot, inner: usize, outer: usize, key: usize, okey:
 #[inline]
 unsafe fn intern_cached(h: *mut Hot, inner: usize, outer: usize, key: usize, okey: usize) -> u32 {
     let mut cache = (*h).site_cache as *mut CacheEnt;
-    let slot = cache_slot(inner);
+    let slot = cache_slot(inner, key);
     if !cache.is_null() {
         let e = &*cache.add(slot);
         if e.inner == inner && e.outer == outer && e.key == key && e.okey == okey && e.id != 0 {
