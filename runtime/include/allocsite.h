@@ -1,7 +1,7 @@
 /* allocsite.h — the C interface of liballocsite_rt.so.
  *
  * Two parts:
- *  1. The hook ABI (version 3) used by the trampolines that `allocsite rewrite` emits
+ *  1. The hook ABI (version 5) used by the trampolines that `allocsite rewrite` emits
  *     (see runtime/README.md). Programs never call these themselves.
  *  2. The query API: ask the heap index what a pointer is, walk live chunks, write a
  *     report now. Link with -lallocsite_rt (a rewritten program already loads it).
@@ -21,9 +21,9 @@
 extern "C" {
 #endif
 
-/* ---------------------------------------------------------------- hook ABI v4 -- */
+/* ---------------------------------------------------------------- hook ABI v5 -- */
 
-#define ALLOCSITE_FN_MAGIC 0x34465341u /* "ASF4" */
+#define ALLOCSITE_FN_MAGIC 0x35465341u /* "ASF5" */
 enum allocsite_fn_kind {
     ALLOCSITE_ALLOC = 0, ALLOCSITE_REALLOC = 1, ALLOCSITE_FREE = 2, ALLOCSITE_SUBALLOC = 3,
     ALLOCSITE_CTOR = 4 /* constructor, hooked only with `rewrite --ctors` */

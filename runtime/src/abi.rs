@@ -34,8 +34,8 @@ const _: () = {
     assert!(core::mem::offset_of!(FnDesc, entry_rel) == 16);
     assert!(core::mem::offset_of!(FnDesc, pt_rel) == 56);
 };
-/// "ASF4" little-endian.
-pub const FN_MAGIC: u32 = 0x3446_5341;
+/// "ASF5" little-endian (hook ABI version 5).
+pub const FN_MAGIC: u32 = 0x3546_5341;
 /// `FnDesc::flags` bit 0: an imported function, hooked at its call sites.
 pub const FN_IMPORT: u16 = 1;
 
@@ -61,6 +61,42 @@ pub const KIND_FREE: u8 = 2;
 pub const KIND_SUBALLOC: u8 = 3;
 /// A constructor (hooked only with `rewrite --ctors`): counts for the outermost site.
 pub const KIND_CTOR: u8 = 4;
+
+// An active call's entry (`tls::Entry::fn_`, hook ABI v5) holds its descriptor's
+// address with the kind's attribution class in bits 1–2, so that attribution's common
+// case needs no load of the descriptor: bit 1 = a free-kind function, bit 2 = a
+// constructor; both clear = a call that is a site of its own. Bit 0 set: no descriptor
+// at all (the runtime's "result indexed by an inner call" mark on a chunk's address).
+/// Entry tag of a free-kind function.
+pub const ENTRY_FREE: usize = 2;
+/// Entry tag of a constructor.
+pub const ENTRY_CTOR: usize = 4;
+/// All tag bits of an entry's function word.
+pub const ENTRY_TAGS: usize = 7;
+
+/// The entry word of a call of `f` (null stays null).
+#[inline]
+pub unsafe fn entry_word(f: *const FnDesc) -> *const FnDesc {
+    if f.is_null() {
+        return f;
+    }
+    let tag = match (*f).kind {
+        KIND_FREE => ENTRY_FREE,
+        KIND_CTOR => ENTRY_CTOR,
+        _ => 0,
+    };
+    (f as usize | tag) as *const FnDesc
+}
+
+/// The descriptor an entry word names: null for a word with bit 0 set (no descriptor).
+#[inline(always)]
+pub fn entry_desc(w: *const FnDesc) -> *const FnDesc {
+    if w as usize & 1 != 0 {
+        core::ptr::null()
+    } else {
+        (w as usize & !ENTRY_TAGS) as *const FnDesc
+    }
+}
 
 impl FnDesc {
     /// The function's NUL-terminated name, without the NUL.

@@ -1,8 +1,8 @@
-//! The hook ABI (runtime/README.md, version 3).
+//! The hook ABI (runtime/README.md, version 5).
 //!
 //! The trampolines do the per-thread stack bookkeeping themselves, inline, on the hot
 //! block's documented layout (below). They call into the runtime only when the
-//! `__allocsite_slow_v4` masks say a kind needs more (tracing, recording the result,
+//! `__allocsite_slow_v5` masks say a kind needs more (tracing, recording the result,
 //! sub-frees), or on anything unusual: nesting deeper than recorded, stale entries to
 //! drop, a site inside the new code. Those calls go to the register-preserving
 //! `__allocsite_hook_enter` / `__allocsite_hook_exit`, which save every caller-saved
@@ -10,12 +10,12 @@
 //! and call the C-ABI functions `__allocsite_enter` / `__allocsite_exit` (also usable
 //! by hand-written trampolines).
 use crate::tls::{drop_stale, hot, Hot, DEPTH};
-use crate::abi::{FnDesc, KIND_ALLOC, KIND_CTOR, KIND_FREE, KIND_REALLOC, KIND_SUBALLOC};
+use crate::abi::{entry_desc, entry_word, FnDesc, KIND_ALLOC, KIND_CTOR, KIND_FREE, KIND_REALLOC, KIND_SUBALLOC};
 use crate::trace;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-// `__allocsite_slow_v4`: two bytes the trampolines read through a GLOB_DAT slot — byte
+// `__allocsite_slow_v5`: two bytes the trampolines read through a GLOB_DAT slot — byte
 // 0: bit k set = entries of functions of kind k go to the runtime; bit 7
 // (`RELEASE_BOOKKEEPING`) set = calls of free-kind functions are recorded on the
 // per-thread stack (with bit 2 clear and bit 7 clear, a free-kind trampoline jumps
@@ -24,12 +24,12 @@ use core::sync::atomic::{AtomicU8, Ordering};
 // program rewritten for another layout fails to load instead of corrupting state.
 core::arch::global_asm!(
     ".pushsection .data.allocsite_slow,\"aw\",@progbits",
-    ".globl __allocsite_slow_v4",
-    ".type __allocsite_slow_v4,@object",
-    ".size __allocsite_slow_v4,2",
+    ".globl __allocsite_slow_v5",
+    ".type __allocsite_slow_v5,@object",
+    ".size __allocsite_slow_v5,2",
     ".globl allocsite_slow_masks",
     ".hidden allocsite_slow_masks",
-    "__allocsite_slow_v4:",
+    "__allocsite_slow_v5:",
     "allocsite_slow_masks:",
     ".byte 0, 0",
     ".popsection",
@@ -213,7 +213,7 @@ pub unsafe extern "C" fn __allocsite_enter(f: *const FnDesc, site: *mut u8, args
             let below = &(*h).entries[d as usize - 1];
             (below.fn_, below.site)
         } else {
-            (f, site as usize)
+            (entry_word(f), site as usize)
         };
         let e = &mut (*h).entries[d as usize];
         e.fn_ = ef;
@@ -323,8 +323,8 @@ unsafe fn exit_slow(f: *const FnDesc, ret: u64, site: usize, size: u64, outer: u
         // enclosing call's site and function (a pass-through call)
         let mut called = f;
         if depth >= 1 && depth as usize <= DEPTH {
-            let e = (*h).entries[depth as usize - 1].fn_;
-            if !e.is_null() && e as usize & 1 == 0 {
+            let e = entry_desc((*h).entries[depth as usize - 1].fn_);
+            if !e.is_null() {
                 called = e;
             }
         }
@@ -350,8 +350,7 @@ unsafe fn sub_record(h: *mut crate::tls::Hot, p: usize, size: u64, site: usize, 
     guard_on(h, GUARD_WORK);
     // the function called at the outermost site: the bottom entry's (still in place
     // when this call was the outermost one and has just been popped)
-    let bottom = (*h).entries[0].fn_ as usize;
-    let okey = if bottom & 1 != 0 { 0 } else { bottom };
+    let okey = entry_desc((*h).entries[0].fn_) as usize;
     let id = sites::intern(h, site, outer, sites::make_key(f, code), okey);
     if id != 0 {
         if !index::SUB_USED.swap(true, Ordering::Relaxed) {
@@ -398,8 +397,7 @@ unsafe fn sub_free(f: *const FnDesc, args: *const u64, site: usize) {
     }
     if crate::check::on() {
         // the sub-free's site: this call of f, as for an allocation
-        let bottom = (*h).entries[0].fn_ as usize;
-        let okey = if bottom & 1 != 0 { 0 } else { bottom };
+        let okey = entry_desc((*h).entries[0].fn_) as usize;
         let fid = crate::sites::intern(h, site, (*h).outermost, crate::sites::make_key(f, crate::sites::A_FREE), okey);
         match removed {
             Some(c) => crate::check::sub::given_back(&c, f, fid),

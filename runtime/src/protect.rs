@@ -8,14 +8,14 @@
 //!
 //! Recognized strictly by content: a writable PT_LOAD that starts with the object's
 //! PT_DYNAMIC and whose first words after it hold exactly the addresses of this
-//! runtime's `__allocsite_hook_enter`, `__allocsite_hook_exit` and `__allocsite_slow_v4`
+//! runtime's `__allocsite_hook_enter`, `__allocsite_hook_exit` and `__allocsite_slow_v5`
 //! (the rewriter's layout, runtime/README.md). Objects `dlopen`ed later keep the segment
 //! writable.
 
 use core::ffi::c_void;
 
 extern "C" {
-    static __allocsite_slow_v4: u8;
+    static __allocsite_slow_v5: u8;
 }
 
 const PAGE: usize = 4096;
@@ -43,7 +43,7 @@ pub fn protect_loaded() {
     let hooks: [usize; 3] = [
         crate::hooks::__allocsite_hook_enter as *const () as usize,
         crate::hooks::__allocsite_hook_exit as *const () as usize,
-        core::ptr::addr_of!(__allocsite_slow_v4) as usize,
+        core::ptr::addr_of!(__allocsite_slow_v5) as usize,
     ];
     unsafe { libc::dl_iterate_phdr(Some(visit), &hooks as *const _ as *mut c_void) };
 }

@@ -10,6 +10,8 @@ pub const DEPTH: usize = 10;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Entry {
+    /// The descriptor's address with its attribution class in bits 1–2, or a chunk's
+    /// address | 1 (`abi::entry_word`, `abi::entry_desc`; hook ABI v5).
     pub fn_: *const FnDesc,
     pub site: usize,
     /// Stack pointer at the hooked function's entry (points at its return address).
@@ -50,7 +52,8 @@ pub struct Hot {
     /// chunkmap's bitmap page cache: (page key + 1, page address), by key parity.
     pub pg_key: [usize; 2],
     pub pg_ptr: [usize; 2],
-    /// Second entry of the site cache (the first is c_*).
+    /// Unused since session 8 (was the second entry of the hot block's site cache):
+    /// spare room, the block's size unchanged.
     pub c2_inner: usize,
     pub c2_outer: usize,
     pub c2_key: usize,
@@ -58,7 +61,7 @@ pub struct Hot {
     /// Trailers made minus trailers dropped on this thread since their bytes were last
     /// charged to the metadata count (in steps of `interpose::TRAIL_STEP`).
     pub trail: i32,
-    /// `Key::okey` of the two site-cache entries.
+    /// `Key::okey` of the site-cache entry (`c2_okey`: unused, as `c2_*`).
     pub c_okey: usize,
     pub c2_okey: usize,
     /// Indexed chunks made minus removed on this thread since the last flush into
@@ -152,8 +155,7 @@ pub unsafe fn active_sites(sp: usize) -> Option<(usize, usize, *const FnDesc)> {
         }
     }
     let e = &(*h).entries[(d as usize).min(DEPTH) - 1];
-    // (an entry's fn_ with bit 0 set marks "result indexed by an inner call")
-    let f = if e.fn_ as usize & 1 != 0 { core::ptr::null() } else { e.fn_ };
+    let f = crate::abi::entry_desc(e.fn_);
     Some((e.site, (*h).outermost, f))
 }
 

@@ -59,6 +59,7 @@ fn hot_code_is_together() {
         "allocsite_rt::interpose::realloc_impl",
         "allocsite_rt::interpose::realloc_common",
         "allocsite_rt::interpose::calloc_impl",
+        "allocsite_rt::attribution::attribute_walk",
     ] {
         let a = addr_of(name);
         assert!(!a.is_empty(), "{name} is not in the symbol table (renamed? update runtime/hot.ld and this list)");

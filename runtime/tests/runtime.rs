@@ -59,7 +59,7 @@ fn u(v: &Value, k: &str) -> u64 {
 fn tls_symbol_exported() {
     let out = Command::new("nm").args(["-D", "--defined-only"]).arg(rt()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for sym in ["__outermost_allocsite", "__allocsite_enter", "__allocsite_exit", "__allocsite_hook_enter", "__allocsite_hook_exit", "__allocsite_slow_v4", "malloc", "free", "_Znwm", "allocsite_lookup"] {
+    for sym in ["__outermost_allocsite", "__allocsite_enter", "__allocsite_exit", "__allocsite_hook_enter", "__allocsite_hook_exit", "__allocsite_slow_v5", "malloc", "free", "_Znwm", "allocsite_lookup"] {
         assert!(text.lines().any(|l| l.ends_with(&format!(" {sym}"))), "{sym} not exported:\n{text}");
     }
     let out = Command::new("readelf").args(["--dyn-syms", "-W"]).arg(rt()).output().unwrap();

@@ -24,7 +24,7 @@ pub const RUNTIME_SONAME: &str = "liballocsite_rt.so";
 pub const IMPORTS: [(&str, u8, u32); 4] = [
     ("__allocsite_hook_enter", elf::STT_FUNC, elf::R_X86_64_GLOB_DAT),
     ("__allocsite_hook_exit", elf::STT_FUNC, elf::R_X86_64_GLOB_DAT),
-    ("__allocsite_slow_v4", elf::STT_OBJECT, elf::R_X86_64_GLOB_DAT),
+    ("__allocsite_slow_v5", elf::STT_OBJECT, elf::R_X86_64_GLOB_DAT),
     ("__outermost_allocsite", elf::STT_TLS, elf::R_X86_64_TPOFF64),
 ];
 const SPARE_DYNAMIC: usize = 6;

@@ -36,8 +36,8 @@ use plan::Outcome;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// "ASF4": hook ABI version 4 (runtime/README.md).
-pub const DESCRIPTOR_MAGIC: u32 = 0x3446_5341;
+/// "ASF5": hook ABI version 5 (runtime/README.md).
+pub const DESCRIPTOR_MAGIC: u32 = 0x3546_5341;
 /// `struct allocsite_fn` v3 as C lays it out: 16 bytes of header fields, then six
 /// 8-byte fields (64 bytes).
 pub const DESCRIPTOR_SIZE: usize = 64;
@@ -666,7 +666,7 @@ mod tests {
     use allocsite_analysis::{Addr, AllocFn};
     use elf::bytes::{u16_at, u32_at, u64_at};
 
-    /// The descriptor layout of runtime/README.md (v3's, unchanged in v4 but for the
+    /// The descriptor layout of runtime/README.md (v3's, unchanged in v4 and v5 but for the
     /// magic): the fields where the runtime reads them.
     #[test]
     fn descriptor_v3_layout() {
@@ -697,7 +697,7 @@ mod tests {
         let (at, name, table) = (0x5000u64, 0x5100u64, 0x5200u64);
         let d = descriptor(&h, at, name, Some((0x6000, 0x7000, 0x6010)), (table, &[0x1200, 0x1300]));
         assert_eq!(d.len(), DESCRIPTOR_SIZE);
-        assert_eq!(u32_at(&d, 0), 0x3446_5341);
+        assert_eq!(u32_at(&d, 0), 0x3546_5341);
         assert_eq!((d[4], d[5] as i8, d[6] as i8, d[7] as i8, d[8] as i8, d[9]), (1, -1, -1, -1, 0, 3));
         assert_eq!(u16_at(&d, 10), FLAG_IMPORT);
         assert_eq!(u32_at(&d, DESC_PT_COUNT as usize), 2);

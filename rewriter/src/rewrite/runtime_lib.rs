@@ -20,7 +20,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
     let obj = object::File::parse(&*data).map_err(|e| format!("runtime library {}: not an ELF file: {e}", path.display()))?;
     for (h, ..) in IMPORTS {
         if !obj.dynamic_symbols().any(|s| !s.is_undefined() && s.name() == Ok(h)) {
-            return Err(format!("runtime library {} does not export {h} (hook ABI v4)", path.display()));
+            return Err(format!("runtime library {} does not export {h} (hook ABI v5)", path.display()));
         }
     }
     Ok(path)

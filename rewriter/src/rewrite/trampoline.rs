@@ -10,6 +10,7 @@
 //!     add rsp, F
 //!     exit bookkeeping, inline (pop it) ; ret
 //!     out of line: push r11 ; lea r11, [desc] ; call [__allocsite_hook_enter|exit] ; pop r11
+//!     (the inline entry stores desc | its kind's tag, hook ABI v5; the hooks get desc)
 //! f.allocsite_pad:
 //!     displaced instructions, relocated ; jmp back into f (unless they end in ret/jmp)
 //! ```
@@ -110,7 +111,7 @@ pub struct Refs {
     pub descriptor: u64,
     pub enter_slot: u64,
     pub exit_slot: u64,
-    /// Slot holding the address of the runtime's `__allocsite_slow_v4` masks.
+    /// Slot holding the address of the runtime's `__allocsite_slow_v5` masks.
     pub masks_slot: u64,
     /// Slot holding the thread-pointer offset of the runtime's per-thread block.
     pub tpoff_slot: u64,
@@ -141,7 +142,8 @@ fn next_ip(a: &Asm) -> u64 {
 
 // The runtime's per-thread block (hook ABI v3, runtime/README.md; asserted in
 // runtime/src/hooks.rs): `outermost` at 0, `depth` (u32) at 8, `entries` at 64, each
-// entry 32 bytes {fn, site, sp, size}; `DEPTH` entries are recorded.
+// entry 32 bytes {fn, site, sp, size}; `DEPTH` entries are recorded. Since v5 `fn` is
+// the descriptor's address with `entry_tag` in bits 1–2.
 const HOT_DEPTH: i64 = 8;
 const HOT_ENTRIES: i64 = 64;
 const ENTRY_SHIFT: u32 = 5;
@@ -173,6 +175,19 @@ fn mem(base: Register, index: Register, displ: i64) -> MemoryOperand {
 /// so the access is fs-relative (no load of the thread pointer itself).
 fn hot_mem(base: Register, index: Register, displ: i64) -> MemoryOperand {
     MemoryOperand::new(base, index, 1, displ, if displ == 0 { 0 } else { 1 }, false, Register::FS)
+}
+
+/// The tag an entry's function word carries (hook ABI v5, runtime `abi::entry_word`):
+/// the descriptor's address | 2 for a free-kind function, | 4 for a constructor, so
+/// that the runtime's attribution tells a call that is a site of its own without
+/// loading the descriptor.
+fn entry_tag(h: &Hook) -> u64 {
+    use allocsite_analysis::Kind;
+    match h.f.kind {
+        Kind::Free => 2,
+        Kind::Ctor => 4,
+        _ => 0,
+    }
 }
 
 fn kind_bit(h: &Hook) -> u32 {
@@ -354,7 +369,7 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     a.emit(Instruction::with2(Code::Lea_r64_m, R11, mem(RSP, Register::None, sp_at)))?;
     push_entry(&mut a)?;
     a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, 0), if with_site { RDX } else { R11 }))?;
-    a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
+    a.rip(Code::Lea_r64_m, R11, refs.descriptor + entry_tag(h))?;
     a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_FN), R11))?;
     a.emit(Instruction::with2(Code::Mov_rm32_imm32, hot_mem(RAX, Register::None, HOT_DEPTH), 1u32))?;
     a.emit(Instruction::with2(Code::Mov_rm64_imm32, mem(RSP, Register::None, slot), 1i32))?;
@@ -424,7 +439,7 @@ fn entry_code(h: &Hook, refs: &Refs, pad_addr: u64) -> Result<(Asm, usize), Stri
     a.emit(Instruction::with2(Code::Cmp_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES - ENTRY_SIZE + E_SP), R11))?;
     slow.push(a.jump(Code::Jbe_rel32_64)?);
     push_entry(&mut a)?;
-    a.rip(Code::Lea_r64_m, R11, refs.descriptor)?;
+    a.rip(Code::Lea_r64_m, R11, refs.descriptor + entry_tag(h))?;
     a.emit(Instruction::with2(Code::Mov_rm64_r64, hot_mem(RAX, Register::None, HOT_ENTRIES + E_FN), R11))?;
     a.hot(RAX, refs.tpoff_slot)?;
     a.emit(Instruction::with2(Code::Mov_r32_rm32, R11D, hot_mem(RAX, Register::None, HOT_DEPTH)))?;
