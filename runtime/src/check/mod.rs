@@ -13,6 +13,7 @@ pub mod freed;
 pub mod finding;
 pub mod maps;
 pub mod quarantine;
+pub mod recycle;
 pub mod chunk;
 pub mod baked;
 pub mod sub;

@@ -99,6 +99,7 @@ unsafe fn grow(r: &mut Ring) -> bool {
 pub fn start() {
     if super::options::has(super::options::QUARANTINE) {
         unsafe { batch_buf() };
+        super::recycle::start(super::options::QUARANTINE_BYTES.load(Ordering::Relaxed));
     }
 }
 
@@ -113,7 +114,7 @@ unsafe fn leave(e: Entry, release: bool) {
         raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
     }
     if release {
-        super::nested::free(e.base as *mut _);
+        super::nested::free_leaving(e.base, e.size);
     }
 }
 
@@ -185,6 +186,7 @@ fn radix_sort<'a>(mut v: &'a mut [Packed], mut tmp: &'a mut [Packed], key: impl 
 
 /// Check and free a batch in address order (`tmp`: as long as the batch).
 unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
+    super::nested::age_kept();
     let lo = batch.iter().map(|e| e.0 & LOW).min().unwrap_or(0);
     let key = |e: &Packed| ((e.0 & LOW) - lo).min((1 << RANGE) - 1);
     let span = batch.iter().fold(0, |s, e| s | key(e));

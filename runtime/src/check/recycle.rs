@@ -1,0 +1,203 @@
+//! Chunks that left the quarantine, kept by size for the next `malloc` of that size
+//! instead of going back through glibc's `free` (single-threaded programs, glibc's
+//! allocator only).
+//!
+//! Why: a batch leaving the quarantine puts thousands of chunks on glibc's lists at
+//! once — tcache's 7 per size, then the fastbins (singly linked through the chunks).
+//! When tcache runs dry, glibc's `malloc` takes a fastbin's head and moves the next 7
+//! chunks of the list into tcache, following each chunk's link: seven dependent loads
+//! of chunks freed long ago, each waiting for memory. In Lua with all checks that walk
+//! was three quarters of `_int_malloc`'s samples (≈ 7 % of the run, twice its cost
+//! without checks). Here the chunks of a size are an array (a stack): taking one costs
+//! no walk, and the chunks two places down are prefetched as one is taken. The chunks
+//! were checked as they left the quarantine; they stay allocated in glibc's eyes (their
+//! header is untouched) until handed out again or, past the bound, given to glibc.
+//!
+//! Bounds: sizes up to `CLASSES` glibc chunk sizes (16-byte steps from 32), at most
+//! `CAP` chunks a size and `budget / 8` bytes in all (two batches); a chunk beyond them
+//! is freed as before. Chunks not taken within one to two batches go back to glibc
+//! (`age`), so a size the program stopped asking for holds nothing for long. A freed chunk's trailer stays (nothing writes into it here), so a double free
+//! of a chunk kept here is found as after glibc's `free` (`chunk::unknown`).
+//!
+//! Only while the process has one thread: `put` and `take` then never race (the flag
+//! is cleared before a second thread exists, by the thread that creates it); the first
+//! drain that sees more threads gives everything kept back to glibc. Both run with the
+//! thread marked as inside glibc's allocator (`nested::marked`), so a signal handler's
+//! allocation meanwhile goes to the private region, as it would inside glibc.
+//! Only on glibc's chunks (`glibc_chunks`): not under valgrind's memcheck, whose malloc
+//! replaces glibc's (no header to size a chunk by).
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Sizes kept: glibc chunk sizes 32, 48, … up to 32 + 16 * (CLASSES - 1) bytes.
+const CLASSES: usize = 64;
+/// Most chunks kept of one size.
+const CAP: usize = 8192;
+
+static ON: AtomicBool = AtomicBool::new(false);
+/// Bytes of chunks kept at most (set at start from the quarantine's budget).
+static LIMIT: AtomicUsize = AtomicUsize::new(0);
+static mut BINS: *mut usize = core::ptr::null_mut();
+static mut LEN: [u32; CLASSES] = [0; CLASSES];
+/// How many of a size's chunks were kept before the last batch came in (`age`).
+static mut MARK: [u32; CLASSES] = [0; CLASSES];
+static mut BYTES: usize = 0;
+/// Any chunk kept (so that the first drain with more threads knows to flush).
+static ANY: AtomicBool = AtomicBool::new(false);
+
+extern "C" {
+    fn __libc_malloc(n: usize) -> *mut core::ffi::c_void;
+    fn __libc_free(p: *mut core::ffi::c_void);
+}
+
+/// Whether glibc's allocator serves `__libc_malloc`, with its chunk layout: its
+/// `malloc_usable_size` of a 20-byte request is 24 (a 32-byte chunk). Under valgrind's
+/// memcheck (which replaces glibc's malloc, blocks of exactly the request) it is 20.
+fn glibc_chunks() -> bool {
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr());
+        if f.is_null() {
+            return false;
+        }
+        let usable: unsafe extern "C" fn(*mut core::ffi::c_void) -> usize = core::mem::transmute(f);
+        let p = __libc_malloc(20);
+        if p.is_null() {
+            return false;
+        }
+        let u = usable(p);
+        let h = *((p as usize - 8) as *const usize);
+        __libc_free(p);
+        u == 24 && h & !7 == 32
+    }
+}
+
+/// At start-up, with the quarantine in force.
+pub fn start(budget: u64) {
+    if !glibc_chunks() {
+        return;
+    }
+    let bytes = CLASSES * CAP * core::mem::size_of::<usize>();
+    let m = unsafe { libc::mmap(core::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0) };
+    if m == libc::MAP_FAILED {
+        return;
+    }
+    unsafe { *core::ptr::addr_of_mut!(BINS) = m.cast() };
+    LIMIT.store((budget / 8) as usize, Ordering::Relaxed);
+    ON.store(true, Ordering::Release);
+}
+
+/// The class of glibc's chunk for a request of `n` bytes (its `request2size`).
+#[inline(always)]
+fn class_of_request(n: usize) -> usize {
+    let cs = if n < 32 - 8 { 32 } else { n.wrapping_add(8 + 15) & !15 };
+    (cs >> 4).wrapping_sub(2)
+}
+
+#[inline(always)]
+unsafe fn bin(c: usize) -> *mut usize {
+    (*core::ptr::addr_of!(BINS)).add(c * CAP)
+}
+
+#[inline(always)]
+unsafe fn len(c: usize) -> *mut u32 {
+    (core::ptr::addr_of_mut!(LEN) as *mut u32).add(c)
+}
+
+/// A chunk for a request of `n` bytes (the pad included), if one of its size is kept.
+/// Call with the thread marked as inside glibc.
+#[inline(always)]
+pub unsafe fn take(n: usize) -> Option<usize> {
+    let c = class_of_request(n);
+    if c >= CLASSES || !ON.load(Ordering::Relaxed) || !crate::chunkmap::single_threaded() {
+        return None;
+    }
+    let l = *len(c) as usize;
+    if l == 0 {
+        return None;
+    }
+    let b = bin(c);
+    let p = *b.add(l - 1);
+    *len(c) = (l - 1) as u32;
+    *core::ptr::addr_of_mut!(BYTES) -= (c + 2) << 4;
+    if l >= 3 {
+        // (the next ones of this size: the program writes them as soon as it has them)
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(*b.add(l - 3) as *const i8);
+    }
+    Some(p)
+}
+
+/// Keep the chunk at `base` (requested `size`, checked, leaving the quarantine); false:
+/// not kept, the caller frees it. Call with the thread marked as inside glibc.
+#[inline(always)]
+pub unsafe fn put(base: usize, size: usize) -> bool {
+    if !ON.load(Ordering::Relaxed) || !crate::chunkmap::single_threaded() {
+        return false;
+    }
+    let header = *((base - 8) as *const usize);
+    // (only a chunk glibc made for exactly this request, from the main arena, not
+    // mmap'd: then any request of its class fits it — a chunk a realloc shrank in place
+    // has more room than its size says, and goes back to glibc)
+    let pad = super::options::PAD.load(Ordering::Relaxed);
+    let c = class_of_request(size.wrapping_add(pad));
+    let cs = header & !7;
+    if header & 6 != 0 || c >= CLASSES || cs != (c + 2) << 4 {
+        return false;
+    }
+    let l = *len(c) as usize;
+    if l >= CAP || *core::ptr::addr_of!(BYTES) + cs > LIMIT.load(Ordering::Relaxed) {
+        return false;
+    }
+    *bin(c).add(l) = base;
+    *len(c) = (l + 1) as u32;
+    *core::ptr::addr_of_mut!(BYTES) += cs;
+    ANY.store(true, Ordering::Relaxed);
+    true
+}
+
+/// At each batch leaving the quarantine (by its thread, before the batch's chunks
+/// come in): the chunks kept since before the previous batch and still not taken go
+/// back to glibc (`free`: glibc's, the thread marked), so a size the program no longer
+/// asks for holds nothing for long; with more than one thread now, all of them.
+pub unsafe fn age(free: impl Fn(usize)) {
+    if !ANY.load(Ordering::Relaxed) {
+        return;
+    }
+    let all = !crate::chunkmap::single_threaded();
+    let marks = &mut *core::ptr::addr_of_mut!(MARK);
+    let mut any = false;
+    for c in 0..CLASSES {
+        let l = *len(c) as usize;
+        let old = if all { l } else { (marks[c] as usize).min(l) };
+        let b = bin(c);
+        for i in 0..old {
+            free(*b.add(i));
+        }
+        if old > 0 {
+            core::ptr::copy(b.add(old), b, l - old);
+            *core::ptr::addr_of_mut!(BYTES) -= old * ((c + 2) << 4);
+        }
+        *len(c) = (l - old) as u32;
+        marks[c] = (l - old) as u32;
+        any |= l > old;
+    }
+    ANY.store(any, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn classes_are_glibc_chunk_sizes() {
+        // glibc: request2size(n) = max(32, (n + 8 + 15) & ~15)
+        for n in 0..2000usize {
+            let cs = ((n + 8 + 15) & !15).max(32);
+            assert_eq!(super::class_of_request(n), (cs >> 4) - 2, "n {n}");
+        }
+    }
+
+    #[test]
+    fn glibc_serves_the_test() {
+        // (cargo test runs on glibc's malloc: the probe must see its chunks)
+        assert!(super::glibc_chunks());
+    }
+}
+
