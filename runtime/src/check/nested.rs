@@ -176,38 +176,14 @@ pub unsafe fn malloc_if(on: bool, n: usize) -> P {
     if nested() {
         return alloc(n, 16);
     }
-    let mut kept = false;
-    let p = marked(|| match super::recycle::take(n) {
-        Some(p) => {
-            kept = true;
-            p as P
-        }
-        None => __libc_malloc(n),
-    });
-    if !kept && !p.is_null() && super::options::has(super::options::QUARANTINE) {
+    if let Some(p) = super::recycle::take_checked(n) {
+        return p as P;
+    }
+    let p = marked(|| __libc_malloc(n));
+    if !p.is_null() && super::options::has(super::options::QUARANTINE) {
         next_of_kind(p as usize);
     }
     p
-}
-
-/// A chunk leaving the quarantine (checked; `size`: its requested size): kept for the
-/// next request of its size (recycle.rs), else given to glibc.
-#[inline(always)]
-pub unsafe fn free_leaving(p: usize, size: usize) {
-    if nested() {
-        return nested_free(p as P);
-    }
-    marked(|| {
-        if !super::recycle::put(p, size) {
-            __libc_free(p as P)
-        }
-    })
-}
-
-/// At each batch leaving the quarantine: the chunks recycle.rs kept too long go back
-/// to glibc.
-pub unsafe fn age_kept() {
-    marked(|| super::recycle::age(|p| __libc_free(p as P)))
 }
 
 /// Under the quarantine every chunk glibc hands out was freed long ago: it is cold. The

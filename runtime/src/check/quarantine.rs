@@ -22,22 +22,22 @@ pub struct Entry {
 /// `size | free id << 44`. Site ids are below `sites::MAX_SITES` (2^18), chunks in
 /// glibc's 16-byte granules, sizes below 2^44 (a larger chunk leaves at once).
 #[derive(Clone, Copy)]
-struct Packed(u64, u64);
+pub(super) struct Packed(u64, u64);
 
 const LOW: u64 = (1 << 44) - 1;
 const _: () = assert!(crate::sites::MAX_SITES <= 1 << 20);
 
 impl Packed {
-    fn new(e: &Entry) -> Packed {
+    pub(super) fn new(e: &Entry) -> Packed {
         Packed((e.base as u64 >> 4) | (e.alloc_id as u64) << 44, e.size as u64 | (e.free_id as u64) << 44)
     }
-    fn base(self) -> usize {
+    pub(super) fn base(self) -> usize {
         ((self.0 & LOW) << 4) as usize
     }
-    fn size(self) -> usize {
+    pub(super) fn size(self) -> usize {
         (self.1 & LOW) as usize
     }
-    fn entry(self) -> Entry {
+    pub(super) fn entry(self) -> Entry {
         Entry { base: self.base(), size: self.size(), alloc_id: (self.0 >> 44) as u32, free_id: (self.1 >> 44) as u32 }
     }
 }
@@ -108,13 +108,13 @@ fn ring() -> &'static mut Ring {
 }
 
 /// Check a chunk leaving quarantine, then give it to glibc.
-unsafe fn leave(e: Entry, release: bool) {
+pub(super) unsafe fn leave(e: Entry, release: bool) {
     let b = pattern::free_byte();
     if let Some(off) = pattern::first_not(e.base, e.size, b) {
         raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
     }
     if release {
-        super::nested::free_leaving(e.base, e.size);
+        super::nested::free(e.base as *mut _);
     }
 }
 
@@ -186,14 +186,18 @@ fn radix_sort<'a>(mut v: &'a mut [Packed], mut tmp: &'a mut [Packed], key: impl 
 
 /// Check and free a batch in address order (`tmp`: as long as the batch).
 unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
-    super::nested::age_kept();
+    super::recycle::age();
     let lo = batch.iter().map(|e| e.0 & LOW).min().unwrap_or(0);
     let key = |e: &Packed| ((e.0 & LOW) - lo).min((1 << RANGE) - 1);
     let span = batch.iter().fold(0, |s, e| s | key(e));
     let sorted = radix_sort(batch, tmp, key, 64 - span.leading_zeros());
     let n = sorted.len();
     for j in 0..n {
-        if j + 4 < n {
+        // (a chunk recycle.rs keeps is checked when it is taken: it is not read here)
+        if super::recycle::put(sorted[j]) {
+            continue;
+        }
+        if j + 4 < n && !super::recycle::keeps(sorted[j + 4].size()) {
             // (the first lines of the chunk four places on, and its successor's header)
             use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let nx = sorted[j + 4];
@@ -305,6 +309,7 @@ pub fn check_all() {
     for e in v {
         unsafe { leave(e, false) };
     }
+    unsafe { super::recycle::check_all() };
 }
 
 #[cfg(test)]
