@@ -131,9 +131,10 @@ fn pop(r: &mut Ring) -> Option<Entry> {
 
 /// Most chunks in a batch.
 const BATCH: usize = 1 << 17;
-/// Radix digits of 11 bits, at most two passes: offsets (in 16-byte granules) from the
-/// batch's lowest chunk up to 2^22 (64 MiB) are sorted, farther chunks (glibc's mmap'd
-/// ones, another arena's) come last in their batch order.
+/// Radix digits of 11 bits, two passes: chunks are sorted on their address in 16-byte
+/// granules modulo 2^22 (64 MiB; Lua's checked heap is below 50 MB). Against offsets
+/// from the batch's lowest chunk (two more passes over the batch to find it and the
+/// span) the order differs only for a batch across a 64 MiB boundary or far apart.
 const DIGIT: u32 = 11;
 const RANGE: u32 = 2 * DIGIT;
 /// Held by the thread that checks and frees a batch (the batch buffer is its own).
@@ -187,10 +188,10 @@ fn radix_sort<'a>(mut v: &'a mut [Packed], mut tmp: &'a mut [Packed], key: impl 
 /// Check and free a batch in address order (`tmp`: as long as the batch).
 unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
     super::recycle::age();
-    let lo = batch.iter().map(|e| e.0 & LOW).min().unwrap_or(0);
-    let key = |e: &Packed| ((e.0 & LOW) - lo).min((1 << RANGE) - 1);
-    let span = batch.iter().fold(0, |s, e| s | key(e));
-    let sorted = radix_sort(batch, tmp, key, 64 - span.leading_zeros());
+    // (the address's granule modulo 2^22, 64 MiB: no pass for the batch's lowest chunk
+    // and span; a heap across a 64 MiB boundary leaves as two ascending runs)
+    let key = |e: &Packed| e.0 & ((1 << RANGE) - 1);
+    let sorted = radix_sort(batch, tmp, key, RANGE);
     let n = sorted.len();
     for j in 0..n {
         // (a chunk recycle.rs keeps is checked when it is taken: it is not read here)
