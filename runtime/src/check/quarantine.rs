@@ -228,19 +228,33 @@ pub unsafe fn push(e: Entry) {
     if e.size as u64 > LOW {
         return leave(e, true); // (more than any budget: it leaves as it comes)
     }
-    LOCK.lock();
+    // (one thread: nothing else can reach the ring while this push runs — a signal
+    // handler's free on this thread is not checked while the guard is on, and no thread
+    // can start — so the lock's atomic exchange is left out of every free)
+    let st = crate::chunkmap::single_threaded();
+    let lock = || {
+        if !st {
+            LOCK.lock()
+        }
+    };
+    let unlock = || {
+        if !st {
+            LOCK.unlock()
+        }
+    };
+    lock();
     loop {
         let r = ring();
         if r.len < r.cap || grow(r) {
             break;
         }
         let old = pop(r);
-        LOCK.unlock();
+        unlock();
         match old {
             Some(o) => leave(o, true),
             None => return leave(e, true), // (no ring at all)
         }
-        LOCK.lock();
+        lock();
     }
     let r = ring();
     *r.buf.add((r.head + r.len) & (r.cap - 1)) = Packed::new(&e);
@@ -248,7 +262,7 @@ pub unsafe fn push(e: Entry) {
     r.bytes += charge(e.size);
     if r.bytes <= budget || !DRAIN.try_lock() {
         // (over budget while another thread frees a batch: the next push takes it)
-        LOCK.unlock();
+        unlock();
         return;
     }
     let b = batch_buf();
@@ -256,11 +270,11 @@ pub unsafe fn push(e: Entry) {
         // (no batch buffer: one at a time)
         while r.bytes > budget {
             let Some(o) = pop(r) else { break };
-            LOCK.unlock();
+            unlock();
             leave(o, true);
-            LOCK.lock();
+            lock();
         }
-        LOCK.unlock();
+        unlock();
         DRAIN.unlock();
         return;
     }
@@ -277,7 +291,7 @@ pub unsafe fn push(e: Entry) {
         *b.add(n) = o;
         n += 1;
     }
-    LOCK.unlock();
+    unlock();
     leave_sorted(core::slice::from_raw_parts_mut(b, n), core::slice::from_raw_parts_mut(b.add(BATCH), n));
     DRAIN.unlock();
 }
