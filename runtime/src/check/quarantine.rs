@@ -185,7 +185,8 @@ fn radix_sort<'a>(mut v: &'a mut [Packed], mut tmp: &'a mut [Packed], key: impl 
     v
 }
 
-/// Check and free a batch in address order (`tmp`: as long as the batch).
+/// Check and free a batch in address order, or hand its chunks to recycle.rs, which keeps
+/// them by size and checks them when they are taken (`tmp`: as long as the batch).
 unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
     super::recycle::age();
     // (the address's granule modulo 2^22, 64 MiB: no pass for the batch's lowest chunk
@@ -212,7 +213,8 @@ unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
 
 /// Keep a freed chunk (already filled with the free pattern). When the quarantine holds
 /// more than its budget, its oldest chunks leave together: at least a sixteenth of the
-/// budget (at most `BATCH` chunks), checked and given back to glibc in address order.
+/// budget (at most `BATCH` chunks), checked and given back to glibc in address order
+/// (or kept by size for the next requests, recycle.rs, and checked as they are taken).
 /// Chunk by chunk, each one leaving was a cold chunk somewhere in a heap 2.5 times the
 /// program's; in address order, neighbours freed about the same time merge in glibc or
 /// line up in one fastbin as they go (a neighbour just freed is in the cache), the
