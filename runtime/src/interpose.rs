@@ -770,14 +770,6 @@ unsafe extern "C" fn strndup_impl(s: *const i8, m: usize, _: usize, ra: usize, s
     p
 }
 
-/// The free site: attributed like an allocation (the innermost classified call of a
-/// free, runtime/README.md "Attribution"), interned with the code `A_FREE`.
-unsafe fn free_site(ra: usize, sp: usize, mark: usize) -> u32 {
-    let h = hot();
-    let a = crate::attribution::attribute_free(ra, sp, mark != 0);
-    sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, A_FREE), a.outer_fn as usize)
-}
-
 /// `free` with checks on (not under the guard): the chunk's canary, then the free
 /// pattern and the quarantine; a pointer the index does not hold is checked for a
 /// double or wrong free. A bad free is reported and, with `fail=warn`, skipped.
@@ -789,7 +781,7 @@ unsafe fn free_checked(p: P, ra: usize, sp: usize, mark: usize) {
     }
     let h = hot();
     guard_on(h, GUARD_WORK);
-    let fid = free_site(ra, sp, mark);
+    let fid = check::freesite::id(ra, sp, mark);
     // (glibc's chunks are 16-byte aligned: another pointer shares a chunk's start-bit
     // granule and must not unmark it)
     let aligned = p as usize % 16 == 0;
@@ -835,7 +827,7 @@ unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: usize, mark:
     let Some(c) = c else {
         let marked = chunkmap::OVERWRITTEN.load(Ordering::Relaxed) != over;
         guard_on(h, GUARD_WORK);
-        let f = checked::unknown(p as usize, free_site(ra, sp, mark), marked);
+        let f = checked::unknown(p as usize, check::freesite::id(ra, sp, mark), marked);
         guard_off(h);
         if let Some(f) = f {
             check::finding::raise(f);
@@ -853,7 +845,7 @@ unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: usize, mark:
         // one from now on)
         guard_on(h, GUARD_WORK);
         if let Some(mut f) = checked::canary_finding(&c, true) {
-            f.this_free_id = free_site(ra, sp, mark);
+            f.this_free_id = check::freesite::id(ra, sp, mark);
             guard_off(h);
             check::finding::raise(f);
             guard_on(h, GUARD_WORK);
@@ -877,7 +869,7 @@ unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: usize, mark:
     core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, c.size.min(n));
     checked::resized(q as usize, c.size, n);
     guard_on(h, GUARD_WORK);
-    checked::release(c, free_site(ra, sp, mark));
+    checked::release(c, check::freesite::id(ra, sp, mark));
     guard_off(h);
     q
 }

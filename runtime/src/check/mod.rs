@@ -13,6 +13,8 @@ pub mod freed;
 pub mod finding;
 pub mod maps;
 pub mod quarantine;
+pub mod recycle;
+pub mod freesite;
 pub mod chunk;
 pub mod baked;
 pub mod sub;

@@ -176,6 +176,9 @@ pub unsafe fn malloc_if(on: bool, n: usize) -> P {
     if nested() {
         return alloc(n, 16);
     }
+    if let Some(p) = super::recycle::take_checked(n) {
+        return p as P;
+    }
     let p = marked(|| __libc_malloc(n));
     if !p.is_null() && super::options::has(super::options::QUARANTINE) {
         next_of_kind(p as usize);

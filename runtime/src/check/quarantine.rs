@@ -22,22 +22,22 @@ pub struct Entry {
 /// `size | free id << 44`. Site ids are below `sites::MAX_SITES` (2^18), chunks in
 /// glibc's 16-byte granules, sizes below 2^44 (a larger chunk leaves at once).
 #[derive(Clone, Copy)]
-struct Packed(u64, u64);
+pub(super) struct Packed(u64, u64);
 
 const LOW: u64 = (1 << 44) - 1;
 const _: () = assert!(crate::sites::MAX_SITES <= 1 << 20);
 
 impl Packed {
-    fn new(e: &Entry) -> Packed {
+    pub(super) fn new(e: &Entry) -> Packed {
         Packed((e.base as u64 >> 4) | (e.alloc_id as u64) << 44, e.size as u64 | (e.free_id as u64) << 44)
     }
-    fn base(self) -> usize {
+    pub(super) fn base(self) -> usize {
         ((self.0 & LOW) << 4) as usize
     }
-    fn size(self) -> usize {
+    pub(super) fn size(self) -> usize {
         (self.1 & LOW) as usize
     }
-    fn entry(self) -> Entry {
+    pub(super) fn entry(self) -> Entry {
         Entry { base: self.base(), size: self.size(), alloc_id: (self.0 >> 44) as u32, free_id: (self.1 >> 44) as u32 }
     }
 }
@@ -99,6 +99,7 @@ unsafe fn grow(r: &mut Ring) -> bool {
 pub fn start() {
     if super::options::has(super::options::QUARANTINE) {
         unsafe { batch_buf() };
+        super::recycle::start(super::options::QUARANTINE_BYTES.load(Ordering::Relaxed));
     }
 }
 
@@ -107,7 +108,7 @@ fn ring() -> &'static mut Ring {
 }
 
 /// Check a chunk leaving quarantine, then give it to glibc.
-unsafe fn leave(e: Entry, release: bool) {
+pub(super) unsafe fn leave(e: Entry, release: bool) {
     let b = pattern::free_byte();
     if let Some(off) = pattern::first_not(e.base, e.size, b) {
         raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
@@ -130,9 +131,10 @@ fn pop(r: &mut Ring) -> Option<Entry> {
 
 /// Most chunks in a batch.
 const BATCH: usize = 1 << 17;
-/// Radix digits of 11 bits, at most two passes: offsets (in 16-byte granules) from the
-/// batch's lowest chunk up to 2^22 (64 MiB) are sorted, farther chunks (glibc's mmap'd
-/// ones, another arena's) come last in their batch order.
+/// Radix digits of 11 bits, two passes: chunks are sorted on their address in 16-byte
+/// granules modulo 2^22 (64 MiB; Lua's checked heap is below 50 MB). Against offsets
+/// from the batch's lowest chunk (two more passes over the batch to find it and the
+/// span) the order differs only for a batch across a 64 MiB boundary or far apart.
 const DIGIT: u32 = 11;
 const RANGE: u32 = 2 * DIGIT;
 /// Held by the thread that checks and frees a batch (the batch buffer is its own).
@@ -183,15 +185,21 @@ fn radix_sort<'a>(mut v: &'a mut [Packed], mut tmp: &'a mut [Packed], key: impl 
     v
 }
 
-/// Check and free a batch in address order (`tmp`: as long as the batch).
+/// Check and free a batch in address order, or hand its chunks to recycle.rs, which keeps
+/// them by size and checks them when they are taken (`tmp`: as long as the batch).
 unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
-    let lo = batch.iter().map(|e| e.0 & LOW).min().unwrap_or(0);
-    let key = |e: &Packed| ((e.0 & LOW) - lo).min((1 << RANGE) - 1);
-    let span = batch.iter().fold(0, |s, e| s | key(e));
-    let sorted = radix_sort(batch, tmp, key, 64 - span.leading_zeros());
+    super::recycle::age();
+    // (the address's granule modulo 2^22, 64 MiB: no pass for the batch's lowest chunk
+    // and span; a heap across a 64 MiB boundary leaves as two ascending runs)
+    let key = |e: &Packed| e.0 & ((1 << RANGE) - 1);
+    let sorted = radix_sort(batch, tmp, key, RANGE);
     let n = sorted.len();
     for j in 0..n {
-        if j + 4 < n {
+        // (a chunk recycle.rs keeps is checked when it is taken: it is not read here)
+        if super::recycle::put(sorted[j]) {
+            continue;
+        }
+        if j + 4 < n && !super::recycle::keeps(sorted[j + 4].size()) {
             // (the first lines of the chunk four places on, and its successor's header)
             use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let nx = sorted[j + 4];
@@ -205,7 +213,8 @@ unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
 
 /// Keep a freed chunk (already filled with the free pattern). When the quarantine holds
 /// more than its budget, its oldest chunks leave together: at least a sixteenth of the
-/// budget (at most `BATCH` chunks), checked and given back to glibc in address order.
+/// budget (at most `BATCH` chunks), checked and given back to glibc in address order
+/// (or kept by size for the next requests, recycle.rs, and checked as they are taken).
 /// Chunk by chunk, each one leaving was a cold chunk somewhere in a heap 2.5 times the
 /// program's; in address order, neighbours freed about the same time merge in glibc or
 /// line up in one fastbin as they go (a neighbour just freed is in the cache), the
@@ -221,19 +230,33 @@ pub unsafe fn push(e: Entry) {
     if e.size as u64 > LOW {
         return leave(e, true); // (more than any budget: it leaves as it comes)
     }
-    LOCK.lock();
+    // (one thread: nothing else can reach the ring while this push runs — a signal
+    // handler's free on this thread is not checked while the guard is on, and no thread
+    // can start — so the lock's atomic exchange is left out of every free)
+    let st = crate::chunkmap::single_threaded();
+    let lock = || {
+        if !st {
+            LOCK.lock()
+        }
+    };
+    let unlock = || {
+        if !st {
+            LOCK.unlock()
+        }
+    };
+    lock();
     loop {
         let r = ring();
         if r.len < r.cap || grow(r) {
             break;
         }
         let old = pop(r);
-        LOCK.unlock();
+        unlock();
         match old {
             Some(o) => leave(o, true),
             None => return leave(e, true), // (no ring at all)
         }
-        LOCK.lock();
+        lock();
     }
     let r = ring();
     *r.buf.add((r.head + r.len) & (r.cap - 1)) = Packed::new(&e);
@@ -241,7 +264,7 @@ pub unsafe fn push(e: Entry) {
     r.bytes += charge(e.size);
     if r.bytes <= budget || !DRAIN.try_lock() {
         // (over budget while another thread frees a batch: the next push takes it)
-        LOCK.unlock();
+        unlock();
         return;
     }
     let b = batch_buf();
@@ -249,11 +272,11 @@ pub unsafe fn push(e: Entry) {
         // (no batch buffer: one at a time)
         while r.bytes > budget {
             let Some(o) = pop(r) else { break };
-            LOCK.unlock();
+            unlock();
             leave(o, true);
-            LOCK.lock();
+            lock();
         }
-        LOCK.unlock();
+        unlock();
         DRAIN.unlock();
         return;
     }
@@ -270,7 +293,7 @@ pub unsafe fn push(e: Entry) {
         *b.add(n) = o;
         n += 1;
     }
-    LOCK.unlock();
+    unlock();
     leave_sorted(core::slice::from_raw_parts_mut(b, n), core::slice::from_raw_parts_mut(b.add(BATCH), n));
     DRAIN.unlock();
 }
@@ -303,6 +326,7 @@ pub fn check_all() {
     for e in v {
         unsafe { leave(e, false) };
     }
+    unsafe { super::recycle::check_all() };
 }
 
 #[cfg(test)]
