@@ -14,7 +14,6 @@ pub mod finding;
 pub mod maps;
 pub mod quarantine;
 pub mod recycle;
-pub mod freesite;
 pub mod chunk;
 pub mod baked;
 pub mod sub;

@@ -477,6 +477,16 @@ unsafe extern "C" fn strndup_impl(s: *const i8, m: usize, _: usize, ra: usize, s
     p
 }
 
+/// The free site: attributed like an allocation (the innermost classified call of a
+/// free, runtime/README.md "Attribution"), interned with the code `A_FREE` (the thread's
+/// site caches first: the direct-mapped cache's slot depends on the code, so a call
+/// site's free and allocation sites do not evict each other).
+unsafe fn free_site(ra: usize, sp: usize, mark: usize) -> u32 {
+    let h = hot();
+    let a = crate::attribution::attribute_free(ra, sp, mark != 0);
+    sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, A_FREE), a.outer_fn as usize)
+}
+
 /// `free` with checks on (not under the guard): the chunk's canary, then the free
 /// pattern and the quarantine; a pointer the index does not hold is checked for a
 /// double or wrong free. A bad free is reported and, with `fail=warn`, skipped.
@@ -488,7 +498,7 @@ unsafe fn free_checked(p: P, ra: usize, sp: usize, mark: usize) {
     }
     let h = hot();
     guard_on(h, GUARD_WORK);
-    let fid = check::freesite::id(ra, sp, mark);
+    let fid = free_site(ra, sp, mark);
     // (glibc's chunks are 16-byte aligned: another pointer shares a chunk's start-bit
     // granule and must not unmark it)
     let aligned = p as usize % 16 == 0;
@@ -534,7 +544,7 @@ unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: usize, mark:
     let Some(c) = c else {
         let marked = chunkmap::OVERWRITTEN.load(Ordering::Relaxed) != over;
         guard_on(h, GUARD_WORK);
-        let f = checked::unknown(p as usize, check::freesite::id(ra, sp, mark), marked);
+        let f = checked::unknown(p as usize, free_site(ra, sp, mark), marked);
         guard_off(h);
         if let Some(f) = f {
             check::finding::raise(f);
@@ -552,7 +562,7 @@ unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: usize, mark:
         // one from now on)
         guard_on(h, GUARD_WORK);
         if let Some(mut f) = checked::canary_finding(&c, true) {
-            f.this_free_id = check::freesite::id(ra, sp, mark);
+            f.this_free_id = free_site(ra, sp, mark);
             guard_off(h);
             check::finding::raise(f);
             guard_on(h, GUARD_WORK);
@@ -576,7 +586,7 @@ unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: usize, mark:
     core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, c.size.min(n));
     checked::resized(q as usize, c.size, n);
     guard_on(h, GUARD_WORK);
-    checked::release(c, check::freesite::id(ra, sp, mark));
+    checked::release(c, free_site(ra, sp, mark));
     guard_off(h);
     q
 }
