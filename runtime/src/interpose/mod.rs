@@ -42,8 +42,7 @@ unsafe fn record_if(chk: bool, p: *mut c_void, n: usize, code: u32, ra: usize, s
         return;
     }
     guard_on(h, GUARD_WORK);
-    let a = attribute(ra, sp, mark != 0);
-    let id = sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize);
+    let id = site(h, code, ra, sp, mark);
     if id == 0 {
         stats::NO_SITE.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -156,6 +155,14 @@ unsafe fn fresh_fast(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> 
     Ok(p)
 }
 
+/// The site of an allocation (under the guard): attributed, then found in the thread's
+/// caches or the site table, made if new; 0 when none can be made.
+#[inline(always)]
+unsafe fn site(h: *mut crate::tls::Hot, code: u32, ra: usize, sp: usize, mark: usize) -> u32 {
+    let a = attribute(ra, sp, mark != 0);
+    sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize)
+}
+
 /// The site of a fast-path allocation (under the guard): 0 unless the thread's caches
 /// already hold it (`sites::cached` makes nothing).
 #[inline(always)]
@@ -181,8 +188,6 @@ unsafe fn record_id(h: *mut crate::tls::Hot, p: P, n: usize, id: u32) {
     let ok = INDEXING.load(Ordering::Relaxed) && chunkmap::insert(p as usize, n, id).is_ok();
     sites::on_alloc(h, id, n as u64, ok);
 }
-
-// ---------------------------------------------------------------- span objects
 
 unsafe extern "C" fn malloc_impl(n: usize, a: usize, b: usize, ra: usize, sp: usize, mark: usize) -> P {
     if sh::small(n) && serve_now() {

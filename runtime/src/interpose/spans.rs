@@ -23,17 +23,25 @@ pub(super) unsafe fn small_fast(n: usize, code: u32, ra: usize, sp: usize, mark:
     }
     guard_on(h, GUARD_WORK);
     let id = cached_site(h, code, ra, sp, mark);
-    if id != 0 {
-        let p = sh::alloc(n, id);
-        if !p.is_null() {
-            sites::on_alloc_single(id, n as u64);
-            chunkmap::count_live(1, true);
-            guard_off(h);
-            return Some(p as P);
-        }
-    }
+    let p = new_object(n, id);
     guard_off(h);
-    None
+    p
+}
+
+/// A new span object of site `id` (0: none) for `n` bytes, counted as a new chunk of
+/// the site (one thread, under the guard); None when the spans cannot make one.
+#[inline(always)]
+unsafe fn new_object(n: usize, id: u32) -> Option<P> {
+    if id == 0 {
+        return None;
+    }
+    let p = sh::alloc(n, id);
+    if p.is_null() {
+        return None;
+    }
+    sites::on_alloc_single(id, n as u64);
+    chunkmap::count_live(1, true);
+    Some(p as P)
 }
 
 /// A span object for `n` bytes when `sh::small(n)` and `serve_now()`, the site
@@ -49,15 +57,9 @@ pub(super) unsafe fn small_general(n: usize, code: u32, ra: usize, sp: usize, ma
         return None;
     }
     guard_on(h, GUARD_WORK);
-    let a = attribute(ra, sp, mark != 0);
-    let id = sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize);
-    let p = if id != 0 { sh::alloc(n, id) } else { null_mut() };
-    if !p.is_null() {
-        sites::on_alloc_single(id, n as u64);
-        chunkmap::count_live(1, true);
-    }
+    let p = new_object(n, site(h, code, ra, sp, mark));
     guard_off(h);
-    (!p.is_null()).then_some(p as P)
+    p
 }
 
 /// Take the spans' lock when the process has threads; returns whether it did.
@@ -193,11 +195,7 @@ pub(super) unsafe fn small_realloc(p: P, n: usize, code: u32, ra: usize, sp: usi
         return small_realloc_inside(p, n);
     }
     guard_on(h, GUARD_WORK);
-    let mut id = cached_site(h, code, ra, sp, mark);
-    if id == 0 {
-        let a = attribute(ra, sp, mark != 0);
-        id = sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, code), a.outer_fn as usize);
-    }
+    let id = site(h, code, ra, sp, mark);
     let locked = lock_small();
     // (not a live object's base: glibc's realloc aborts too)
     let Some((on, usable, oid)) = sh::object(p as usize) else { sh::invalid(b"realloc", p as usize) };
@@ -217,12 +215,8 @@ pub(super) unsafe fn small_realloc(p: P, n: usize, code: u32, ra: usize, sp: usi
     chunkmap::count_live(-1, !locked);
     // a move: a span object when the spans serve, else glibc's chunk
     let mut q = null_mut();
-    if id != 0 && sh::small(n) && serve_now() {
-        q = sh::alloc(n, id) as P;
-        if !q.is_null() {
-            sites::on_alloc_single(id, n as u64);
-            chunkmap::count_live(1, true);
-        }
+    if sh::small(n) && serve_now() {
+        q = new_object(n, id).unwrap_or(null_mut());
     }
     guard_off(h);
     if q.is_null() {

@@ -190,7 +190,7 @@ pub unsafe fn free(p: usize) -> Option<(usize, u32)> {
     if (*s).state != CUR {
         after_free(s);
     }
-    Some(((*s).size as usize - (r & 15) as usize, r >> 4))
+    Some(span::decode(s, r))
 }
 
 /// A span not the allocation span lost an object: a full one goes on the partial list;
@@ -228,7 +228,7 @@ pub unsafe fn resize(p: usize, n: usize, id: u32) -> Option<(usize, u32)> {
         return None;
     }
     span::set_record(s, i, id << 4 | ((*s).size as usize - n) as u32);
-    Some(((*s).size as usize - (r & 15) as usize, r >> 4))
+    Some(span::decode(s, r))
 }
 
 /// The live object based at `p`: (requested size, usable size, id).
@@ -236,7 +236,8 @@ pub unsafe fn resize(p: usize, n: usize, id: u32) -> Option<(usize, u32)> {
 pub unsafe fn object(p: usize) -> Option<(usize, usize, u32)> {
     let s = span::of(p);
     let (_, r) = span::live_at(s, p)?;
-    Some(((*s).size as usize - (r & 15) as usize, (*s).size as usize, r >> 4))
+    let (n, id) = span::decode(s, r);
+    Some((n, (*s).size as usize, id))
 }
 
 /// The live object holding `p` (interior pointers too). `wait`: false → never wait for
@@ -286,7 +287,8 @@ pub fn for_each(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
             let i = if off < start { 0 } else { (off - start) / size };
             let r = unsafe { span::record(s, i) };
             if r != 0 {
-                batch[k] = Chunk { base: s as usize + start + i * size, size: size - (r & 15) as usize, id: r >> 4 };
+                let (n, id) = unsafe { span::decode(s, r) };
+                batch[k] = Chunk { base: s as usize + start + i * size, size: n, id };
                 k += 1;
             }
             at = (s as usize - base) + start + (i + 1) * size;

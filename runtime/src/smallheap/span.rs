@@ -101,6 +101,12 @@ pub unsafe fn set_record(s: *mut Span, i: usize, v: u32) {
     }
 }
 
+/// A live object's (requested size, site id) from its record.
+#[inline(always)]
+pub unsafe fn decode(s: *const Span, r: u32) -> (usize, u32) {
+    ((*s).size as usize - (r & 15) as usize, r >> 4)
+}
+
 /// Whether a record of site `id` fits this span.
 #[inline(always)]
 pub unsafe fn fits(s: *const Span, id: u32) -> bool {
@@ -173,11 +179,11 @@ pub unsafe fn holding(s: *const Span, p: usize) -> Option<(usize, usize, u32)> {
         return None;
     }
     let ob = base + i * (*s).size as usize;
-    let n = (*s).size as usize - (r & 15) as usize;
+    let (n, id) = decode(s, r);
     // (like the heap index: a pointer past the requested bytes is not inside the chunk;
     // a 0-byte chunk holds its base)
     if p >= ob + n.max(1) {
         return None;
     }
-    Some((ob, n, r >> 4))
+    Some((ob, n, id))
 }
