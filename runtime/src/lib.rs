@@ -49,11 +49,13 @@ static FORK_LOCKED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicB
 
 /// fork: hold every index lock across fork so the child inherits consistent state.
 fn lock_all() {
-    // (the spans' lock first: a free of a span object holds it while it counts)
-    smallheap::LOCK.lock();
+    // (the checks' locks first: the quarantine's drain, holding DRAIN, gives span
+    // objects back under the spans' lock; then the spans' lock: a free of a span object
+    // holds it while it counts)
     for l in check::locks() {
         l.lock();
     }
+    smallheap::LOCK.lock();
     // Lock order: regions, then the big arrays, the pool and the site table (a
     // region's lock is held while its array grows from the pool).
     index::lock_regions(&index::SUB);
@@ -71,10 +73,10 @@ fn unlock_all(child: bool) {
     chunkmap::BIG.lock.unlock();
     index::unlock_regions(&index::SUB);
     // (Spin::unlock is a plain store: the child may release what its parent's thread took)
+    smallheap::LOCK.unlock();
     for l in check::locks().iter().rev() {
         l.unlock();
     }
-    smallheap::LOCK.unlock();
 }
 
 extern "C" fn at_fork_prepare() {
@@ -179,14 +181,14 @@ fn replacing_tool(pre: &[u8]) -> bool {
     })
 }
 
-/// The runtime's small-object heap (`smallheap`): on unless heap checks are on (they
-/// keep every chunk in glibc's heap, with its header and their trailer), the runtime's
+/// The runtime's small-object heap (`smallheap`): on (with heap checks on, with each
+/// object padded for the checks: check/spanobj.rs) unless the runtime's
 /// `malloc` is not the process's, the program runs under valgrind (memcheck replaces
 /// glibc's allocator: its `malloc` is the one to see every chunk), or
 /// `ALLOCSITE_HEAP=glibc` (glibc's exact heap layout; ignored, like the other
 /// variables, in AT_SECURE processes).
 fn init_heap() {
-    let mut allowed = !check::on() && hooks::INTERPOSED.load(Ordering::Relaxed);
+    let mut allowed = hooks::INTERPOSED.load(Ordering::Relaxed);
     match sys::env(c"ALLOCSITE_HEAP") {
         None | Some(b"runtime") => {}
         Some(b"glibc") => allowed = false,
@@ -200,7 +202,11 @@ fn init_heap() {
     if !pre.is_null() && replacing_tool(unsafe { core::ffi::CStr::from_ptr(pre) }.to_bytes()) {
         allowed = false;
     }
-    let _ = smallheap::enable(allowed);
+    if check::on() {
+        let _ = smallheap::enable_checked(allowed, check::options::PAD.load(Ordering::Relaxed));
+    } else {
+        let _ = smallheap::enable(allowed);
+    }
 }
 
 extern "C" fn init() {

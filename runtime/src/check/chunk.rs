@@ -246,6 +246,7 @@ pub fn at_exit() {
             }
             false
         });
+        super::spanobj::at_exit(&mut found);
         for f in found {
             raise(f);
         }

@@ -15,6 +15,7 @@ pub mod maps;
 pub mod quarantine;
 pub mod recycle;
 pub mod chunk;
+pub mod spanobj;
 pub mod baked;
 pub mod sub;
 pub mod gap;

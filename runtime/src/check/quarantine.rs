@@ -107,14 +107,19 @@ fn ring() -> &'static mut Ring {
     unsafe { &mut *core::ptr::addr_of_mut!(RING) }
 }
 
-/// Check a chunk leaving quarantine, then give it to glibc.
+/// Check a chunk leaving quarantine, then give it to glibc (an object of the runtime's
+/// small-object heap to its span).
 pub(super) unsafe fn leave(e: Entry, release: bool) {
     let b = pattern::free_byte();
     if let Some(off) = pattern::first_not(e.base, e.size, b) {
         raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
     }
     if release {
-        super::nested::free(e.base as *mut _);
+        if crate::smallheap::owns(e.base) {
+            crate::smallheap::give_back(e.base);
+        } else {
+            super::nested::free(e.base as *mut _);
+        }
     }
 }
 

@@ -180,7 +180,8 @@ pub unsafe fn take_checked(n: usize) -> Option<usize> {
 /// given back to glibc, or at exit); false: not kept, the caller checks and frees it.
 #[inline(always)]
 pub(super) unsafe fn put(p: Packed) -> bool {
-    if !ON.load(Ordering::Relaxed) || !crate::chunkmap::single_threaded() {
+    // (a span object goes back to its span, which keeps it by size already)
+    if !ON.load(Ordering::Relaxed) || !crate::chunkmap::single_threaded() || crate::smallheap::owns(p.base()) {
         return false;
     }
     let pad = super::options::PAD.load(Ordering::Relaxed);

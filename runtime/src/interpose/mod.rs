@@ -20,6 +20,8 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 mod spans;
 use spans::*;
+mod checks;
+use checks::*;
 
 
 
@@ -271,10 +273,8 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
 /// which tests for NULL first (one call level less on Lua's every allocation).
 #[inline(always)]
 unsafe fn realloc_null(chk: bool, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
-    if !chk {
-        if let Some(q) = small_general(n, code, ra, sp, mark) {
-            return q;
-        }
+    if let Some(q) = small_general(n, code, ra, sp, mark) {
+        return q;
     }
     let q = lc::malloc_if(chk, req_if(chk, n));
     if !q.is_null() {
@@ -362,8 +362,11 @@ unsafe extern "C" fn reallocarray_impl(p: P, n: usize, s: usize, ra: usize, sp: 
     realloc_common(p, t, A_REALLOCARRAY, ra, sp, mark)
 }
 unsafe extern "C" fn free_impl(p: P, a: usize, b: usize, ra: usize, sp: usize, mark: usize) {
-    // (span objects exist only without checks: their test comes first)
+    // (span objects first: the unchecked free of one is the hottest path)
     if sh::owns(p as usize) {
+        if check::on() {
+            return free_slow(p, a, b, ra, sp, mark);
+        }
         return small_free(p);
     }
     // The common case in one straight line, without a stack frame: no checks, one
@@ -407,6 +410,10 @@ unsafe fn free_slow(p: P, _: usize, _: usize, ra: usize, sp: usize, mark: usize)
     if chk && (*hot()).guard == 0 {
         free_checked(p, ra, sp, mark);
         return;
+    }
+    if sh::owns(p as usize) {
+        // (inside the runtime: deferred, unchecked)
+        return small_free(p);
     }
     unrecord(p);
     lc::free_if(chk, p);
@@ -482,120 +489,6 @@ unsafe extern "C" fn strndup_impl(s: *const i8, m: usize, _: usize, ra: usize, s
     p
 }
 
-/// The free site: attributed like an allocation (the innermost classified call of a
-/// free, runtime/README.md "Attribution"), interned with the code `A_FREE` (the thread's
-/// site caches first: the direct-mapped cache's slot depends on the code, so a call
-/// site's free and allocation sites do not evict each other).
-unsafe fn free_site(ra: usize, sp: usize, mark: usize) -> u32 {
-    let h = hot();
-    let a = crate::attribution::attribute_free(ra, sp, mark != 0);
-    sites::intern(h, a.inner, a.outer, make_key(a.inner_fn, A_FREE), a.outer_fn as usize)
-}
-
-/// `free` with checks on (not under the guard): the chunk's canary, then the free
-/// pattern and the quarantine; a pointer the index does not hold is checked for a
-/// double or wrong free. A bad free is reported and, with `fail=warn`, skipped.
-unsafe fn free_checked(p: P, ra: usize, sp: usize, mark: usize) {
-    // (chunks a signal handler made or freed inside glibc: check/nested.rs)
-    lc::drain();
-    if lc::owns(p as usize) {
-        return lc::release(p as usize);
-    }
-    let h = hot();
-    guard_on(h, GUARD_WORK);
-    let fid = free_site(ra, sp, mark);
-    // (glibc's chunks are 16-byte aligned: another pointer shares a chunk's start-bit
-    // granule and must not unmark it)
-    let aligned = p as usize % 16 == 0;
-    guard_off(h);
-    // (a chunk whose trailer no longer decodes is counted in OVERWRITTEN as it goes)
-    let over = chunkmap::OVERWRITTEN.load(Ordering::Relaxed);
-    let c = if aligned { unrecord(p) } else { None };
-    let marked = c.is_none() && chunkmap::OVERWRITTEN.load(Ordering::Relaxed) != over;
-    guard_on(h, GUARD_WORK);
-    match c {
-        Some(c) => checked::release(c, fid),
-        None => match checked::unknown(p as usize, fid, marked) {
-            Some(f) => check::finding::raise(f),
-            None => lc::free(p),
-        },
-    }
-    guard_off(h);
-}
-
-/// `realloc(p, n)` with checks on. The old chunk leaves the index first (as at
-/// `free`). When it already holds `n` bytes and the pad (shrinking, or growing into
-/// glibc's slack) it is kept: reindexed with the new size, the grown part poisoned and
-/// the canary put after `n`. Otherwise a new chunk, the contents copied, the old chunk
-/// freed as by `free` (checked and quarantined: a stale pointer to it is caught). A
-/// pointer the index does not hold is checked like a bad free; a chunk the runtime
-/// never indexed (made before it) goes to glibc's realloc.
-unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
-    if n == 0 {
-        free_checked(p, ra, sp, mark);
-        return null_mut();
-    }
-    if lc::owns(p as usize) {
-        let q = lc::realloc(p, req(n));
-        if !q.is_null() {
-            record(q, n, code, ra, sp, mark);
-            checked::fresh(q as usize, n, true);
-        }
-        return q;
-    }
-    let h = hot();
-    let over = chunkmap::OVERWRITTEN.load(Ordering::Relaxed);
-    let c = if p as usize % 16 == 0 { unrecord(p) } else { None };
-    let Some(c) = c else {
-        let marked = chunkmap::OVERWRITTEN.load(Ordering::Relaxed) != over;
-        guard_on(h, GUARD_WORK);
-        let f = checked::unknown(p as usize, free_site(ra, sp, mark), marked);
-        guard_off(h);
-        if let Some(f) = f {
-            check::finding::raise(f);
-            return null_mut();
-        }
-        let q = lc::realloc(p, req(n));
-        if !q.is_null() {
-            record(q, n, code, ra, sp, mark);
-            checked::fresh(q as usize, n, true);
-        }
-        return q;
-    };
-    if checked::usable_for(c.base, c.size).is_some_and(|u| u >= req(n)) {
-        // (the canary is checked before it moves; a chunk made before the checks gets
-        // one from now on)
-        guard_on(h, GUARD_WORK);
-        if let Some(mut f) = checked::canary_finding(&c, true) {
-            f.this_free_id = free_site(ra, sp, mark);
-            guard_off(h);
-            check::finding::raise(f);
-            guard_on(h, GUARD_WORK);
-        }
-        guard_off(h);
-        record(p, n, code, ra, sp, mark);
-        checked::resized(p as usize, c.size, n);
-        return p;
-    }
-    let q = lc::malloc(req(n));
-    if q.is_null() {
-        // p is untouched: put its record back
-        guard_on(h, GUARD_WORK);
-        if chunkmap::insert(c.base, c.size, c.id).is_ok() {
-            sites::on_restore(h, c.id, c.size as u64);
-        }
-        guard_off(h);
-        return q;
-    }
-    record(q, n, code, ra, sp, mark);
-    core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, c.size.min(n));
-    checked::resized(q as usize, c.size, n);
-    guard_on(h, GUARD_WORK);
-    checked::release(c, free_site(ra, sp, mark));
-    guard_off(h);
-    q
-}
-
 shim!(malloc(n: usize) -> P, malloc_impl);
 shim!(calloc(n: usize, s: usize) -> P, calloc_impl);
 shim!(realloc(p: P, n: usize) -> P, realloc_impl);
@@ -620,7 +513,8 @@ pub unsafe extern "C" fn malloc_usable_size(p: P) -> usize {
     }
     if sh::owns(p as usize) {
         let locked = lock_small();
-        let u = sh::usable(p as usize);
+        // (with checks, the bytes past the requested size hold the canary)
+        let u = if check::on() { sh::object(p as usize).map_or(0, |o| o.0) } else { sh::usable(p as usize) };
         unlock_small(locked);
         return u;
     }

@@ -23,19 +23,20 @@ pub(super) unsafe fn small_fast(n: usize, code: u32, ra: usize, sp: usize, mark:
     }
     guard_on(h, GUARD_WORK);
     let id = cached_site(h, code, ra, sp, mark);
-    let p = new_object(n, id);
+    let p = new_object(n, 0, id);
     guard_off(h);
     p
 }
 
-/// A new span object of site `id` (0: none) for `n` bytes, counted as a new chunk of
-/// the site (one thread, under the guard); None when the spans cannot make one.
+/// A new span object of site `id` (0: none) for `n` bytes (and the spans' `pad`),
+/// counted as a new chunk of the site (one thread, under the guard); None when the
+/// spans cannot make one.
 #[inline(always)]
-unsafe fn new_object(n: usize, id: u32) -> Option<P> {
+pub(super) unsafe fn new_object(n: usize, pad: usize, id: u32) -> Option<P> {
     if id == 0 {
         return None;
     }
-    let p = sh::alloc(n, id);
+    let p = sh::alloc(n + pad, id);
     if p.is_null() {
         return None;
     }
@@ -44,20 +45,20 @@ unsafe fn new_object(n: usize, id: u32) -> Option<P> {
     Some(p as P)
 }
 
-/// A span object for `n` bytes when `sh::small(n)` and `serve_now()`, the site
-/// attributed and interned as `record` does; None (nothing made) otherwise, and when the
-/// spans cannot make one: the caller asks glibc.
+/// A span object for `n` bytes when `sh::small(n)` and `serve_now()` (with heap checks
+/// on, `small_checked`'s), the site attributed and interned as `record` does; None
+/// (nothing made) otherwise, and when the spans cannot make one: the caller asks glibc.
 #[inline(never)]
 pub(super) unsafe fn small_general(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> Option<P> {
     if !sh::small(n) || !serve_now() {
-        return None;
+        return small_checked(n, code, ra, sp, mark);
     }
     let h = hot();
     if (*h).guard != 0 {
         return None;
     }
     guard_on(h, GUARD_WORK);
-    let p = new_object(n, site(h, code, ra, sp, mark));
+    let p = new_object(n, 0, site(h, code, ra, sp, mark));
     guard_off(h);
     p
 }
@@ -131,7 +132,7 @@ unsafe fn small_free_general(p: P) {
 /// Free the deferred span objects (under the guard, and the lock when there are threads).
 #[cold]
 #[inline(never)]
-unsafe fn drain_small(h: *mut crate::tls::Hot) {
+pub(super) unsafe fn drain_small(h: *mut crate::tls::Hot) {
     let st = chunkmap::single_threaded();
     sh::drain(&mut |n, id| {
         sites::on_free(h, id, n as u64);
@@ -186,6 +187,9 @@ pub(super) unsafe fn small_realloc_fast(p: P, n: usize, ra: usize, sp: usize, ma
 /// either (the thread's caches first, as on the fast paths).
 #[inline(never)]
 pub(super) unsafe fn small_realloc(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
+    if check::on() && (*hot()).guard == 0 {
+        return realloc_checked(p, n, code, ra, sp, mark);
+    }
     if n == 0 {
         small_free(p);
         return null_mut();
@@ -216,7 +220,7 @@ pub(super) unsafe fn small_realloc(p: P, n: usize, code: u32, ra: usize, sp: usi
     // a move: a span object when the spans serve, else glibc's chunk
     let mut q = null_mut();
     if sh::small(n) && serve_now() {
-        q = new_object(n, id).unwrap_or(null_mut());
+        q = new_object(n, 0, id).unwrap_or(null_mut());
     }
     guard_off(h);
     if q.is_null() {

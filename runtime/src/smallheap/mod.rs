@@ -23,7 +23,7 @@ use crate::sys::Spin;
 use classes::{class, CLASSES, MAX, SPAN};
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use span::{Span, CACHED, CUR, FULL, PARTIAL};
 
 pub use region::owns;
@@ -31,6 +31,12 @@ pub use region::owns;
 /// Whether new small requests may be served from spans (decided at load time by
 /// `enable`; the callers add the per-call conditions).
 pub static SERVE: AtomicBool = AtomicBool::new(false);
+/// The same with heap checks on (`enable_checked`): requests of up to `MAX - PAD`
+/// bytes, each object `PAD` bytes larger (the checks' canary and freed trailer). Kept
+/// apart from `SERVE`, which the unchecked fast paths test alone.
+pub static SERVE_CHECKED: AtomicBool = AtomicBool::new(false);
+/// The pad of the spans set up from now on (0 without heap checks).
+pub static PAD: AtomicU8 = AtomicU8::new(0);
 /// Held for every call in here once the process has threads.
 pub static LOCK: Spin = Spin::new();
 /// Frees of span objects deferred (signal handlers that interrupted the runtime, the
@@ -73,14 +79,27 @@ pub fn enable(allowed: bool) -> Result<(), Off> {
     Ok(())
 }
 
+/// `enable` with heap checks on: every object `pad` bytes (≤ 64) beyond its request.
+pub fn enable_checked(allowed: bool, pad: usize) -> Result<(), Off> {
+    if !allowed || pad > 64 {
+        return Err(Off::Env);
+    }
+    if !region::reserve() {
+        return Err(Off::Reserve);
+    }
+    PAD.store(pad as u8, Ordering::Relaxed);
+    SERVE_CHECKED.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
 /// Whether a request of `n` bytes is one for the spans (not whether it will be served).
 #[inline(always)]
 pub fn small(n: usize) -> bool {
     n.wrapping_sub(1) < MAX
 }
 
-/// A new object for a request of `n` (1 ≤ n ≤ MAX) bytes of site `id` (1 ≤ id), null
-/// when none can be made (region or metadata cap exhausted). Caller: one thread, guard.
+/// A new object for a request of `n` (1 ≤ n ≤ MAX) bytes, `PAD` included, of site `id`
+/// (1 ≤ id), null when none can be made (region or metadata cap exhausted). Caller: one thread, guard.
 #[inline(always)]
 pub unsafe fn alloc(n: usize, id: u32) -> *mut u8 {
     let k = cls(class(n));
@@ -144,7 +163,7 @@ unsafe fn alloc_slow(c: usize, n: usize, id: u32) -> *mut u8 {
             return null_mut();
         }
         META.fetch_add(meta, Ordering::Relaxed);
-        span::init(s, c, wide);
+        span::init(s, c, wide, PAD.load(Ordering::Relaxed));
     }
     (*s).state = CUR;
     (*k).cur = s;
@@ -217,8 +236,8 @@ unsafe fn after_free(s: *mut Span) {
     }
 }
 
-/// Resize the live object at `p` to `n` bytes of site `id` in place, when `n` is of
-/// its class and `id` fits its records: the old (requested size, id). None: nothing
+/// Resize the live object at `p` to `n` bytes (the span's pad included) of site `id`
+/// in place, when `n` is of its class and `id` fits its records: the old (requested size, id). None: nothing
 /// changed (not a live object's base, or it must move). Caller: as `free`.
 #[inline(always)]
 pub unsafe fn resize(p: usize, n: usize, id: u32) -> Option<(usize, u32)> {
@@ -229,6 +248,52 @@ pub unsafe fn resize(p: usize, n: usize, id: u32) -> Option<(usize, u32)> {
     }
     span::set_record(s, i, id << 4 | ((*s).size as usize - n) as u32);
     Some(span::decode(s, r))
+}
+
+/// Take the live object based at `p` out of use without making it free: its record
+/// says not live (a second free is told from it), but it is on no free list and its
+/// span counts it live (the span stays), until `give_back`. Its (requested size,
+/// usable size, id); None when `p` is not a live object's base. Caller: as `free`.
+#[inline(always)]
+pub unsafe fn retire(p: usize) -> Option<(usize, usize, u32)> {
+    let s = span::of(p);
+    let (i, r) = span::live_at(s, p)?;
+    span::set_record(s, i, 0);
+    let (n, id) = span::decode(s, r);
+    Some((n, (*s).size as usize, id))
+}
+
+/// Free an object `retire` took out of use (the heap checks' quarantine lets it go).
+/// Takes `LOCK` when the process has threads; caller: guard.
+pub unsafe fn give_back(p: usize) {
+    let st = crate::chunkmap::single_threaded();
+    if !st {
+        LOCK.lock();
+    }
+    let s = span::of(p);
+    if let Some(i) = span::handed_out_at(s, p) {
+        span::put(s, p, i);
+        if (*s).state != CUR {
+            after_free(s);
+        }
+    }
+    if !st {
+        LOCK.unlock();
+    }
+}
+
+/// The usable size of the object based at `p` when it was handed out and is not live
+/// now (freed, or retired): where the heap checks look for its freed trailer.
+pub unsafe fn not_live_at(p: usize) -> Option<usize> {
+    let s = span::of(p);
+    let i = span::handed_out_at(s, p)?;
+    (span::record(s, i) == 0).then_some((*s).size as usize)
+}
+
+/// The pad of the span holding `p` (`owns(p)`).
+#[inline(always)]
+pub unsafe fn pad_of(p: usize) -> usize {
+    (*span::of(p)).pad as usize
 }
 
 /// The live object based at `p`: (requested size, usable size, id).

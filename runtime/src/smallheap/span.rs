@@ -3,8 +3,9 @@
 //! ```text
 //! [ header (64 B) | records: one per object, 2 or 4 bytes | objects … ]
 //! ```
-//! A record is `site id << 4 | slack` (slack = object size − requested size, < 16), 0
-//! for a free object: the 2-byte form holds ids below `NARROW`, the 4-byte form any id
+//! A record is `site id << 4 | slack` (slack = object size − requested size − the
+//! span's `pad`, < 16), 0 for an object not live (free, or freed and held by the heap
+//! checks' quarantine): the 2-byte form holds ids below `NARROW`, the 4-byte form any id
 //! the site table makes. Which one a span uses is chosen when it is set up for a class
 //! (`wide`): 2 bytes while the process's site ids are small, so a span of 32-byte
 //! objects spends 1/16 of its bytes on records (glibc's own header is 1/4 of such a
@@ -44,7 +45,11 @@ pub struct Span {
     pub class: u8,
     pub wide: u8,
     pub state: u8,
-    _pad: [u8; 5],
+    /// Bytes every object holds beyond its request: 0, or with heap checks on the
+    /// checks' pad (canary and freed trailer, `check::options::PAD`), set for the span's
+    /// whole life so that objects made before and after agree.
+    pub pad: u8,
+    _pad: [u8; 4],
     /// The class's partial list.
     pub next: *mut Span,
     pub prev: *mut Span,
@@ -58,8 +63,8 @@ pub fn of(p: usize) -> *mut Span {
     (p & !(SPAN - 1)) as *mut Span
 }
 
-/// Set up a zeroed span (records all 0) for class `c`.
-pub unsafe fn init(s: *mut Span, c: usize, wide: bool) {
+/// Set up a zeroed span (records all 0) for class `c`, objects padded by `pad` bytes.
+pub unsafe fn init(s: *mut Span, c: usize, wide: bool, pad: u8) {
     let g: Geom = GEOM[wide as usize][c];
     (*s).free = 0;
     (*s).bump = 0;
@@ -71,6 +76,7 @@ pub unsafe fn init(s: *mut Span, c: usize, wide: bool) {
     (*s).class = c as u8;
     (*s).wide = wide as u8;
     (*s).state = CUR;
+    (*s).pad = pad;
     (*s).next = core::ptr::null_mut();
     (*s).prev = core::ptr::null_mut();
 }
@@ -104,7 +110,7 @@ pub unsafe fn set_record(s: *mut Span, i: usize, v: u32) {
 /// A live object's (requested size, site id) from its record.
 #[inline(always)]
 pub unsafe fn decode(s: *const Span, r: u32) -> (usize, u32) {
-    ((*s).size as usize - (r & 15) as usize, r >> 4)
+    ((*s).size as usize - (*s).pad as usize - (r & 15) as usize, r >> 4)
 }
 
 /// Whether a record of site `id` fits this span.
@@ -113,8 +119,8 @@ pub unsafe fn fits(s: *const Span, id: u32) -> bool {
     id < if (*s).wide != 0 { WIDE } else { NARROW }
 }
 
-/// Hand out an object of `s` for a request of `n` bytes of site `id` (the caller
-/// checked `fits`); 0 when the span has none left.
+/// Hand out an object of `s` for a request of `n` bytes, the pad included, of site `id`
+/// (the caller checked `fits`); 0 when the span has none left.
 #[inline(always)]
 pub unsafe fn take(s: *mut Span, n: usize, id: u32) -> usize {
     let base = s as usize + (*s).start as usize;
@@ -159,6 +165,18 @@ pub unsafe fn put(s: *mut Span, p: usize, i: usize) {
     *(p as *mut usize) = (*s).free;
     (*s).free = p;
     (*s).live -= 1;
+}
+
+/// The index of the object based exactly at `p` among those handed out at least once
+/// (live or not).
+#[inline(always)]
+pub unsafe fn handed_out_at(s: *const Span, p: usize) -> Option<usize> {
+    if (*s).nobj == 0 {
+        return None;
+    }
+    let off = p.wrapping_sub(s as usize + (*s).start as usize);
+    let i = index(s, off);
+    (i < (*s).bump as usize && i * (*s).size as usize == off).then_some(i)
 }
 
 /// The live object holding `p` (any interior pointer): (base, requested size, id).
