@@ -474,6 +474,14 @@ fn fresh_memory_poison_calloc_and_usable_size() {
         runs.push(d);
         runs.push(g);
     }
+    // (the control: without checks the spans serve today, and the program sees it —
+    // `residence` can pass)
+    let r = run(Heap::Default, &["fresh", "-"], "");
+    assert!(r.clean_exit() && r.findings.is_empty(), "{}", r.ctx());
+    assert!(!r.placed.is_empty(), "{}", r.ctx());
+    for (label, n, place) in &r.placed {
+        assert_eq!(place, if *n <= 256 { "spans" } else { "glibc" }, "{label} ({n} bytes) without checks: {}", r.ctx());
+    }
     residence(&runs.iter().collect::<Vec<_>>());
 }
 
