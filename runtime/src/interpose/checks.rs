@@ -11,13 +11,10 @@ use crate::check::spanobj;
 /// poisoned and its canary put; None (nothing made) otherwise: the caller asks glibc.
 #[inline(never)]
 pub(super) unsafe fn small_checked(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> Option<P> {
-    if !sh::SERVE_CHECKED.load(Ordering::Relaxed) || !chunkmap::single_threaded() || !INDEXING.load(Ordering::Relaxed) {
+    if !serves_checked(n) {
         return None;
     }
     let pad = sh::PAD.load(Ordering::Relaxed) as usize;
-    if !sh::small(n) || !sh::small(n + pad) {
-        return None;
-    }
     let h = hot();
     if (*h).guard != 0 {
         return None;
@@ -28,6 +25,16 @@ pub(super) unsafe fn small_checked(n: usize, code: u32, ra: usize, sp: usize, ma
     let p = p?;
     spanobj::fresh(p as usize, n, sh::classes::class(n + pad) * 16, false);
     Some(p)
+}
+
+/// Whether a request of `n` bytes would be a span object with checks on now.
+#[inline(always)]
+fn serves_checked(n: usize) -> bool {
+    sh::SERVE_CHECKED.load(Ordering::Relaxed)
+        && chunkmap::single_threaded()
+        && INDEXING.load(Ordering::Relaxed)
+        && sh::small(n)
+        && sh::small(n + sh::PAD.load(Ordering::Relaxed) as usize)
 }
 
 /// A new chunk for `n` requested bytes with checks on: a span object, else glibc's
@@ -215,7 +222,8 @@ pub(super) unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: u
         }
         return q;
     };
-    if checked::usable_for(c.base, c.size).is_some_and(|u| u >= req(n)) {
+    // (kept in place unless it now belongs in a span, as without checks: realloc_to_span)
+    if !serves_checked(n) && checked::usable_for(c.base, c.size).is_some_and(|u| u >= req(n)) {
         // (the canary is checked before it moves; a chunk made before the checks gets
         // one from now on)
         guard_on(h, GUARD_WORK);
