@@ -203,7 +203,7 @@ fn init_heap() {
         allowed = false;
     }
     if check::on() {
-        let _ = smallheap::enable_checked(allowed, check::options::PAD.load(Ordering::Relaxed));
+        let _ = smallheap::enable_checked(allowed, check::spanobj::PAD);
     } else {
         let _ = smallheap::enable(allowed);
     }

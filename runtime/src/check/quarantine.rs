@@ -204,13 +204,20 @@ unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
         if super::recycle::put(sorted[j]) {
             continue;
         }
-        if j + 4 < n && !super::recycle::keeps(sorted[j + 4].size()) {
-            // (the first lines of the chunk four places on, and its successor's header)
+        if j + 4 < n {
             use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let nx = sorted[j + 4];
-            _mm_prefetch::<_MM_HINT_T0>((nx.base() - 16) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>((nx.base() + 48) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>((nx.base() + nx.size() + 16) as *const i8);
+            if crate::smallheap::owns(nx.base()) {
+                // (a span object: its lines up to the end of the request; its span's
+                // header is the one the previous objects used, most often)
+                _mm_prefetch::<_MM_HINT_T0>(nx.base() as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>((nx.base() + nx.size().saturating_sub(1)) as *const i8);
+            } else if !super::recycle::keeps(nx.size()) {
+                // (the first lines of the chunk four places on, and its successor's header)
+                _mm_prefetch::<_MM_HINT_T0>((nx.base() - 16) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>((nx.base() + 48) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>((nx.base() + nx.size() + 16) as *const i8);
+            }
         }
         leave(sorted[j].entry(), true);
     }

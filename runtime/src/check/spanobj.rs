@@ -1,11 +1,10 @@
 //! The checks on objects of the runtime's small-object heap (`smallheap`), which serves
 //! requests up to `MAX - PAD` bytes with checks on as without. Each object is `PAD`
-//! bytes larger than its request (its span says so: `pad`), so the checks keep
-//! glibc's layout's promises without glibc's header:
+//! bytes larger than its request (its span says so: `pad`):
 //!
 //! ```text
-//! live:  [ request (poisoned when new) | canary up to the object's end          ]
-//! freed: [ request (free pattern)      | canary …            | freed trailer (8) ]
+//! live:  [ request (poisoned when new) | canary, ≥ 8 bytes, to the object's end ]
+//! freed: [ request (free pattern)      | canary …           | freed trailer (8) ]
 //! ```
 //! The span's record says whether an object is live, exactly: a free of anything else
 //! in the region is a bad free, without the heap index's bitmap or a trailer to decode
@@ -19,6 +18,14 @@ use crate::chunkmap::TRAILER;
 use crate::index::Chunk;
 use crate::smallheap as sh;
 use core::sync::atomic::Ordering;
+
+/// The bytes a span object holds beyond its request: the live object's canary runs to
+/// the object's end (no live trailer: the span's record holds the site), and the freed
+/// trailer overwrites the canary's last 8 bytes once the canary has been checked. So
+/// 8 bytes give both, where glibc's chunks need the index's trailer and the canary
+/// (`options::PAD`, 16).
+pub const PAD: usize = 8;
+const _: () = assert!(PAD >= TRAILER && PAD >= super::options::CANARY_MIN);
 
 /// An object just made for a request of `n` bytes, `usable` in all; `zeroed`: calloc's.
 #[inline(always)]

@@ -37,9 +37,11 @@ fn serves_checked(n: usize) -> bool {
         && sh::small(n + sh::PAD.load(Ordering::Relaxed) as usize)
 }
 
-/// A new chunk for `n` requested bytes with checks on: a span object, else glibc's
-/// (indexed, poisoned, the canary put); null when neither can be made.
-unsafe fn new_checked(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
+/// A new chunk for `n` requested bytes with checks on (`malloc`, `realloc(NULL, n)`, a
+/// realloc's move): a span object, else glibc's (indexed, poisoned, the canary put);
+/// null when neither can be made.
+#[inline(never)]
+pub(super) unsafe fn new_checked(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
     if let Some(q) = small_checked(n, code, ra, sp, mark) {
         return q;
     }
@@ -52,6 +54,17 @@ unsafe fn new_checked(n: usize, code: u32, ra: usize, sp: usize, mark: usize) ->
         }
     }
     q
+}
+
+/// `free` of a span object with checks on, from the entry point: inside the runtime
+/// (a signal handler that interrupted it) deferred and unchecked, as without checks.
+#[inline(never)]
+pub(super) unsafe fn free_span_checked(p: P, ra: usize, sp: usize, mark: usize) {
+    if (*hot()).guard != 0 {
+        return small_free(p);
+    }
+    lc::drain();
+    free_checked_span(p, ra, sp, mark)
 }
 
 /// `free` of a span object with checks on (not under the guard): out of use at once

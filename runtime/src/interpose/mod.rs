@@ -197,6 +197,9 @@ unsafe extern "C" fn malloc_impl(n: usize, a: usize, b: usize, ra: usize, sp: us
             return p;
         }
     }
+    if check::on() {
+        return new_checked(n, A_MALLOC, ra, sp, mark);
+    }
     if let Ok(p) = fresh_fast(n, A_MALLOC, ra, sp, mark) {
         return p;
     }
@@ -294,6 +297,9 @@ unsafe extern "C" fn realloc_impl(p: P, n: usize, _: usize, ra: usize, sp: usize
                 return q;
             }
         }
+        if check::on() {
+            return new_checked(n, A_REALLOC, ra, sp, mark);
+        }
         if let Ok(q) = fresh_fast(n, A_REALLOC, ra, sp, mark) {
             return q;
         }
@@ -365,7 +371,7 @@ unsafe extern "C" fn free_impl(p: P, a: usize, b: usize, ra: usize, sp: usize, m
     // (span objects first: the unchecked free of one is the hottest path)
     if sh::owns(p as usize) {
         if check::on() {
-            return free_slow(p, a, b, ra, sp, mark);
+            return free_span_checked(p, ra, sp, mark);
         }
         return small_free(p);
     }
