@@ -197,6 +197,7 @@ unsafe extern "C" fn malloc_impl(n: usize, a: usize, b: usize, ra: usize, sp: us
             return p;
         }
     }
+    // (with checks the spans' fast path never applies: `serve_now` is false)
     if check::on() {
         return new_checked(n, A_MALLOC, ra, sp, mark);
     }

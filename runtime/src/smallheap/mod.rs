@@ -263,19 +263,20 @@ pub unsafe fn retire(p: usize) -> Option<(usize, usize, u32)> {
     Some((n, (*s).size as usize, id))
 }
 
-/// Free an object `retire` took out of use (the heap checks' quarantine lets it go).
-/// Takes `LOCK` when the process has threads; caller: guard.
+/// Free an object `retire` took out of use (the heap checks' quarantine lets it go):
+/// its record is 0 already; it goes on its span's free list. Takes `LOCK` when the
+/// process has threads; caller: guard, and `p` an object `retire` gave out.
 pub unsafe fn give_back(p: usize) {
     let st = crate::chunkmap::single_threaded();
     if !st {
         LOCK.lock();
     }
     let s = span::of(p);
-    if let Some(i) = span::handed_out_at(s, p) {
-        span::put(s, p, i);
-        if (*s).state != CUR {
-            after_free(s);
-        }
+    *(p as *mut usize) = (*s).free;
+    (*s).free = p;
+    (*s).live -= 1;
+    if (*s).state != CUR {
+        after_free(s);
     }
     if !st {
         LOCK.unlock();
