@@ -199,19 +199,31 @@ unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
     let key = |e: &Packed| e.0 & ((1 << RANGE) - 1);
     let sorted = radix_sort(batch, tmp, key, RANGE);
     let n = sorted.len();
+    let fb = pattern::free_byte();
     for j in 0..n {
+        let e = sorted[j];
+        if crate::smallheap::owns(e.base()) {
+            // (a span object, in line: checked, then back on its span's free list)
+            if j + 4 < n {
+                let nx = sorted[j + 4];
+                prefetch_span_object(nx.base(), nx.size());
+            }
+            if let Some(off) = pattern::first_not(e.base(), e.size(), fb) {
+                let e = e.entry();
+                raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
+            }
+            crate::smallheap::give_back(e.base());
+            continue;
+        }
         // (a chunk recycle.rs keeps is checked when it is taken: it is not read here)
-        if super::recycle::put(sorted[j]) {
+        if super::recycle::put(e) {
             continue;
         }
         if j + 4 < n {
             use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let nx = sorted[j + 4];
             if crate::smallheap::owns(nx.base()) {
-                // (a span object: its lines up to the end of the request; its span's
-                // header is the one the previous objects used, most often)
-                _mm_prefetch::<_MM_HINT_T0>(nx.base() as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>((nx.base() + nx.size().saturating_sub(1)) as *const i8);
+                prefetch_span_object(nx.base(), nx.size());
             } else if !super::recycle::keeps(nx.size()) {
                 // (the first lines of the chunk four places on, and its successor's header)
                 _mm_prefetch::<_MM_HINT_T0>((nx.base() - 16) as *const i8);
@@ -219,7 +231,18 @@ unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
                 _mm_prefetch::<_MM_HINT_T0>((nx.base() + nx.size() + 16) as *const i8);
             }
         }
-        leave(sorted[j].entry(), true);
+        leave(e.entry(), true);
+    }
+}
+
+/// Ask for a span object's lines up to the end of its request, a few places ahead of
+/// the one leaving (its span's header is most often the one the previous objects used).
+#[inline(always)]
+fn prefetch_span_object(base: usize, size: usize) {
+    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T0>(base as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>((base + size.saturating_sub(1)) as *const i8);
     }
 }
 
