@@ -1,13 +1,13 @@
 //! Heap checks on the runtime's small-object heap (issue 12): tests/c/check_spans.c makes
-//! each kind of heap bug on chunks of 1–240 bytes (the spans' sizes under checks: 256
-//! less the checks' 16-byte pad) and just above, and runs a clean workload. Every
+//! each kind of heap bug on chunks of 1–248 bytes (the spans' sizes under checks: 256
+//! less the span objects' 8-byte pad) and just above, and runs a clean workload. Every
 //! scenario runs twice, with the default heap (span objects) and with
 //! `ALLOCSITE_HEAP=glibc` (glibc's chunks), and must give the same findings — kind, size,
 //! offset, bytes found, allocation and free sites' lines — and the same output; each
 //! test then asserts the exact values, from the markers in the C source.
 //!
 //! Last in each test, `residence` asserts where the chunks lived: with the default heap,
-//! under checks, a single-threaded program's chunks of up to 240 bytes must be span
+//! under checks, a single-threaded program's chunks of up to 248 bytes must be span
 //! objects, so the test fails if the spans stop serving under checks (it fails with
 //! "spans do not serve under checks yet" while they never do).
 use serde_json::Value;
@@ -22,10 +22,11 @@ use common::{build, out_dir, root};
 
 const ALL: &str = "poison,canary,double-free,quarantine";
 const SRC: &str = "check_spans.c";
-/// Span-sized requests (up to 240 bytes) and one just above.
-const SIZES: [usize; 5] = [1, 24, 40, 240, 241];
-/// The largest request the spans serve under checks (256 less the 16-byte pad).
-const SPAN_MAX: usize = 240;
+/// Span-sized requests (up to 248 bytes) and one just above.
+const SIZES: [usize; 5] = [1, 24, 40, 248, 249];
+/// The largest request the spans serve under checks (256 less the 8-byte pad: the
+/// canary while live, the freed trailer once freed; check/spanobj.rs).
+const SPAN_MAX: usize = 248;
 
 /// The program, built once for all tests (at -O0: each call keeps its own line).
 fn exe() -> &'static PathBuf {
@@ -193,16 +194,14 @@ fn one(r: &Run) -> &F {
 
 /// Where the runs' chunks lived. With `ALLOCSITE_HEAP=glibc`: all in glibc's heap. With
 /// the default heap: a chunk made after a second thread existed ("mt-" labels) or too
-/// large for a span (more than 256 bytes with the pad; `canary` makes the pad 16 bytes,
-/// so more than 240) is glibc's; a chunk of up to 240 bytes made by the single-threaded
+/// large for a span (more than 248 bytes: 256 with the pad) is glibc's; a chunk of up to 248 bytes made by the single-threaded
 /// program is a span object. The last assertion is that one, alone, so that it names
 /// what is missing.
 fn residence(runs: &[&Run]) {
     let mut not_spans = Vec::new();
     for r in runs {
-        let canary = r.check.split(',').any(|o| o == "canary");
         for (label, n, place) in &r.placed {
-            let glibc_only = label.starts_with("mt-") || *n > 256 || (canary && *n > SPAN_MAX);
+            let glibc_only = label.starts_with("mt-") || *n > SPAN_MAX;
             if r.heap == Heap::Glibc || glibc_only {
                 assert_eq!(place, "glibc", "{label} ({n} bytes) should be in glibc's heap: {}", r.ctx());
             } else if *n <= SPAN_MAX && place != "spans" {
@@ -368,7 +367,7 @@ fn interior_and_not_heap_frees() {
 }
 
 /// 5. realloc under checks: one chunk grown within a class and across classes, shrunk,
-/// moved past 240 bytes and back, its contents kept and the grown part poisoned
+/// moved past 248 bytes and back, its contents kept and the grown part poisoned
 /// (check_spans.c checks both); an overflow past the last size found at its free. An
 /// overflow found when realloc moves the chunk; realloc of a freed pointer.
 #[test]
@@ -390,10 +389,10 @@ fn realloc_keeps_contents_poisons_growth_and_is_checked() {
     };
     assert_eq!(*one(&d), want, "{}", d.ctx());
     let sizes: Vec<usize> = d.placed.iter().map(|p| p.1).collect();
-    assert_eq!(sizes, [20, 24, 30, 100, 50, 240, 1000, 200, 241, 120], "{}", d.ctx());
+    assert_eq!(sizes, [20, 24, 30, 100, 50, 248, 1000, 200, 249, 120], "{}", d.ctx());
     runs.push(d);
     runs.push(g);
-    for n in [24usize, 240, 241] {
+    for n in [24usize, 248, 249] {
         let ns = n.to_string();
         let (d, g) = both(&["realloc-obo", &ns], ALL);
         assert!(d.aborted(), "fail=abort: {}", d.ctx());
@@ -454,7 +453,7 @@ fn fail_warn_reports_every_bug_and_goes_on() {
     assert_eq!((f[1].last_free.clone(), f[1].this_free.clone()), (at("@warn-df-free"), at("@warn-df-again")));
     assert_eq!((f[2].size, f[2].offset, f[2].allocated.clone(), f[2].this_free.clone()), (Some(40), Some(8), at("@warn-int-alloc"), at("@warn-int-free")));
     assert_eq!((f[3].allocated.clone(), f[3].this_free.clone()), (None, at("@warn-stack-free")));
-    assert_eq!((f[4].size, f[4].offset), (Some(241), Some(3)));
+    assert_eq!((f[4].size, f[4].offset), (Some(249), Some(3)));
     assert_eq!(f[4].found.as_deref(), Some(format!("55{}", "5a".repeat(15)).as_str()));
     assert_eq!((f[4].allocated.clone(), f[4].last_free.clone(), f[4].this_free.clone()), (at("@warn-uaf-alloc"), at("@warn-uaf-free"), None));
     assert_eq!(d.stderr.matches("allocsite: heap check:").count(), 5, "{}", d.ctx());
@@ -529,5 +528,5 @@ fn clean_stress_under_all_checks() {
     assert!(gs == 0 && gg > 0, "ALLOCSITE_HEAP=glibc: every chunk glibc's: {}", g.ctx());
     let (ds, dg) = placed(&d);
     assert_eq!(ds + dg, gg, "the same requests");
-    assert!(dg == 0, "spans do not serve under checks yet: {dg} of {} chunks of up to 240 bytes in glibc's heap with the default heap", ds + dg);
+    assert!(dg == 0, "spans do not serve under checks yet: {dg} of {} chunks of up to 248 bytes in glibc's heap with the default heap", ds + dg);
 }

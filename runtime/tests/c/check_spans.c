@@ -148,7 +148,7 @@ NOINLINE static int stack_free(void) {
 
 /* ------------------------------------------------------------ 5. realloc */
 static unsigned char POISON = 0xa5;
-/* Grow and shrink one chunk through the sizes' classes and across the 240-byte limit
+/* Grow and shrink one chunk through the sizes' classes and across the 248-byte limit
  * of the spans: the contents stay, the grown part holds the poison; at the end an
  * overflow past the last (shrunk) size is found at the free. */
 NOINLINE static int reallocs(void) {
@@ -176,20 +176,20 @@ NOINLINE static int reallocs(void) {
     where("re-50", p, 50);
     CHECK(same(p, 50, 4));
     /* up to the largest span request, then past it (glibc's), then back */
-    p = realloc(p, 240);
-    where("re-240", p, 240);
-    CHECK(same(p, 50, 4) && all(p, 50, 240, POISON));
-    fill(p, 240, 5);
+    p = realloc(p, 248);
+    where("re-248", p, 248);
+    CHECK(same(p, 50, 4) && all(p, 50, 248, POISON));
+    fill(p, 248, 5);
     p = realloc(p, 1000);
     where("re-1000", p, 1000);
-    CHECK(same(p, 240, 5) && all(p, 240, 1000, POISON));
+    CHECK(same(p, 248, 5) && all(p, 248, 1000, POISON));
     fill(p, 1000, 6);
     p = realloc(p, 200);
     where("re-200", p, 200);
     CHECK(same(p, 200, 6));
-    p = realloc(p, 241);
-    where("re-241", p, 241);
-    CHECK(same(p, 200, 6) && all(p, 200, 241, POISON));
+    p = realloc(p, 249);
+    where("re-249", p, 249);
+    CHECK(same(p, 200, 6) && all(p, 200, 249, POISON));
     p = realloc(p, 120); /* @re-last */
     where("re-120", p, 120);
     CHECK(same(p, 120, 6));
@@ -254,8 +254,8 @@ NOINLINE static int warn_run(void) {
     char *volatile s = buf;
     buf[0] = 0;
     free(s); /* @warn-stack-free */
-    char *d = malloc(241); /* @warn-uaf-alloc */
-    where("warn-uaf", d, 241);
+    char *d = malloc(249); /* @warn-uaf-alloc */
+    where("warn-uaf", d, 249);
     free(d); /* @warn-uaf-free */
     d[3] = 'U'; /* found at exit: the quarantine (16 MiB) still holds it */
     /* goes on */
@@ -280,13 +280,13 @@ NOINLINE static int warn_run(void) {
 NOINLINE static int fresh(int poison) {
     for (size_t n = 1; n <= 400; n++) {
         unsigned char *p = malloc(n);
-        if (n == 1 || n == 24 || n == 240 || n == 241 || n == 300) where("fresh-malloc", p, n);
+        if (n == 1 || n == 24 || n == 248 || n == 249 || n == 300) where("fresh-malloc", p, n);
         if (poison) CHECK(all(p, 0, n, POISON));
         CHECK(malloc_usable_size(p) >= n);
         memset(p, 0x77, n);
         free(p);
         unsigned char *q = calloc(1, n);
-        if (n == 1 || n == 24 || n == 240 || n == 241 || n == 300) where("fresh-calloc", q, n);
+        if (n == 1 || n == 24 || n == 248 || n == 249 || n == 300) where("fresh-calloc", q, n);
         CHECK(all(q, 0, n, 0));
         CHECK(malloc_usable_size(q) >= n);
         memset(q, 0x66, n);
@@ -302,7 +302,7 @@ NOINLINE static int fresh(int poison) {
 /* ------------------------------------------------------------ 8. threads */
 enum { NOBJ = 2000 };
 static char *objs[NOBJ];
-static size_t objn(int i) { return (size_t)(i * 7) % 240 + 1; }
+static size_t objn(int i) { return (size_t)(i * 7) % 248 + 1; }
 NOINLINE static void drop_obj(char *p) {
     free(p); /* @th-free */
 }
@@ -373,7 +373,7 @@ NOINLINE static int stress(long ops) {
                 CHECK(all(slot[k], 0, n, POISON));
                 mallocs++;
             }
-            if (n <= 240) {
+            if (n <= 248) {
                 if (in_glibc_heap(slot[k])) small_glibc++; else small_spans++;
             }
             CHECK(malloc_usable_size(slot[k]) >= n);
