@@ -9,7 +9,7 @@ use crate::check::spanobj;
 /// A span object for `n` requested bytes with checks on (one thread, the spans
 /// serving with checks, not inside the runtime), its site attributed and interned,
 /// poisoned and its canary put; None (nothing made) otherwise: the caller asks glibc.
-#[inline(never)]
+#[inline(always)]
 pub(super) unsafe fn small_checked(n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> Option<P> {
     if !serves_checked(n) {
         return None;
@@ -71,6 +71,7 @@ pub(super) unsafe fn free_span_checked(p: P, ra: usize, sp: usize, mark: usize) 
 /// (its record says not live), then checked, filled, marked freed and quarantined
 /// (check/spanobj.rs); an address of the region that is no live object's base is a
 /// bad free, reported and, with `fail=warn`, skipped.
+#[inline(always)]
 unsafe fn free_checked_span(p: P, ra: usize, sp: usize, mark: usize) {
     let h = hot();
     guard_on(h, GUARD_WORK);
