@@ -43,6 +43,25 @@ pub unsafe fn fill(p: usize, n: usize, b: u8) {
     }
 }
 
+/// Whether [p, p+n) holds `b` only: up to 64 bytes as a few overlapping loads in line
+/// (most chunks leaving the quarantine are that small), else `first_not`.
+#[inline(always)]
+pub unsafe fn filled(p: usize, n: usize, b: u8) -> bool {
+    let w8 = u64::from_ne_bytes([b; 8]);
+    let w16 = (w8 as u128) << 64 | w8 as u128;
+    let r16 = |o: usize| ((p + o) as *const u128).read_unaligned() ^ w16;
+    let r8 = |o: usize| ((p + o) as *const u64).read_unaligned() ^ w8;
+    if n >= 32 && n <= 64 {
+        r16(0) | r16(16) | r16(n - 32) | r16(n - 16) == 0
+    } else if n >= 16 && n < 32 {
+        r16(0) | r16(n - 16) == 0
+    } else if n >= 8 && n < 16 {
+        r8(0) | r8(n - 8) == 0
+    } else {
+        first_not(p, n, b).is_none()
+    }
+}
+
 /// Offset of the first byte in [p, p+n) that is not `b`. Every chunk leaving the
 /// quarantine goes through here: 32 bytes a step (four words compared at once), the
 /// tail as one overlapping word; the byte is looked for only when a step differs.
@@ -149,6 +168,21 @@ mod tests {
                     let inside = i >= off + 8 && i < off + 8 + n;
                     assert_eq!(x, if inside { 0x5a } else { 0 }, "n {n} off {off} byte {i}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn filled_agrees_with_first_not() {
+        for n in 0..140 {
+            for bad in 0..=n {
+                let mut buf = [0x5au8; 160];
+                if bad < n {
+                    buf[3 + bad] = 0x5b;
+                }
+                buf[3 + n] = 0; // (the byte after the range does not count)
+                let p = buf.as_ptr() as usize + 3;
+                assert_eq!(unsafe { super::filled(p, n, 0x5a) }, bad == n, "n {n} bad {bad}");
             }
         }
     }

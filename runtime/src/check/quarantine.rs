@@ -111,8 +111,10 @@ fn ring() -> &'static mut Ring {
 /// small-object heap to its span).
 pub(super) unsafe fn leave(e: Entry, release: bool) {
     let b = pattern::free_byte();
-    if let Some(off) = pattern::first_not(e.base, e.size, b) {
-        raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
+    if !pattern::filled(e.base, e.size, b) {
+        if let Some(off) = pattern::first_not(e.base, e.size, b) {
+            raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
+        }
     }
     if release {
         if crate::smallheap::owns(e.base) {
@@ -208,9 +210,11 @@ unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
                 let nx = sorted[j + 4];
                 prefetch_span_object(nx.base(), nx.size());
             }
-            if let Some(off) = pattern::first_not(e.base(), e.size(), fb) {
-                let e = e.entry();
-                raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
+            if !pattern::filled(e.base(), e.size(), fb) {
+                if let Some(off) = pattern::first_not(e.base(), e.size(), fb) {
+                    let e = e.entry();
+                    raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
+                }
             }
             crate::smallheap::give_back(e.base());
             continue;
@@ -260,8 +264,27 @@ fn prefetch_span_object(base: usize, size: usize) {
 /// chunk with the fastbins off, where 1/4 gained a further -12 to -15 %; with the
 /// fastbins on, 1/16, 1/8 and 1/4 run alike — medians of 7 runs 1.90, 1.90, 1.89 s;
 /// in another round 2.01 s for 1/16, 2.07 s for 1/4 — and 1/64 is slower, 2.22 s.)
+#[inline(always)]
 pub unsafe fn push(e: Entry) {
-    let budget = super::options::QUARANTINE_BYTES.load(Ordering::Relaxed);
+    // (one thread, room in the ring — every free but a few: the entry goes in here,
+    // in line; a batch, growing the ring and the locked paths out of line)
+    if crate::chunkmap::single_threaded() && e.size as u64 <= LOW {
+        let r = ring();
+        if r.len < r.cap {
+            *r.buf.add((r.head + r.len) & (r.cap - 1)) = Packed::new(&e);
+            r.len += 1;
+            r.bytes += charge(e.size);
+            if r.bytes > super::options::QUARANTINE_BYTES.load(Ordering::Relaxed) {
+                over_budget(true);
+            }
+            return;
+        }
+    }
+    push_general(e)
+}
+
+#[inline(never)]
+unsafe fn push_general(e: Entry) {
     if e.size as u64 > LOW {
         return leave(e, true); // (more than any budget: it leaves as it comes)
     }
@@ -269,6 +292,45 @@ pub unsafe fn push(e: Entry) {
     // handler's free on this thread is not checked while the guard is on, and no thread
     // can start — so the lock's atomic exchange is left out of every free)
     let st = crate::chunkmap::single_threaded();
+    if !st {
+        LOCK.lock();
+    }
+    loop {
+        let r = ring();
+        if r.len < r.cap || grow(r) {
+            break;
+        }
+        let old = pop(r);
+        if !st {
+            LOCK.unlock();
+        }
+        match old {
+            Some(o) => leave(o, true),
+            None => return leave(e, true), // (no ring at all)
+        }
+        if !st {
+            LOCK.lock();
+        }
+    }
+    let r = ring();
+    *r.buf.add((r.head + r.len) & (r.cap - 1)) = Packed::new(&e);
+    r.len += 1;
+    r.bytes += charge(e.size);
+    if r.bytes <= super::options::QUARANTINE_BYTES.load(Ordering::Relaxed) {
+        if !st {
+            LOCK.unlock();
+        }
+        return;
+    }
+    over_budget(st)
+}
+
+/// The ring holds more than the budget (`LOCK` held when `!st`, released here): a batch
+/// leaves, unless another thread is freeing one (the next push takes it).
+#[cold]
+#[inline(never)]
+unsafe fn over_budget(st: bool) {
+    let budget = super::options::QUARANTINE_BYTES.load(Ordering::Relaxed);
     let lock = || {
         if !st {
             LOCK.lock()
@@ -279,26 +341,8 @@ pub unsafe fn push(e: Entry) {
             LOCK.unlock()
         }
     };
-    lock();
-    loop {
-        let r = ring();
-        if r.len < r.cap || grow(r) {
-            break;
-        }
-        let old = pop(r);
-        unlock();
-        match old {
-            Some(o) => leave(o, true),
-            None => return leave(e, true), // (no ring at all)
-        }
-        lock();
-    }
     let r = ring();
-    *r.buf.add((r.head + r.len) & (r.cap - 1)) = Packed::new(&e);
-    r.len += 1;
-    r.bytes += charge(e.size);
-    if r.bytes <= budget || !DRAIN.try_lock() {
-        // (over budget while another thread frees a batch: the next push takes it)
+    if !DRAIN.try_lock() {
         unlock();
         return;
     }
