@@ -342,6 +342,10 @@ fn zstd_clean_under_all_checks() {
 fn bzip2_clean_under_all_checks() {
     clean_under_checks("bzip2");
 }
+#[test]
+fn pcre2test_clean_under_all_checks() {
+    clean_under_checks("pcre2test");
+}
 
 /// Lua with one injected line: `createstrobj` sizes every string one byte short, so
 /// the terminating NUL lands just past the chunk. Caught at the first free of such a
