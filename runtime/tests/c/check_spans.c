@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); exit(1); } } while (0)
@@ -347,6 +348,60 @@ NOINLINE static int threads(void) {
     return 0;
 }
 
+/* ------------------------------------------------------------ 10. threads, stress */
+/* Span objects made by main, then freed, realloc'd (in place or moved to glibc) and
+ * checked by 4 threads at once while each also makes and frees glibc chunks of its own;
+ * run with a small quarantine, so that batches leave (and give span objects back under
+ * the spans' lock) on one thread while the others retire objects; one thread forks in
+ * the middle (the child allocates, frees and exits). Clean: no finding, no deadlock. */
+enum { MT_THREADS = 4, MT_OBJ = 40000 };
+static char *mt_objs[MT_OBJ];
+static size_t mtn(int i) { return (size_t)(i * 13) % 248 + 1; }
+static void *mt_worker(void *arg) {
+    long t = (long)arg;
+    for (int i = (int)t; i < MT_OBJ; i += MT_THREADS) {
+        size_t n = mtn(i);
+        CHECK(same(mt_objs[i], n, (unsigned)i));
+        if (i % 5 == 1) {
+            /* grow (a move to glibc's heap: threads exist) or shrink (in place or a move) */
+            size_t m = i % 2 ? n + 40 : (n + 1) / 2;
+            char *q = realloc(mt_objs[i], m);
+            CHECK(q && same(q, n < m ? n : m, (unsigned)i));
+            free(q);
+        } else {
+            free(mt_objs[i]);
+        }
+        char *g = malloc(n + 16);
+        CHECK(g != NULL);
+        memset(g, (int)i, n + 16);
+        free(g);
+        if (t == 1 && i == MT_OBJ / 2 + 1) {
+            pid_t c = fork();
+            CHECK(c >= 0);
+            if (c == 0) {
+                for (int k = 0; k < 1000; k++) free(malloc((size_t)k % 300 + 1));
+                _exit(0);
+            }
+            int st = 0;
+            CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        }
+    }
+    return NULL;
+}
+NOINLINE static int mtstress(void) {
+    for (int i = 0; i < MT_OBJ; i++) {
+        mt_objs[i] = malloc(mtn(i));
+        CHECK(mt_objs[i] != NULL);
+        fill(mt_objs[i], mtn(i), (unsigned)i);
+    }
+    where("mts-obj", mt_objs[0], mtn(0));
+    pthread_t th[MT_THREADS];
+    for (long t = 0; t < MT_THREADS; t++) CHECK(pthread_create(&th[t], NULL, mt_worker, (void *)t) == 0);
+    for (int t = 0; t < MT_THREADS; t++) CHECK(pthread_join(th[t], NULL) == 0);
+    puts("mtstress ok");
+    return 0;
+}
+
 /* ------------------------------------------------------------ 9. stress */
 /* Random malloc, calloc, realloc and free of 1..400 bytes, every byte verified; the
  * output depends only on the sequence (no addresses), so both heaps print the same. */
@@ -427,6 +482,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "fresh")) return fresh(!strcmp(a2, "poison"));
     if (!strcmp(m, "threads")) return threads();
     if (!strcmp(m, "stress")) return stress(strtol(a2, NULL, 10));
+    if (!strcmp(m, "mtstress")) return mtstress();
     fprintf(stderr, "unknown mode %s\n", m);
     return 2;
 }
