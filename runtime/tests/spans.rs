@@ -128,6 +128,13 @@ fn heap_glibc_keeps_every_chunk_in_glibc() {
     // (the heap checks run on span objects too: tests/check_spans.rs)
 }
 
+/// `mallinfo2` and `mallinfo` count span objects as allocated while they live.
+#[test]
+fn mallinfo_counts_span_objects() {
+    let dir = setup("spans-mallinfo");
+    assert!(run(&dir, &["mallinfo"], &[]).contains("mallinfo ok"));
+}
+
 /// A double free and a free of an interior pointer of a span object abort (SIGABRT, as
 /// glibc's allocator does on the bad frees it detects) with one line naming the
 /// address, instead of being ignored.

@@ -22,6 +22,7 @@ mod spans;
 use spans::*;
 mod checks;
 use checks::*;
+mod mallinfo;
 
 
 

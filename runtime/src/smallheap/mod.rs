@@ -374,6 +374,33 @@ pub fn for_each(f: &mut dyn FnMut(Chunk) -> bool) -> usize {
     }
 }
 
+/// What the spans hold, for `mallinfo2`: (bytes of spans set up and not given back,
+/// bytes of their objects handed out and not freed).
+pub fn usage() -> (usize, usize) {
+    let base = region::BASE.load(Ordering::Relaxed);
+    let st = crate::chunkmap::single_threaded();
+    if !st {
+        LOCK.lock();
+    }
+    let carved = region::CARVED.load(Ordering::Acquire);
+    let (mut spans, mut live) = (0, 0);
+    let mut at = 0;
+    while at < carved {
+        let s = span::of(base + at);
+        // (a span whose pages went back to the system reads as zeros: no objects)
+        let (nobj, n, size) = unsafe { ((*s).nobj, (*s).live as usize, (*s).size as usize) };
+        if nobj != 0 {
+            spans += SPAN;
+            live += n * size;
+        }
+        at += SPAN;
+    }
+    if !st {
+        LOCK.unlock();
+    }
+    (spans, live)
+}
+
 /// Defer the free of the span object `p` (the runtime is busy on this thread: a signal
 /// handler that interrupted it, or its own work); `drain` frees it later.
 pub unsafe fn defer(p: usize) {

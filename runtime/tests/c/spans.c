@@ -362,6 +362,28 @@ NOINLINE static int bad_free(const char *how) {
     return 0;
 }
 
+/* ------------------------------------------------------------ mallinfo2 */
+/* glibc's statistics count span objects: 2000 objects of 100 bytes (112 each) raise
+ * the allocated bytes by at least that much, and freeing them takes it back */
+NOINLINE static int minfo(void) {
+    enum { N = 2000 };
+    static char *v[N];
+    struct mallinfo2 a = mallinfo2();
+    for (int i = 0; i < N; i++) v[i] = malloc(100);
+    CHECK(!in_glibc_heap(v[0]) && !in_glibc_heap(v[N - 1]));
+    struct mallinfo2 b = mallinfo2();
+    CHECK(b.uordblks >= a.uordblks + N * 112);
+    CHECK(b.arena >= b.uordblks - a.uordblks);
+    struct mallinfo o = mallinfo();
+    CHECK((size_t)o.uordblks == (size_t)(int)b.uordblks);
+    for (int i = 0; i < N; i++) free(v[i]);
+    struct mallinfo2 c = mallinfo2();
+    CHECK(c.uordblks + N * 112 <= b.uordblks);
+    CHECK(c.fordblks >= a.fordblks);
+    printf("mallinfo ok %zu %zu %zu\n", a.uordblks, b.uordblks, c.uordblks);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *m = argc > 1 ? argv[1] : "calloc";
     if (!strcmp(m, "calloc")) return calloc_reuse();
@@ -373,6 +395,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "leaks")) return leaks();
     if (!strcmp(m, "signals")) return signals();
     if (!strcmp(m, "heap")) return heap(argc > 2 ? argv[2] : "spans");
+    if (!strcmp(m, "mallinfo")) return minfo();
     if (!strcmp(m, "badfree")) return bad_free(argc > 2 ? argv[2] : "double");
     fprintf(stderr, "unknown mode %s\n", m);
     return 2;
