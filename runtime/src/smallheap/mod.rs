@@ -99,7 +99,8 @@ pub fn small(n: usize) -> bool {
 }
 
 /// A new object for a request of `n` (1 ≤ n ≤ MAX) bytes, `PAD` included, of site `id`
-/// (1 ≤ id), null when none can be made (region or metadata cap exhausted). Caller: one thread, guard.
+/// (1 ≤ id), null when none can be made (region or metadata cap exhausted). Caller:
+/// one thread, guard.
 #[inline(always)]
 pub unsafe fn alloc(n: usize, id: u32) -> *mut u8 {
     let k = cls(class(n));
@@ -237,8 +238,9 @@ unsafe fn after_free(s: *mut Span) {
 }
 
 /// Resize the live object at `p` to `n` bytes (the span's pad included) of site `id`
-/// in place, when `n` is of its class and `id` fits its records: the old (requested size, id). None: nothing
-/// changed (not a live object's base, or it must move). Caller: as `free`.
+/// in place, when `n` is of its class and `id` fits its records: the old (requested
+/// size, id). None: nothing changed (not a live object's base, or it must move).
+/// Caller: as `free`.
 #[inline(always)]
 pub unsafe fn resize(p: usize, n: usize, id: u32) -> Option<(usize, u32)> {
     let s = span::of(p);
