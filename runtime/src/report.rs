@@ -248,7 +248,11 @@ pub fn render(reason: &str) -> String {
     out
 }
 
-/// Write a report to `path` (`%p` expanded) atomically (temporary file + rename).
+/// Write a report to `path` (`%p` expanded) atomically (temporary file + rename). A
+/// path that is not a regular file — `/dev/stdout`, `/dev/stderr`, a FIFO — is written
+/// in place: a rename over it would replace the node (or the `/dev/stdout` link) with a
+/// regular file, for every process on the machine when run as root. A symbolic link to
+/// a regular file is written where it points and stays a link.
 pub fn write(path: &[u8], reason: &str) -> std::io::Result<()> {
     guarded(GUARD_INTERNAL, || {
         let mut buf = [0u8; 4096];
@@ -258,9 +262,18 @@ pub fn write(path: &[u8], reason: &str) -> std::io::Result<()> {
         }
         let p = std::str::from_utf8(&buf[..n]).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
         let text = render(reason);
-        let tmp = format!("{p}.tmp{}", unsafe { libc::getpid() });
+        let target = match std::fs::metadata(p) {
+            Ok(m) if !m.is_file() && !m.is_dir() => {
+                use std::io::Write;
+                return std::fs::OpenOptions::new().write(true).open(p)?.write_all(text.as_bytes());
+            }
+            Ok(_) if std::fs::symlink_metadata(p).is_ok_and(|l| l.file_type().is_symlink()) => std::fs::canonicalize(p)?,
+            _ => std::path::PathBuf::from(p),
+        };
+        let mut tmp = target.clone().into_os_string();
+        tmp.push(format!(".tmp{}", unsafe { libc::getpid() }));
         std::fs::write(&tmp, text.as_bytes())?;
-        std::fs::rename(&tmp, p).inspect_err(|_| {
+        std::fs::rename(&tmp, &target).inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })
     })

@@ -636,3 +636,48 @@ fn source_layers_point_downward() {
     }
     assert!(wrong.is_empty(), "imports pointing up or sideways: {wrong:?}");
 }
+
+/// `ALLOCSITE_REPORT` naming something that is not a regular file is written in place:
+/// a FIFO gets the report and stays a FIFO (a rename over it would have replaced it —
+/// and `/dev/stdout`, as root, for the whole machine); a symbolic link is written where
+/// it points and stays a link.
+#[test]
+fn report_to_a_fifo_or_through_a_symlink() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = out_dir("report-nodes");
+    let exe = build("index.c", &dir, &[]);
+    let fifo = dir.join("pipe.json");
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // (read without blocking, up to a deadline: were the FIFO replaced, no writer would
+    // ever come and a plain read would wait forever)
+    let f = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut r = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&f).unwrap();
+        let (mut text, mut buf) = (Vec::new(), [0u8; 65536]);
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(30) {
+            match r.read(&mut buf) {
+                Ok(0) if !text.is_empty() => break,
+                Ok(n) if n > 0 => text.extend_from_slice(&buf[..n]),
+                _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+        String::from_utf8(text).unwrap()
+    });
+    run(&exe, &dir, &["basic"], &[("ALLOCSITE_REPORT", fifo.to_str().unwrap())]);
+    let text = reader.join().unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(v["totals"].is_object(), "{text}");
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+    let (real, link) = (dir.join("real.json"), dir.join("link.json"));
+    let _ = std::fs::remove_file(&link);
+    std::fs::write(&real, "old").unwrap();
+    std::os::unix::fs::symlink("real.json", &link).unwrap();
+    run(&exe, &dir, &["basic"], &[("ALLOCSITE_REPORT", link.to_str().unwrap())]);
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+    assert!(report(&real)["totals"].is_object());
+}
