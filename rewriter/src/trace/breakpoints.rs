@@ -81,6 +81,11 @@ pub struct Space {
     pub exe: Option<usize>,
     /// Allocators and function entries unwatched after a long quiet spell.
     pub disarmed: bool,
+    /// It maps an image that is not the system's (whose functions are learned): only
+    /// then are its allocators watched. A process running only system code (a script's
+    /// shell and utilities) has nothing an allocator hit could teach, and stops only at
+    /// the loader's breakpoint, where a `dlopen` may bring in code that has.
+    pub learns: bool,
 }
 
 impl Space {

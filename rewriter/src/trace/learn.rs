@@ -697,7 +697,7 @@ impl Tracer {
             // New code is mapped: what it runs may be new, watch again.
             self.arm(tid, &maps, true);
         }
-        let new: Vec<_> = match self.st.spaces.get_mut(&sid) {
+        let (new, turned): (Vec<_>, bool) = match self.st.spaces.get_mut(&sid) {
             Some(s) => {
                 if s.exe.is_none() {
                     let exe = sys::exe_path(tgid);
@@ -706,17 +706,24 @@ impl Tracer {
                 s.maps = maps.clone();
                 let new: Vec<_> = maps.iter().filter(|m| !s.seen.contains(&m.lo)).cloned().collect();
                 s.seen.extend(new.iter().map(|m| m.lo));
-                new
+                let learned = s.learns;
+                s.learns |= maps.iter().any(|m| !m.file.system);
+                (new, s.learns && !learned)
             }
             None => return,
         };
+        if turned {
+            // The first code that can teach something: the allocators of the system
+            // images mapped before it are watched from now on too.
+            let old: Vec<_> = maps.iter().filter(|m| m.file.system && !new.iter().any(|n| n.lo == m.lo)).cloned().collect();
+            self.watch_allocators(tid, &old, true);
+        }
+        let learns = self.st.spaces.get(&sid).is_some_and(|s| s.learns && !s.disarmed);
         for m in new {
             let in_map = |a: u64| a >= m.lo && a < m.hi;
             if m.file.system {
-                for (i, al) in ALLOCATORS.iter().enumerate() {
-                    if let Some(a) = m.file.symbol(al).map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) {
-                        self.bp_add(tid, a, |b| b.alloc = Some(i as u8));
-                    }
+                if learns {
+                    self.watch_allocators(tid, std::slice::from_ref(&m), true);
                 }
                 if let Some(a) = m.file.symbol("_dl_debug_state").map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) {
                     self.bp_add(tid, a, |b| b.loader = true);
