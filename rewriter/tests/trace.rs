@@ -530,3 +530,47 @@ fn endbr64_entries_resume_past_the_int3() {
     assert_eq!(x["hits"]["calls"], 500, "{x}");
     assert_eq!(x["hits"]["alloc"], 500, "{x}");
 }
+
+#[test]
+fn system_programs_teach_nothing_unless_asked() {
+    // A script's shell and utilities (sh, sort, cat) are the system's, like its
+    // libraries: with nothing else mapped, their processes are not stopped at their
+    // allocators; the program the script runs is learned as before.
+    let d = scratch("system_programs");
+    let rep = cc(&d, "trace_repeat", "rep", &[]);
+    let r = rep.to_str().unwrap();
+    let (_, alone) = traced(&d, &[r, "300"], &[]);
+    let script = format!("for i in 1 2 3; do printf 'b\\na\\n' | sort | cat; done; {r} 300");
+    let cmd = ["sh", "-c", script.as_str()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    assert_eq!(find(&functions(&j, &rep), "xalloc")["args"], serde_json::json!({"size": 0}), "{j}");
+    let bins: Vec<&str> = j["binaries"].as_array().unwrap().iter().filter_map(|b| b["binary"].as_str()).collect();
+    assert_eq!(bins, vec![canon(&rep).as_str()], "only the program is learned");
+    let hits = |j: &Value| j["stats"]["allocator_hits"].as_u64().expect("allocator_hits");
+    assert_eq!(hits(&j), hits(&alone), "the shell's processes cost no allocator stop: {j}");
+    // Asked for, the system's programs are learned too, at the price of their stops.
+    let (t, k) = traced(&d, &cmd, &["--system-programs"]);
+    same(&plain(&cmd), &t);
+    assert!(hits(&k) > hits(&j), "{} allocator hits with the system's programs, {} without", hits(&k), hits(&j));
+    assert_eq!(find(&functions(&k, &rep), "xalloc")["args"], serde_json::json!({"size": 0}), "{k}");
+}
+
+#[test]
+fn a_library_a_system_program_loads_is_learned() {
+    // python3 (the system's) starts with nothing to learn, so its allocators are not
+    // watched; ctypes then loads a library of ours: from that loader event on they are,
+    // in the C library mapped long before, and the library's functions are learned.
+    let d = scratch("system_loads");
+    let so = cc(&d, "trace_loaded", "loaded.so", &["-shared", "-fPIC"]);
+    let py = "import ctypes, sys\nl = ctypes.CDLL(sys.argv[1])\nl.mk.restype = ctypes.c_void_p\nl.mk.argtypes = [ctypes.c_size_t]\nl.rel.argtypes = [ctypes.c_void_p]\nfor i in range(300):\n    l.rel(l.mk(16 + i % 64))\nprint('done')\n";
+    let cmd = ["/usr/bin/python3", "-c", py, so.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let fns = functions(&j, &so);
+    assert_eq!(find(&fns, "mk")["kind"], "alloc", "{j}");
+    assert_eq!(find(&fns, "mk")["args"], serde_json::json!({"size": 0}), "{j}");
+    assert_eq!(find(&fns, "rel")["kind"], "free", "{j}");
+    assert_eq!(find(&fns, "rel")["args"], serde_json::json!({"ptr": 0}), "{j}");
+    assert_eq!(j["binaries"].as_array().unwrap().len(), 1, "python3 itself is not learned: {j}");
+}
