@@ -149,7 +149,8 @@ enum Cmd {
         idle_unwatch: u64,
         /// Learn in the programs installed under /bin, /sbin, /usr/bin, /usr/sbin and /usr/libexec
         /// too (a script's shell and utilities); by default they are treated like the system's
-        /// libraries, and a process running only such code is not stopped at its allocators.
+        /// libraries, and a process running only such code is not stopped at its allocators
+        /// (the traced command itself is always learned, wherever it is installed).
         #[arg(long)]
         system_programs: bool,
         /// The command to run and its arguments, after `--`.

@@ -540,8 +540,12 @@ fn system_programs_teach_nothing_unless_asked() {
     let rep = cc(&d, "trace_repeat", "rep", &[]);
     let r = rep.to_str().unwrap();
     let (_, alone) = traced(&d, &[r, "300"], &[]);
-    let script = format!("for i in 1 2 3; do printf 'b\\na\\n' | sort | cat; done; {r} 300");
-    let cmd = ["sh", "-c", script.as_str()];
+    // (a script file, as a workload is: the command traced is the script, so its shell
+    // is the system's; `sh -c` would make the shell itself the command, which is learned)
+    let script = d.join("run.sh");
+    std::fs::write(&script, format!("#!/bin/sh\nfor i in 1 2 3; do printf 'b\\na\\n' | sort | cat; done; {r} 300\n")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cmd = [script.to_str().unwrap()];
     let (t, j) = traced(&d, &cmd, &[]);
     same(&plain(&cmd), &t);
     assert_eq!(find(&functions(&j, &rep), "xalloc")["args"], serde_json::json!({"size": 0}), "{j}");
@@ -564,7 +568,13 @@ fn a_library_a_system_program_loads_is_learned() {
     let d = scratch("system_loads");
     let so = cc(&d, "trace_loaded", "loaded.so", &["-shared", "-fPIC"]);
     let py = "import ctypes, sys\nl = ctypes.CDLL(sys.argv[1])\nl.mk.restype = ctypes.c_void_p\nl.mk.argtypes = [ctypes.c_size_t]\nl.rel.argtypes = [ctypes.c_void_p]\nfor i in range(300):\n    l.rel(l.mk(16 + i % 64))\nprint('done')\n";
-    let cmd = ["/usr/bin/python3", "-c", py, so.to_str().unwrap()];
+    // (python3 started by a script: the traced command is the script, python3 is one of
+    // the system's programs it runs)
+    std::fs::write(d.join("t.py"), py).unwrap();
+    let script = d.join("run.sh");
+    std::fs::write(&script, "#!/bin/sh\nexec /usr/bin/python3 \"$(dirname \"$0\")/t.py\" \"$1\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cmd = [script.to_str().unwrap(), so.to_str().unwrap()];
     let (t, j) = traced(&d, &cmd, &[]);
     same(&plain(&cmd), &t);
     let fns = functions(&j, &so);
@@ -573,4 +583,18 @@ fn a_library_a_system_program_loads_is_learned() {
     assert_eq!(find(&fns, "rel")["kind"], "free", "{j}");
     assert_eq!(find(&fns, "rel")["args"], serde_json::json!({"ptr": 0}), "{j}");
     assert_eq!(j["binaries"].as_array().unwrap().len(), 1, "python3 itself is not learned: {j}");
+}
+
+#[test]
+fn the_traced_command_is_learned_wherever_it_is_installed() {
+    // `allocsite trace -- /usr/bin/python3 …`: the user asked for python3, so it is
+    // learned although it is one of the system's programs (its own allocators: PyMem_*).
+    let d = scratch("system_command");
+    let cmd = ["/usr/bin/python3", "-c", "x = [str(i) * 3 for i in range(2000)]\nprint(len(x))"];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let py = canon(Path::new("/usr/bin/python3"));
+    let b = j["binaries"].as_array().unwrap().iter().find(|b| b["binary"] == py.as_str()).unwrap_or_else(|| panic!("{py} not learned: {j}"));
+    let allocs = b["functions"].as_array().unwrap().iter().filter(|f| f["kind"] == "alloc").count();
+    assert!(allocs > 0, "no allocation function of {py} learned: {j}");
 }

@@ -84,6 +84,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let root = spawn::spawn(&opts.cmd, !opts.detach_on_exit)?;
     let max = opts.max_mem;
     let system_programs = opts.system_programs;
+    let command = opts.cmd.first().and_then(|c| images::command_path(c));
     let mut t = Tracer {
         opts,
         root,
@@ -92,7 +93,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         tree: Default::default(),
         mem: memory::Mem::new(max),
         learn: Default::default(),
-        images: images::Images::new(system_programs),
+        images: images::Images::new(system_programs, command),
         statics: HashMap::new(),
         over_noted: false,
         detach_soon: Vec::new(),
