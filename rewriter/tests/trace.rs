@@ -598,3 +598,22 @@ fn the_traced_command_is_learned_wherever_it_is_installed() {
     let allocs = b["functions"].as_array().unwrap().iter().filter(|f| f["kind"] == "alloc").count();
     assert!(allocs > 0, "no allocation function of {py} learned: {j}");
 }
+
+#[test]
+fn a_cold_fragment_is_no_function_entry() {
+    // trace_cold.c: malloc called from `tag.cold`, a piece of `tag` with an FDE of its
+    // own, entered by a jump with tag's frame in place. Unwound through at the first
+    // malloc, it was taken for a function: at its next "entry" the word at [rsp] — the
+    // heap string `tag` keeps there — was read as a return address and took an int3
+    // (python3 -c 'print(1)' failed with "unknown encoding: #TF-8" the same way). The
+    // fragment's unwind row says a frame is set up there, so it is never watched, and
+    // no breakpoint had to be refused for lying outside the program's code.
+    let d = scratch("cold");
+    let cold = cc(&d, "trace_cold", "cold", &[]);
+    let cmd = [cold.to_str().unwrap(), "100"];
+    let untraced = plain(&cmd);
+    assert_eq!(String::from_utf8_lossy(&untraced.stdout), "100 calls, 0 names changed\n");
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&untraced, &t);
+    assert_eq!(j["stats"]["refused_breakpoints"], 0, "tag.cold was watched: {j}");
+}

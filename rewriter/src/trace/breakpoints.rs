@@ -161,6 +161,14 @@ impl Tracer {
         if self.mem.over {
             return false;
         }
+        // Only in the code of an image the process maps. A return address is read off
+        // the stack, and a function entry may come from an unwind table: an int3 written
+        // anywhere else lands in the program's data (a heap string's first byte, turned
+        // into 0xcc and later "restored" to what it held before the program wrote it).
+        if !space.maps.iter().any(|m| addr >= m.lo && addr < m.hi) {
+            self.stats.refused_breakpoints += 1;
+            return false;
+        }
         let emul = emulation(tid, addr);
         let Ok(orig) = sys::poke_byte(tid, addr, INT3) else { return false };
         if super::debug() {

@@ -53,8 +53,8 @@ pub struct ImageFile {
     /// Raw .eh_frame and its link-time address, for unwinding.
     pub eh_frame: Vec<u8>,
     pub eh_frame_addr: u64,
-    /// FDE ranges (start, end, offset in .eh_frame), sorted; built on first unwind.
-    pub fdes: std::cell::OnceCell<Vec<(u64, u64, usize)>>,
+    /// FDEs by start address; built on first unwind (`unwind.rs`).
+    pub fdes: std::cell::OnceCell<Vec<Fde>>,
     pub bytes: u64,
     /// Link-time ranges of .plt, .plt.sec and .plt.got.
     plt: Vec<(u64, u64)>,
@@ -119,6 +119,15 @@ impl ImageFile {
         let &(po, pv, _) = self.segments.iter().find(|&&(po, _, sz)| off >= po && off < po + sz.max(1))?;
         Some(lo.wrapping_sub(pv + (off - po)) & !0xfff)
     }
+}
+
+/// One FDE of `.eh_frame`: the link-time range it covers and its offset in the section.
+pub struct Fde {
+    pub start: u64,
+    pub end: u64,
+    pub offset: usize,
+    /// Its first row is a function's entry (`unwind::is_entry`).
+    pub entry: bool,
 }
 
 /// One executable mapping of an image in a process.
