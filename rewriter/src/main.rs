@@ -147,6 +147,12 @@ enum Cmd {
         /// loader maps new code): fewer stops, but functions first called later are not learned.
         #[arg(long, value_name = "N", default_value_t = 2048)]
         idle_unwatch: u64,
+        /// Learn in the programs installed under /bin, /sbin, /usr/bin, /usr/sbin and /usr/libexec
+        /// too (a script's shell and utilities); by default they are treated like the system's
+        /// libraries, and a process running only such code is not stopped at its allocators
+        /// (the traced command itself is always learned, wherever it is installed).
+        #[arg(long)]
+        system_programs: bool,
         /// The command to run and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<std::ffi::OsString>,
@@ -243,7 +249,7 @@ fn main() -> ExitCode {
             flamegraph.as_deref(),
             leaks,
         ),
-        Cmd::Trace { output, max_mem, detach_after, detach_on_exit, learn_limit, idle_unwatch, cmd } => {
+        Cmd::Trace { output, max_mem, detach_after, detach_on_exit, learn_limit, idle_unwatch, system_programs, cmd } => {
             allocsite_rewriter::trace::run(allocsite_rewriter::trace::Options {
                 output,
                 max_mem,
@@ -251,6 +257,7 @@ fn main() -> ExitCode {
                 detach_on_exit,
                 learn_limit: learn_limit.max(1),
                 idle_unwatch: idle_unwatch.max(1),
+                system_programs,
                 cmd,
             })
         }

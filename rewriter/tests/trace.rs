@@ -530,3 +530,90 @@ fn endbr64_entries_resume_past_the_int3() {
     assert_eq!(x["hits"]["calls"], 500, "{x}");
     assert_eq!(x["hits"]["alloc"], 500, "{x}");
 }
+
+#[test]
+fn system_programs_teach_nothing_unless_asked() {
+    // A script's shell and utilities (sh, sort, cat) are the system's, like its
+    // libraries: with nothing else mapped, their processes are not stopped at their
+    // allocators; the program the script runs is learned as before.
+    let d = scratch("system_programs");
+    let rep = cc(&d, "trace_repeat", "rep", &[]);
+    let r = rep.to_str().unwrap();
+    let (_, alone) = traced(&d, &[r, "300"], &[]);
+    // (a script file, as a workload is: the command traced is the script, so its shell
+    // is the system's; `sh -c` would make the shell itself the command, which is learned)
+    let script = d.join("run.sh");
+    std::fs::write(&script, format!("#!/bin/sh\nfor i in 1 2 3; do printf 'b\\na\\n' | sort | cat; done; {r} 300\n")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cmd = [script.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    assert_eq!(find(&functions(&j, &rep), "xalloc")["args"], serde_json::json!({"size": 0}), "{j}");
+    let bins: Vec<&str> = j["binaries"].as_array().unwrap().iter().filter_map(|b| b["binary"].as_str()).collect();
+    assert_eq!(bins, vec![canon(&rep).as_str()], "only the program is learned");
+    let hits = |j: &Value| j["stats"]["allocator_hits"].as_u64().expect("allocator_hits");
+    assert_eq!(hits(&j), hits(&alone), "the shell's processes cost no allocator stop: {j}");
+    // Asked for, the system's programs are learned too, at the price of their stops.
+    let (t, k) = traced(&d, &cmd, &["--system-programs"]);
+    same(&plain(&cmd), &t);
+    assert!(hits(&k) > hits(&j), "{} allocator hits with the system's programs, {} without", hits(&k), hits(&j));
+    assert_eq!(find(&functions(&k, &rep), "xalloc")["args"], serde_json::json!({"size": 0}), "{k}");
+}
+
+#[test]
+fn a_library_a_system_program_loads_is_learned() {
+    // python3 (the system's) starts with nothing to learn, so its allocators are not
+    // watched; ctypes then loads a library of ours: from that loader event on they are,
+    // in the C library mapped long before, and the library's functions are learned.
+    let d = scratch("system_loads");
+    let so = cc(&d, "trace_loaded", "loaded.so", &["-shared", "-fPIC"]);
+    let py = "import ctypes, sys\nl = ctypes.CDLL(sys.argv[1])\nl.mk.restype = ctypes.c_void_p\nl.mk.argtypes = [ctypes.c_size_t]\nl.rel.argtypes = [ctypes.c_void_p]\nfor i in range(300):\n    l.rel(l.mk(16 + i % 64))\nprint('done')\n";
+    // (python3 started by a script: the traced command is the script, python3 is one of
+    // the system's programs it runs)
+    std::fs::write(d.join("t.py"), py).unwrap();
+    let script = d.join("run.sh");
+    std::fs::write(&script, "#!/bin/sh\nexec /usr/bin/python3 \"$(dirname \"$0\")/t.py\" \"$1\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cmd = [script.to_str().unwrap(), so.to_str().unwrap()];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let fns = functions(&j, &so);
+    assert_eq!(find(&fns, "mk")["kind"], "alloc", "{j}");
+    assert_eq!(find(&fns, "mk")["args"], serde_json::json!({"size": 0}), "{j}");
+    assert_eq!(find(&fns, "rel")["kind"], "free", "{j}");
+    assert_eq!(find(&fns, "rel")["args"], serde_json::json!({"ptr": 0}), "{j}");
+    assert_eq!(j["binaries"].as_array().unwrap().len(), 1, "python3 itself is not learned: {j}");
+}
+
+#[test]
+fn the_traced_command_is_learned_wherever_it_is_installed() {
+    // `allocsite trace -- /usr/bin/python3 …`: the user asked for python3, so it is
+    // learned although it is one of the system's programs (its own allocators: PyMem_*).
+    let d = scratch("system_command");
+    let cmd = ["/usr/bin/python3", "-c", "x = [str(i) * 3 for i in range(2000)]\nprint(len(x))"];
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&plain(&cmd), &t);
+    let py = canon(Path::new("/usr/bin/python3"));
+    let b = j["binaries"].as_array().unwrap().iter().find(|b| b["binary"] == py.as_str()).unwrap_or_else(|| panic!("{py} not learned: {j}"));
+    let allocs = b["functions"].as_array().unwrap().iter().filter(|f| f["kind"] == "alloc").count();
+    assert!(allocs > 0, "no allocation function of {py} learned: {j}");
+}
+
+#[test]
+fn a_cold_fragment_is_no_function_entry() {
+    // trace_cold.c: malloc called from `tag.cold`, a piece of `tag` with an FDE of its
+    // own, entered by a jump with tag's frame in place. Unwound through at the first
+    // malloc, it was taken for a function: at its next "entry" the word at [rsp] — the
+    // heap string `tag` keeps there — was read as a return address and took an int3
+    // (python3 -c 'print(1)' failed with "unknown encoding: #TF-8" the same way). The
+    // fragment's unwind row says a frame is set up there, so it is never watched, and
+    // no breakpoint had to be refused for lying outside the program's code.
+    let d = scratch("cold");
+    let cold = cc(&d, "trace_cold", "cold", &[]);
+    let cmd = [cold.to_str().unwrap(), "100"];
+    let untraced = plain(&cmd);
+    assert_eq!(String::from_utf8_lossy(&untraced.stdout), "100 calls, 0 names changed\n");
+    let (t, j) = traced(&d, &cmd, &[]);
+    same(&untraced, &t);
+    assert_eq!(j["stats"]["refused_breakpoints"], 0, "tag.cold was watched: {j}");
+}

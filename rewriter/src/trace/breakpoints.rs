@@ -81,6 +81,11 @@ pub struct Space {
     pub exe: Option<usize>,
     /// Allocators and function entries unwatched after a long quiet spell.
     pub disarmed: bool,
+    /// It maps an image that is not the system's (whose functions are learned): only
+    /// then are its allocators watched. A process running only system code (a script's
+    /// shell and utilities) has nothing an allocator hit could teach, and stops only at
+    /// the loader's breakpoint, where a `dlopen` may bring in code that has.
+    pub learns: bool,
 }
 
 impl Space {
@@ -154,6 +159,14 @@ impl Tracer {
             return true;
         }
         if self.mem.over {
+            return false;
+        }
+        // Only in the code of an image the process maps. A return address is read off
+        // the stack, and a function entry may come from an unwind table: an int3 written
+        // anywhere else lands in the program's data (a heap string's first byte, turned
+        // into 0xcc and later "restored" to what it held before the program wrote it).
+        if !space.maps.iter().any(|m| addr >= m.lo && addr < m.hi) {
+            self.stats.refused_breakpoints += 1;
             return false;
         }
         let emul = emulation(tid, addr);

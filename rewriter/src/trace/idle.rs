@@ -50,16 +50,12 @@ impl Tracer {
                 self.quiet.remove(&k);
             }
         }
+        let learns = self.st.spaces.get(&sid).is_some_and(|s| s.learns);
         for m in maps {
             let in_map = |a: u64| a >= m.lo && a < m.hi;
             if m.file.system {
-                for (i, al) in ALLOCATORS.iter().enumerate() {
-                    let Some(a) = m.file.symbol(al).map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) else { continue };
-                    if on {
-                        self.bp_add(tid, a, |b| b.alloc = Some(i as u8));
-                    } else {
-                        self.bp_drop(tid, a, |b| b.alloc = None);
-                    }
+                if learns || !on {
+                    self.watch_allocators(tid, std::slice::from_ref(m), on);
                 }
                 continue;
             }
@@ -73,6 +69,21 @@ impl Tracer {
                     self.bp_add(tid, at, |b| b.func = Some(id));
                 } else if !on {
                     self.bp_drop(tid, at, |b| b.func = None);
+                }
+            }
+        }
+    }
+
+    /// Watch (or stop watching) the allocators of the system images `maps`.
+    pub fn watch_allocators(&mut self, tid: Pid, maps: &[Mapped], on: bool) {
+        for m in maps {
+            let in_map = |a: u64| a >= m.lo && a < m.hi;
+            for (i, al) in ALLOCATORS.iter().enumerate() {
+                let Some(a) = m.file.symbol(al).map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) else { continue };
+                if on {
+                    self.bp_add(tid, a, |b| b.alloc = Some(i as u8));
+                } else {
+                    self.bp_drop(tid, a, |b| b.alloc = None);
                 }
             }
         }

@@ -163,6 +163,11 @@ pub struct Learned {
     /// No longer watched without having settled: its verdict kept changing for
     /// `RETIRE_AFTER` × the learn limit calls.
     pub retired: bool,
+    /// Its address is a function's entry, where [rsp] is the return address a watched
+    /// call is matched by (`unwind::is_entry`). A `.cold` fragment unwound through at
+    /// an allocator hit is not: it is never watched (its "return address" was a heap
+    /// pointer of python3's, which took a return breakpoint).
+    pub entry: bool,
     pub evidence: Vec<String>,
 }
 
@@ -184,16 +189,18 @@ fn lowest(mask: u8) -> Option<u8> {
 impl Learned {
     fn new(file: Rc<ImageFile>, addr: u64, statik: Option<AllocFn>) -> Self {
         let name = statik.as_ref().map_or_else(|| file.name_at(addr), |s| s.name.clone());
+        let entry = unwind::is_entry(&file, addr);
         Learned {
             file, addr, name, statik, calls: 0, unentered: 0, n_alloc: 0, n_realloc: 0, n_realloc_null: 0, alloc_zero: 0x3f, n_free: 0, n_carve: 0, n_fixed: 0, n_none: 0, n_kept: 0,
             size: 0x3f, count: 0x3f, ptr: 0x3f, rsize: 0x3f, fptr: 0x3f, free_fit: 0x3f, carve_size: 0x3f, carve_pairs: 0, owned_carves: 0,
-            pairs: ALL_PAIRS, fixed: None, varying: false, fixed_args: None, fixed_still: 0, last_carve: None, verdict: None, streak: 0, settled: false, retired: false, evidence: Vec::new(),
+            pairs: ALL_PAIRS, fixed: None, varying: false, fixed_args: None, fixed_still: 0, last_carve: None, verdict: None, streak: 0, settled: false, retired: false,
+            entry, evidence: Vec::new(),
         }
     }
 
     /// Still worth a breakpoint at its entry.
     pub fn watched(&self) -> bool {
-        !self.settled && !self.retired
+        self.entry && !self.settled && !self.retired
     }
 
     /// The verdict is the static analysis's own classification: the code already
@@ -697,7 +704,7 @@ impl Tracer {
             // New code is mapped: what it runs may be new, watch again.
             self.arm(tid, &maps, true);
         }
-        let new: Vec<_> = match self.st.spaces.get_mut(&sid) {
+        let (new, turned): (Vec<_>, bool) = match self.st.spaces.get_mut(&sid) {
             Some(s) => {
                 if s.exe.is_none() {
                     let exe = sys::exe_path(tgid);
@@ -706,17 +713,24 @@ impl Tracer {
                 s.maps = maps.clone();
                 let new: Vec<_> = maps.iter().filter(|m| !s.seen.contains(&m.lo)).cloned().collect();
                 s.seen.extend(new.iter().map(|m| m.lo));
-                new
+                let learned = s.learns;
+                s.learns |= maps.iter().any(|m| !m.file.system);
+                (new, s.learns && !learned)
             }
             None => return,
         };
+        if turned {
+            // The first code that can teach something: the allocators of the system
+            // images mapped before it are watched from now on too.
+            let old: Vec<_> = maps.iter().filter(|m| m.file.system && !new.iter().any(|n| n.lo == m.lo)).cloned().collect();
+            self.watch_allocators(tid, &old, true);
+        }
+        let learns = self.st.spaces.get(&sid).is_some_and(|s| s.learns && !s.disarmed);
         for m in new {
             let in_map = |a: u64| a >= m.lo && a < m.hi;
             if m.file.system {
-                for (i, al) in ALLOCATORS.iter().enumerate() {
-                    if let Some(a) = m.file.symbol(al).map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) {
-                        self.bp_add(tid, a, |b| b.alloc = Some(i as u8));
-                    }
+                if learns {
+                    self.watch_allocators(tid, std::slice::from_ref(&m), true);
                 }
                 if let Some(a) = m.file.symbol("_dl_debug_state").map(|a| a.wrapping_add(m.bias)).filter(|&a| in_map(a)) {
                     self.bp_add(tid, a, |b| b.loader = true);

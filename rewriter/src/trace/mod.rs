@@ -42,6 +42,8 @@ pub struct Options {
     /// Allocator hits in a row that taught nothing, after which an address space's
     /// allocators are unwatched (until the loader maps new code).
     pub idle_unwatch: u64,
+    /// Learn the functions of programs installed in the system's directories too.
+    pub system_programs: bool,
     pub cmd: Vec<OsString>,
 }
 
@@ -81,6 +83,8 @@ pub fn run(opts: Options) -> Result<(), String> {
     signals::install();
     let root = spawn::spawn(&opts.cmd, !opts.detach_on_exit)?;
     let max = opts.max_mem;
+    let system_programs = opts.system_programs;
+    let command = opts.cmd.first().and_then(|c| images::command_path(c));
     let mut t = Tracer {
         opts,
         root,
@@ -89,7 +93,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         tree: Default::default(),
         mem: memory::Mem::new(max),
         learn: Default::default(),
-        images: Default::default(),
+        images: images::Images::new(system_programs, command),
         statics: HashMap::new(),
         over_noted: false,
         detach_soon: Vec::new(),

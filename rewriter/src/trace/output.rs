@@ -71,6 +71,9 @@ pub struct Stats {
     pub unwatched_entries: u64,
     pub single_steps: u64,
     pub loader_events: u64,
+    /// Breakpoints not planted because their address was not in the code of an image
+    /// the process maps (a return address read off a stack that was no return address).
+    pub refused_breakpoints: u64,
 }
 
 #[derive(Serialize)]

@@ -137,19 +137,26 @@ impl Stack {
     }
 }
 
-/// Write one byte through ptrace (works on read-only text, unlike process_vm_writev).
+/// Write one byte through ptrace (works on read-only text, unlike process_vm_writev);
+/// returns the byte it replaced. PTRACE_POKETEXT writes a whole word: the aligned word
+/// holding `addr` is read, its one byte changed and written back, so the seven others
+/// are rewritten with what they held a moment before, all in the same page (an aligned
+/// word never crosses one), which the caller checked is code (`Tracer::bp_add`): no
+/// thread writes there, and no neighbour of the byte can be made stale.
 pub fn poke_byte(pid: Pid, addr: u64, byte: u8) -> io::Result<u8> {
+    let word = addr & !7;
+    let shift = (addr & 7) * 8;
     // SAFETY: errno must be cleared to tell a -1 word from an error.
     unsafe { *libc::__errno_location() = 0 };
     // SAFETY: PEEKTEXT takes an address and returns the word.
-    let w = unsafe { libc::ptrace(libc::PTRACE_PEEKTEXT, pid, addr as *mut c_void, std::ptr::null_mut::<c_void>()) };
+    let w = unsafe { libc::ptrace(libc::PTRACE_PEEKTEXT, pid, word as *mut c_void, std::ptr::null_mut::<c_void>()) };
     let e = io::Error::last_os_error();
     if w == -1 && e.raw_os_error().unwrap_or(0) != 0 {
         return Err(e);
     }
-    let old = (w as u64 & 0xff) as u8;
-    let new = (w as u64 & !0xff) | byte as u64;
-    ptrace(libc::PTRACE_POKETEXT, pid, addr as usize, new as usize)?;
+    let old = (w as u64 >> shift) as u8;
+    let new = (w as u64 & !(0xff << shift)) | (byte as u64) << shift;
+    ptrace(libc::PTRACE_POKETEXT, pid, word as usize, new as usize)?;
     Ok(old)
 }
 

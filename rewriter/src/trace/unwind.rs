@@ -16,30 +16,53 @@ pub struct Frame {
     pub entry: Option<(u64, usize)>,
 }
 
-fn fdes(file: &ImageFile) -> &Vec<(u64, u64, usize)> {
+fn fdes(file: &ImageFile) -> &Vec<images::Fde> {
     file.fdes.get_or_init(|| {
         let eh = EhFrame::new(&file.eh_frame, LittleEndian);
         let bases = BaseAddresses::default().set_eh_frame(file.eh_frame_addr);
         let mut v = Vec::new();
         let mut entries = eh.entries(&bases);
+        let mut ctx = UnwindContext::new();
         while let Ok(Some(e)) = entries.next() {
             if let gimli::CieOrFde::Fde(partial) = e {
                 if let Ok(fde) = partial.parse(EhFrame::cie_from_offset) {
-                    v.push((fde.initial_address(), fde.initial_address() + fde.len(), fde.offset()));
+                    let start = fde.initial_address();
+                    let entry = fde.unwind_info_for_address(&eh, &bases, &mut ctx, start).is_ok_and(|row| at_entry(row));
+                    v.push(images::Fde { start, end: start + fde.len(), offset: fde.offset(), entry });
                 }
             }
         }
-        v.sort();
+        v.sort_by_key(|f| (f.start, f.end));
         v
     })
+}
+
+/// Whether a row is that of a function's first instruction: the return address at
+/// [rsp], nothing pushed yet. A `.cold` fragment (or any other piece of a function with
+/// an FDE of its own) is jumped to with its function's frame in place: its first row
+/// says so (`rsp+112` in python3.11's `Py_Main.cold`), and [rsp] there is a local.
+fn at_entry(row: &gimli::UnwindTableRow<usize>) -> bool {
+    let cfa = matches!(row.cfa(), CfaRule::RegisterAndOffset { register, offset: 8 } if *register == gimli::X86_64::RSP);
+    let ra = matches!(row.register(gimli::X86_64::RA), RegisterRule::Offset(-8) | RegisterRule::Undefined);
+    cfa && ra
 }
 
 /// The FDE covering link-time address `addr`: (function start, offset of the FDE).
 pub fn fde_for(file: &ImageFile, addr: u64) -> Option<(u64, usize)> {
     let v = fdes(file);
-    let i = v.partition_point(|f| f.0 <= addr);
-    let &(start, end, off) = v.get(i.checked_sub(1)?)?;
-    (addr < end).then_some((start, off))
+    let i = v.partition_point(|f| f.start <= addr);
+    let f = v.get(i.checked_sub(1)?)?;
+    (addr < f.end).then_some((f.start, f.offset))
+}
+
+/// Whether link-time address `addr`, taken for a function's entry, is one by the unwind
+/// table: false only when an FDE starts there with a frame already set up (see
+/// `at_entry`). An address no FDE starts at (no table, or a symbol inside one) is
+/// taken on its word: the analysis or a call said it is an entry.
+pub fn is_entry(file: &ImageFile, addr: u64) -> bool {
+    let v = fdes(file);
+    let i = v.partition_point(|f| f.start < addr);
+    v.get(i).filter(|f| f.start == addr).is_none_or(|f| f.entry)
 }
 
 /// Registers being unwound: DWARF numbering 0..16 (rax rdx rcx rbx rsi rdi rbp rsp r8–r15).
