@@ -531,6 +531,12 @@ fn endbr64_entries_resume_past_the_int3() {
     assert_eq!(x["hits"]["alloc"], 500, "{x}");
 }
 
+/// A command's file as the tracer names it: found on PATH, links resolved.
+fn images_path(cmd: &str) -> String {
+    let p = std::env::split_paths(&std::env::var_os("PATH").unwrap()).map(|d| d.join(cmd)).find(|f| f.is_file()).unwrap();
+    canon(&p)
+}
+
 #[test]
 fn system_programs_teach_nothing_unless_asked() {
     // A script's shell and utilities (sh, sort, cat) are the system's, like its
@@ -553,10 +559,19 @@ fn system_programs_teach_nothing_unless_asked() {
     assert_eq!(bins, vec![canon(&rep).as_str()], "only the program is learned");
     let hits = |j: &Value| j["stats"]["allocator_hits"].as_u64().expect("allocator_hits");
     assert_eq!(hits(&j), hits(&alone), "the shell's processes cost no allocator stop: {j}");
+    // … and the output names them, so that a program of the system's run by a script is
+    // not left out without a word
+    let unlearned: Vec<&str> = j["system_programs_not_learned"].as_array().unwrap().iter().filter_map(|p| p.as_str()).collect();
+    for prog in ["sort", "cat"] {
+        let path = images_path(prog);
+        assert!(unlearned.contains(&path.as_str()), "{path} not among {unlearned:?}");
+    }
+    assert!(!unlearned.contains(&canon(&rep).as_str()), "{unlearned:?}");
     // Asked for, the system's programs are learned too, at the price of their stops.
     let (t, k) = traced(&d, &cmd, &["--system-programs"]);
     same(&plain(&cmd), &t);
     assert!(hits(&k) > hits(&j), "{} allocator hits with the system's programs, {} without", hits(&k), hits(&j));
+    assert_eq!(k["system_programs_not_learned"], serde_json::json!([]), "{k}");
     assert_eq!(find(&functions(&k, &rep), "xalloc")["args"], serde_json::json!({"size": 0}), "{k}");
 }
 

@@ -24,6 +24,11 @@ pub fn is_system(path: &str, system_programs: bool, command: Option<&str>) -> bo
         || (!system_programs && command != Some(path) && SYSTEM_PROGRAMS.iter().any(|p| path.starts_with(p)))
 }
 
+/// Whether `path` is one of the system's programs (not a library).
+pub fn is_system_program(path: &str) -> bool {
+    SYSTEM_PROGRAMS.iter().any(|p| path.starts_with(p))
+}
+
 /// The file `cmd` runs, as `/proc/PID/maps` names it (found on `PATH` as `execvp`
 /// finds it, symbolic links resolved); None when it cannot be found.
 pub fn command_path(cmd: &std::ffi::OsStr) -> Option<String> {
@@ -150,6 +155,15 @@ pub struct Images {
 }
 
 impl Images {
+    /// The system's programs that ran and were treated as the system's (not learned):
+    /// what `--system-programs` would add.
+    pub fn unlearned_programs(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.all.iter().filter(|f| f.system && is_system_program(&f.path)).map(|f| f.path.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     pub fn new(system_programs: bool, command: Option<String>) -> Images {
         Images { system_programs, command, ..Default::default() }
     }

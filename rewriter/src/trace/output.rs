@@ -90,6 +90,10 @@ struct Out<'a> {
     exit: Option<Exit>,
     processes: &'a [Node],
     binaries: Vec<Binary>,
+    /// The system's programs that ran unlearned (a script's shell and utilities), which
+    /// `--system-programs` would learn: so that a program under /usr/bin run by a script
+    /// is not left out without a word.
+    system_programs_not_learned: Vec<String>,
     memory: Memory,
     stats: &'a Stats,
 }
@@ -183,6 +187,7 @@ impl Tracer {
             exit: self.root_exit,
             processes: &self.tree.nodes,
             binaries: bins,
+            system_programs_not_learned: self.images.unlearned_programs(),
             memory: Memory { max: self.mem.max, peak_accounted: self.mem.peak, bound_reached: self.mem.over },
             stats: &self.stats,
         };
@@ -198,6 +203,9 @@ impl Tracer {
                     for f in &b.functions {
                         eprintln!("allocsite trace: {}: {} [{}] {} calls ({})", b.binary, f.f.descriptor, f.f.kind.as_str(), f.hits.calls, f.opinion);
                     }
+                }
+                if !out.system_programs_not_learned.is_empty() {
+                    eprintln!("allocsite trace: not learned, the system's programs (--system-programs learns them): {}", out.system_programs_not_learned.join(", "));
                 }
             }
         }
