@@ -107,15 +107,23 @@ fn ring() -> &'static mut Ring {
     unsafe { &mut *core::ptr::addr_of_mut!(RING) }
 }
 
-/// Check a chunk leaving quarantine, then give it to glibc (an object of the runtime's
-/// small-object heap to its span).
-pub(super) unsafe fn leave(e: Entry, release: bool) {
-    let b = pattern::free_byte();
-    if !pattern::filled(e.base, e.size, b) {
-        if let Some(off) = pattern::first_not(e.base, e.size, b) {
+/// The free pattern of a chunk leaving quarantine (`size` requested bytes at `base`,
+/// `b` the free byte): a damaged byte is a write after free, its sites from `entry`
+/// (decoded only then).
+#[inline(always)]
+unsafe fn check_pattern(base: usize, size: usize, b: u8, entry: impl FnOnce() -> Entry) {
+    if !pattern::filled(base, size, b) {
+        if let Some(off) = pattern::first_not(base, size, b) {
+            let e = entry();
             raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
         }
     }
+}
+
+/// Check a chunk leaving quarantine, then give it to glibc (an object of the runtime's
+/// small-object heap to its span).
+pub(super) unsafe fn leave(e: Entry, release: bool) {
+    check_pattern(e.base, e.size, pattern::free_byte(), || e);
     if release {
         if crate::smallheap::owns(e.base) {
             crate::smallheap::give_back(e.base);
@@ -210,12 +218,7 @@ unsafe fn leave_sorted(batch: &mut [Packed], tmp: &mut [Packed]) {
                 let nx = sorted[j + 4];
                 prefetch_span_object(nx.base(), nx.size());
             }
-            if !pattern::filled(e.base(), e.size(), fb) {
-                if let Some(off) = pattern::first_not(e.base(), e.size(), fb) {
-                    let e = e.entry();
-                    raise(Finding::write_after_free(e.base, e.size, e.alloc_id, e.free_id, off, e.size));
-                }
-            }
+            check_pattern(e.base(), e.size(), fb, || e.entry());
             crate::smallheap::give_back(e.base());
             continue;
         }

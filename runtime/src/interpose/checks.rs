@@ -255,11 +255,7 @@ pub(super) unsafe fn realloc_checked(p: P, n: usize, code: u32, ra: usize, sp: u
     let q = new_checked(n, code, ra, sp, mark);
     if q.is_null() {
         // p is untouched: put its record back
-        guard_on(h, GUARD_WORK);
-        if chunkmap::insert(c.base, c.size, c.id).is_ok() {
-            sites::on_restore(h, c.id, c.size as u64);
-        }
-        guard_off(h);
+        restore(c);
         return q;
     }
     core::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, c.size.min(n));

@@ -6,7 +6,7 @@
 use super::*;
 
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Mallinfo2 {
     arena: usize,
     ordblks: usize,
@@ -44,10 +44,7 @@ fn libc_mallinfo2() -> Option<unsafe extern "C" fn() -> Mallinfo2> {
 
 #[no_mangle]
 pub unsafe extern "C" fn mallinfo2() -> Mallinfo2 {
-    let mut m = match libc_mallinfo2() {
-        Some(f) => f(),
-        None => Mallinfo2 { arena: 0, ordblks: 0, smblks: 0, hblks: 0, hblkhd: 0, usmblks: 0, fsmblks: 0, uordblks: 0, fordblks: 0, keepcost: 0 },
-    };
+    let mut m = libc_mallinfo2().map(|f| f()).unwrap_or_default();
     let (spans, live) = sh::usage();
     m.arena += spans;
     m.uordblks += live;

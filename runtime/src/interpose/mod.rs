@@ -58,6 +58,18 @@ unsafe fn record_if(chk: bool, p: *mut c_void, n: usize, code: u32, ra: usize, s
     }
 }
 
+/// Put back the record of a chunk `unrecord` took out, when the realloc that was to
+/// replace it failed (the chunk is untouched).
+#[cold]
+unsafe fn restore(c: index::Chunk) {
+    let h = hot();
+    guard_on(h, GUARD_WORK);
+    if chunkmap::insert(c.base, c.size, c.id).is_ok() {
+        sites::on_restore(h, c.id, c.size as u64);
+    }
+    guard_off(h);
+}
+
 /// Remove p from the index (before the memory is released).
 #[inline(always)]
 unsafe fn unrecord(p: *mut c_void) -> Option<index::Chunk> {
@@ -258,12 +270,7 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
     if q.is_null() && n != 0 {
         // failed: p is untouched, put its record back
         if let Some(c) = old {
-            let h = hot();
-            guard_on(h, GUARD_WORK);
-            if chunkmap::insert(c.base, c.size, c.id).is_ok() {
-                sites::on_restore(h, c.id, c.size as u64);
-            }
-            guard_off(h);
+            restore(c);
         }
         return q;
     }
@@ -278,16 +285,16 @@ unsafe fn realloc_common(p: P, n: usize, code: u32, ra: usize, sp: usize, mark: 
 /// which tests for NULL first (one call level less on Lua's every allocation).
 #[inline(always)]
 unsafe fn realloc_null(chk: bool, n: usize, code: u32, ra: usize, sp: usize, mark: usize) -> P {
+    if chk {
+        // (a new chunk like malloc's)
+        return new_checked(n, code, ra, sp, mark);
+    }
     if let Some(q) = small_general(n, code, ra, sp, mark) {
         return q;
     }
-    let q = lc::malloc_if(chk, req_if(chk, n));
+    let q = lc::malloc_if(false, n);
     if !q.is_null() {
-        record_if(chk, q, n, code, ra, sp, mark);
-        if chk {
-            // (realloc(NULL, n) makes a new chunk like malloc)
-            checked::fresh(q as usize, n, false);
-        }
+        record_if(false, q, n, code, ra, sp, mark);
     }
     q
 }

@@ -284,12 +284,7 @@ pub(super) unsafe fn realloc_to_span(p: P, n: usize, code: u32, ra: usize, sp: u
     let c = unrecord(p);
     let Some(q) = small_general(n, code, ra, sp, mark) else {
         if let Some(c) = c {
-            let h = hot();
-            guard_on(h, GUARD_WORK);
-            if chunkmap::insert(c.base, c.size, c.id).is_ok() {
-                sites::on_restore(h, c.id, c.size as u64);
-            }
-            guard_off(h);
+            restore(c);
         }
         return None;
     };

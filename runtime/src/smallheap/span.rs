@@ -146,11 +146,7 @@ pub unsafe fn take(s: *mut Span, n: usize, id: u32) -> usize {
 /// The object based exactly at `p` of span `s`, if live: its index and record.
 #[inline(always)]
 pub unsafe fn live_at(s: *const Span, p: usize) -> Option<(usize, u32)> {
-    let off = p.wrapping_sub(s as usize + (*s).start as usize);
-    let i = index(s, off);
-    if i >= (*s).bump as usize || i * (*s).size as usize != off {
-        return None;
-    }
+    let i = handed_out_at(s, p)?;
     let r = record(s, i);
     if r == 0 {
         return None;
@@ -171,9 +167,7 @@ pub unsafe fn put(s: *mut Span, p: usize, i: usize) {
 /// (live or not).
 #[inline(always)]
 pub unsafe fn handed_out_at(s: *const Span, p: usize) -> Option<usize> {
-    if (*s).nobj == 0 {
-        return None;
-    }
+    // (a span given back to the system reads as zeros: `bump` 0, nothing handed out)
     let off = p.wrapping_sub(s as usize + (*s).start as usize);
     let i = index(s, off);
     (i < (*s).bump as usize && i * (*s).size as usize == off).then_some(i)
